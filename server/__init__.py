@@ -1,0 +1,1 @@
+"""Council's processes: HTTP app, NATS worker, CLI, embedded services, simulated vLLM."""

@@ -1,0 +1,274 @@
+"""Content for the simulated vLLM server: approximate tokens, plausible text, JSON from a schema.
+
+Nothing here is a model. The text is built from the words of the request, so that different
+agents and prompts get different answers, and it is fully deterministic for a given random
+generator (which the server seeds from the request's seed and messages).
+
+Token approximation (no tokenizer can be downloaded here): a token is a run of at most four
+word characters or a single punctuation character, with the white space before it attached.
+English prose comes out at about 1.3 tokens per word, close to Qwen's BPE on such text. Joining
+the tokens gives back the text exactly, so a stream of tokens reproduces the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from typing import Any
+
+_TOKEN_RE = re.compile(r"\s*(?:\w{1,4}|[^\w\s])|\s+$")
+_WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{3,}")
+_STOP = {
+    "that", "this", "with", "from", "your", "have", "will", "what", "when", "which", "their",
+    "there", "they", "them", "then", "than", "into", "each", "only", "also", "must", "should",
+    "would", "could", "about", "other", "these", "those", "being", "were", "been", "does",
+    "agent", "proposal", "proposals", "critique", "revise", "task", "role", "write", "answer",
+    "below", "above", "following", "peer", "peers", "under", "review",
+}
+
+
+def tokenize(text: str) -> list[str]:
+    """Split text into approximate tokens whose concatenation is the text."""
+    return _TOKEN_RE.findall(text)
+
+
+def count_tokens(text: str) -> int:
+    return len(tokenize(text))
+
+
+def keywords(text: str, limit: int = 24) -> list[str]:
+    """The distinctive words of a prompt, most frequent first (ties by first appearance)."""
+    seen: dict[str, int] = {}
+    order: dict[str, int] = {}
+    for i, w in enumerate(_WORD_RE.findall(text)):
+        lw = w.lower()
+        if lw in _STOP:
+            continue
+        seen[lw] = seen.get(lw, 0) + 1
+        order.setdefault(lw, i)
+    ranked = sorted(seen, key=lambda w: (-seen[w], order[w]))
+    return ranked[:limit] or ["system", "change", "service", "data"]
+
+
+_VERBS = ["introduce", "measure", "isolate", "roll out", "verify", "document", "automate",
+          "split", "cache", "monitor", "retry", "validate", "migrate", "benchmark", "guard"]
+_NOUNS = ["boundary", "rollback path", "test", "metric", "alert", "feature flag", "runbook",
+          "contract", "checkpoint", "budget", "index", "queue", "dashboard", "canary", "limit"]
+_CLAUSES = ["so that failures stay contained", "before the change reaches production",
+            "with a clear way back", "without breaking existing clients",
+            "while keeping latency within budget", "and record the outcome in the runbook",
+            "so the team can observe it", "under realistic load", "behind a feature flag",
+            "with an owner for each step"]
+_CRIT_GOOD = ["addresses {k} directly", "keeps the {k} change small", "names concrete {k} checks",
+              "has a credible rollback for {k}"]
+_CRIT_BAD = ["does not say how {k} is measured", "leaves the {k} failure mode open",
+             "underestimates the risk around {k}", "gives no owner for the {k} step",
+             "skips tests for {k}"]
+
+
+def _sentence(rng: random.Random, kws: list[str]) -> str:
+    k1, k2 = rng.choice(kws), rng.choice(kws)
+    s = f"{rng.choice(_VERBS)} the {k1} {rng.choice(_NOUNS)} {rng.choice(_CLAUSES)}"
+    if rng.random() < 0.4:
+        s += f", and {rng.choice(_VERBS)} {k2}"
+    return s[0].upper() + s[1:] + "."
+
+
+def _section(rng: random.Random, kws: list[str], title: str, n: int, numbered: bool) -> str:
+    lines = [f"### {title}"]
+    for i in range(n):
+        lines.append(f"{i + 1}. {_sentence(rng, kws)}" if numbered else f"- {_sentence(rng, kws)}")
+    return "\n".join(lines)
+
+
+def _body(rng: random.Random, stage: str, kws: list[str], who: str) -> list[str]:
+    """An endless-enough list of paragraphs for the stage; the caller stops at the target length."""
+    if stage == "critique":
+        parts = [f"## Critique{(' by ' + who) if who else ''}"]
+        parts.append("### Strengths\n" + "\n".join(
+            f"- The proposal {rng.choice(_CRIT_GOOD).format(k=rng.choice(kws))}." for _ in range(2)))
+        parts.append("### Weaknesses\n" + "\n".join(
+            f"- It {rng.choice(_CRIT_BAD).format(k=rng.choice(kws))}." for _ in range(3)))
+        for _ in range(40):
+            parts.append(_section(rng, kws, "Suggestion", 2, False))
+        return parts
+    title = "Revised proposal" if stage == "revise" else "Proposal"
+    parts = [f"## {title}: {' '.join(kws[:3])}"]
+    if stage == "revise":
+        parts.append("### Changes after review\n" + "\n".join(
+            f"- Now {rng.choice(_VERBS)}s {rng.choice(kws)} {rng.choice(_CLAUSES)}." for _ in range(2)))
+    parts.append("### Approach\n" + " ".join(_sentence(rng, kws) for _ in range(3)))
+    parts.append(_section(rng, kws, "Steps", 5, True))
+    parts.append(_section(rng, kws, "Risks", 3, False))
+    parts.append(_section(rng, kws, "Tests", 3, False))
+    for _ in range(40):
+        parts.append(_section(rng, kws, "Details", 3, False))
+    return parts
+
+
+def make_text(rng: random.Random, stage: str, prompt: str, target_tokens: int, who: str = "") -> str:
+    """Text of about ``target_tokens`` tokens, shaped for the stage, ending at a sentence."""
+    kws = keywords(prompt)
+    rng.shuffle(kws)
+    out: list[str] = []
+    n = 0
+    for part in _body(rng, stage, kws[:12], who):
+        for line in part.split("\n"):
+            if n >= target_tokens:
+                break
+            out.append(line)
+            n += count_tokens(line) + 1
+    return "\n".join(out)
+
+
+def make_thinking(rng: random.Random, prompt: str) -> str:
+    kws = keywords(prompt, 8)
+    n = rng.randint(2, 5)
+    lines = [f"The request is about {', '.join(kws[:3])}."]
+    for _ in range(n):
+        lines.append(f"I should consider the {rng.choice(kws)} {rng.choice(_NOUNS)} "
+                     f"{rng.choice(_CLAUSES)}.")
+    lines.append("Let me write the answer.")
+    return " ".join(lines)
+
+
+def make_garbage(rng: random.Random, n_tokens: int) -> str:
+    alphabet = "�#@%&*~^|\\/<>{}[]0123456789qzxjvk"
+    return "".join(rng.choice(alphabet) for _ in range(max(8, n_tokens * 3)))
+
+
+class SchemaError(ValueError):
+    """The schema cannot be satisfied (or is not understood) by the generator."""
+
+
+def from_schema(schema: dict[str, Any], rng: random.Random, prompt: str = "") -> Any:
+    """A JSON value valid against ``schema`` (the subset structured output uses)."""
+    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    kws = keywords(prompt, 12) if prompt else ["value"]
+    return _gen(schema, rng, defs, kws, "$", 0)
+
+
+def _resolve(ref: str, defs: dict[str, Any], path: str) -> dict[str, Any]:
+    m = re.fullmatch(r"#/(?:\$defs|definitions)/(.+)", ref)
+    if not m or m.group(1) not in defs:
+        raise SchemaError(f"{path}: cannot resolve $ref {ref!r}")
+    return defs[m.group(1)]
+
+
+def _gen(s: Any, rng: random.Random, defs: dict, kws: list[str], path: str, depth: int) -> Any:
+    if depth > 12:
+        raise SchemaError(f"{path}: schema nests deeper than 12 levels")
+    if s is True or s == {}:
+        return rng.choice(kws)
+    if not isinstance(s, dict):
+        raise SchemaError(f"{path}: schema must be an object, got {type(s).__name__}")
+    if "$ref" in s:
+        return _gen(_resolve(s["$ref"], defs, path), rng, defs, kws, path, depth + 1)
+    if "const" in s:
+        return s["const"]
+    if "enum" in s:
+        if not s["enum"]:
+            raise SchemaError(f"{path}: enum is empty")
+        return rng.choice(s["enum"])
+    for key in ("anyOf", "oneOf"):
+        if key in s:
+            options = [o for o in s[key] if not (isinstance(o, dict) and o.get("type") == "null")]
+            if not options:
+                return None
+            return _gen(options[0], rng, defs, kws, f"{path}.{key}[0]", depth + 1)
+    if "allOf" in s:
+        merged: dict[str, Any] = {}
+        for part in s["allOf"]:
+            part = _resolve(part["$ref"], defs, path) if "$ref" in part else part
+            for k, v in part.items():
+                if k in ("properties",):
+                    merged.setdefault(k, {}).update(v)
+                elif k == "required":
+                    merged.setdefault(k, []).extend(v)
+                else:
+                    merged[k] = v
+        return _gen(merged, rng, defs, kws, path, depth + 1)
+    t = s.get("type")
+    if isinstance(t, list):
+        non_null = [x for x in t if x != "null"]
+        t = non_null[0] if non_null else "null"
+    if t is None:
+        t = "object" if "properties" in s else "string"
+    if t == "object":
+        props = s.get("properties", {})
+        required = s.get("required", [])
+        missing = [r for r in required if r not in props]
+        if missing and s.get("additionalProperties") is False:
+            raise SchemaError(f"{path}: required {missing} not in properties")
+        out = {}
+        for name, sub in props.items():
+            if name in required or rng.random() < 0.7:
+                out[name] = _gen(sub, rng, defs, kws, f"{path}.{name}", depth + 1)
+        for name in missing:
+            out[name] = rng.choice(kws)
+        return out
+    if t == "array":
+        lo = int(s.get("minItems", 1))
+        hi = int(s.get("maxItems", max(lo, 3)))
+        if lo > hi:
+            raise SchemaError(f"{path}: minItems {lo} > maxItems {hi}")
+        items = s.get("items", {})
+        n = rng.randint(lo, hi)
+        if isinstance(items, list):  # tuple form
+            return [_gen(it, rng, defs, kws, f"{path}[{i}]", depth + 1) for i, it in enumerate(items)]
+        vals = [_gen(items, rng, defs, kws, f"{path}[{i}]", depth + 1) for i in range(n)]
+        if s.get("uniqueItems"):
+            uniq = []
+            for v in vals:
+                if v not in uniq:
+                    uniq.append(v)
+            if len(uniq) < lo:
+                raise SchemaError(f"{path}: cannot make {lo} unique items")
+            vals = uniq
+        return vals
+    if t in ("number", "integer"):
+        lo = s.get("minimum", s.get("exclusiveMinimum", 0 if t == "integer" else 0.0))
+        hi = s.get("maximum", s.get("exclusiveMaximum", lo + 10))
+        if "exclusiveMinimum" in s and "minimum" not in s:
+            lo = lo + (1 if t == "integer" else 1e-6)
+        if "exclusiveMaximum" in s and "maximum" not in s:
+            hi = hi - (1 if t == "integer" else 1e-6)
+        if lo > hi:
+            raise SchemaError(f"{path}: minimum {lo} > maximum {hi}")
+        if t == "integer":
+            import math
+            ilo, ihi = math.ceil(lo), math.floor(hi)
+            if ilo > ihi:
+                raise SchemaError(f"{path}: no integer between {lo} and {hi}")
+            return rng.randint(ilo, ihi)
+        return round(rng.uniform(lo, hi), 2) if hi - lo >= 0.02 else lo
+    if t == "boolean":
+        return rng.random() < 0.5
+    if t == "null":
+        return None
+    if t == "string":
+        lo = int(s.get("minLength", 0))
+        hi = int(s.get("maxLength", 400))
+        if lo > hi:
+            raise SchemaError(f"{path}: minLength {lo} > maxLength {hi}")
+        if "pattern" in s:
+            raise SchemaError(f"{path}: string patterns are not supported by the simulator")
+        text = _sentence(rng, kws)
+        while len(text) < lo:
+            text += " " + _sentence(rng, kws)
+        return text[:hi]
+    raise SchemaError(f"{path}: unsupported type {t!r}")
+
+
+def break_json(rng: random.Random, doc: str) -> str:
+    """A document that is not valid JSON (a quote removed somewhere in the middle)."""
+    quotes = [i for i, c in enumerate(doc) if c == '"']
+    if not quotes:
+        return doc + "}"
+    i = quotes[len(quotes) // 2]
+    return doc[:i] + doc[i + 1:]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=1)
