@@ -1,0 +1,34 @@
+"""approve: optional human approval before publishing (LangGraph ``interrupt``).
+
+Runs only when the council requires approval. The interrupt carries the ranked candidates; the
+client resumes with ``{"approved": true}`` or ``{"winner": "<agent id>", "reason": "..."}``.
+It is its own node so that resuming never repeats the judge's LLM call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.types import interrupt
+
+from graph.state import CouncilState
+
+
+async def approve(state: CouncilState) -> dict[str, Any]:
+    d = state["decision"]
+    answer = interrupt({"question": "approve the winner, or name another with a reason",
+                        "winner": d["winner"], "justification": d["justification"], "ranking": d["ranking"]})
+    if not isinstance(answer, dict):
+        raise ValueError(f"approval must be an object like {{'approved': true}} or "
+                         f"{{'winner': id, 'reason': text}}, got {answer!r}")
+    if answer.get("approved") is True and not answer.get("winner"):
+        return {"decision": {**d, "approved_by_human": True, "stop_reason": "approved"}}
+    winner, reason = answer.get("winner"), (answer.get("reason") or "").strip()
+    ids = [r["agent_id"] for r in d["ranking"]]
+    if winner not in ids:
+        raise ValueError(f"winner must be one of {ids}, got {winner!r}")
+    if not reason:
+        raise ValueError("an override needs a non-empty reason")
+    return {"decision": {**d, "winner": winner, "justification": f"Human override: {reason}",
+                         "judge_justification": d["justification"], "approved_by_human": True,
+                         "stop_reason": "human_override"}}
