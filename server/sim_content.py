@@ -24,7 +24,8 @@ _STOP = {
     "there", "they", "them", "then", "than", "into", "each", "only", "also", "must", "should",
     "would", "could", "about", "other", "these", "those", "being", "were", "been", "does",
     "agent", "proposal", "proposals", "critique", "revise", "task", "role", "write", "answer",
-    "below", "above", "following", "peer", "peers", "under", "review",
+    "below", "above", "following", "peer", "peers", "under", "review", "while", "within",
+    "keeping", "without", "before", "after", "where", "stated", "judged", "rubric", "means",
 }
 
 

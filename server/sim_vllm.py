@@ -139,6 +139,7 @@ class ChatRequest(BaseModel):
     chat_template_kwargs: dict[str, Any] | None = None
     user: str | None = None
     n: int = Field(1, ge=1, le=1)
+    ignore_eos: bool = False
 
 
 def render_prompt(messages: list[dict[str, Any]]) -> str:
@@ -268,6 +269,8 @@ class SimVLLM:
         else:
             mean = c.mean_tokens.get(stage, c.mean_tokens["default"])
             target = max(20, int(rng.lognormvariate(0, c.length_sigma) * mean))
+            if req.ignore_eos:
+                target = max_tokens + 50
             body = content.make_text(rng, stage, prompt, target, who.get("agent") or "")
         if kind == "truncated_json":
             body, finish = body[: max(1, len(body) // 2)], "length"
@@ -446,6 +449,7 @@ def create_app(sim: SimVLLM | None = None) -> Starlette:
             "temperature": req.temperature, "seed": req.seed, "max_tokens": max_tokens or None,
             "structured": _json_schema(req.response_format) is not None,
             "fault": fault.kind if fault else None, "status": 200,
+            "prompt_sha": hashlib.sha256(prompt.encode()).hexdigest()[:16],
         }
         sim.log.append(entry)
         if fault is not None and fault.kind in ("http_500", "http_503", "http_429"):
