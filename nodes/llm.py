@@ -88,9 +88,10 @@ def chat_model(ctx: Context, council: dict[str, Any], agent: dict[str, Any], *, 
     extra_body: dict[str, Any] = {}
     if ctx.enable_thinking is not None:
         extra_body["chat_template_kwargs"] = {"enable_thinking": ctx.enable_thinking}
-    kwargs: dict[str, Any] = {}
     if response_format is not None:
-        kwargs["response_format"] = response_format
+        # In the body as-is: langchain-openai would switch to the client's parse() helper, which
+        # raises on truncated JSON instead of returning it for council to retry with more room.
+        extra_body["response_format"] = response_format
     return VLLMChatOpenAI(
         model=agent.get("model") or council["model"],
         base_url=council["base_url"],
@@ -104,7 +105,6 @@ def chat_model(ctx: Context, council: dict[str, Any], agent: dict[str, Any], *, 
         extra_body=extra_body or None,
         default_headers={"X-Council-Deliberation": deliberation_id, "X-Council-Agent": agent["agent_id"],
                          "X-Council-Stage": stage, "X-Council-Round": str(round_)},
-        model_kwargs=kwargs,
     )
 
 

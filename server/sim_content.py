@@ -111,7 +111,9 @@ def _body(rng: random.Random, stage: str, kws: list[str], who: str) -> list[str]
 def make_text(rng: random.Random, stage: str, prompt: str, target_tokens: int, who: str = "") -> str:
     """Text of about ``target_tokens`` tokens, shaped for the stage, ending at a sentence."""
     kws = keywords(prompt)
-    rng.shuffle(kws)
+    rest = kws[6:]
+    rng.shuffle(rest)
+    kws = kws[:6] + rest  # the prompt's most frequent words always, then a varying few
     out: list[str] = []
     n = 0
     for part in _body(rng, stage, kws[:12], who):

@@ -1,0 +1,55 @@
+"""Prompt files are read at call time; problems name the file and the placeholder."""
+
+from __future__ import annotations
+
+import pytest
+
+from nodes import prompts
+from nodes.prompts import PromptError
+
+STAGE_VALUES = {
+    "propose": dict(task="T", constraints="C", rubric="R", agent_id="a1"),
+    "critique": dict(task="T", constraints="C", rubric="R", agent_id="a1", author="a2", proposal="P", round=1),
+    "revise": dict(task="T", constraints="C", rubric="R", agent_id="a1", proposal="P", critiques="X", round=1),
+    "select": dict(task="T", constraints="C", rubric="R", proposals="P", candidates="a1, a2"),
+}
+
+
+@pytest.mark.parametrize("name", list(STAGE_VALUES))
+def test_shipped_stage_prompts_render_with_shared_part_first(name):
+    text = prompts.render(name, **STAGE_VALUES[name])
+    assert text.startswith("## Task\nT")
+    if "agent_id" in STAGE_VALUES[name]:
+        assert text.rstrip().endswith("You are a1.")  # what differs between agents comes last
+
+
+@pytest.mark.parametrize("role", ["dev", "qa", "architect", "devops", "data"])
+def test_every_role_has_its_own_system_prompt(role):
+    assert role.upper() in prompts.render(f"roles/{role}", role=role.upper())
+
+
+def test_edit_takes_effect_on_next_call(tmp_path, monkeypatch):
+    monkeypatch.setenv("COUNCIL_PROMPTS_DIR", str(tmp_path))
+    (tmp_path / "propose.md").write_text("first ${task}")
+    assert prompts.render("propose", task="x") == "first x"
+    (tmp_path / "propose.md").write_text("second ${task}")
+    assert prompts.render("propose", task="x") == "second x"
+
+
+def test_missing_file_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("COUNCIL_PROMPTS_DIR", str(tmp_path))
+    with pytest.raises(PromptError, match=f"{tmp_path}/critique.md is missing"):
+        prompts.render("critique", task="x")
+
+
+def test_unknown_placeholder_names_file_and_placeholder(tmp_path, monkeypatch):
+    monkeypatch.setenv("COUNCIL_PROMPTS_DIR", str(tmp_path))
+    (tmp_path / "propose.md").write_text("${task} and ${budget}")
+    with pytest.raises(PromptError, match=r"propose.md uses unknown placeholder\(s\) \$\{budget\}"):
+        prompts.render("propose", task="x")
+
+
+def test_braces_in_prompts_are_plain_text(tmp_path, monkeypatch):
+    monkeypatch.setenv("COUNCIL_PROMPTS_DIR", str(tmp_path))
+    (tmp_path / "select.md").write_text('answer like {"winner": "..."} for ${task}')
+    assert prompts.render("select", task="x") == 'answer like {"winner": "..."} for x'

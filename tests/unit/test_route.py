@@ -1,0 +1,74 @@
+"""The router decides every stage from the drafts and critiques alone."""
+
+from __future__ import annotations
+
+from langgraph.types import Send
+
+from graph.builder import after_select, route
+from graph.context import default_agents
+
+
+def state(n=3, rounds=1, drafts=(), critiques=()):
+    agents = [a.__dict__ for a in default_agents("QA", n)]
+    return {"deliberation_id": "d", "task": "t", "council": {"agents": agents, "rounds": rounds},
+            "drafts": list(drafts), "critiques": list(critiques)}
+
+
+def ids(n=3):
+    return [f"agent-qa-{i:03d}" for i in range(1, n + 1)]
+
+
+def drafts(version, n=3):
+    return [{"agent_id": a, "version": v, "content": f"{a} v{v}"} for v in range(version + 1) for a in ids(n)]
+
+
+def crits(rnd, n=3):
+    return [{"round": rnd, "critic": c, "author": a, "content": f"{c} on {a} r{rnd}"}
+            for a in ids(n) for c in ids(n) if c != a]
+
+
+def test_start_sends_one_propose_per_agent():
+    sends = route(state())
+    assert all(isinstance(s, Send) and s.node == "propose" for s in sends)
+    assert [s.arg["agent"]["agent_id"] for s in sends] == ids()
+
+
+def test_only_missing_proposals_are_sent_again():
+    sends = route(state(drafts=drafts(0)[:2]))
+    assert [s.arg["agent"]["agent_id"] for s in sends] == ["agent-qa-003"]
+
+
+def test_zero_rounds_goes_straight_to_select():
+    assert route(state(rounds=0, drafts=drafts(0))) == "select"
+
+
+def test_critique_every_ordered_pair_of_distinct_agents():
+    sends = route(state(n=4, drafts=drafts(0, 4)))
+    pairs = {(s.arg["agent"]["agent_id"], s.arg["author"]) for s in sends}
+    assert len(sends) == 12 and len(pairs) == 12
+    assert all(critic != author for critic, author in pairs)
+    assert all(s.node == "critique" and s.arg["round"] == 1 for s in sends)
+    assert all(s.arg["proposal"] == f"{s.arg['author']} v0" for s in sends)
+
+
+def test_each_author_revises_its_own_with_the_critiques_it_received():
+    sends = route(state(drafts=drafts(0), critiques=crits(1)))
+    assert [s.node for s in sends] == ["revise"] * 3
+    for s in sends:
+        me = s.arg["agent"]["agent_id"]
+        assert s.arg["proposal"] == f"{me} v0"
+        assert [c["critic"] for c in s.arg["critiques"]] == sorted(i for i in ids() if i != me)
+        assert all(c["author"] == me for c in s.arg["critiques"])
+
+
+def test_second_round_critiques_the_revisions_then_selects():
+    st = state(rounds=2, drafts=drafts(1), critiques=crits(1))
+    sends = route(st)
+    assert {s.node for s in sends} == {"critique"} and {s.arg["round"] for s in sends} == {2}
+    assert all(s.arg["proposal"].endswith("v1") for s in sends)
+    assert route(state(rounds=2, drafts=drafts(2), critiques=crits(1) + crits(2))) == "select"
+
+
+def test_after_select_asks_for_approval_only_when_required():
+    assert after_select({"council": {"require_approval": True}}) == "approve"
+    assert after_select({"council": {}}) == "publish"
