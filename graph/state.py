@@ -9,6 +9,10 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, NotRequired, Required, TypedDict
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from graph.context import MAX_AGENTS, MAX_ROUNDS, MAX_TASK_CHARS, MIN_AGENTS, ROLES
+
 
 class InputState(TypedDict, total=False):
     """What a caller gives to start a deliberation."""
@@ -77,3 +81,47 @@ class OutputState(TypedDict, total=False):
     decision: dict[str, Any]
     result: dict[str, Any]
     published: NotRequired[dict[str, Any]]
+
+
+class DeliberationRequest(BaseModel):
+    """A validated request; every error names the field and what is wrong with it."""
+
+    model_config = ConfigDict(extra="forbid")
+    task: str = Field(min_length=1, max_length=MAX_TASK_CHARS)
+    role: str
+    agents: int = Field(3, ge=MIN_AGENTS, le=MAX_AGENTS)
+    rounds: int = Field(1, ge=0, le=MAX_ROUNDS)
+    rubric: dict[str, str] = Field(min_length=1)
+    constraints: str = ""
+    story_id: str | None = None
+    task_id: str | None = None
+
+    @field_validator("task")
+    @classmethod
+    def _task_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("task is empty or only whitespace")
+        return v.strip()
+
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, v: str) -> str:
+        up = v.strip().upper()
+        if up not in ROLES:
+            raise ValueError(f"unknown role {v!r}; known roles: {', '.join(ROLES)}")
+        return up
+
+
+def describe_validation_error(e: Exception) -> str:
+    """One line per problem: ``field: message``."""
+    errors = getattr(e, "errors", None)
+    if not callable(errors):
+        return str(e)
+    out = []
+    for err in errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "input"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "string_too_long":
+            msg = f"task is {len(str(err.get('input', '')))} characters; the maximum is {MAX_TASK_CHARS}"
+        out.append(f"{loc}: {msg}")
+    return "; ".join(out)

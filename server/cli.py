@@ -145,9 +145,9 @@ async def _deliberate(args: argparse.Namespace, inp: dict[str, Any] | None, thre
             except CouncilError as e:
                 _say(f"council: error: {e}")
                 _say(f"council: deliberation {thread_id} keeps what was done; resume: council resume {thread_id}")
-                return 3 if "LLM" in e.cause else 1
+                return 3
             except ValidationError as e:
-                from nodes.prepare import describe_validation_error
+                from graph.state import describe_validation_error
                 raise UsageError(describe_validation_error(e)) from None
             finally:
                 await Publisher.close_all()
@@ -160,7 +160,7 @@ async def _deliberate(args: argparse.Namespace, inp: dict[str, Any] | None, thre
 
 
 def cmd_deliberate(args: argparse.Namespace) -> int:
-    from nodes.prepare import DeliberationRequest, describe_validation_error
+    from graph.state import DeliberationRequest, describe_validation_error
 
     rubric = load_rubric(args.rubric) or DEFAULT_RUBRIC
     try:
@@ -194,7 +194,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.task, args.role, args.rubric = task["task"], task["role"], rubric_file
         args.constraints, args.story_id, args.task_id = "", "demo", task["id"]
         os.environ.setdefault("COUNCIL_DEMO", "1")
-        from nodes.prepare import DeliberationRequest
+        from graph.state import DeliberationRequest
         req = DeliberationRequest(task=task["task"], role=task["role"], agents=args.agents, rounds=args.rounds,
                                   rubric=task["rubric"], story_id="demo", task_id=task["id"])
         thread_id = args.id or f"demo-{uuid.uuid4().hex[:12]}"

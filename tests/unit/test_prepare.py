@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from graph.context import MAX_ROUNDS, MAX_TASK_CHARS
-from nodes.prepare import DeliberationRequest, describe_validation_error
+from graph.state import DeliberationRequest, describe_validation_error
 
 OK = dict(task="Split the notifications module", role="ARCHITECT", agents=3, rounds=1, rubric={"a": "b"})
 
