@@ -1,17 +1,29 @@
 """Checkpoints in Valkey through ``AsyncValkeySaver`` (langgraph-checkpoint-aws).
 
-``VALKEY_URL`` when set; otherwise an embedded valkey-server (``server.services``) with its
-append-only file under ``COUNCIL_DATA_DIR``. ``checkpointer()`` is also what ``langgraph.json``
-points the LangGraph server at.
+``VALKEY_URL`` when set; otherwise one embedded valkey-server per process (``server.services``),
+with its append-only file under ``COUNCIL_DATA_DIR``, stopped when the process exits.
+``checkpointer()`` is what ``langgraph.json`` points the LangGraph server at: an async context
+manager yielding the saver (the served graph is compiled without one).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
 
 from langgraph_checkpoint_aws.checkpoint.valkey import AsyncValkeySaver
+
+
+def valkey_url() -> str:
+    """``VALKEY_URL``, or the URL of this process's embedded valkey-server (started once)."""
+    url = os.environ.get("VALKEY_URL")
+    if url:
+        return url
+    from server.services import embedded_valkey_url
+
+    return embedded_valkey_url()
 
 
 @contextlib.asynccontextmanager
@@ -22,14 +34,7 @@ async def valkey_saver(url: str) -> AsyncIterator[AsyncValkeySaver]:
 
 @contextlib.asynccontextmanager
 async def checkpointer() -> AsyncIterator[AsyncValkeySaver]:
-    """Saver on ``VALKEY_URL``, or on an embedded valkey-server started for as long as it is used."""
-    url = os.environ.get("VALKEY_URL")
-    if url:
-        async with valkey_saver(url) as saver:
-            yield saver
-        return
-    from server.services import EmbeddedValkey, data_dir
-
-    with EmbeddedValkey(data_dir() / "valkey") as v:
-        async with valkey_saver(v.url) as saver:
-            yield saver
+    """The saver the LangGraph server uses (see ``langgraph.json``)."""
+    url = await asyncio.to_thread(valkey_url)  # may start a server: not on the event loop
+    async with valkey_saver(url) as saver:
+        yield saver

@@ -19,6 +19,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 
 from graph.context import Context
+from nodes import metrics
 
 log = structlog.get_logger("council.llm")
 
@@ -129,6 +130,7 @@ async def call(ctx: Context, council: dict[str, Any], agent: dict[str, Any], *, 
         try:
             msg = await llm.ainvoke(messages)
         except (openai.APIConnectionError, httpx.TransportError) as e:
+            metrics.DELIBERATIONS_FAILED.labels(council["role"], stage).inc()
             raise LLMUnreachable(stage, agent["agent_id"],
                                  f"cannot reach the LLM at {council['base_url']}: {e}") from e
         except openai.NotFoundError as e:
@@ -172,9 +174,11 @@ async def call(ctx: Context, council: dict[str, Any], agent: dict[str, Any], *, 
         record["accepted"] = not problem
         record["problem"] = problem or None
         records.append(record)
+        metrics.observe_call(record)
         if not problem:
             record["parsed"] = parsed
             return records
         if finish == "length":
             budget = budget * 2  # truncated: retry with room to finish
+    metrics.DELIBERATIONS_FAILED.labels(council["role"], stage).inc()
     raise CouncilError(stage, agent["agent_id"], f"{problem} after {attempts} attempts")

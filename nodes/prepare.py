@@ -9,6 +9,7 @@ from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from graph.context import AgentSpec, Context, default_agents
 from graph.state import CouncilState, DeliberationRequest
+from nodes.metrics import DELIBERATIONS_STARTED
 
 
 def effective_request(state: CouncilState, ctx: Context) -> DeliberationRequest:
@@ -40,6 +41,7 @@ def build_council(req: DeliberationRequest, ctx: Context) -> dict[str, Any]:
 async def prepare(state: CouncilState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Validate the input (clear errors name the field) and snapshot the council."""
     req = effective_request(state, runtime.context)
+    DELIBERATIONS_STARTED.labels(req.role).inc()
     deliberation_id = state.get("deliberation_id") or get_config()["configurable"].get("thread_id") or ""
     return {"task": req.task, "role": req.role, "deliberation_id": str(deliberation_id),
             "council": build_council(req, runtime.context), "started_at": time.time()}

@@ -10,12 +10,15 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.state import CouncilState
 from nodes.events import COMPLETED_SUBJECT, Publisher, build_completed
+from nodes.metrics import DELIBERATION_SECONDS, DELIBERATIONS_COMPLETED
 
 log = structlog.get_logger("council.publish")
 
 
 async def publish(state: CouncilState, runtime: Runtime[Context]) -> dict[str, Any]:
     event = build_completed(state)
+    DELIBERATIONS_COMPLETED.labels(event.role).inc()
+    DELIBERATION_SECONDS.labels(event.role).observe(event.duration_ms / 1000)
     url = runtime.context.nats_url
     if not url:
         log.warning("event.not_published", deliberation_id=event.deliberation_id,

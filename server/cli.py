@@ -224,6 +224,44 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The LangGraph server (offline) with council's graph, Valkey checkpointer and HTTP app."""
+    import signal
+    import subprocess
+
+    from server.services import services
+
+    if args.port == 2024:
+        raise UsageError("--port 2024 is taken on these machines; pick another")
+    exe = Path(sys.executable).parent / "langgraph"
+    if not exe.exists():
+        raise UsageError("langgraph CLI not installed: pip install -e '.[serve]'")
+    with services(announce=_say) as (valkey_url, nats_url):
+        env = {**os.environ, "VALKEY_URL": valkey_url, "NATS_URL": nats_url,
+               "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGGRAPH_NO_VERSION_CHECK": "true"}
+        env.setdefault("LANGSMITH_TRACING", "false")
+        if args.base_url:
+            env["COUNCIL_LLM_BASE_URL"] = args.base_url
+        if args.model:
+            env["COUNCIL_MODEL"] = args.model
+        cmd = [str(exe), "dev", "--port", str(args.port), "--host", args.host, "--no-browser",
+               "--config", str(ROOT / "langgraph.json")]
+        if not args.reload:
+            cmd.append("--no-reload")
+        base = f"http://{args.host}:{args.port}"
+        _say(f"council API on {base} (docs: {base}/docs; councils: {base}/councils; health: {base}/healthz)")
+        _say(f"LangGraph Studio: https://smith.langchain.com/studio/?baseUrl={base}")
+        _say(f"LLM: {env.get('COUNCIL_LLM_BASE_URL', DEFAULT_BASE_URL)}")
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+
+        def forward(signum, _frame):
+            proc.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        return proc.wait()
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", help=f"OpenAI-compatible LLM base URL (env COUNCIL_LLM_BASE_URL, "
                                       f"default {DEFAULT_BASE_URL})")
@@ -268,6 +306,14 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--quiet", action="store_true")
     m.add_argument("--approval", action="store_true")
     m.set_defaults(func=cmd_demo)
+
+    v = sub.add_parser("serve", help="the LangGraph server (API + Studio) for council, offline")
+    v.add_argument("--port", type=int, default=8123)
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--base-url", help="LLM base URL (env COUNCIL_LLM_BASE_URL)")
+    v.add_argument("--model")
+    v.add_argument("--reload", action="store_true", help="reload on code changes")
+    v.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("schemas", help="write (or --check) the events' JSON Schemas")
     s.add_argument("--out", default=str(ROOT / "docs" / "events"))

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +36,18 @@ def data_dir() -> Path:
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _alive(pid: int, name: str | None = None) -> bool:
+    """Is ``pid`` a live process (and, with ``name``, one running that program)?"""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    if state == "Z":
+        return False
+    return name is None or name.encode() in cmdline
 
 
 def _wait_port(port: int, proc: subprocess.Popen, name: str, log: Path, timeout: float = 15) -> None:
@@ -69,41 +82,40 @@ class EmbeddedProcess:
         raise NotImplementedError
 
     def _check_previous(self) -> None:
-        """Refuse to share a data directory with a live server; clear a dead one's pid file.
+        """Refuse to share a data directory with a live owner; stop a server whose owner died.
 
-        A server whose owner was killed receives SIGTERM (PR_SET_PDEATHSIG) and exits within
-        moments, so a restarted council waits briefly for it before giving up.
+        The pid file holds the server's pid and its owner's. A server whose owner was killed
+        gets SIGTERM from the kernel (PR_SET_PDEATHSIG, when started from the main thread) or
+        here, so a restarted council takes over the data directory cleanly.
         """
         pidfile = self.dir / f"{self.name}.pid"
         if not pidfile.exists():
             return
         try:
-            pid = int(pidfile.read_text().strip())
+            pid, owner = (int(x) for x in pidfile.read_text().split()[:2])
         except ValueError:
-            pid = 0
-        deadline = time.monotonic() + 10
-        while pid and time.monotonic() < deadline:
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                break
-            if self.name.encode() not in cmdline:
-                break
-            time.sleep(0.05)
-        else:
-            if pid:
-                raise RuntimeError(f"{self.name} (pid {pid}) is already running on {self.dir}; "
-                                   "another council process owns it. Stop it, or set "
-                                   "COUNCIL_DATA_DIR to another directory")
+            pid, owner = 0, 0
+        if pid and _alive(pid, self.name):
+            if owner and owner != os.getpid() and _alive(owner):
+                raise RuntimeError(f"{self.name} (pid {pid}) is already running on {self.dir} for process "
+                                   f"{owner}; stop that process, or set COUNCIL_DATA_DIR to another directory")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _alive(pid, self.name) and time.monotonic() < deadline:
+                time.sleep(0.05)
         pidfile.unlink(missing_ok=True)
 
     def start(self) -> "EmbeddedProcess":
         self._check_previous()
         logf = open(self.log, "ab")
+        # PDEATHSIG fires when the creating *thread* ends: only tie the child to the main thread.
+        main = threading.current_thread() is threading.main_thread()
         self.proc = subprocess.Popen(self.command(), stdout=logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=self.dir, preexec_fn=_die_with_parent)
+                                     stdin=subprocess.DEVNULL, cwd=self.dir,
+                                     preexec_fn=_die_with_parent if main else None)
         logf.close()
-        (self.dir / f"{self.name}.pid").write_text(str(self.proc.pid))
+        (self.dir / f"{self.name}.pid").write_text(f"{self.proc.pid} {os.getpid()}")
         _wait_port(self.port, self.proc, self.name, self.log)
         return self
 
@@ -176,3 +188,19 @@ def services(need_valkey: bool = True, need_nats: bool = True, announce=print):
             nats_url = n.url
             announce(f"embedded nats-server on {n.url} (data: {n.dir})")
         yield valkey_url, nats_url
+
+
+_embedded_lock = threading.Lock()
+_embedded_valkey: EmbeddedValkey | None = None
+
+
+def embedded_valkey_url() -> str:
+    """This process's one embedded valkey-server (started on first use, stopped at exit)."""
+    global _embedded_valkey
+    with _embedded_lock:
+        if _embedded_valkey is None:
+            import atexit
+
+            _embedded_valkey = EmbeddedValkey(data_dir() / "valkey").start()
+            atexit.register(_embedded_valkey.stop)
+        return _embedded_valkey.url
