@@ -262,6 +262,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return proc.wait()
 
 
+def cmd_draw(args: argparse.Namespace) -> int:
+    """The compiled graph as Mermaid (docs/graph.mmd), or --check that the drawing is current."""
+    from graph.builder import graph
+
+    text = graph.get_graph().draw_mermaid()
+    path = Path(args.out)
+    if args.check:
+        if not path.exists() or path.read_text() != text:
+            _say(f"stale graph drawing {path} (run `council draw`)")
+            return 1
+        return 0
+    path.write_text(text)
+    print(path)
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", help=f"OpenAI-compatible LLM base URL (env COUNCIL_LLM_BASE_URL, "
                                       f"default {DEFAULT_BASE_URL})")
@@ -315,6 +331,11 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--reload", action="store_true", help="reload on code changes")
     v.set_defaults(func=cmd_serve)
 
+    w = sub.add_parser("draw", help="write (or --check) docs/graph.mmd from the compiled graph")
+    w.add_argument("--out", default=str(ROOT / "docs" / "graph.mmd"))
+    w.add_argument("--check", action="store_true")
+    w.set_defaults(func=cmd_draw)
+
     s = sub.add_parser("schemas", help="write (or --check) the events' JSON Schemas")
     s.add_argument("--out", default=str(ROOT / "docs" / "events"))
     s.add_argument("--check", action="store_true")
@@ -330,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     from server import logs
     from server.services import data_dir
 
-    if args.cmd not in ("schemas",):
+    if args.cmd not in ("schemas", "draw"):
         log_file = Path(args.log_file) if args.log_file else data_dir() / "logs" / "council.jsonl"
         logs.configure(level=args.log_level, json_lines=True, file=log_file, stderr=args.log_stderr)
     try:

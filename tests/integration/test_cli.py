@@ -146,3 +146,13 @@ def test_event_schemas_in_docs_are_current(tmp_path):
     r = subprocess.run([*COUNCIL, "schemas", "--check", "--out", str(out)], cwd=ROOT, capture_output=True,
                        text=True, env=env(tmp_path))
     assert r.returncode == 1 and "deliberation.completed.schema.json" in r.stderr
+
+
+def test_graph_drawing_in_docs_is_current(tmp_path):
+    r = subprocess.run([*COUNCIL, "draw", "--check"], cwd=ROOT, capture_output=True, text=True, env=env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    stale = tmp_path / "graph.mmd"
+    stale.write_text((ROOT / "docs" / "graph.mmd").read_text().replace("tally -.-> select", "tally --> select"))
+    r = subprocess.run([*COUNCIL, "draw", "--check", "--out", str(stale)], cwd=ROOT, capture_output=True,
+                       text=True, env=env(tmp_path))
+    assert r.returncode == 1 and "stale graph drawing" in r.stderr

@@ -1,0 +1,214 @@
+"""The real LangGraph server (``council serve`` -> ``langgraph dev``) driven with ``langgraph_sdk``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import pytest
+import valkey.asyncio as avalkey
+from langgraph_sdk import get_client
+from prometheus_client.parser import text_string_to_metric_families
+
+from server.services import free_port
+from server.sim_vllm import ServerThread, SimConfig, SimVLLM
+from tests.conftest import ROOT
+
+TASK = "Choose between server-sent events and WebSockets for live order-status updates to 200k clients."
+
+
+class Served:
+    def __init__(self, tmp_path, valkey_url: str, nats_url: str, llm_url: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items()}
+        self.env.update(VALKEY_URL=valkey_url, NATS_URL=nats_url, COUNCIL_LLM_BASE_URL=llm_url,
+                        COUNCIL_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
+        self.log = tmp_path / f"serve-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Served":
+        self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
+                                     env=self.env, cwd=ROOT, stdout=open(self.log, "ab"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/ok", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.25)
+        raise RuntimeError(f"langgraph server did not start: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def llm():
+    with ServerThread(SimVLLM(SimConfig(time_scale=0.005))) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, valkey_url, nats_url, llm):
+    s = Served(tmp_path_factory.mktemp("serve"), valkey_url, nats_url, llm.base_url).start()
+    yield s
+    s.stop()
+
+
+async def test_run_to_completion_and_state_history(server, valkey_url):
+    client = get_client(url=server.url)
+    thread = await client.threads.create()
+    out = await client.runs.wait(thread["thread_id"], "council",
+                                 input={"task": TASK, "role": "ARCHITECT", "rounds": 1, "story_id": "S-1"})
+    assert out["result"]["role"] == "ARCHITECT" and out["result"]["story_id"] == "S-1"
+    assert out["result"]["winner"]["author"]["agent_id"].startswith("agent-architect-")
+    assert out["published"]["subject"] == "orchestration.deliberation.completed"
+    history = await client.threads.get_history(thread["thread_id"], limit=100)
+    steps = sorted(h["metadata"]["step"] for h in history)
+    # one checkpoint per super-step: input (-1), start (0), prepare, tally, propose, tally,
+    # critique, tally, revise, tally, select, publish (10)
+    assert steps == list(range(-1, 11))
+    v = avalkey.from_url(valkey_url.replace("valkey://", "redis://"))
+    keys = [k async for k in v.scan_iter(match=f"checkpoint:{{{thread['thread_id']}}}:*")]
+    await v.aclose()
+    assert len(keys) >= len(history)
+
+
+async def test_stream_updates_custom_and_tokens(server):
+    client = get_client(url=server.url)
+    thread = await client.threads.create()
+    seen: dict[str, list] = {"updates": [], "custom": [], "messages": []}
+    async for part in client.runs.stream(thread["thread_id"], "council",
+                                         input={"task": TASK, "role": "DEVOPS", "rounds": 1},
+                                         stream_mode=["updates", "custom", "messages-tuple"]):
+        kind = part.event.split("|")[0]
+        if kind in seen:
+            seen[kind].append(part.data)
+    nodes = [n for u in seen["updates"] for n in u]
+    assert nodes.count("propose") == 3 and nodes.count("critique") == 6 and nodes.count("revise") == 3
+    finished = [c for c in seen["custom"] if c.get("event") == "agent_finished"]
+    assert sorted({(c["stage"], c["agent_id"]) for c in finished}) == sorted(
+        {(s, f"agent-devops-00{i}") for s in ("propose", "critique", "revise") for i in (1, 2, 3)})
+    tokens = [m for m in seen["messages"] if isinstance(m, list) and m and m[0].get("content")]
+    assert len(tokens) > 50  # token chunks as they are generated
+
+
+async def test_interrupt_before_select_then_approve_or_override(server):
+    client = get_client(url=server.url)
+    # approve
+    t1 = await client.threads.create()
+    await client.runs.wait(t1["thread_id"], "council", input={"task": TASK, "role": "DEV", "rounds": 0},
+                           context={"require_approval": True})
+    state = await client.threads.get_state(t1["thread_id"])
+    assert state["next"] == ["approve"]
+    question = state["tasks"][0]["interrupts"][0]["value"]
+    assert len(question["ranking"]) == 3 and question["winner"] == question["ranking"][0]["agent_id"]
+    out = await client.runs.wait(t1["thread_id"], "council", command={"resume": {"approved": True}})
+    assert out["result"]["stop_reason"] == "approved"
+    assert out["result"]["winner"]["author"]["agent_id"] == question["winner"]
+    # override with the last-ranked candidate
+    t2 = await client.threads.create()
+    await client.runs.wait(t2["thread_id"], "council", input={"task": TASK, "role": "DEV", "rounds": 0},
+                           context={"require_approval": True})
+    last = (await client.threads.get_state(t2["thread_id"]))["tasks"][0]["interrupts"][0]["value"]["ranking"][-1]
+    out = await client.runs.wait(t2["thread_id"], "council", command={
+        "resume": {"winner": last["agent_id"], "reason": "simplest to operate"}})
+    assert out["result"]["stop_reason"] == "human_override"
+    assert out["result"]["winner"]["author"]["agent_id"] == last["agent_id"]
+    assert "simplest to operate" in out["result"]["justification"]
+
+
+@pytest.mark.parametrize("inp,status,needle", [
+    ({"role": "DEV"}, 422, "task: field required"),
+    ({"task": "  ", "role": "DEV"}, 422, "task: task is empty or only whitespace"),
+    ({"task": TASK, "role": "CEO"}, 422, "role: unknown role 'CEO'"),
+    ({"task": TASK, "role": "DEV", "rounds": 99}, 422, "rounds: Input should be less than or equal to 5"),
+    ({"task": TASK, "role": "DEV", "rounds": "many"}, 422, "rounds: Input should be a valid integer"),
+    ({"task": TASK, "council_name": "nope"}, 404, "council_name: unknown council 'nope'"),
+    ({"task": TASK, "role": "DEV", "budget": 3}, 422, "input: unknown field(s) ['budget']"),
+])
+def test_bad_run_requests_name_the_field(server, inp, status, needle):
+    thread = httpx.post(server.url + "/threads", json={}).json()
+    for path in (f"/threads/{thread['thread_id']}/runs", f"/threads/{thread['thread_id']}/runs/wait", "/runs/wait"):
+        r = httpx.post(server.url + path, json={"assistant_id": "council", "input": inp})
+        assert r.status_code == status, (path, r.text)
+        assert needle in r.json()["detail"]
+
+
+async def test_councils_crud_use_and_survive_restart(server, tmp_path, valkey_url, nats_url, llm):
+    names = [c["name"] for c in httpx.get(server.url + "/councils").json()]
+    assert {"dev", "qa", "architect", "devops", "data"} <= set(names)
+    name = f"pair-{uuid.uuid4().hex[:6]}"
+    council = {"name": name, "role": "QA", "rounds": 0, "rubric": {"coverage": "all paths"},
+               "agents": [{"agent_id": "qa-alice", "temperature": 0.2}, {"agent_id": "qa-bob", "temperature": 0.9}]}
+    assert httpx.post(server.url + "/councils", json=council).status_code == 201
+    assert httpx.post(server.url + "/councils", json=council).status_code == 409
+    bad = httpx.post(server.url + "/councils", json={**council, "name": "x", "role": "CEO"})
+    assert bad.status_code == 422 and "role: unknown role 'CEO'" in bad.json()["detail"]
+    one = httpx.post(server.url + "/councils", json={**council, "name": "y", "agents": council["agents"][:1]})
+    assert one.status_code == 422 and "agents" in one.json()["detail"]
+
+    client = get_client(url=server.url)
+    thread = await client.threads.create()
+    out = await client.runs.wait(thread["thread_id"], "council", input={"task": TASK, "council_name": name})
+    assert out["result"]["role"] == "QA"
+    assert sorted(p["author"]["agent_id"] for p in out["result"]["proposals"]) == ["qa-alice", "qa-bob"]
+    assert set(out["result"]["ranking"][0]["scores"]) == {"coverage"}
+
+    # a restarted server finds the council again (it lives in Valkey)
+    other = Served(tmp_path, valkey_url, nats_url, llm.base_url)
+    server.stop()
+    other.start()
+    try:
+        assert httpx.get(f"{other.url}/councils/{name}").json()["agents"][0]["agent_id"] == "qa-alice"
+        assert httpx.delete(f"{other.url}/councils/{name}").status_code == 204
+        assert httpx.get(f"{other.url}/councils/{name}").status_code == 404
+        assert httpx.delete(f"{other.url}/councils/{name}").status_code == 404
+    finally:
+        other.stop()
+        server.start()
+
+
+def test_healthz_and_metrics(server):
+    h = httpx.get(server.url + "/healthz")
+    assert h.status_code == 200, h.text
+    body = h.json()
+    assert body["valkey"]["ok"] and body["nats"]["ok"] and body["llm"]["ok"]
+    r = httpx.post(server.url + "/runs/wait", json={"assistant_id": "council", "input": {
+        "task": "Plan a zero-downtime split of the events table", "role": "DATA", "rounds": 1}}, timeout=60)
+    assert r.status_code == 200, r.text
+    text = httpx.get(server.url + "/metrics").text
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("council_deliberations_started", "council_deliberations_completed", "council_llm_calls",
+                 "council_llm_tokens", "council_deliberation_duration_seconds"):
+        assert name in fams, name
+    calls = {(s.labels["role"], s.labels["stage"]) for s in fams["council_llm_calls"].samples if s.value > 0}
+    assert {("DATA", s) for s in ("propose", "critique", "revise", "select")} <= calls
+    started = {s.labels["role"]: s.value for s in fams["council_deliberations_started"].samples
+               if s.name.endswith("_total")}
+    assert started["DATA"] >= 1
+
+
+def test_healthz_reports_a_down_llm(tmp_path, valkey_url, nats_url):
+    s = Served(tmp_path, valkey_url, nats_url, f"http://127.0.0.1:{free_port()}/v1").start()
+    try:
+        h = httpx.get(s.url + "/healthz")
+        assert h.status_code == 503 and not h.json()["llm"]["ok"] and h.json()["valkey"]["ok"]
+    finally:
+        s.stop()
