@@ -70,14 +70,14 @@ def after_select(state: CouncilState) -> Literal["approve", "publish"]:
 
 
 def _transient(exc: BaseException) -> bool:
-    """Retry a stage task on a broken stream or connection that the client's retries let through."""
+    """Retry a stage task once when a stream broke mid-answer (the client's own retries cover
+    failed requests; a stream that dies after the response started is not retried there)."""
     import httpx
-    import openai
 
     from nodes.llm import LLMUnreachable
 
-    return isinstance(exc, (httpx.TransportError, openai.APIConnectionError, LLMUnreachable)) and not isinstance(
-        exc, openai.APITimeoutError)
+    return isinstance(exc, httpx.TransportError) or (
+        isinstance(exc, LLMUnreachable) and isinstance(exc.__cause__, httpx.TransportError))
 
 
 def build(name: str = "council") -> StateGraph:

@@ -86,7 +86,7 @@ class Context:
     """Send ``chat_template_kwargs.enable_thinking`` (Qwen3 on vLLM); ``None`` sends nothing."""
     timeout_s: float = field(default_factory=lambda: _env_float("COUNCIL_LLM_TIMEOUT", 120.0))
     """Per-request timeout of an LLM call."""
-    max_retries: int = 3
+    max_retries: int = field(default_factory=lambda: int(os.environ.get("COUNCIL_LLM_MAX_RETRIES", 3)))
     """Retries of an LLM call on 5xx, 429, timeouts and broken connections (with backoff)."""
     answer_retries: int = 2
     """Extra attempts when an answer is empty, garbage, or (select) not valid against its schema."""

@@ -28,8 +28,19 @@ def valkey_url() -> str:
 
 @contextlib.asynccontextmanager
 async def valkey_saver(url: str) -> AsyncIterator[AsyncValkeySaver]:
-    async with AsyncValkeySaver.from_conn_string(url) as saver:
-        yield saver
+    """A saver on a *blocking* pool: when every connection is busy (many parallel ``Send`` tasks
+    writing at once) a write waits for a free connection instead of failing with
+    "Too many connections", which the default pool of ``from_conn_string`` does."""
+    from valkey.asyncio import BlockingConnectionPool
+
+    size = int(os.environ.get("COUNCIL_VALKEY_POOL", 32))
+    pool = BlockingConnectionPool.from_url(url.replace("valkey://", "redis://", 1), max_connections=size,
+                                           timeout=30)
+    try:
+        async with AsyncValkeySaver.from_pool(pool) as saver:
+            yield saver
+    finally:
+        await pool.aclose()
 
 
 @contextlib.asynccontextmanager

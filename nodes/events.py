@@ -216,4 +216,5 @@ class Publisher:
         for key in [k for k in cls._instances if k[1] == loop_id]:
             p = cls._instances.pop(key)
             if p.nc is not None and not p.nc.is_closed:
-                await p.nc.drain()
+                await p.nc.flush(timeout=5)
+                await p.nc.close()

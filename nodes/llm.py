@@ -29,13 +29,18 @@ _THINK = re.compile(r"^\s*<think>(.*?)(?:</think>\s*|$)", re.S)
 class CouncilError(RuntimeError):
     """A stage failed; names the stage, the agent and the cause."""
 
+    transient = False
+    """True when trying again later may succeed (LLM down, overloaded, timing out)."""
+
     def __init__(self, stage: str, agent_id: str, cause: str):
         super().__init__(f"{stage} failed for {agent_id}: {cause}")
         self.stage, self.agent_id, self.cause = stage, agent_id, cause
 
 
 class LLMUnreachable(CouncilError):
-    """The LLM server could not be reached (after retries)."""
+    """The LLM server could not be reached, timed out, or kept failing with 5xx/429 (after retries)."""
+
+    transient = True
 
 
 class VLLMChatOpenAI(ChatOpenAI):
@@ -133,12 +138,16 @@ async def call(ctx: Context, council: dict[str, Any], agent: dict[str, Any], *, 
             metrics.DELIBERATIONS_FAILED.labels(council["role"], stage).inc()
             raise LLMUnreachable(stage, agent["agent_id"],
                                  f"cannot reach the LLM at {council['base_url']}: {e}") from e
-        except openai.NotFoundError as e:
-            raise CouncilError(stage, agent["agent_id"],
-                               f"the LLM at {council['base_url']} answered 404: {e.message}") from e
-        except openai.BadRequestError as e:
-            raise CouncilError(stage, agent["agent_id"],
-                               f"the LLM at {council['base_url']} rejected the request: {e.message}") from e
+        except openai.APIStatusError as e:
+            if e.status_code >= 500 or e.status_code in (408, 409, 429):
+                metrics.DELIBERATIONS_FAILED.labels(council["role"], stage).inc()
+                raise LLMUnreachable(stage, agent["agent_id"], f"the LLM at {council['base_url']} answered "
+                                                               f"{e.status_code} after retries: {e.message}") from e
+            if e.status_code == 404:
+                raise CouncilError(stage, agent["agent_id"],
+                                   f"the LLM at {council['base_url']} answered 404: {e.message}") from e
+            raise CouncilError(stage, agent["agent_id"], f"the LLM at {council['base_url']} rejected the "
+                                                         f"request ({e.status_code}): {e.message}") from e
         latency = time.monotonic() - t0
         raw = msg.content if isinstance(msg.content, str) else str(msg.content)
         answer, reasoning = split_reasoning(raw, msg.additional_kwargs.get("reasoning_content"))

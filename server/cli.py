@@ -262,6 +262,56 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return proc.wait()
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Consume planning.plan.approved and deliberate, until SIGTERM."""
+    from graph.persistence import valkey_saver
+    from server.services import services
+    from server.worker import serve
+
+    async def main(valkey_url: str, nats_url: str) -> None:
+        async with valkey_saver(valkey_url) as saver:
+            ctx = build_context(args, nats_url)
+            await serve(saver, nats_url, ctx, valkey_url=valkey_url, concurrency=args.concurrency, max_deliver=args.max_deliver,
+                        ack_wait=args.ack_wait, grace=args.grace)
+
+    with services(announce=_say) as (valkey_url, nats_url):
+        _say(f"worker: LLM {args.base_url or os.environ.get('COUNCIL_LLM_BASE_URL', DEFAULT_BASE_URL)}, "
+             f"concurrency {args.concurrency}")
+        asyncio.run(main(valkey_url, nats_url))
+    return 0
+
+
+def cmd_publish_plan(args: argparse.Namespace) -> int:
+    """Send a planning.plan.approved event by hand."""
+    from datetime import UTC, datetime
+
+    from server.services import services
+    from server.worker import PoisonMessage, publish_plan
+
+    if args.file:
+        try:
+            event = json.loads(Path(args.file).read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--file: {e}") from None
+    else:
+        if not (args.story_id and args.plan_id and args.roles and args.task):
+            raise UsageError("give --file, or --story-id, --plan-id, --roles and --task")
+        event = {"story_id": args.story_id, "plan_id": args.plan_id, "approved_by": args.approved_by,
+                 "roles": [r.strip() for r in args.roles.split(",") if r.strip()], "task": args.task,
+                 "timestamp": datetime.now(UTC).isoformat()}
+        if args.rounds is not None:
+            event["rounds"] = args.rounds
+    if not os.environ.get("NATS_URL"):
+        raise UsageError("set NATS_URL to the JetStream server the workers use")
+    with services(need_valkey=False, need_nats=True) as (_, nats_url):
+        try:
+            ack = asyncio.run(publish_plan(nats_url, event))
+        except PoisonMessage as e:
+            raise UsageError(f"the event would be rejected: {e}") from None
+    print(json.dumps(ack))
+    return 0
+
+
 def cmd_draw(args: argparse.Namespace) -> int:
     """The compiled graph as Mermaid (docs/graph.mmd), or --check that the drawing is current."""
     from graph.builder import graph
@@ -330,6 +380,25 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--model")
     v.add_argument("--reload", action="store_true", help="reload on code changes")
     v.set_defaults(func=cmd_serve)
+
+    k = sub.add_parser("worker", help="deliberate on planning.plan.approved events from NATS JetStream")
+    k.add_argument("--concurrency", type=int, default=4, help="deliberations in flight in this worker")
+    k.add_argument("--max-deliver", type=int, default=5, help="deliveries of an event before giving up")
+    k.add_argument("--ack-wait", type=float, default=60.0, help="seconds before an unacked event is redelivered")
+    k.add_argument("--grace", type=float, default=30.0, help="seconds running deliberations get on SIGTERM")
+    k.add_argument("--base-url")
+    k.add_argument("--model")
+    k.set_defaults(func=cmd_worker, agents=None)
+
+    q = sub.add_parser("publish-plan", help="send a planning.plan.approved event (NATS_URL)")
+    q.add_argument("--file", help="JSON file with the event (or an envelope around it)")
+    q.add_argument("--story-id")
+    q.add_argument("--plan-id")
+    q.add_argument("--roles", help="comma-separated, e.g. DEV,QA")
+    q.add_argument("--task")
+    q.add_argument("--rounds", type=int)
+    q.add_argument("--approved-by", default=os.environ.get("USER", "cli"))
+    q.set_defaults(func=cmd_publish_plan)
 
     w = sub.add_parser("draw", help="write (or --check) docs/graph.mmd from the compiled graph")
     w.add_argument("--out", default=str(ROOT / "docs" / "graph.mmd"))

@@ -45,9 +45,11 @@ async def run(checkpointer: Any, thread_id: str, inp: dict[str, Any] | None, ctx
     graph = compile_graph(checkpointer)
     config = thread_config(thread_id)
     snap = await graph.aget_state(config)
-    if snap.values and not snap.next:
-        return dict(snap.values)
-    start = None if snap.values else inp
+    if snap.values and not snap.next and "result" in snap.values:
+        return {**snap.values, "__replayed__": True}
+    # A thread with a checkpoint continues from it; one with none (or only an input checkpoint
+    # that never got going, e.g. a write that failed) starts from the input.
+    start = None if snap.next else inp
     async for mode, chunk in graph.astream(start, config, context=ctx, stream_mode=["updates", "custom"],
                                            durability="sync"):
         if on_update is not None:
