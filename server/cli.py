@@ -205,10 +205,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_schemas(args: argparse.Namespace) -> int:
     from nodes.events import EVENT_MODELS
+    from server.worker import Envelope, PlanApproved
 
     out = Path(args.out)
     stale = []
-    for name, model in EVENT_MODELS.items():
+    models = {**EVENT_MODELS, "planning.plan.approved": PlanApproved, "planning.envelope": Envelope}
+    for name, model in models.items():
         text = json.dumps(model.model_json_schema(mode="serialization"), indent=2, sort_keys=True) + "\n"
         path = out / f"{name}.schema.json"
         if args.check:
