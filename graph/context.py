@@ -90,6 +90,9 @@ class Context:
     """Retries of an LLM call on 5xx, 429, timeouts and broken connections (with backoff)."""
     answer_retries: int = 2
     """Extra attempts when an answer is empty, garbage, or (select) not valid against its schema."""
+    llm_concurrency: int = field(default_factory=lambda: int(os.environ.get("COUNCIL_LLM_CONCURRENCY", 0)))
+    """At most this many LLM calls in flight from this process to one server (0: no limit).
+    1 reproduces the replaced system (one call at a time); benchmarks use it for the baseline."""
     nats_url: str | None = field(default_factory=lambda: os.environ.get("NATS_URL") or None)
     """JetStream server for the completed event; ``None`` skips publishing (logged)."""
     require_approval: bool = False

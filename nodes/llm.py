@@ -88,9 +88,39 @@ def looks_like_garbage(text: str) -> bool:
     return wordish / len(sample) < 0.7 or not re.search(r"[A-Za-z]{3,}", sample)
 
 
-def chat_model(ctx: Context, council: dict[str, Any], agent: dict[str, Any], *, stage: str,
-               round_: int, max_tokens: int, deliberation_id: str,
-               response_format: dict | None = None) -> ChatOpenAI:
+_limits: dict[tuple[int, str, int], "asyncio.Semaphore"] = {}
+
+
+def _limit(ctx: Context, base_url: str):
+    """The process-wide limit on calls in flight to ``base_url`` (a no-op when unlimited)."""
+    import asyncio
+    import contextlib
+
+    if ctx.llm_concurrency <= 0:
+        return contextlib.nullcontext()
+    key = (id(asyncio.get_running_loop()), base_url, ctx.llm_concurrency)
+    if key not in _limits:
+        _limits[key] = asyncio.Semaphore(ctx.llm_concurrency)
+    return _limits[key]
+
+
+_models: dict[tuple, ChatOpenAI] = {}
+
+
+def chat_model(ctx: Context, council: dict[str, Any], agent: dict[str, Any]) -> ChatOpenAI:
+    """One client per server, model and transport settings, reused by every call (building a
+    ChatOpenAI builds openai and httpx clients: far too slow to do per call)."""
+    key = (council["base_url"], agent.get("model") or council["model"], ctx.api_key(), ctx.timeout_s,
+           ctx.max_retries)
+    if key not in _models:
+        _models[key] = VLLMChatOpenAI(model=key[1], base_url=key[0], api_key=key[2], timeout=key[3],
+                                      max_retries=key[4], stream_usage=True)
+    return _models[key]
+
+
+def call_params(ctx: Context, agent: dict[str, Any], *, stage: str, round_: int, max_tokens: int,
+                deliberation_id: str, response_format: dict | None = None) -> dict[str, Any]:
+    """What differs per call: sampling, budget, who asks (headers the simulator logs), format."""
     extra_body: dict[str, Any] = {}
     if ctx.enable_thinking is not None:
         extra_body["chat_template_kwargs"] = {"enable_thinking": ctx.enable_thinking}
@@ -98,20 +128,15 @@ def chat_model(ctx: Context, council: dict[str, Any], agent: dict[str, Any], *, 
         # In the body as-is: langchain-openai would switch to the client's parse() helper, which
         # raises on truncated JSON instead of returning it for council to retry with more room.
         extra_body["response_format"] = response_format
-    return VLLMChatOpenAI(
-        model=agent.get("model") or council["model"],
-        base_url=council["base_url"],
-        api_key=ctx.api_key(),
-        temperature=agent["temperature"],
-        seed=agent.get("seed"),
-        max_tokens=max_tokens,
-        timeout=ctx.timeout_s,
-        max_retries=ctx.max_retries,
-        stream_usage=True,
-        extra_body=extra_body or None,
-        default_headers={"X-Council-Deliberation": deliberation_id, "X-Council-Agent": agent["agent_id"],
-                         "X-Council-Stage": stage, "X-Council-Round": str(round_)},
-    )
+    params: dict[str, Any] = {
+        "temperature": agent["temperature"], "max_tokens": max_tokens,
+        "extra_headers": {"X-Council-Deliberation": deliberation_id, "X-Council-Agent": agent["agent_id"],
+                          "X-Council-Stage": stage, "X-Council-Round": str(round_)}}
+    if agent.get("seed") is not None:
+        params["seed"] = agent["seed"]
+    if extra_body:
+        params["extra_body"] = extra_body
+    return params
 
 
 async def call(ctx: Context, council: dict[str, Any], agent: dict[str, Any], *, stage: str, round_: int,
@@ -129,11 +154,13 @@ async def call(ctx: Context, council: dict[str, Any], agent: dict[str, Any], *, 
     budget = max_tokens
     problem = ""
     for attempt in range(1, attempts + 1):
-        llm = chat_model(ctx, council, agent, stage=stage, round_=round_, max_tokens=budget,
-                         deliberation_id=deliberation_id, response_format=response_format)
-        t0 = time.monotonic()
+        llm = chat_model(ctx, council, agent)
+        params = call_params(ctx, agent, stage=stage, round_=round_, max_tokens=budget,
+                             deliberation_id=deliberation_id, response_format=response_format)
         try:
-            msg = await llm.ainvoke(messages)
+            async with _limit(ctx, council["base_url"]):
+                t0 = time.monotonic()
+                msg = await llm.ainvoke(messages, **params)
         except (openai.APIConnectionError, httpx.TransportError) as e:
             metrics.DELIBERATIONS_FAILED.labels(council["role"], stage).inc()
             raise LLMUnreachable(stage, agent["agent_id"],

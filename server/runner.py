@@ -30,6 +30,17 @@ async def preflight(ctx: Context, explicit_model: bool) -> Context:
     return ctx
 
 
+_graphs: dict[int, Any] = {}
+
+
+def graph_for(checkpointer: Any):
+    """The compiled graph for a checkpointer (compiled once, not per deliberation)."""
+    key = id(checkpointer)
+    if key not in _graphs or _graphs[key][0] is not checkpointer:
+        _graphs[key] = (checkpointer, compile_graph(checkpointer))
+    return _graphs[key][1]
+
+
 def thread_config(thread_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread_id}}
 
@@ -42,7 +53,7 @@ async def run(checkpointer: Any, thread_id: str, inp: dict[str, Any] | None, ctx
     way (crash, error, interrupt without answer) resumes from its last checkpoint: finished
     tasks are not run again. ``inp`` is only used when the thread has no checkpoint yet.
     """
-    graph = compile_graph(checkpointer)
+    graph = graph_for(checkpointer)
     config = thread_config(thread_id)
     snap = await graph.aget_state(config)
     if snap.values and not snap.next and "result" in snap.values:
@@ -63,5 +74,5 @@ async def run(checkpointer: Any, thread_id: str, inp: dict[str, Any] | None, ctx
 
 
 async def stored_council(checkpointer: Any, thread_id: str) -> dict[str, Any] | None:
-    snap = await compile_graph(checkpointer).aget_state(thread_config(thread_id))
+    snap = await graph_for(checkpointer).aget_state(thread_config(thread_id))
     return (snap.values or {}).get("council")

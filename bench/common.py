@@ -1,0 +1,103 @@
+"""Helpers shared by the benchmarks: a simulated vLLM in its own process, metrics, percentiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from server.services import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = [json.loads(x) for x in (ROOT / "bench" / "tasks.jsonl").read_text().splitlines()]
+
+
+class SimProcess:
+    """``council sim-vllm`` as a separate process, so its CPU does not blur council's figures."""
+
+    def __init__(self, *args: str):
+        self.port = free_port()
+        self.args = args
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "SimProcess":
+        self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "sim-vllm", "--port", str(self.port),
+                                      *self.args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.admin + "/health", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("simulated vLLM did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def requests(self) -> list[dict]:
+        return httpx.get(self.admin + "/admin/requests", timeout=30).json()["requests"]
+
+    def clear(self) -> None:
+        httpx.delete(self.admin + "/admin/requests")
+
+    def configure(self, **changes) -> None:
+        httpx.patch(self.admin + "/admin/config", json=changes).raise_for_status()
+
+    def counters(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for fam in text_string_to_metric_families(httpx.get(self.admin + "/metrics").text):
+            for s in fam.samples:
+                if s.name.endswith("_total"):
+                    out[s.name] = out.get(s.name, 0) + s.value
+        return out
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    k = min(len(v) - 1, max(0, round(p / 100 * (len(v) - 1))))
+    return v[k]
+
+
+def critical_path(log: list[dict], deliberation: str) -> float:
+    """Sum over stages (and rounds) of the slowest call, in wall seconds from the server's log."""
+    groups: dict[tuple, float] = {}
+    for e in log:
+        if e["deliberation"] != deliberation or not e.get("t_out"):
+            continue
+        key = (e["stage"], e["round"])
+        groups[key] = max(groups.get(key, 0.0), e["t_out"] - e["t_in"])
+    return sum(groups.values())
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, {platform.system()}"
