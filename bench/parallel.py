@@ -20,6 +20,7 @@ from bench.common import TASKS, SimProcess, critical_path, machine
 from graph.context import Context
 from graph.persistence import valkey_saver
 from nodes.events import Publisher
+from server import logs
 from server.runner import run
 from server.services import EmbeddedNats, EmbeddedValkey
 
@@ -50,6 +51,7 @@ async def main() -> None:
     args = ap.parse_args()
     task = next(t for t in TASKS if t["id"] == args.task)
     tmp = tempfile.mkdtemp(prefix="council-bench-")
+    logs.configure(level="WARNING", file=__import__("pathlib").Path(tmp) / "bench.jsonl")
     print(f"machine: {machine()}")
     print(f"task {task['id']} ({task['role']}), 3 agents, simulated vLLM at time scale {args.time_scale}\n")
     with EmbeddedValkey(__import__("pathlib").Path(tmp) / "valkey") as v, \
