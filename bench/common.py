@@ -59,6 +59,9 @@ class SimProcess:
     def clear(self) -> None:
         httpx.delete(self.admin + "/admin/requests")
 
+    def reset_prefix_cache(self) -> None:
+        httpx.delete(self.admin + "/admin/prefix-cache").raise_for_status()
+
     def configure(self, **changes) -> None:
         httpx.patch(self.admin + "/admin/config", json=changes).raise_for_status()
 

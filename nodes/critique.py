@@ -14,7 +14,8 @@ from nodes.common import AgentTask, announce, kept, shared_prompt_values
 async def critique(t: AgentTask, runtime: Runtime[Context]) -> dict[str, Any]:
     c, agent = t["council"], t["agent"]
     msgs = prompts.messages(f"roles/{c['role'].lower()}", "critique", role=c["role"],
-                            author=t["author"], proposal=t["proposal"], round=t["round"],
+                            author=t["author"], version=t["round"] - 1, proposal=t["proposal"],
+                            round=t["round"],
                             **shared_prompt_values(t))
     records = await llm.call(runtime.context, c, agent, stage="critique", round_=t["round"],
                              deliberation_id=t["deliberation_id"], messages=msgs,

@@ -164,6 +164,29 @@ def build_completed(state: dict[str, Any], now: datetime | None = None) -> Delib
         timestamp=now, stop_reason=d.get("stop_reason", "rounds_completed"))
 
 
+# The replaced system's streams (limits retention, discard old, one replica), with a 24 h
+# duplicate window so a re-published event (same Nats-Msg-Id) is dropped.
+STREAMS: dict[str, dict[str, Any]] = {
+    STREAM: {"subjects": ["orchestration.>"], "max_age": 7 * 24 * 3600, "max_msgs": 50_000},
+    "PLANNING_EVENTS": {"subjects": ["planning.>"], "max_age": 30 * 24 * 3600, "max_msgs": 1_000_000},
+}
+
+
+async def ensure_stream(js: Any, name: str) -> None:
+    """Create the named stream (file storage) unless a stream already holds its subjects."""
+    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+    from nats.js.errors import NotFoundError
+
+    spec = STREAMS[name]
+    try:
+        await js.find_stream_name_by_subject(spec["subjects"][0].replace(">", "x"))
+    except NotFoundError:
+        await js.add_stream(StreamConfig(
+            name=name, subjects=spec["subjects"], storage=StorageType.FILE, retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD, num_replicas=1, max_age=spec["max_age"], max_msgs=spec["max_msgs"],
+            duplicate_window=24 * 3600))
+
+
 class Publisher:
     """One NATS connection per (server, event loop), with the orchestrator stream ensured."""
 
@@ -184,8 +207,6 @@ class Publisher:
 
     async def _connect(self):
         import nats
-        from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-        from nats.js.errors import NotFoundError
 
         async with self._lock:
             if self.js is not None and self.nc is not None and self.nc.is_connected:
@@ -193,13 +214,7 @@ class Publisher:
             self.nc = await nats.connect(self.url, connect_timeout=5, max_reconnect_attempts=5,
                                          allow_reconnect=True)
             self.js = self.nc.jetstream(timeout=10)
-            try:
-                await self.js.find_stream_name_by_subject(COMPLETED_SUBJECT)
-            except NotFoundError:
-                await self.js.add_stream(StreamConfig(
-                    name=STREAM, subjects=["orchestration.>"], storage=StorageType.FILE,
-                    retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD, num_replicas=1,
-                    max_age=7 * 24 * 3600, max_msgs=50_000, duplicate_window=24 * 3600))
+            await ensure_stream(self.js, STREAM)
             return self.js
 
     async def publish(self, subject: str, event: BaseModel, msg_id: str) -> dict[str, Any]:

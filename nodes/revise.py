@@ -18,7 +18,8 @@ def critiques_text(critiques: list[dict[str, Any]]) -> str:
 async def revise(t: AgentTask, runtime: Runtime[Context]) -> dict[str, Any]:
     c, agent = t["council"], t["agent"]
     msgs = prompts.messages(f"roles/{c['role'].lower()}", "revise", role=c["role"],
-                            proposal=t["proposal"], critiques=critiques_text(t["critiques"]),
+                            author=agent["agent_id"], version=t["round"] - 1, proposal=t["proposal"],
+                            critiques=critiques_text(t["critiques"]),
                             round=t["round"], **shared_prompt_values(t))
     records = await llm.call(runtime.context, c, agent, stage="revise", round_=t["round"],
                              deliberation_id=t["deliberation_id"], messages=msgs,

@@ -68,10 +68,11 @@ async def select(state: CouncilState, runtime: Runtime[Context]) -> dict[str, An
     schema = model.model_json_schema(by_alias=True)
     response_format = {"type": "json_schema",
                        "json_schema": {"name": "judgement", "schema": schema, "strict": True}}
+    version = c["rounds"]
     msgs = prompts.messages(
-        "judge", "select", role=c["role"], task=state["task"], constraints=c["constraints"] or "(none)",
-        rubric=rubric_text(c["rubric"]), candidates=", ".join(order),
-        proposals="\n\n".join(f"### Proposal by {aid}\n{finals[aid]}" for aid in order))
+        f"roles/{c['role'].lower()}", "select", role=c["role"], task=state["task"],
+        constraints=c["constraints"] or "(none)", rubric=rubric_text(c["rubric"]), candidates=", ".join(order),
+        proposals="\n\n".join(f"## Proposal by {aid} (version {version})\n{finals[aid]}" for aid in order))
 
     def validate(answer: str) -> dict[str, Any]:
         return model.model_validate_json(answer).model_dump(by_alias=True)

@@ -559,6 +559,10 @@ def create_app(sim: SimVLLM | None = None) -> Starlette:
         sim.faults.clear()
         return JSONResponse({"faults": []})
 
+    async def clear_cache(_: Request) -> Response:
+        sim.cache.blocks.clear()
+        return JSONResponse({"cleared": True})
+
     async def config(request: Request) -> Response:
         if request.method == "PATCH":
             try:
@@ -585,6 +589,7 @@ def create_app(sim: SimVLLM | None = None) -> Starlette:
         Route("/admin/faults", add_faults, methods=["POST"]),
         Route("/admin/faults", clear_faults, methods=["DELETE"]),
         Route("/admin/config", config, methods=["GET", "PATCH"]),
+        Route("/admin/prefix-cache", clear_cache, methods=["DELETE"]),
     ])
     app.state.sim = sim
     return app

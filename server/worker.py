@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from graph.context import ROLES, Context
 from graph.state import describe_validation_error
-from nodes.events import COMPLETED_SUBJECT, FAILED_SUBJECT, DeliberationCompleted, DeliberationFailed, Publisher
+from nodes.events import (COMPLETED_SUBJECT, FAILED_SUBJECT, DeliberationCompleted, DeliberationFailed, Publisher,
+                          ensure_stream)
 
 log = structlog.get_logger("council.worker")
 
@@ -172,19 +173,11 @@ class Worker:
 
     async def setup(self):
         import nats
-        from nats.js.api import (AckPolicy, ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType,
-                                 StreamConfig)
-        from nats.js.errors import NotFoundError
+        from nats.js.api import AckPolicy, ConsumerConfig
 
         self.nc = await nats.connect(self.nats_url, name=f"council-worker-{self.name}", max_reconnect_attempts=-1)
         self.js = self.nc.jetstream(timeout=10)
-        try:
-            await self.js.find_stream_name_by_subject(PLAN_APPROVED)
-        except NotFoundError:
-            await self.js.add_stream(StreamConfig(
-                name=PLANNING_STREAM, subjects=["planning.>"], storage=StorageType.FILE,
-                retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD, num_replicas=1,
-                max_age=30 * 24 * 3600, max_msgs=1_000_000, duplicate_window=24 * 3600))
+        await ensure_stream(self.js, PLANNING_STREAM)
         await self.publisher._connect()  # orchestrator stream
         cfg = ConsumerConfig(durable_name=DURABLE, filter_subject=PLAN_APPROVED, ack_policy=AckPolicy.EXPLICIT,
                              ack_wait=self.ack_wait, max_deliver=self.max_deliver, max_ack_pending=1000)
@@ -354,20 +347,12 @@ async def publish_plan(nats_url: str, event: dict[str, Any], msg_id: str | None 
     import json
 
     import nats
-    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-    from nats.js.errors import NotFoundError
 
     parse_event(json.dumps(event).encode())  # refuse to send what a worker would reject
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        try:
-            await js.find_stream_name_by_subject(PLAN_APPROVED)
-        except NotFoundError:
-            await js.add_stream(StreamConfig(
-                name=PLANNING_STREAM, subjects=["planning.>"], storage=StorageType.FILE,
-                retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD, num_replicas=1,
-                max_age=30 * 24 * 3600, max_msgs=1_000_000, duplicate_window=24 * 3600))
+        await ensure_stream(js, PLANNING_STREAM)
         payload = event.get("payload", event)
         ack = await js.publish(PLAN_APPROVED, json.dumps(event).encode(), headers={
             "Nats-Msg-Id": msg_id or event.get("idempotency_key") or f"plan:{payload['story_id']}:{payload['plan_id']}"})

@@ -30,8 +30,6 @@ DOCUMENTED = {
     "choices[].stop_reason": "vLLM-only field",
     "choices[].message.tool_calls": "vLLM sends an empty list; llama.cpp omits it",
     "choices[].message.reasoning_content": "only with vLLM's reasoning parser",
-    "usage.prompt_tokens_details": "vLLM reports cached prompt tokens here; llama.cpp does not",
-    "usage.prompt_tokens_details.cached_tokens": "same",
     "choices[].message.refusal": "not sent by either in practice",
     "choices[].logprobs": "null in both; llama.cpp omits it when logprobs were not asked for",
     "choices[].delta.reasoning_content": "only with vLLM's reasoning parser",

@@ -9,8 +9,10 @@ from nodes.prompts import PromptError
 
 STAGE_VALUES = {
     "propose": dict(task="T", constraints="C", rubric="R", agent_id="a1"),
-    "critique": dict(task="T", constraints="C", rubric="R", agent_id="a1", author="a2", proposal="P", round=1),
-    "revise": dict(task="T", constraints="C", rubric="R", agent_id="a1", proposal="P", critiques="X", round=1),
+    "critique": dict(task="T", constraints="C", rubric="R", agent_id="a1", author="a2", version=0, proposal="P",
+                     round=1),
+    "revise": dict(task="T", constraints="C", rubric="R", agent_id="a1", author="a1", version=0, proposal="P",
+                   critiques="X", round=1),
     "select": dict(task="T", constraints="C", rubric="R", proposals="P", candidates="a1, a2"),
 }
 
@@ -21,6 +23,14 @@ def test_shipped_stage_prompts_render_with_shared_part_first(name):
     assert text.startswith("## Task\nT")
     if "agent_id" in STAGE_VALUES[name]:
         assert text.rstrip().endswith("You are a1.")  # what differs between agents comes last
+
+
+def test_revise_shares_the_critique_prefix_of_the_same_proposal():
+    """What vLLM's prefix cache can reuse: a revision's prompt starts like the critiques' prompts."""
+    crit = prompts.render("critique", **{**STAGE_VALUES["critique"], "author": "a1", "agent_id": "a2"})
+    rev = prompts.render("revise", **STAGE_VALUES["revise"])
+    shared = crit[: crit.index("## Your assignment")]
+    assert rev.startswith(shared) and "## Proposal by a1 (version 0)\nP" in shared
 
 
 @pytest.mark.parametrize("role", ["dev", "qa", "architect", "devops", "data"])
