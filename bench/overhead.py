@@ -2,8 +2,8 @@
 
     python -m bench.overhead [--concurrency 1 10 100] [--rounds 1]
 
-The simulated vLLM runs in its own process at time scale 0 (answers at once), so what remains
-is council: graph scheduling, checkpoint writes, the event publish, HTTP to the LLM. For every
+The simulated vLLM runs in its own process, by default at time scale 0 (answers at once), so
+what remains is council: graph scheduling, checkpoint writes, the event publish, HTTP to the LLM. For every
 super-step of every deliberation: overhead = step wall time - the slowest LLM call of that step
 (client-side latency as recorded in the call records). Reports p50/p99 per step and the
 process's peak RSS.
@@ -63,14 +63,17 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 100])
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--time-scale", type=float, default=0.0,
+                    help="0: answers at once (council's CPU is all there is); 1: realistic LLM speed")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="council-bench-"))
     logs.configure(level="WARNING", file=tmp / "bench.jsonl")
     print(f"machine: {machine()}")
-    print(f"3 agents, {args.rounds} round(s), simulated vLLM at time scale 0, events to embedded NATS\n")
+    print(f"3 agents, {args.rounds} round(s), simulated vLLM at time scale {args.time_scale}, "
+          "events to embedded NATS\n")
     rows = []
     with EmbeddedValkey(tmp / "valkey") as v, EmbeddedNats(tmp / "nats") as nats, \
-            SimProcess("--time-scale", "0", "--max-num-seqs", "1024") as sim:
+            SimProcess("--time-scale", str(args.time_scale), "--max-num-seqs", "1024") as sim:
         async with valkey_saver(v.url) as vsaver:
             await scenario(vsaver, sim, nats.url, 1, args.rounds)  # warm-up
             for n in args.concurrency:

@@ -90,6 +90,8 @@ class Context:
     """Retries of an LLM call on 5xx, 429, timeouts and broken connections (with backoff)."""
     answer_retries: int = 2
     """Extra attempts when an answer is empty, garbage, or (select) not valid against its schema."""
+    max_connections: int = field(default_factory=lambda: int(os.environ.get("COUNCIL_LLM_MAX_CONNECTIONS", 64)))
+    """HTTP connections to the LLM server per process (more parallel calls wait for one)."""
     llm_concurrency: int = field(default_factory=lambda: int(os.environ.get("COUNCIL_LLM_CONCURRENCY", 0)))
     """At most this many LLM calls in flight from this process to one server (0: no limit).
     1 reproduces the replaced system (one call at a time); benchmarks use it for the baseline."""

@@ -79,13 +79,16 @@ def split_reasoning(content: str, reasoning: str | None = None) -> tuple[str, st
     return content.strip(), reasoning.strip()
 
 
+_NOT_WORDISH = re.compile(r"[^\w\s.,;:()'\"#*`/-]")
+
+
 def looks_like_garbage(text: str) -> bool:
     """Text that is mostly not words (the simulator's garbage fault, a broken decode)."""
     if not text:
         return True
     sample = text[:2000]
-    wordish = sum(ch.isalnum() or ch.isspace() or ch in ".,;:-()'\"#*`/" for ch in sample)
-    return wordish / len(sample) < 0.7 or not re.search(r"[A-Za-z]{3,}", sample)
+    odd = len(_NOT_WORDISH.findall(sample)) + sum(1 for ch in sample if ch.isdigit())
+    return odd / len(sample) > 0.3 or not re.search(r"[A-Za-z]{3,}", sample)
 
 
 _limits: dict[tuple[int, str, int], "asyncio.Semaphore"] = {}
@@ -114,8 +117,20 @@ def chat_model(ctx: Context, council: dict[str, Any], agent: dict[str, Any]) -> 
            ctx.max_retries)
     if key not in _models:
         _models[key] = VLLMChatOpenAI(model=key[1], base_url=key[0], api_key=key[2], timeout=key[3],
-                                      max_retries=key[4], stream_usage=True)
+                                      max_retries=key[4], stream_usage=True,
+                                      http_async_client=_http_client(ctx))
     return _models[key]
+
+
+def _http_client(ctx: Context):
+    """A bounded connection pool: httpcore scans every pooled connection on each request, so an
+    unbounded pool (hundreds of parallel calls) costs O(connections) CPU per request. Calls
+    beyond the bound wait for a connection, as they would wait in vLLM's queue anyway."""
+    import httpx2
+
+    n = ctx.max_connections
+    return openai.DefaultAsyncHttpxClient(limits=httpx2.Limits(max_connections=n, max_keepalive_connections=n),
+                                          timeout=ctx.timeout_s)
 
 
 def call_params(ctx: Context, agent: dict[str, Any], *, stage: str, round_: int, max_tokens: int,

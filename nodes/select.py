@@ -8,6 +8,7 @@ lower agent id, so the outcome is deterministic for a given judgement.
 
 from __future__ import annotations
 
+import functools
 import random
 from typing import Any, Literal
 
@@ -32,6 +33,11 @@ def latest_drafts(state: CouncilState) -> dict[str, str]:
 
 def judgement_model(agent_ids: list[str], criteria: list[str]) -> type[BaseModel]:
     """The schema the judge must answer: every agent scored on every criterion."""
+    return _judgement_model(tuple(agent_ids), tuple(criteria))
+
+
+@functools.lru_cache(maxsize=256)
+def _judgement_model(agent_ids: tuple[str, ...], criteria: tuple[str, ...]) -> type[BaseModel]:
     forbid = ConfigDict(extra="forbid", populate_by_name=False)
     crit = create_model("CriterionScores", __config__=forbid, **{
         f"c{i}": (float, Field(ge=0, le=10, alias=name)) for i, name in enumerate(criteria)})
