@@ -1,9 +1,9 @@
 """Benchmark 3: deliberations per minute through NATS with 1 and 2 worker processes.
 
-    python -m bench.scaleout [--events 40] [--concurrency 8] [--time-scale 0.1]
+    python -m bench.scaleout [--events 24] [--concurrency 4] [--time-scale 1.0]
 
 Real ``council worker`` processes on embedded NATS and Valkey; the simulated vLLM (own process,
-``max_num_seqs`` 1024, so it is not the bottleneck) at the given time scale. Publishes the
+``max_num_seqs`` 1024 and no batch slowdown, so it is not the bottleneck) at the given time scale. Publishes the
 events, then times until every completed event is in the stream.
 """
 
@@ -67,16 +67,17 @@ async def trial(workers: int, args, tmp: Path, sim: SimProcess) -> float:
 
 async def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=40)
-    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--events", type=int, default=24)
+    ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--time-scale", type=float, default=0.1)
+    ap.add_argument("--time-scale", type=float, default=1.0)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="council-bench-"))
     print(f"machine: {machine()}")
     print(f"{args.events} events x 1 role, 3 agents, {args.rounds} round(s), worker concurrency "
           f"{args.concurrency}, simulated vLLM time scale {args.time_scale}\n")
-    with SimProcess("--time-scale", str(args.time_scale), "--max-num-seqs", "1024") as sim:
+    # sized not to be the bottleneck: no batch slowdown, a batch of 1024
+    with SimProcess("--time-scale", str(args.time_scale), "--max-num-seqs", "1024", "--batch-slowdown", "0") as sim:
         rows = [(w, await trial(w, args, tmp, sim)) for w in (1, 2)]
     print("| workers | deliberations | wall (s) | deliberations/min | speed-up |")
     print("|---|---|---|---|---|")
