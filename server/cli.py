@@ -189,14 +189,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with sim:
         _say(f"demo: SIMULATED vLLM (not a model) on {sim.base_url}, time scale {args.time_scale}")
         _say(f"demo: task {task['id']} ({task['role']}): {task['task']}")
-        rubric_file = None
         args.base_url, args.model = sim.base_url, None
-        args.task, args.role, args.rubric = task["task"], task["role"], rubric_file
-        args.constraints, args.story_id, args.task_id = "", "demo", task["id"]
-        os.environ.setdefault("COUNCIL_DEMO", "1")
-        from graph.state import DeliberationRequest
-        req = DeliberationRequest(task=task["task"], role=task["role"], agents=args.agents, rounds=args.rounds,
-                                  rubric=task["rubric"], story_id="demo", task_id=task["id"])
+        from graph.state import DeliberationRequest, describe_validation_error
+        try:
+            req = DeliberationRequest(task=task["task"], role=task["role"], agents=args.agents, rounds=args.rounds,
+                                      rubric=task["rubric"], story_id="demo", task_id=task["id"])
+        except ValidationError as e:
+            raise UsageError(describe_validation_error(e)) from None
         thread_id = args.id or f"demo-{uuid.uuid4().hex[:12]}"
         inp = {**req.model_dump(exclude={"agents"}), "deliberation_id": thread_id}
         _say(f"deliberation {thread_id}")
