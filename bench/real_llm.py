@@ -168,7 +168,8 @@ def report(results: list[dict]) -> str:
             s["p"] += c["prompt_tokens"]
             s["c"] += c["completion_tokens"]
             s["t"] = max(s["t"], c["latency_s"])
-        outcome = r["status"] + (f": {r['error']}" if r["error"] else f" in {r['wall_s']:.0f} s")
+        error = " ".join((r["error"] or "").split())[:300]
+        outcome = r["status"] + (f": {error}" if error else f" in {r['wall_s']:.0f} s")
         first = True
         for stage, s in (stages or {"-": {"calls": 0, "rejected": 0, "p": 0, "c": 0, "t": 0.0}}).items():
             lines.append(f"| {r['role'] if first else ''} | {r['task'] if first else ''} | {outcome if first else ''} "

@@ -40,7 +40,8 @@ def judgement_model(agent_ids: list[str], criteria: list[str]) -> type[BaseModel
 def _judgement_model(agent_ids: tuple[str, ...], criteria: tuple[str, ...]) -> type[BaseModel]:
     forbid = ConfigDict(extra="forbid", populate_by_name=False)
     crit = create_model("CriterionScores", __config__=forbid, **{
-        f"c{i}": (float, Field(ge=0, le=10, alias=name)) for i, name in enumerate(criteria)})
+        # integers: llama.cpp's grammar enforces integer bounds but not number bounds (seen: 100)
+        f"c{i}": (int, Field(ge=0, le=10, alias=name)) for i, name in enumerate(criteria)})
     proposal = create_model("ProposalScore", __config__=forbid, scores=(crit, ...),
                             rationale=(str, Field(min_length=1)))
     scores = create_model("Scores", __config__=forbid, **{

@@ -41,6 +41,7 @@ def test_schema_is_strict_json_schema_with_enums():
     schema = judgement_model(IDS, CRIT).model_json_schema(by_alias=True)
     assert schema["properties"]["winner"]["enum"] == IDS
     assert schema["additionalProperties"] is False
+    assert schema["$defs"]["CriterionScores"]["properties"]["correctness"]["type"] == "integer"
     assert set(schema["$defs"]["Scores"]["required"]) == set(IDS)
 
 
