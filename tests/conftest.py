@@ -14,22 +14,23 @@ from server.sim_vllm import ServerThread, SimConfig, SimVLLM
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _server_url(env: str, server_cls, tmp_path_factory):
+    """The server named by ``env`` when set; otherwise a real embedded one for the session."""
+    if os.environ.get(env):
+        yield os.environ[env]
+        return
+    with server_cls(tmp_path_factory.mktemp(server_cls.name)) as server:
+        yield server.url
+
+
 @pytest.fixture(scope="session")
 def valkey_url(tmp_path_factory) -> str:
-    if os.environ.get("VALKEY_URL"):
-        yield os.environ["VALKEY_URL"]
-        return
-    with EmbeddedValkey(tmp_path_factory.mktemp("valkey")) as v:
-        yield v.url
+    yield from _server_url("VALKEY_URL", EmbeddedValkey, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def nats_url(tmp_path_factory) -> str:
-    if os.environ.get("NATS_URL"):
-        yield os.environ["NATS_URL"]
-        return
-    with EmbeddedNats(tmp_path_factory.mktemp("nats")) as n:
-        yield n.url
+    yield from _server_url("NATS_URL", EmbeddedNats, tmp_path_factory)
 
 
 @pytest.fixture
