@@ -7,6 +7,8 @@ are retried by the openai client with backoff; empty or garbage answers are retr
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import time
 from typing import Any
@@ -91,14 +93,11 @@ def looks_like_garbage(text: str) -> bool:
     return odd / len(sample) > 0.3 or not re.search(r"[A-Za-z]{3,}", sample)
 
 
-_limits: dict[tuple[int, str, int], "asyncio.Semaphore"] = {}
+_limits: dict[tuple[int, str, int], asyncio.Semaphore] = {}
 
 
 def _limit(ctx: Context, base_url: str):
     """The process-wide limit on calls in flight to ``base_url`` (a no-op when unlimited)."""
-    import asyncio
-    import contextlib
-
     if ctx.llm_concurrency <= 0:
         return contextlib.nullcontext()
     key = (id(asyncio.get_running_loop()), base_url, ctx.llm_concurrency)
@@ -113,8 +112,9 @@ _models: dict[tuple, ChatOpenAI] = {}
 def chat_model(ctx: Context, council: dict[str, Any], agent: dict[str, Any]) -> ChatOpenAI:
     """One client per server, model and transport settings, reused by every call (building a
     ChatOpenAI builds openai and httpx clients: far too slow to do per call)."""
+    # per event loop too: the async HTTP client's connections belong to the loop that opened them
     key = (council["base_url"], agent.get("model") or council["model"], ctx.api_key(), ctx.timeout_s,
-           ctx.max_retries)
+           ctx.max_retries, id(asyncio.get_running_loop()))
     if key not in _models:
         _models[key] = VLLMChatOpenAI(model=key[1], base_url=key[0], api_key=key[2], timeout=key[3],
                                       max_retries=key[4], stream_usage=True,
