@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -13,10 +12,11 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from server.commands import demo_tasks
 from server.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-TASKS = [json.loads(x) for x in (ROOT / "bench" / "tasks.jsonl").read_text().splitlines()]
+TASKS = list(demo_tasks().values())
 
 
 class SimProcess:
@@ -35,10 +35,14 @@ class SimProcess:
     def admin(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "SimProcess":
-        self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "sim-vllm", "--port", str(self.port),
-                                      *self.args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
+    def __enter__(self) -> SimProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "sim-vllm", "--port", str(self.port), *self.args],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -103,4 +107,5 @@ def machine() -> str:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, {platform.system()}"
+    python = platform.python_version()
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {python}, {platform.system()}"

@@ -3,7 +3,8 @@
     python -m bench.overhead [--concurrency 1 10 100] [--rounds 1]
 
 The simulated vLLM runs in its own process, by default at time scale 0 (answers at once), so
-what remains is council: graph scheduling, checkpoint writes, the event publish, HTTP to the LLM. For every
+what remains is council: graph scheduling, checkpoint writes, the event publish, HTTP to the LLM.
+For every
 super-step of every deliberation: overhead = step wall time - the slowest LLM call of that step
 (client-side latency as recorded in the call records). Reports p50/p99 per step and the
 process's peak RSS.
@@ -21,24 +22,29 @@ from pathlib import Path
 from langgraph.checkpoint.memory import InMemorySaver
 
 from bench.common import TASKS, SimProcess, machine, pct
-from graph.context import Context
+from graph import settings as settings_mod
 from graph.persistence import valkey_saver
-from nodes.events import Publisher
+from graph.settings import Settings
+from nodes.nats_publisher import close_publishers
 from server import logs
 from server.runner import graph_for
 from server.services import EmbeddedNats, EmbeddedValkey
 
 
-async def deliberate(graph, ctx: Context, did: str, task: dict, rounds: int) -> list[float]:
+async def deliberate(graph, did: str, task: dict, rounds: int) -> list[float]:
     """Run one deliberation; return the overhead of each of its super-steps (seconds)."""
     config = {"configurable": {"thread_id": did}}
     overheads: list[float] = []
     last = time.perf_counter()
     step_llm = 0.0
-    async for mode, chunk in graph.astream({"task": task["task"], "role": task["role"], "rounds": rounds},
-                                           config, context=ctx, stream_mode=["debug"], durability="sync"):
+    async for _mode, chunk in graph.astream(
+        {"task": task["task"], "role": task["role"], "rounds": rounds},
+        config,
+        stream_mode=["debug"],
+        durability="sync",
+    ):
         if chunk["type"] == "task_result":
-            for call in (dict(chunk["payload"]["result"]).get("calls") or []):
+            for call in dict(chunk["payload"]["result"]).get("calls") or []:
                 step_llm = max(step_llm, call["latency_s"])
         elif chunk["type"] == "checkpoint":
             now = time.perf_counter()
@@ -49,46 +55,74 @@ async def deliberate(graph, ctx: Context, did: str, task: dict, rounds: int) -> 
 
 async def scenario(saver, sim: SimProcess, nats_url: str, n: int, rounds: int) -> dict:
     graph = graph_for(saver)
-    ctx = Context(base_url=sim.base_url, nats_url=nats_url)
     t0 = time.perf_counter()
-    results = await asyncio.gather(*(deliberate(graph, ctx, f"ovh-{n}-{i}-{time.time_ns()}",
-                                                TASKS[i % len(TASKS)], rounds) for i in range(n)))
+    with settings_mod.using(Settings(llm_base_url=sim.base_url, nats_url=nats_url)):
+        results = await asyncio.gather(
+            *(
+                deliberate(graph, f"ovh-{n}-{i}-{time.time_ns()}", TASKS[i % len(TASKS)], rounds)
+                for i in range(n)
+            )
+        )
     wall = time.perf_counter() - t0
     steps = [x for r in results for x in r]
-    return {"n": n, "steps": len(steps), "p50": pct(steps, 50) * 1000, "p99": pct(steps, 99) * 1000,
-            "wall": wall, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "n": n,
+        "steps": len(steps),
+        "p50": pct(steps, 50) * 1000,
+        "p99": pct(steps, 99) * 1000,
+        "wall": wall,
+        "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 100])
     ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--time-scale", type=float, default=0.0,
-                    help="0: answers at once (council's CPU is all there is); 1: realistic LLM speed")
+    ap.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.0,
+        help="0: answers at once (council's CPU is all there is); 1: realistic LLM speed",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="council-bench-"))
     logs.configure(level="WARNING", file=tmp / "bench.jsonl")
     print(f"machine: {machine()}")
-    print(f"3 agents, {args.rounds} round(s), simulated vLLM at time scale {args.time_scale}, "
-          "events to embedded NATS\n")
+    print(
+        f"3 agents, {args.rounds} round(s), simulated vLLM at time scale {args.time_scale}, "
+        "events to embedded NATS\n"
+    )
     rows = []
-    with EmbeddedValkey(tmp / "valkey") as v, EmbeddedNats(tmp / "nats") as nats, \
-            SimProcess("--time-scale", str(args.time_scale), "--max-num-seqs", "1024") as sim:
+    with (
+        EmbeddedValkey(tmp / "valkey") as v,
+        EmbeddedNats(tmp / "nats") as nats,
+        SimProcess("--time-scale", str(args.time_scale), "--max-num-seqs", "1024") as sim,
+    ):
         async with valkey_saver(v.url) as vsaver:
             await scenario(vsaver, sim, nats.url, 1, args.rounds)  # warm-up
             for n in args.concurrency:
                 for name, saver in (("in-memory", InMemorySaver()), ("valkey", vsaver)):
                     r = await scenario(saver, sim, nats.url, n, args.rounds)
                     rows.append((name, r))
-                    print(f"  {name:>9} x{n:<4} p50 {r['p50']:7.2f} ms  p99 {r['p99']:8.2f} ms  "
-                          f"wall {r['wall']:6.2f} s  peak RSS {r['rss']:.0f} MB", flush=True)
-        await Publisher.close_all()
-    print("\n| saver | concurrent deliberations | super-steps | overhead p50 (ms/step) | p99 (ms/step) "
-          "| wall (s) | peak RSS (MB) |")
+                    print(
+                        f"  {name:>9} x{n:<4} p50 {r['p50']:7.2f} ms  p99 {r['p99']:8.2f} ms  "
+                        f"wall {r['wall']:6.2f} s  peak RSS {r['rss']:.0f} MB",
+                        flush=True,
+                    )
+        await close_publishers()
+    print(
+        "\n| saver | concurrent deliberations | super-steps | overhead p50 (ms/step) "
+        "| p99 (ms/step) "
+        "| wall (s) | peak RSS (MB) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, r in rows:
-        print(f"| {name} | {r['n']} | {r['steps']} | {r['p50']:.2f} | {r['p99']:.2f} | {r['wall']:.2f} "
-              f"| {r['rss']:.0f} |")
+        print(
+            f"| {name} | {r['n']} | {r['steps']} | {r['p50']:.2f} | {r['p99']:.2f} "
+            f"| {r['wall']:.2f} "
+            f"| {r['rss']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

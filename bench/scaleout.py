@@ -3,7 +3,8 @@
     python -m bench.scaleout [--events 24] [--concurrency 4] [--time-scale 1.0]
 
 Real ``council worker`` processes on embedded NATS and Valkey; the simulated vLLM (own process,
-``max_num_seqs`` 1024 and no batch slowdown, so it is not the bottleneck) at the given time scale. Publishes the
+``max_num_seqs`` 1024 and no batch slowdown, so it is not the bottleneck) at the given time scale.
+Publishes the
 events, then times until every completed event is in the stream.
 """
 
@@ -41,20 +42,52 @@ async def completed_count(nats_url: str) -> int:
 
 async def trial(workers: int, args, tmp: Path, sim: SimProcess) -> float:
     with EmbeddedValkey(tmp / f"valkey-{workers}") as v, EmbeddedNats(tmp / f"nats-{workers}") as n:
-        env = {**os.environ, "NATS_URL": n.url, "VALKEY_URL": v.url, "COUNCIL_LLM_BASE_URL": sim.base_url,
-               "PYTHONPATH": str(ROOT), "COUNCIL_DATA_DIR": str(tmp / "data")}
-        procs = [subprocess.Popen([sys.executable, "-m", "server.cli", "--log-level", "WARNING", "--log-file",
-                                   str(tmp / f"w{workers}-{i}.jsonl"), "worker", "--concurrency",
-                                   str(args.concurrency)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL) for i in range(workers)]
+        env = {
+            **os.environ,
+            "NATS_URL": n.url,
+            "VALKEY_URL": v.url,
+            "COUNCIL_LLM_BASE_URL": sim.base_url,
+            "PYTHONPATH": str(ROOT),
+            "COUNCIL_DATA_DIR": str(tmp / "data"),
+        }
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "server.cli",
+                    "--log-level",
+                    "WARNING",
+                    "--log-file",
+                    str(tmp / f"w{workers}-{i}.jsonl"),
+                    "worker",
+                    "--concurrency",
+                    str(args.concurrency),
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for i in range(workers)
+        ]
         try:
             await asyncio.sleep(3)  # workers connected and consuming
             t0 = time.perf_counter()
             for i in range(args.events):
                 t = TASKS[i % len(TASKS)]
-                await publish_plan(n.url, {"story_id": f"S-{i}", "plan_id": uuid.uuid4().hex[:8], "approved_by": "bench",
-                                           "roles": [t["role"]], "task": t["task"], "rounds": args.rounds,
-                                           "timestamp": datetime.now(UTC).isoformat()})
+                await publish_plan(
+                    n.url,
+                    {
+                        "story_id": f"S-{i}",
+                        "plan_id": uuid.uuid4().hex[:8],
+                        "approved_by": "bench",
+                        "roles": [t["role"]],
+                        "task": t["task"],
+                        "rounds": args.rounds,
+                        "timestamp": datetime.now(UTC).isoformat(),
+                    },
+                )
             while await completed_count(n.url) < args.events:
                 await asyncio.sleep(0.1)
             return time.perf_counter() - t0
@@ -74,15 +107,22 @@ async def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="council-bench-"))
     print(f"machine: {machine()}")
-    print(f"{args.events} events x 1 role, 3 agents, {args.rounds} round(s), worker concurrency "
-          f"{args.concurrency}, simulated vLLM time scale {args.time_scale}\n")
+    print(
+        f"{args.events} events x 1 role, 3 agents, {args.rounds} round(s), worker concurrency "
+        f"{args.concurrency}, simulated vLLM time scale {args.time_scale}\n"
+    )
     # sized not to be the bottleneck: no batch slowdown, a batch of 1024
-    with SimProcess("--time-scale", str(args.time_scale), "--max-num-seqs", "1024", "--batch-slowdown", "0") as sim:
+    with SimProcess(
+        "--time-scale", str(args.time_scale), "--max-num-seqs", "1024", "--batch-slowdown", "0"
+    ) as sim:
         rows = [(w, await trial(w, args, tmp, sim)) for w in (1, 2)]
     print("| workers | deliberations | wall (s) | deliberations/min | speed-up |")
     print("|---|---|---|---|---|")
     for w, wall in rows:
-        print(f"| {w} | {args.events} | {wall:.1f} | {args.events / wall * 60:.1f} | {rows[0][1] / wall:.2f} |")
+        print(
+            f"| {w} | {args.events} | {wall:.1f} | {args.events / wall * 60:.1f} "
+            f"| {rows[0][1] / wall:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,32 +1,166 @@
-"""The deliberation's state: small, typed, and every field documented.
+"""The deliberation's data: small, typed, and every field documented.
 
-Lists grow through ``operator.add`` so parallel ``Send`` tasks of one stage each add their own
-result; nothing a finished task wrote is lost when a sibling fails.
+The same types serve the graph state and the ``Send`` payloads. Lists grow through
+``operator.add`` so the parallel tasks of one stage each add their own result; nothing a
+finished task wrote is lost when a sibling fails.
 """
 
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, NotRequired, Required, TypedDict
+from typing import Annotated, Any, NotRequired, Required
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing_extensions import TypedDict
 
-from graph.context import MAX_AGENTS, MAX_ROUNDS, MAX_TASK_CHARS, MIN_AGENTS, ROLES
+
+class Agent(TypedDict):
+    """One member of a council (or its judge), with the endpoint its calls go to."""
+
+    agent_id: str
+    """Stable id, e.g. ``agent-dev-001``."""
+    role: str
+    """The council's role."""
+    model: str
+    """Model name at the LLM server."""
+    base_url: str
+    """OpenAI-compatible base URL of the LLM server (from the server's settings)."""
+    temperature: float
+    """Sampling temperature."""
+    seed: int | None
+    """Sampling seed (vLLM honours it), so a deliberation can be replayed."""
+
+
+class Council(TypedDict):
+    """The effective council, fixed when a deliberation starts; resuming uses it as it is."""
+
+    role: str
+    """DEV, QA, ARCHITECT, DEVOPS or DATA."""
+    name: str | None
+    """The stored council it came from, if any."""
+    agents: list[Agent]
+    """The members, in id order."""
+    judge: Agent
+    """Who scores the final proposals in select."""
+    rounds: int
+    """Critique and revise rounds (0: propose, then select)."""
+    rubric: dict[str, str]
+    """Criterion -> what it means; the judge scores every proposal on each."""
+    constraints: str
+    """Constraints every agent must respect (empty: none)."""
+    require_approval: bool
+    """Interrupt after select for a human approval or override."""
+
+
+class Draft(TypedDict):
+    """One version of an agent's proposal: version 0 is the proposal, k the k-th revision."""
+
+    agent_id: str
+    """Author."""
+    version: int
+    """0 for the proposal, k for the revision of round k."""
+    content: str
+    """The text peers and the judge see (reasoning removed)."""
+
+
+class Critique(TypedDict):
+    """A peer's critique of one proposal version."""
+
+    round: int
+    """Round it belongs to (1-based)."""
+    critic: str
+    """Who wrote it."""
+    author: str
+    """Whose proposal it critiques."""
+    content: str
+    """The critique."""
+
+
+class CallRecord(TypedDict):
+    """One finished LLM call (every attempt is recorded, rejected ones too)."""
+
+    agent_id: str
+    """Who called."""
+    role: str
+    """The council's role."""
+    stage: str
+    """propose, critique, revise or select."""
+    round: int
+    """Round of the stage (0 for propose)."""
+    attempt: int
+    """1 for the first attempt; more when an answer was rejected."""
+    model: str | None
+    """Model that answered, as the server named it."""
+    content: str
+    """The answer, reasoning removed."""
+    reasoning: str
+    """Reasoning (``<think>`` or the server's reasoning field), never shown to peers."""
+    finish_reason: str | None
+    """Why generation stopped (``stop``, ``length``)."""
+    prompt_tokens: int
+    """Prompt tokens, as the server counted."""
+    completion_tokens: int
+    """Completion tokens, as the server counted."""
+    cached_tokens: int
+    """Prompt tokens served from the server's prefix cache."""
+    latency_s: float
+    """Wall time of the request."""
+    accepted: bool
+    """False when the answer was rejected (empty, garbage, invalid) and retried."""
+    problem: str | None
+    """Why it was rejected."""
+
+
+class RankEntry(TypedDict):
+    """One proposal's place in the judge's ranking."""
+
+    rank: int
+    """1 for the winner."""
+    agent_id: str
+    """Author."""
+    scores: dict[str, int]
+    """Criterion -> score 0..10."""
+    total: float
+    """Mean of the scores."""
+    rationale: str
+    """The judge's reason for these scores."""
+
+
+class Decision(TypedDict):
+    """Select's outcome (and a human's, when approval is required)."""
+
+    winner: str
+    """The winning agent."""
+    justification: str
+    """Why it won."""
+    ranking: list[RankEntry]
+    """Every proposal, best first."""
+    judge: str
+    """Judge agent id."""
+    judge_winner: str
+    """The winner the judge named."""
+    presented_order: list[str]
+    """Order the proposals were shown to the judge."""
+    stop_reason: str
+    """rounds_completed, approved or human_override."""
+    approved_by_human: NotRequired[bool]
+    """True when a human approved or overrode the decision."""
+    judge_justification: NotRequired[str]
+    """The judge's justification, when a human overrode it."""
 
 
 class InputState(TypedDict, total=False):
     """What a caller gives to start a deliberation."""
 
     task: Required[str]
-    """The software task to deliberate on (non-empty, at most ``MAX_TASK_CHARS``)."""
+    """The software task to deliberate on (1..8000 characters)."""
     role: str
-    """Council role: DEV, QA, ARCHITECT, DEVOPS or DATA (default: the context's role)."""
+    """DEV, QA, ARCHITECT, DEVOPS or DATA (default: the stored council's, else DEV)."""
     rounds: int
-    """Critique/revise rounds (default: the context's rounds)."""
+    """Critique/revise rounds, 0..5 (default: the stored council's, else 1)."""
     constraints: str
-    """Extra constraints for this task, added to the context's."""
+    """Constraints for this task, added to the council's."""
     rubric: dict[str, str]
-    """Criteria for this task (default: the context's rubric)."""
+    """Criterion -> what it means (default: the stored council's, else a general rubric)."""
     story_id: str | None
     """Planning story this task belongs to, if any."""
     task_id: str | None
@@ -35,39 +169,21 @@ class InputState(TypedDict, total=False):
     """Id of this deliberation (default: the thread id)."""
 
 
-class Draft(TypedDict):
-    """One version of an agent's proposal: version 0 is the proposal, k the k-th revision."""
-
-    agent_id: str
-    version: int
-    content: str
-
-
-class Critique(TypedDict):
-    """A peer's critique of one proposal version."""
-
-    round: int
-    critic: str
-    author: str
-    content: str
-
-
 class CouncilState(InputState, total=False):
     """The whole deliberation, as checkpointed after every super-step."""
 
-    council: dict[str, Any]
-    """The effective council, fixed when the deliberation starts: role, agents, rounds, rubric,
-    constraints, model. Resuming uses it, whatever the resuming process's context says."""
+    council: Council
+    """The effective council, fixed by prepare."""
     started_at: float
     """Unix time the deliberation started."""
     drafts: Annotated[list[Draft], operator.add]
     """Every proposal and revision."""
     critiques: Annotated[list[Critique], operator.add]
     """Every critique."""
-    calls: Annotated[list[dict[str, Any]], operator.add]
-    """Every finished LLM call: agent, stage, round, content, reasoning, usage, latency."""
-    decision: dict[str, Any]
-    """Select's outcome: ranking, winner, justification (and any human override)."""
+    calls: Annotated[list[CallRecord], operator.add]
+    """Every finished LLM call."""
+    decision: Decision
+    """Select's outcome."""
     result: dict[str, Any]
     """The completed event, as published."""
     published: dict[str, Any]
@@ -78,50 +194,31 @@ class OutputState(TypedDict, total=False):
     """What a caller gets back."""
 
     deliberation_id: str
-    decision: dict[str, Any]
+    """Id of the deliberation."""
+    decision: Decision
+    """The winner, why, and the ranking."""
     result: dict[str, Any]
-    published: NotRequired[dict[str, Any]]
+    """The completed event (``orchestration.deliberation.completed``)."""
+    published: dict[str, Any]
+    """Where the event went (stream, seq), empty when not published."""
 
 
-class DeliberationRequest(BaseModel):
-    """A validated request; every error names the field and what is wrong with it."""
+class AgentTask(TypedDict, total=False):
+    """Payload of one ``Send``: one agent's work in one stage."""
 
-    model_config = ConfigDict(extra="forbid")
-    task: str = Field(min_length=1, max_length=MAX_TASK_CHARS)
-    role: str
-    agents: int = Field(3, ge=MIN_AGENTS, le=MAX_AGENTS)
-    rounds: int = Field(1, ge=0, le=MAX_ROUNDS)
-    rubric: dict[str, str] = Field(min_length=1)
-    constraints: str = ""
-    story_id: str | None = None
-    task_id: str | None = None
-
-    @field_validator("task")
-    @classmethod
-    def _task_not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("task is empty or only whitespace")
-        return v.strip()
-
-    @field_validator("role")
-    @classmethod
-    def _known_role(cls, v: str) -> str:
-        up = v.strip().upper()
-        if up not in ROLES:
-            raise ValueError(f"unknown role {v!r}; known roles: {', '.join(ROLES)}")
-        return up
-
-
-def describe_validation_error(e: Exception) -> str:
-    """One line per problem: ``field: message``."""
-    errors = getattr(e, "errors", None)
-    if not callable(errors):
-        return str(e)
-    out = []
-    for err in errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "input"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "string_too_long":
-            msg = f"task is {len(str(err.get('input', '')))} characters; the maximum is {MAX_TASK_CHARS}"
-        out.append(f"{loc}: {msg}")
-    return "; ".join(out)
+    deliberation_id: Required[str]
+    """The deliberation."""
+    task: Required[str]
+    """The software task."""
+    council: Required[Council]
+    """The effective council (role, rubric, constraints)."""
+    agent: Required[Agent]
+    """Who does the work."""
+    round: int
+    """Round of the stage (0 for propose)."""
+    author: str
+    """critique: whose proposal is critiqued."""
+    proposal: str
+    """critique and revise: the proposal's latest version."""
+    critiques: list[Critique]
+    """revise: the critiques the author received this round."""

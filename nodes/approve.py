@@ -15,12 +15,21 @@ from graph.state import CouncilState
 
 
 async def approve(state: CouncilState) -> dict[str, Any]:
+    """The decision, approved or overridden by a human."""
     d = state["decision"]
-    answer = interrupt({"question": "approve the winner, or name another with a reason",
-                        "winner": d["winner"], "justification": d["justification"], "ranking": d["ranking"]})
+    answer = interrupt(
+        {
+            "question": "approve the winner, or name another with a reason",
+            "winner": d["winner"],
+            "justification": d["justification"],
+            "ranking": d["ranking"],
+        }
+    )
     if not isinstance(answer, dict):
-        raise ValueError(f"approval must be an object like {{'approved': true}} or "
-                         f"{{'winner': id, 'reason': text}}, got {answer!r}")
+        raise ValueError(
+            f"approval must be an object like {{'approved': true}} or "
+            f"{{'winner': id, 'reason': text}}, got {answer!r}"
+        )
     if answer.get("approved") is True and not answer.get("winner"):
         return {"decision": {**d, "approved_by_human": True, "stop_reason": "approved"}}
     winner, reason = answer.get("winner"), (answer.get("reason") or "").strip()
@@ -29,6 +38,13 @@ async def approve(state: CouncilState) -> dict[str, Any]:
         raise ValueError(f"winner must be one of {ids}, got {winner!r}")
     if not reason:
         raise ValueError("an override needs a non-empty reason")
-    return {"decision": {**d, "winner": winner, "justification": f"Human override: {reason}",
-                         "judge_justification": d["justification"], "approved_by_human": True,
-                         "stop_reason": "human_override"}}
+    return {
+        "decision": {
+            **d,
+            "winner": winner,
+            "justification": f"Human override: {reason}",
+            "judge_justification": d["justification"],
+            "approved_by_human": True,
+            "stop_reason": "human_override",
+        }
+    }

@@ -1,4 +1,4 @@
-"""Events council publishes, as pydantic models, and the JetStream publisher.
+"""Events council publishes, as pydantic models (the publisher is ``nodes.nats_publisher``).
 
 Every event is validated by its model and serialised to JSON before it leaves (the replaced
 system crashed here). Each carries ``schema_version``; their JSON Schemas are generated into
@@ -7,14 +7,12 @@ system crashed here). Each carries ``schema_version``; their JSON Schemas are ge
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
-import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-log = structlog.get_logger("council.events")
+from graph.state import CallRecord, CouncilState
 
 SCHEMA_VERSION = "1.0"
 COMPLETED_SUBJECT = "orchestration.deliberation.completed"
@@ -23,6 +21,7 @@ STREAM = "ORCHESTRATOR_EVENTS"
 
 
 def utcnow() -> datetime:
+    """Now, in UTC."""
     return datetime.now(UTC)
 
 
@@ -56,7 +55,9 @@ class CritiqueReceived(_Model):
 
 class ProposalRecord(_Model):
     author: Author
-    versions: list[str] = Field(description="version 0 is the proposal, version k the k-th revision")
+    versions: list[str] = Field(
+        description="version 0 is the proposal, version k the k-th revision"
+    )
     critiques_received: list[CritiqueReceived]
 
 
@@ -83,8 +84,10 @@ class LegacyDecision(_Model):
 class DeliberationCompleted(_Model):
     """Published on ``orchestration.deliberation.completed`` when a deliberation finishes."""
 
-    event_type: Literal["orchestration.deliberation.completed"] = COMPLETED_SUBJECT
-    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    event_type: Literal["orchestration.deliberation.completed"] = (
+        "orchestration.deliberation.completed"
+    )
+    schema_version: Literal["1.0"] = "1.0"
     deliberation_id: str
     story_id: str | None
     task_id: str | None
@@ -105,8 +108,8 @@ class DeliberationCompleted(_Model):
 class DeliberationFailed(_Model):
     """Published on ``orchestration.deliberation.failed`` when a deliberation cannot finish."""
 
-    event_type: Literal["orchestration.deliberation.failed"] = FAILED_SUBJECT
-    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    event_type: Literal["orchestration.deliberation.failed"] = "orchestration.deliberation.failed"
+    schema_version: Literal["1.0"] = "1.0"
     deliberation_id: str
     story_id: str | None = None
     task_id: str | None = None
@@ -123,11 +126,15 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
-def usage_of(calls: list[dict[str, Any]]) -> Usage:
+def usage_of(calls: list[CallRecord]) -> Usage:
+    """Tokens and calls, in all and by stage and agent."""
     u = Usage()
     for c in calls:
-        for bucket in (u, u.by_stage.setdefault(c["stage"], TokenCount()),
-                       u.by_agent.setdefault(c["agent_id"], TokenCount())):
+        for bucket in (
+            u,
+            u.by_stage.setdefault(c["stage"], TokenCount()),
+            u.by_agent.setdefault(c["agent_id"], TokenCount()),
+        ):
             bucket.calls += 1
             bucket.prompt_tokens += c.get("prompt_tokens", 0)
             bucket.completion_tokens += c.get("completion_tokens", 0)
@@ -135,7 +142,8 @@ def usage_of(calls: list[dict[str, Any]]) -> Usage:
     return u
 
 
-def build_completed(state: dict[str, Any], now: datetime | None = None) -> DeliberationCompleted:
+def build_completed(state: CouncilState, now: datetime | None = None) -> DeliberationCompleted:
+    """The completed event of a finished deliberation's state."""
     now = now or utcnow()
     c, d = state["council"], state["decision"]
     role = c["role"]
@@ -145,91 +153,44 @@ def build_completed(state: dict[str, Any], now: datetime | None = None) -> Delib
     received: dict[str, list[CritiqueReceived]] = {a: [] for a in versions}
     for cr in sorted(state.get("critiques", []), key=lambda x: (x["round"], x["critic"])):
         received.setdefault(cr["author"], []).append(
-            CritiqueReceived(round=cr["round"], critic=cr["critic"], content=cr["content"]))
-    ranking = [RankEntry(**{k: r[k] for k in ("rank", "agent_id", "scores", "total", "rationale")})
-               for r in d["ranking"]]
+            CritiqueReceived(round=cr["round"], critic=cr["critic"], content=cr["content"])
+        )
+    ranking = [
+        RankEntry.model_validate(
+            {k: r[k] for k in ("rank", "agent_id", "scores", "total", "rationale")}
+        )
+        for r in d["ranking"]
+    ]
     ranked_ids = [d["winner"]] + [r.agent_id for r in ranking if r.agent_id != d["winner"]]
     by_id = {r.agent_id: r for r in ranking}
     return DeliberationCompleted(
-        deliberation_id=state["deliberation_id"], story_id=state.get("story_id"), task_id=state.get("task_id"),
-        role=role, task=state["task"],
-        winner=Winner(author=Author(agent_id=d["winner"], role=role), content=versions[d["winner"]][-1]),
-        justification=d["justification"], ranking=ranking,
-        proposals=[ProposalRecord(author=Author(agent_id=a, role=role), versions=v, critiques_received=received[a])
-                   for a, v in versions.items()],
-        decisions=[LegacyDecision(proposal=Winner(author=Author(agent_id=a, role=role), content=versions[a][-1]),
-                                  checks=by_id[a].scores, score=by_id[a].total) for a in ranked_ids],
-        rounds=c["rounds"], usage=usage_of(state.get("calls", [])),
+        deliberation_id=state["deliberation_id"],
+        story_id=state.get("story_id"),
+        task_id=state.get("task_id"),
+        role=role,
+        task=state["task"],
+        winner=Winner(
+            author=Author(agent_id=d["winner"], role=role), content=versions[d["winner"]][-1]
+        ),
+        justification=d["justification"],
+        ranking=ranking,
+        proposals=[
+            ProposalRecord(
+                author=Author(agent_id=a, role=role), versions=v, critiques_received=received[a]
+            )
+            for a, v in versions.items()
+        ],
+        decisions=[
+            LegacyDecision(
+                proposal=Winner(author=Author(agent_id=a, role=role), content=versions[a][-1]),
+                checks=by_id[a].scores,
+                score=by_id[a].total,
+            )
+            for a in ranked_ids
+        ],
+        rounds=c["rounds"],
+        usage=usage_of(state.get("calls", [])),
         duration_ms=max(0, int((now.timestamp() - state["started_at"]) * 1000)),
-        timestamp=now, stop_reason=d.get("stop_reason", "rounds_completed"))
-
-
-# The replaced system's streams (limits retention, discard old, one replica), with a 24 h
-# duplicate window so a re-published event (same Nats-Msg-Id) is dropped.
-STREAMS: dict[str, dict[str, Any]] = {
-    STREAM: {"subjects": ["orchestration.>"], "max_age": 7 * 24 * 3600, "max_msgs": 50_000},
-    "PLANNING_EVENTS": {"subjects": ["planning.>"], "max_age": 30 * 24 * 3600, "max_msgs": 1_000_000},
-}
-
-
-async def ensure_stream(js: Any, name: str) -> None:
-    """Create the named stream (file storage) unless a stream already holds its subjects."""
-    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-    from nats.js.errors import NotFoundError
-
-    spec = STREAMS[name]
-    try:
-        await js.find_stream_name_by_subject(spec["subjects"][0].replace(">", "x"))
-    except NotFoundError:
-        await js.add_stream(StreamConfig(
-            name=name, subjects=spec["subjects"], storage=StorageType.FILE, retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.OLD, num_replicas=1, max_age=spec["max_age"], max_msgs=spec["max_msgs"],
-            duplicate_window=24 * 3600))
-
-
-class Publisher:
-    """One NATS connection per (server, event loop), with the orchestrator stream ensured."""
-
-    _instances: dict[tuple[str, int], "Publisher"] = {}
-
-    def __init__(self, url: str):
-        self.url = url
-        self.nc = None
-        self.js = None
-        self._lock = asyncio.Lock()
-
-    @classmethod
-    def for_url(cls, url: str) -> "Publisher":
-        key = (url, id(asyncio.get_running_loop()))
-        if key not in cls._instances:
-            cls._instances[key] = cls(url)
-        return cls._instances[key]
-
-    async def _connect(self):
-        import nats
-
-        async with self._lock:
-            if self.js is not None and self.nc is not None and self.nc.is_connected:
-                return self.js
-            self.nc = await nats.connect(self.url, connect_timeout=5, max_reconnect_attempts=5,
-                                         allow_reconnect=True)
-            self.js = self.nc.jetstream(timeout=10)
-            await ensure_stream(self.js, STREAM)
-            return self.js
-
-    async def publish(self, subject: str, event: BaseModel, msg_id: str) -> dict[str, Any]:
-        """Publish a validated event as JSON; JetStream drops a repeated ``Nats-Msg-Id``."""
-        js = await self._connect()
-        data = event.model_dump_json().encode()
-        ack = await js.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
-        return {"stream": ack.stream, "seq": ack.seq, "duplicate": bool(ack.duplicate), "msg_id": msg_id,
-                "subject": subject}
-
-    @classmethod
-    async def close_all(cls) -> None:
-        loop_id = id(asyncio.get_running_loop())
-        for key in [k for k in cls._instances if k[1] == loop_id]:
-            p = cls._instances.pop(key)
-            if p.nc is not None and not p.nc.is_closed:
-                await p.nc.flush(timeout=5)
-                await p.nc.close()
+        timestamp=now,
+        stop_reason=d.get("stop_reason", "rounds_completed"),  # type: ignore[arg-type]
+    )

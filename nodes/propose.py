@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.runtime import Runtime
-
-from graph.context import Context
-from nodes import llm, prompts
-from nodes.common import AgentTask, announce, kept, shared_prompt_values
+from graph.state import AgentTask, Draft
+from nodes.agent_stage import run_agent
 
 
-async def propose(t: AgentTask, runtime: Runtime[Context]) -> dict[str, Any]:
-    c, agent = t["council"], t["agent"]
-    msgs = prompts.messages(f"roles/{c['role'].lower()}", "propose", role=c["role"], **shared_prompt_values(t))
-    records = await llm.call(runtime.context, c, agent, stage="propose", round_=0,
-                             deliberation_id=t["deliberation_id"], messages=msgs,
-                             max_tokens=runtime.context.max_tokens["propose"])
-    announce("propose", t, records[-1])
-    return {"drafts": [{"agent_id": agent["agent_id"], "version": 0, "content": records[-1]["content"]}],
-            "calls": kept(records)}
+async def propose(task: AgentTask) -> dict[str, Any]:
+    """The agent's version 0."""
+    answer = await run_agent(task, "propose")
+    draft = Draft(agent_id=task["agent"]["agent_id"], version=0, content=answer.content)
+    return {"drafts": [draft], "calls": answer.records}

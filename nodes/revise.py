@@ -1,29 +1,29 @@
-"""revise: an author revises its own proposal from the critiques it received (all in parallel)."""
+"""revise: an author revises its own proposal from the critiques it received (in parallel)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from langgraph.runtime import Runtime
-
-from graph.context import Context
-from nodes import llm, prompts
-from nodes.common import AgentTask, announce, kept, shared_prompt_values
+from graph.state import AgentTask, Critique, Draft
+from nodes.agent_stage import run_agent
 
 
-def critiques_text(critiques: list[dict[str, Any]]) -> str:
+def critiques_text(critiques: list[Critique]) -> str:
+    """The critiques as Markdown sections, one per critic."""
     return "\n\n".join(f"### From {c['critic']}\n{c['content']}" for c in critiques) or "(none)"
 
 
-async def revise(t: AgentTask, runtime: Runtime[Context]) -> dict[str, Any]:
-    c, agent = t["council"], t["agent"]
-    msgs = prompts.messages(f"roles/{c['role'].lower()}", "revise", role=c["role"],
-                            author=agent["agent_id"], version=t["round"] - 1, proposal=t["proposal"],
-                            critiques=critiques_text(t["critiques"]),
-                            round=t["round"], **shared_prompt_values(t))
-    records = await llm.call(runtime.context, c, agent, stage="revise", round_=t["round"],
-                             deliberation_id=t["deliberation_id"], messages=msgs,
-                             max_tokens=runtime.context.max_tokens["revise"])
-    announce("revise", t, records[-1])
-    return {"drafts": [{"agent_id": agent["agent_id"], "version": t["round"], "content": records[-1]["content"]}],
-            "calls": kept(records)}
+async def revise(task: AgentTask) -> dict[str, Any]:
+    """The agent's version ``round``."""
+    agent_id = task["agent"]["agent_id"]
+    answer = await run_agent(
+        task,
+        "revise",
+        author=agent_id,
+        version=task["round"] - 1,
+        proposal=task["proposal"],
+        critiques=critiques_text(task.get("critiques", [])),
+        round=task["round"],
+    )
+    draft = Draft(agent_id=agent_id, version=task["round"], content=answer.content)
+    return {"drafts": [draft], "calls": answer.records}

@@ -1,92 +1,80 @@
-"""Council's HTTP app, mounted by the LangGraph server beside its own API (``langgraph.json``).
+"""council's HTTP app, mounted by the LangGraph server beside its own API (``langgraph.json``).
 
 - ``GET/POST /councils``, ``GET/DELETE /councils/{name}``: councils as data, in Valkey.
 - ``GET /healthz``: Valkey, NATS and the LLM, each reported; 503 when one is down.
-- ``GET /metrics``: Prometheus (deliberations, durations, LLM calls and tokens by role and stage).
-- A middleware in front of the LangGraph API's run endpoints validates a run's ``input`` (a 422
-  names the field) and turns ``council_name`` into the run's ``context``.
+- ``GET /metrics``: Prometheus (deliberations, durations, LLM calls and tokens).
+- A middleware in front of the LangGraph API's run endpoints resolves each run's input and
+  context with ``graph.request.resolve`` before the run is created: a refusal is one line
+  naming the field and the limit, and nothing is stored.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
 from typing import Any
 
 import httpx
+import nats
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from graph.context import DEFAULT_BASE_URL, DEFAULT_RUBRIC, Context
-from graph.persistence import valkey_url
-from graph.state import DeliberationRequest, describe_validation_error
-from server.councils import Council, CouncilStore
+from graph import settings
+from graph.persistence import CouncilStore
+from graph.request import RequestError, parse_context, parse_council, resolve
 
 _RUN_PATHS = re.compile(r"^/(threads/[^/]+/)?runs(/wait|/stream)?/?$")
 _store: CouncilStore | None = None
 
 
-async def store() -> CouncilStore:
+def store() -> CouncilStore:
+    """The council store on the server's Valkey."""
     global _store
     if _store is None:
-        _store = CouncilStore(await asyncio.to_thread(valkey_url))
+        url = settings.current().valkey_url
+        if not url:
+            raise RuntimeError("VALKEY_URL is not set (`council serve` sets it)")
+        _store = CouncilStore(url)
     return _store
 
 
-def _problem(status: int, detail: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"detail": detail, **extra}, status_code=status)
+def _problem(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
 
 
 async def resolve_run_body(body: dict[str, Any]) -> dict[str, Any]:
-    """Validate a run request's input and apply its named council; raise ``ValueError(status, msg)``."""
-    inp = body.get("input")
-    if inp is None:  # resuming (Command) or continuing a thread: nothing to validate
+    """Validate a run request's input and context (``RequestError`` names the field)."""
+    if body.get("input") is None:  # resuming (Command) or continuing a thread
+        if body.get("context") is not None:
+            parse_context(body["context"])
         return body
-    if not isinstance(inp, dict):
-        raise ValueError(422, "input: must be an object with at least 'task'")
-    inp = dict(inp)
-    context = dict(body.get("context") or {})
-    name = inp.pop("council_name", None)
-    if name is not None:
-        council = await (await store()).get(str(name))
-        if council is None:
-            known = ", ".join(c.name for c in await (await store()).list())
-            raise ValueError(404, f"council_name: unknown council {name!r}; known councils: {known}")
-        context = {**council.context(), **context}
-    if "task" not in inp:
-        raise ValueError(422, "task: field required")
-    agents = len(context.get("agent_specs") or []) or context.get("agents", 3)
-    try:
-        DeliberationRequest(task=inp["task"] if isinstance(inp["task"], str) else "",
-                            role=inp.get("role") or context.get("role") or Context().role,
-                            agents=agents, rounds=inp.get("rounds", context.get("rounds", 1)),
-                            rubric=inp.get("rubric") or context.get("rubric") or DEFAULT_RUBRIC,
-                            constraints=inp.get("constraints", ""), story_id=inp.get("story_id"),
-                            task_id=inp.get("task_id"))
-    except ValidationError as e:
-        raise ValueError(422, describe_validation_error(e)) from None
-    unknown = set(inp) - {"task", "role", "rounds", "constraints", "rubric", "story_id", "task_id",
-                          "deliberation_id"}
-    if unknown:
-        raise ValueError(422, f"input: unknown field(s) {sorted(unknown)}")
-    return {**body, "input": inp, "context": context}
+    context = parse_context(body.get("context"))
+    stored = await store().get(context.council) if context.council else None
+    if context.council and stored is None:
+        known = ", ".join(c.name for c in await store().list())
+        raise RequestError(
+            "context.council", f"unknown council {context.council!r}; known: {known}", status=404
+        )
+    resolve(body["input"], context, stored, settings.current())
+    return body
 
 
 class RunInputMiddleware:
-    """Pure ASGI (streaming responses pass untouched): checks and rewrites run-creating POSTs."""
+    """Pure ASGI (streaming responses pass untouched): checks run-creating POSTs."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not _RUN_PATHS.match(scope["path"]):
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not _RUN_PATHS.match(scope["path"])
+        ):
             await self.app(scope, receive, send)
             return
         chunks = []
@@ -99,13 +87,11 @@ class RunInputMiddleware:
         try:
             body = json.loads(raw or b"{}")
             if isinstance(body, dict):
-                body = await resolve_run_body(body)
-                raw = json.dumps(body).encode()
+                await resolve_run_body(body)
         except json.JSONDecodeError:
             pass  # the LangGraph API answers malformed JSON itself
-        except ValueError as e:
-            status, detail = e.args if len(e.args) == 2 else (422, str(e))
-            await _problem(status, detail)(scope, receive, send)
+        except RequestError as e:
+            await _problem(e.status, str(e))(scope, receive, send)
             return
         sent = False
 
@@ -116,81 +102,94 @@ class RunInputMiddleware:
                 return {"type": "http.request", "body": raw, "more_body": False}
             return await receive()
 
-        headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
-        headers.append((b"content-length", str(len(raw)).encode()))
-        await self.app({**scope, "headers": headers}, replay, send)
+        await self.app(scope, replay, send)
 
 
 async def list_councils(_: Request) -> Response:
-    return JSONResponse([c.model_dump() for c in await (await store()).list()])
+    """Every stored council."""
+    return JSONResponse([c.model_dump() for c in await store().list()])
 
 
 async def get_council(request: Request) -> Response:
-    c = await (await store()).get(request.path_params["name"])
-    if c is None:
+    """One stored council."""
+    council = await store().get(request.path_params["name"])
+    if council is None:
         return _problem(404, f"council {request.path_params['name']!r} does not exist")
-    return JSONResponse(c.model_dump())
+    return JSONResponse(council.model_dump())
 
 
 async def create_council(request: Request) -> Response:
+    """Store a new council (409 when the name is taken)."""
     try:
-        council = Council.model_validate(await request.json())
+        council = parse_council(await request.json())
     except json.JSONDecodeError as e:
         return _problem(400, f"body: malformed JSON: {e}")
-    except ValidationError as e:
-        return _problem(422, describe_validation_error(e))
-    if not await (await store()).create(council):
+    except RequestError as e:
+        return _problem(e.status, str(e))
+    if not await store().create(council):
         return _problem(409, f"council {council.name!r} exists already; DELETE it first")
     return JSONResponse(council.model_dump(), status_code=201)
 
 
 async def delete_council(request: Request) -> Response:
-    if not await (await store()).delete(request.path_params["name"]):
+    """Remove a stored council."""
+    if not await store().delete(request.path_params["name"]):
         return _problem(404, f"council {request.path_params['name']!r} does not exist")
     return Response(status_code=204)
 
 
+async def _check_nats(url: str | None) -> dict[str, Any]:
+    if not url:
+        return {"ok": False, "error": "NATS_URL is not set: events are not published"}
+    try:
+        nc = await nats.connect(
+            url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
+        )
+        await nc.close()
+        return {"ok": True}
+    except Exception as e:  # noqa: BLE001 - reported, not raised
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+
+
+async def _check_llm(base_url: str) -> dict[str, Any]:
+    try:
+        async with httpx.AsyncClient(timeout=3) as client:
+            response = await client.get(base_url.rstrip("/") + "/models")
+            response.raise_for_status()
+            models = [m["id"] for m in response.json().get("data", [])]
+            return {"ok": True, "base_url": base_url, "models": models}
+    except Exception as e:  # noqa: BLE001 - reported, not raised
+        return {"ok": False, "base_url": base_url, "error": f"{type(e).__name__}: {e}"}
+
+
 async def healthz(_: Request) -> Response:
+    """Valkey, NATS and the LLM, each reported; 503 when one is down."""
+    current = settings.current()
     report: dict[str, dict[str, Any]] = {}
     try:
-        await (await store()).ping()
+        await store().ping()
         report["valkey"] = {"ok": True}
     except Exception as e:  # noqa: BLE001 - reported, not raised
         report["valkey"] = {"ok": False, "error": str(e)}
-    nats_url = os.environ.get("NATS_URL")
-    if not nats_url:
-        report["nats"] = {"ok": False, "error": "NATS_URL is not set: events are not published"}
-    else:
-        try:
-            import nats
-
-            nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
-            await nc.close()
-            report["nats"] = {"ok": True}
-        except Exception as e:  # noqa: BLE001
-            report["nats"] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-    base = os.environ.get("COUNCIL_LLM_BASE_URL", DEFAULT_BASE_URL)
-    try:
-        async with httpx.AsyncClient(timeout=3) as client:
-            r = await client.get(base.rstrip("/") + "/models")
-            r.raise_for_status()
-            report["llm"] = {"ok": True, "base_url": base, "models": [m["id"] for m in r.json().get("data", [])]}
-    except Exception as e:  # noqa: BLE001
-        report["llm"] = {"ok": False, "base_url": base, "error": f"{type(e).__name__}: {e}"}
+    report["nats"] = await _check_nats(current.nats_url)
+    report["llm"] = await _check_llm(current.llm_base_url)
     ok = all(v["ok"] for v in report.values())
     return JSONResponse({"ok": ok, **report}, status_code=200 if ok else 503)
 
 
 async def metrics(_: Request) -> Response:
+    """Prometheus metrics of this process."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-app = Starlette(routes=[
-    Route("/councils", list_councils),
-    Route("/councils", create_council, methods=["POST"]),
-    Route("/councils/{name}", get_council),
-    Route("/councils/{name}", delete_council, methods=["DELETE"]),
-    Route("/healthz", healthz),
-    Route("/metrics", metrics),
-])
+app = Starlette(
+    routes=[
+        Route("/councils", list_councils),
+        Route("/councils", create_council, methods=["POST"]),
+        Route("/councils/{name}", get_council),
+        Route("/councils/{name}", delete_council, methods=["DELETE"]),
+        Route("/healthz", healthz),
+        Route("/metrics", metrics),
+    ]
+)
 app.add_middleware(RunInputMiddleware)

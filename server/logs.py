@@ -13,6 +13,7 @@ _SECRET_KEYS = ("api_key", "apikey", "authorization", "password", "secret", "bea
 
 
 def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: values of secret-looking keys become ``[redacted]``."""
     for k in list(event):
         if any(s in k.lower() for s in _SECRET_KEYS):
             event[k] = "[redacted]"
@@ -32,8 +33,9 @@ class _Tee:
             st.flush()
 
 
-def configure(level: str = "INFO", json_lines: bool = True, file: Path | None = None,
-              stderr: bool = False) -> None:
+def configure(
+    level: str = "INFO", json_lines: bool = True, file: Path | None = None, stderr: bool = False
+) -> None:
     """Log at ``level`` to ``file`` (JSON lines) and/or stderr."""
     streams: list[IO[str]] = []
     if file is not None:
@@ -41,13 +43,22 @@ def configure(level: str = "INFO", json_lines: bool = True, file: Path | None = 
         streams.append(open(file, "a", encoding="utf-8", buffering=1))
     if stderr or not streams:
         streams.append(sys.stderr)
-    renderer = structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer(colors=False)
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if json_lines
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
-                    structlog.processors.TimeStamper(fmt="iso", utc=True), redact,
-                    structlog.processors.format_exc_info, renderer],
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,  # type: ignore[list-item]
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(_Tee(*streams)),
+        logger_factory=structlog.PrintLoggerFactory(_Tee(*streams)),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

@@ -1,78 +1,102 @@
-"""Running one deliberation to its end (or its interrupt) on a checkpointer: CLI, worker, tests."""
+"""Running one deliberation to its end (or its interrupt) on a checkpointer: CLI, worker, eval.
+
+``run`` starts, resumes or re-reads the deliberation on a thread and returns a typed
+``Outcome``; the graph runs under the given process settings (``graph.settings.using``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
 
-import httpx
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StreamMode
 
+from graph import settings as settings_mod
 from graph.builder import compile_graph
 from graph.context import Context
-from nodes.llm import LLMUnreachable
+from graph.settings import Settings
+from graph.state import Council, CouncilState, InputState, OutputState
+
+Compiled = CompiledStateGraph[CouncilState, Context, InputState, OutputState]
+_graphs: weakref.WeakKeyDictionary[BaseCheckpointSaver, Compiled] = weakref.WeakKeyDictionary()
 
 
-async def preflight(ctx: Context, explicit_model: bool) -> Context:
-    """Check the LLM answers at ``ctx.base_url``; adopt its model unless one was asked for."""
-    url = ctx.base_url.rstrip("/") + "/models"
-    try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            r = await client.get(url, headers={"Authorization": f"Bearer {ctx.api_key()}"})
-            r.raise_for_status()
-            served = [m["id"] for m in r.json().get("data", [])]
-    except (httpx.HTTPError, ValueError, KeyError) as e:
-        raise LLMUnreachable("preflight", "-", f"cannot reach the LLM at {ctx.base_url} ({url}): {e}") from e
-    if ctx.model not in served and served:
-        if explicit_model:
-            raise LLMUnreachable("preflight", "-", f"model {ctx.model!r} is not served at {ctx.base_url}; "
-                                                   f"served: {', '.join(served)}")
-        ctx.model = served[0]
-    return ctx
+def graph_for(checkpointer: BaseCheckpointSaver) -> Compiled:
+    """The compiled graph on a checkpointer (compiled once, not per deliberation)."""
+    if checkpointer not in _graphs:
+        _graphs[checkpointer] = compile_graph(checkpointer)
+    return _graphs[checkpointer]
 
 
-_graphs: dict[int, Any] = {}
-
-
-def graph_for(checkpointer: Any):
-    """The compiled graph for a checkpointer (compiled once, not per deliberation)."""
-    key = id(checkpointer)
-    if key not in _graphs or _graphs[key][0] is not checkpointer:
-        _graphs[key] = (checkpointer, compile_graph(checkpointer))
-    return _graphs[key][1]
-
-
-def thread_config(thread_id: str) -> dict[str, Any]:
+def thread_config(thread_id: str) -> RunnableConfig:
+    """The config that names a thread."""
     return {"configurable": {"thread_id": thread_id}}
 
 
-async def run(checkpointer: Any, thread_id: str, inp: dict[str, Any] | None, ctx: Context,
-              on_update: Callable[[str, Any], None] | None = None) -> dict[str, Any]:
-    """Start, resume or re-read the deliberation on ``thread_id``; return its state values.
+@dataclass
+class Outcome:
+    """What became of a deliberation after ``run``."""
 
-    A thread that already finished is returned as it is (no LLM call). One that stopped part
-    way (crash, error, interrupt without answer) resumes from its last checkpoint: finished
-    tasks are not run again. ``inp`` is only used when the thread has no checkpoint yet.
+    status: Literal["completed", "replayed", "interrupted"]
+    """completed now; replayed: it had finished before (no LLM call); interrupted: waiting."""
+    values: dict[str, Any]
+    """The state's values."""
+    pending: list[str] = field(default_factory=list)
+    """Nodes waiting to run (interrupted)."""
+    interrupts: list[Any] = field(default_factory=list)
+    """What each interrupt asks (interrupted)."""
+
+
+async def run(
+    checkpointer: BaseCheckpointSaver,
+    thread_id: str,
+    inp: dict[str, Any] | None,
+    context: Context | None,
+    settings: Settings,
+    on_update: Callable[[str, Any], None] | None = None,
+    stream_mode: Sequence[StreamMode] = ("updates", "custom"),
+) -> Outcome:
+    """Start, resume or re-read the deliberation on ``thread_id``.
+
+    A finished thread is returned as it is. One that stopped part way (crash, error, interrupt
+    without answer) resumes from its last checkpoint: finished tasks are not run again.
+    ``inp`` is only used when the thread has no checkpoint to continue from.
     """
     graph = graph_for(checkpointer)
     config = thread_config(thread_id)
-    snap = await graph.aget_state(config)
-    if snap.values and not snap.next and "result" in snap.values:
-        return {**snap.values, "__replayed__": True}
-    # A thread with a checkpoint continues from it; one with none (or only an input checkpoint
-    # that never got going, e.g. a write that failed) starts from the input.
-    start = None if snap.next else inp
-    async for mode, chunk in graph.astream(start, config, context=ctx, stream_mode=["updates", "custom"],
-                                           durability="sync"):
-        if on_update is not None:
-            on_update(mode, chunk)
-    snap = await graph.aget_state(config)
-    values = dict(snap.values)
+    with settings_mod.using(settings):
+        snap = await graph.aget_state(config)
+        if snap.values and not snap.next and "result" in snap.values:
+            return Outcome("replayed", dict(snap.values))
+        start = None if snap.next else inp
+        stream = graph.astream(
+            cast(InputState | None, start),
+            config,
+            context=context or Context(),
+            stream_mode=list(stream_mode),
+            durability="sync",
+        )
+        async for mode, chunk in stream:
+            if on_update is not None:
+                on_update(mode, chunk)
+        snap = await graph.aget_state(config)
     if snap.next:
-        values["__pending__"] = list(snap.next)
-        values["__interrupts__"] = [i.value for t in snap.tasks for i in t.interrupts]
-    return values
+        return Outcome(
+            "interrupted",
+            dict(snap.values),
+            list(snap.next),
+            [i.value for task in snap.tasks for i in task.interrupts],
+        )
+    return Outcome("completed", dict(snap.values))
 
 
-async def stored_council(checkpointer: Any, thread_id: str) -> dict[str, Any] | None:
+async def stored_state_council(checkpointer: BaseCheckpointSaver, thread_id: str) -> Council | None:
+    """The council a deliberation was started with (None: no such deliberation)."""
     snap = await graph_for(checkpointer).aget_state(thread_config(thread_id))
-    return (snap.values or {}).get("council")
+    council: Council | None = (snap.values or {}).get("council")
+    return council

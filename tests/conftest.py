@@ -1,17 +1,13 @@
-"""Fixtures that start real servers (valkey-server, nats-server, the simulated vLLM) on free ports."""
+"""Fixtures that start real servers (valkey-server, nats-server, the simulated vLLM)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import httpx
 import pytest
 
 from server.services import EmbeddedNats, EmbeddedValkey
-from server.sim_vllm import ServerThread, SimConfig, SimVLLM
-
-ROOT = Path(__file__).resolve().parent.parent
+from sim_vllm import ServerThread, SimConfig, SimVLLM
 
 
 def _server_url(env: str, server_cls, tmp_path_factory):
@@ -38,11 +34,3 @@ def sim() -> ServerThread:
     """A fresh simulated vLLM, fast (time scale 0.002) so tests take milliseconds per call."""
     with ServerThread(SimVLLM(SimConfig(time_scale=0.002))) as s:
         yield s
-
-
-def sim_admin(sim: ServerThread, path: str) -> str:
-    return sim.base_url.removesuffix("/v1") + path
-
-
-def sim_requests(sim: ServerThread) -> list[dict]:
-    return httpx.get(sim_admin(sim, "/admin/requests")).json()["requests"]

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graph.context import MAX_ROUNDS, MAX_TASK_CHARS
+from graph.request import MAX_ROUNDS, MAX_TASK_CHARS
 from server.services import free_port
-from server.sim_vllm import ServerThread, SimConfig, SimVLLM
-from tests.conftest import ROOT, sim_admin, sim_requests
+from sim_vllm import ServerThread, SimConfig, SimVLLM
+from tests.helpers import ROOT, sim_admin, sim_requests
 
 COUNCIL = [sys.executable, "-m", "server.cli"]
 TASK = "Add idempotent retry handling to the webhook consumer that receives payment notifications."
@@ -29,21 +29,47 @@ def env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return e
 
 
-def council(tmp_path: Path, *args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*COUNCIL, *args], env=env(tmp_path, **extra), cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+def council(
+    tmp_path: Path, *args: str, timeout: float = 120, **extra: str
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*COUNCIL, *args],
+        env=env(tmp_path, **extra),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["", "--role", "DEV"], "task: String should have at least 1 character"),
-    (["   ", "--role", "DEV"], "task: task is empty or only whitespace"),
-    ([TASK, "--role", "PM"], "role: unknown role 'PM'"),
-    ([TASK, "--role", "DEV", "--agents", "1"], "agents: Input should be greater than or equal to 2"),
-    ([TASK, "--role", "DEV", "--rounds", "-1"], "rounds: Input should be greater than or equal to 0"),
-    ([TASK, "--role", "DEV", "--rounds", str(MAX_ROUNDS + 1)], f"less than or equal to {MAX_ROUNDS}"),
-    (["x" * (MAX_TASK_CHARS + 1), "--role", "DEV"], f"the maximum is {MAX_TASK_CHARS}"),
-    ([TASK, "--role", "DEV", "--rubric", "/nonexistent.json"], "--rubric: file /nonexistent.json does not exist"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["", "--role", "DEV"], "task: String should have at least 1 character"),
+        (["   ", "--role", "DEV"], "task: is empty or only whitespace"),
+        ([TASK, "--role", "PM"], "role: unknown role 'PM'"),
+        (
+            [TASK, "--role", "DEV", "--agents", "1"],
+            "context.agents: Input should be greater than or equal to 2",
+        ),
+        (
+            [TASK, "--role", "DEV", "--rounds", "-1"],
+            "rounds: Input should be greater than or equal to 0",
+        ),
+        (
+            [TASK, "--role", "DEV", "--rounds", str(MAX_ROUNDS + 1)],
+            f"less than or equal to {MAX_ROUNDS}",
+        ),
+        (
+            ["x" * (MAX_TASK_CHARS + 1), "--role", "DEV"],
+            f"task: String should have at most {MAX_TASK_CHARS} characters",
+        ),
+        (
+            [TASK, "--role", "DEV", "--rubric", "/nonexistent.json"],
+            "--rubric: file /nonexistent.json does not exist",
+        ),
+    ],
+)
 def test_bad_input_exits_2_naming_the_problem(tmp_path, args, needle):
     r = council(tmp_path, "deliberate", *args)
     assert r.returncode == 2, r.stderr
@@ -60,8 +86,23 @@ def test_unreachable_llm_names_the_url(tmp_path):
 def test_deliberate_json_logs_and_no_secret(tmp_path):
     secret = "sk-council-test-" + uuid.uuid4().hex
     with ServerThread(SimVLLM(SimConfig(time_scale=0.002))) as sim:
-        r = council(tmp_path, "deliberate", TASK, "--role", "dev", "--rounds", "1", "--base-url", sim.base_url,
-                    "--json", "--story-id", "s-9", "--id", "cli-json", COUNCIL_API_KEY=secret)
+        r = council(
+            tmp_path,
+            "deliberate",
+            TASK,
+            "--role",
+            "dev",
+            "--rounds",
+            "1",
+            "--base-url",
+            sim.base_url,
+            "--json",
+            "--story-id",
+            "s-9",
+            "--id",
+            "cli-json",
+            COUNCIL_API_KEY=secret,
+        )
     assert r.returncode == 0, r.stderr
     event = json.loads(r.stdout)
     assert event["deliberation_id"] == "cli-json" and event["story_id"] == "s-9"
@@ -73,9 +114,16 @@ def test_deliberate_json_logs_and_no_secret(tmp_path):
     assert len(calls) == 13
     for c in calls:
         assert c["level"] == "info" and c["deliberation_id"] == "cli-json" and c["role"] == "DEV"
-        assert c["agent_id"] and c["stage"] in ("propose", "critique", "revise", "select") and c["content"]
+        assert (
+            c["agent_id"]
+            and c["stage"] in ("propose", "critique", "revise", "select")
+            and c["content"]
+        )
     proposals = {c["agent_id"]: c["content"] for c in calls if c["stage"] == "propose"}
-    assert event["proposals"][0]["versions"][0] == proposals[event["proposals"][0]["author"]["agent_id"]]
+    assert (
+        event["proposals"][0]["versions"][0]
+        == proposals[event["proposals"][0]["author"]["agent_id"]]
+    )
     assert secret not in log_file.read_text() + r.stderr + r.stdout
 
 
@@ -83,17 +131,43 @@ def test_killed_mid_critique_resumes_without_repeating_finished_calls(tmp_path):
     did = "crash-" + uuid.uuid4().hex[:8]
     with ServerThread(SimVLLM(SimConfig(time_scale=0.01))) as sim:
         # one critique hangs, so the process is surely killed in the middle of the critique stage
-        httpx.post(sim_admin(sim, "/admin/faults"), json={"kind": "stall", "stage": "critique",
-                                                          "agent": "agent-dev-003", "nth": 1,
-                                                          "stall_seconds": 60})
-        proc = subprocess.Popen([*COUNCIL, "deliberate", TASK, "--role", "DEV", "--id", did, "--quiet",
-                                 "--base-url", sim.base_url], env=env(tmp_path), cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        httpx.post(
+            sim_admin(sim, "/admin/faults"),
+            json={
+                "kind": "stall",
+                "stage": "critique",
+                "agent": "agent-dev-003",
+                "nth": 1,
+                "stall_seconds": 60,
+            },
+        )
+        proc = subprocess.Popen(
+            [
+                *COUNCIL,
+                "deliberate",
+                TASK,
+                "--role",
+                "DEV",
+                "--id",
+                did,
+                "--quiet",
+                "--base-url",
+                sim.base_url,
+            ],
+            env=env(tmp_path),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                done = [e for e in sim_requests(sim) if e["stage"] == "critique" and e.get("t_out")
-                        and e["status"] == 200]
+                done = [
+                    e
+                    for e in sim_requests(sim)
+                    if e["stage"] == "critique" and e.get("t_out") and e["status"] == 200
+                ]
                 if len(done) == 5:
                     break
                 time.sleep(0.05)
@@ -104,55 +178,102 @@ def test_killed_mid_critique_resumes_without_repeating_finished_calls(tmp_path):
             proc.wait()
         before = sim_requests(sim)
         httpx.delete(sim_admin(sim, "/admin/faults"))
-        r = council(tmp_path, "resume", did, "--json", "--base-url", sim.base_url)
+        r = council(tmp_path, "resume", did, "--json")
         assert r.returncode == 0, r.stderr
-        after = sim_requests(sim)[len(before):]
+        after = sim_requests(sim)[len(before) :]
     event = json.loads(r.stdout)
     assert event["deliberation_id"] == did and len(event["proposals"]) == 3
     # only the critique that had not finished ran again; then revise and select
     assert sorted((e["stage"], e["agent"]) for e in after) == sorted(
-        [("critique", "agent-dev-003")] + [("revise", f"agent-dev-00{i}") for i in (1, 2, 3)]
-        + [("select", "judge-dev")])
+        [("critique", "agent-dev-003")]
+        + [("revise", f"agent-dev-00{i}") for i in (1, 2, 3)]
+        + [("select", "judge-dev")]
+    )
     finished = [e["prompt_sha"] for e in before + after if e["status"] == 200 and e.get("t_out")]
     assert len(finished) == len(set(finished)) == 13
 
 
 def test_garbage_llm_fails_named_then_resume_finishes(tmp_path):
     with ServerThread(SimVLLM(SimConfig(time_scale=0.002))) as sim:
-        httpx.post(sim_admin(sim, "/admin/faults"), json={"kind": "garbage", "probability": 1.0,
-                                                          "agent": "agent-qa-002", "stage": "propose"})
-        r = council(tmp_path, "deliberate", "Design the test plan for a password-reset flow", "--role", "QA",
-                    "--rounds", "0", "--id", "garbage-1", "--quiet", "--base-url", sim.base_url)
+        httpx.post(
+            sim_admin(sim, "/admin/faults"),
+            json={
+                "kind": "garbage",
+                "probability": 1.0,
+                "agent": "agent-qa-002",
+                "stage": "propose",
+            },
+        )
+        r = council(
+            tmp_path,
+            "deliberate",
+            "Design the test plan for a password-reset flow",
+            "--role",
+            "QA",
+            "--rounds",
+            "0",
+            "--id",
+            "garbage-1",
+            "--quiet",
+            "--base-url",
+            sim.base_url,
+        )
         assert r.returncode == 3
         assert "propose failed for agent-qa-002: garbage answer" in r.stderr
         assert "council resume garbage-1" in r.stderr
         httpx.delete(sim_admin(sim, "/admin/faults"))
         n = len(sim_requests(sim))
-        r = council(tmp_path, "resume", "garbage-1", "--json", "--base-url", sim.base_url)
+        r = council(tmp_path, "resume", "garbage-1", "--json")
         assert r.returncode == 0, r.stderr
         assert [(e["stage"], e["agent"]) for e in sim_requests(sim)[n:]] == [
-            ("propose", "agent-qa-002"), ("select", "judge-qa")]
+            ("propose", "agent-qa-002"),
+            ("select", "judge-qa"),
+        ]
 
 
 def test_event_schemas_in_docs_are_current(tmp_path):
-    r = subprocess.run([*COUNCIL, "schemas", "--check"], cwd=ROOT, capture_output=True, text=True,
-                       env=env(tmp_path))
+    r = subprocess.run(
+        [*COUNCIL, "schemas", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env(tmp_path),
+    )
     assert r.returncode == 0, r.stderr
     # and the check really detects drift
     out = tmp_path / "events"
-    subprocess.run([*COUNCIL, "schemas", "--out", str(out)], cwd=ROOT, check=True, capture_output=True,
-                   env=env(tmp_path))
+    subprocess.run(
+        [*COUNCIL, "schemas", "--out", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        env=env(tmp_path),
+    )
     (out / "deliberation.completed.schema.json").write_text("{}")
-    r = subprocess.run([*COUNCIL, "schemas", "--check", "--out", str(out)], cwd=ROOT, capture_output=True,
-                       text=True, env=env(tmp_path))
+    r = subprocess.run(
+        [*COUNCIL, "schemas", "--check", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env(tmp_path),
+    )
     assert r.returncode == 1 and "deliberation.completed.schema.json" in r.stderr
 
 
 def test_graph_drawing_in_docs_is_current(tmp_path):
-    r = subprocess.run([*COUNCIL, "draw", "--check"], cwd=ROOT, capture_output=True, text=True, env=env(tmp_path))
+    r = subprocess.run(
+        [*COUNCIL, "draw", "--check"], cwd=ROOT, capture_output=True, text=True, env=env(tmp_path)
+    )
     assert r.returncode == 0, r.stderr
     stale = tmp_path / "graph.mmd"
-    stale.write_text((ROOT / "docs" / "graph.mmd").read_text().replace("tally -.-> select", "tally --> select"))
-    r = subprocess.run([*COUNCIL, "draw", "--check", "--out", str(stale)], cwd=ROOT, capture_output=True,
-                       text=True, env=env(tmp_path))
+    stale.write_text(
+        (ROOT / "docs" / "graph.mmd").read_text().replace("tally -.-> select", "tally --> select")
+    )
+    r = subprocess.run(
+        [*COUNCIL, "draw", "--check", "--out", str(stale)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env(tmp_path),
+    )
     assert r.returncode == 1 and "stale graph drawing" in r.stderr

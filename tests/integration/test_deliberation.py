@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 import httpx
 import jsonschema
@@ -14,12 +13,14 @@ import valkey.asyncio as avalkey
 
 from graph.context import Context
 from graph.persistence import valkey_saver
-from nodes.events import COMPLETED_SUBJECT, STREAM, DeliberationCompleted, Publisher
-from nodes.llm import CouncilError
-from server.runner import run
-from tests.conftest import ROOT, sim_admin, sim_requests
+from graph.settings import Settings
+from nodes.errors import CouncilError
+from nodes.events import COMPLETED_SUBJECT, DeliberationCompleted
+from nodes.nats_publisher import STREAM, close_publishers, publisher
+from server import runner
+from tests.helpers import ROOT, TASKS, sim_admin, sim_requests
 
-TASK = json.loads((ROOT / "bench" / "tasks.jsonl").read_text().splitlines()[4])  # t05, ARCHITECT
+TASK = TASKS[4]  # t05, ARCHITECT
 
 
 def overlapping(entries: list[dict]) -> bool:
@@ -28,12 +29,14 @@ def overlapping(entries: list[dict]) -> bool:
 
 
 async def completed_subscription(nats_url: str):
-    await Publisher.for_url(nats_url)._connect()  # ensures the stream
+    await publisher(nats_url).connect()  # ensures the stream
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     from nats.js.api import ConsumerConfig, DeliverPolicy
-    sub = await js.pull_subscribe(COMPLETED_SUBJECT, stream=STREAM,
-                                  config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW))
+
+    sub = await js.pull_subscribe(
+        COMPLETED_SUBJECT, stream=STREAM, config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
+    )
     return nc, sub
 
 
@@ -50,7 +53,8 @@ async def receive_for(sub, deliberation_id: str) -> tuple[dict, dict]:
 @pytest.fixture
 def timed_sim():
     """Calls long enough (tens of ms) that overlap in time means real concurrency."""
-    from server.sim_vllm import ServerThread, SimConfig, SimVLLM
+    from sim_vllm import ServerThread, SimConfig, SimVLLM
+
     with ServerThread(SimVLLM(SimConfig(time_scale=0.05))) as s:
         yield s
 
@@ -60,22 +64,43 @@ async def test_full_deliberation_publishes_a_valid_event(timed_sim, valkey_url, 
     sim = timed_sim
     did = f"it-{rounds}-{uuid.uuid4().hex[:8]}"
     nc, sub = await completed_subscription(nats_url)
-    ctx = Context(base_url=sim.base_url, nats_url=nats_url, rubric=TASK["rubric"])
+    ctx = Settings(llm_base_url=sim.base_url, nats_url=nats_url)
     try:
         async with valkey_saver(valkey_url) as saver:
-            values = await run(saver, did, {"task": TASK["task"], "role": TASK["role"], "rounds": rounds,
-                                            "story_id": "s-1", "task_id": TASK["id"]}, ctx)
+            values = (
+                await runner.run(
+                    saver,
+                    did,
+                    {
+                        "task": TASK["task"],
+                        "role": TASK["role"],
+                        "rounds": rounds,
+                        "story_id": "s-1",
+                        "task_id": TASK["id"],
+                        "rubric": TASK["rubric"],
+                    },
+                    None,
+                    ctx,
+                )
+            ).values
         event, headers = await receive_for(sub, did)
     finally:
         await nc.close()
-        await Publisher.close_all()
+        await close_publishers()
 
     # the event on the wire: valid against the committed JSON Schema and the pydantic model
-    schema = json.loads((ROOT / "docs" / "events" / "deliberation.completed.schema.json").read_text())
+    schema = json.loads(
+        (ROOT / "docs" / "events" / "deliberation.completed.schema.json").read_text()
+    )
     jsonschema.validate(event, schema)
     ev = DeliberationCompleted.model_validate(event)
     assert headers["Nats-Msg-Id"] == f"{did}:completed"
-    assert ev.story_id == "s-1" and ev.task_id == "t05" and ev.role == "ARCHITECT" and ev.rounds == rounds
+    assert (
+        ev.story_id == "s-1"
+        and ev.task_id == "t05"
+        and ev.role == "ARCHITECT"
+        and ev.rounds == rounds
+    )
     assert ev.stop_reason == "rounds_completed"
     assert ev.winner.author.agent_id == ev.ranking[0].agent_id
     assert set(ev.ranking[0].scores) == set(TASK["rubric"])
@@ -85,8 +110,9 @@ async def test_full_deliberation_publishes_a_valid_event(timed_sim, valkey_url, 
         assert len(p.critiques_received) == 2 * rounds
         assert all(c.critic != p.author.agent_id for c in p.critiques_received)
         assert all("<think>" not in v for v in p.versions)  # reasoning never reaches peers
-    assert ev.winner.content == next(p.versions[-1] for p in ev.proposals
-                                     if p.author.agent_id == ev.winner.author.agent_id)
+    assert ev.winner.content == next(
+        p.versions[-1] for p in ev.proposals if p.author.agent_id == ev.winner.author.agent_id
+    )
     assert event["timestamp"].endswith("Z") or event["timestamp"].endswith("+00:00")
 
     # every call the simulator served is accounted for, per stage
@@ -99,7 +125,9 @@ async def test_full_deliberation_publishes_a_valid_event(timed_sim, valkey_url, 
     assert len(values["calls"]) == sum(expected.values())
 
     # each stage's calls were in flight together (parallel, not one after another)
-    for stage, rnd in [("propose", "0")] + [(s, str(r)) for r in range(1, rounds + 1) for s in ("critique", "revise")]:
+    for stage, rnd in [("propose", "0")] + [
+        (s, str(r)) for r in range(1, rounds + 1) for s in ("critique", "revise")
+    ]:
         group = [e for e in log if e["stage"] == stage and e["round"] == rnd]
         assert len(group) in (3, 6) and overlapping(group), (stage, rnd)
 
@@ -112,11 +140,19 @@ async def test_full_deliberation_publishes_a_valid_event(timed_sim, valkey_url, 
 
 async def test_finished_deliberation_is_not_run_again(sim, valkey_url):
     did = f"again-{uuid.uuid4().hex[:8]}"
-    ctx = Context(base_url=sim.base_url, nats_url=None)
+    ctx = Settings(llm_base_url=sim.base_url)
     async with valkey_saver(valkey_url) as saver:
-        first = await run(saver, did, {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}, ctx)
+        first = (
+            await runner.run(
+                saver, did, {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}, None, ctx
+            )
+        ).values
         n = len(sim_requests(sim))
-        second = await run(saver, did, {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}, ctx)
+        second = (
+            await runner.run(
+                saver, did, {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}, None, ctx
+            )
+        ).values
     assert second["result"] == first["result"]
     assert len(sim_requests(sim)) == n == 4
 
@@ -124,50 +160,78 @@ async def test_finished_deliberation_is_not_run_again(sim, valkey_url):
 async def test_failed_agent_keeps_siblings_work_and_resumes(sim, valkey_url):
     """One agent's propose fails for good: its siblings' proposals survive, resume runs only it."""
     did = f"partial-{uuid.uuid4().hex[:8]}"
-    httpx.post(sim_admin(sim, "/admin/faults"), json={"kind": "http_500", "probability": 1.0,
-                                                      "agent": "agent-dev-002", "stage": "propose"})
-    ctx = Context(base_url=sim.base_url, nats_url=None, max_retries=1)
-    inp = {"task": "Add rate limiting, 100 requests per minute per API key", "role": "DEV", "rounds": 1}
+    httpx.post(
+        sim_admin(sim, "/admin/faults"),
+        json={"kind": "http_500", "probability": 1.0, "agent": "agent-dev-002", "stage": "propose"},
+    )
+    ctx = Settings(llm_base_url=sim.base_url, llm_max_retries=1)
+    inp = {
+        "task": "Add rate limiting, 100 requests per minute per API key",
+        "role": "DEV",
+        "rounds": 1,
+    }
     async with valkey_saver(valkey_url) as saver:
         with pytest.raises(Exception, match="500"):
-            await run(saver, did, inp, ctx)
+            await runner.run(saver, did, inp, None, ctx)
         before = [e for e in sim_requests(sim) if e["deliberation"] == did]
-        assert {e["agent"] for e in before if e["status"] == 200} == {"agent-dev-001", "agent-dev-003"}
+        assert {e["agent"] for e in before if e["status"] == 200} == {
+            "agent-dev-001",
+            "agent-dev-003",
+        }
         httpx.delete(sim_admin(sim, "/admin/faults"))
-        values = await run(saver, did, None, ctx)
-    after = [e for e in sim_requests(sim) if e["deliberation"] == did][len(before):]
-    assert [(e["stage"], e["agent"]) for e in after if e["stage"] == "propose"] == [("propose", "agent-dev-002")]
+        values = (await runner.run(saver, did, None, None, ctx)).values
+    after = [e for e in sim_requests(sim) if e["deliberation"] == did][len(before) :]
+    assert [(e["stage"], e["agent"]) for e in after if e["stage"] == "propose"] == [
+        ("propose", "agent-dev-002")
+    ]
     assert values["result"]["winner"]["author"]["agent_id"].startswith("agent-dev-")
-    ok = [e["prompt_sha"] for e in sim_requests(sim) if e["deliberation"] == did and e["status"] == 200]
+    ok = [
+        e["prompt_sha"]
+        for e in sim_requests(sim)
+        if e["deliberation"] == did and e["status"] == 200
+    ]
     assert len(ok) == len(set(ok)) == 13  # no finished call was made twice
 
 
 async def test_garbage_from_the_judge_is_retried_then_named(sim, valkey_url):
     did = f"garbage-{uuid.uuid4().hex[:8]}"
-    httpx.post(sim_admin(sim, "/admin/faults"), json={"kind": "invalid_json", "probability": 1.0,
-                                                      "stage": "select"})
-    ctx = Context(base_url=sim.base_url, nats_url=None, answer_retries=2)
+    httpx.post(
+        sim_admin(sim, "/admin/faults"),
+        json={"kind": "invalid_json", "probability": 1.0, "stage": "select"},
+    )
+    ctx = Settings(llm_base_url=sim.base_url, answer_retries=2)
     async with valkey_saver(valkey_url) as saver:
         with pytest.raises(CouncilError) as e:
-            await run(saver, did, {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}, ctx)
+            await runner.run(
+                saver, did, {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}, None, ctx
+            )
         assert e.value.stage == "select" and e.value.agent_id == "judge-architect"
         assert "invalid structured answer" in str(e.value) and "after 3 attempts" in str(e.value)
-        selects = [x for x in sim_requests(sim) if x["deliberation"] == did and x["stage"] == "select"]
+        selects = [
+            x for x in sim_requests(sim) if x["deliberation"] == did and x["stage"] == "select"
+        ]
         assert len(selects) == 3
         # nothing already done is lost: fix the judge, resume, only select runs again
         httpx.delete(sim_admin(sim, "/admin/faults"))
         n = len(sim_requests(sim))
-        values = await run(saver, did, None, ctx)
+        values = (await runner.run(saver, did, None, None, ctx)).values
     assert [x["stage"] for x in sim_requests(sim)[n:]] == ["select"]
     assert values["result"]["winner"]["author"]["role"] == "ARCHITECT"
 
 
 async def test_truncated_judgement_is_retried_with_a_larger_budget(sim, valkey_url):
     did = f"trunc-{uuid.uuid4().hex[:8]}"
-    httpx.post(sim_admin(sim, "/admin/faults"), json={"kind": "truncated_json", "nth": 1, "stage": "select"})
-    ctx = Context(base_url=sim.base_url, nats_url=None)
+    httpx.post(
+        sim_admin(sim, "/admin/faults"),
+        json={"kind": "truncated_json", "nth": 1, "stage": "select"},
+    )
+    ctx = Settings(llm_base_url=sim.base_url)
     async with valkey_saver(valkey_url) as saver:
-        values = await run(saver, did, {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}, ctx)
+        values = (
+            await runner.run(
+                saver, did, {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}, None, ctx
+            )
+        ).values
     selects = [x for x in sim_requests(sim) if x["deliberation"] == did and x["stage"] == "select"]
     assert [s["finish_reason"] for s in selects] == ["length", "stop"]
     assert selects[1]["max_tokens"] == 2 * selects[0]["max_tokens"]
@@ -175,15 +239,84 @@ async def test_truncated_judgement_is_retried_with_a_larger_budget(sim, valkey_u
     assert len(rejected) == 1 and "finish_reason=length" in rejected[0]["problem"]
 
 
-async def test_prompt_edit_changes_the_next_deliberation(sim, valkey_url, tmp_path, monkeypatch):
+async def test_prompt_edit_changes_the_next_deliberation(sim, valkey_url, tmp_path):
     import shutil
+
     shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
-    monkeypatch.setenv("COUNCIL_PROMPTS_DIR", str(tmp_path / "prompts"))
+
     p = tmp_path / "prompts" / "propose.md"
-    p.write_text(p.read_text().replace("## Your assignment", "## Your assignment\n" + "Zephyrquux " * 12))
-    ctx = Context(base_url=sim.base_url, nats_url=None)
+    p.write_text(
+        p.read_text().replace("## Your assignment", "## Your assignment\n" + "Zephyrquux " * 12)
+    )
+    ctx = Settings(llm_base_url=sim.base_url, prompts_dir=tmp_path / "prompts")
     async with valkey_saver(valkey_url) as saver:
-        values = await run(saver, f"edit-{uuid.uuid4().hex[:8]}",
-                           {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}, ctx)
+        outcome = await runner.run(
+            saver,
+            f"edit-{uuid.uuid4().hex[:8]}",
+            {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0},
+            None,
+            ctx,
+        )
+    values = outcome.values
     # the simulator builds answers from the prompt's words: the new instruction shows up
     assert all("zephyrquux" in d["content"].lower() for d in values["drafts"])
+
+
+async def test_a_stream_broken_mid_answer_retries_the_stage_task(sim, valkey_url):
+    """Streaming (as the LangGraph server streams messages): the stream of one propose dies
+    half-way; the openai client does not retry it, the stage's RetryPolicy does."""
+    did = f"broken-{uuid.uuid4().hex[:8]}"
+    httpx.post(
+        sim_admin(sim, "/admin/faults"),
+        json={"kind": "drop", "nth": 1, "stage": "propose", "agent": "agent-dev-002"},
+    )
+    ctx = Settings(llm_base_url=sim.base_url, llm_max_retries=0)
+    modes: set[str] = set()
+    async with valkey_saver(valkey_url) as saver:
+        outcome = await runner.run(
+            saver,
+            did,
+            {"task": TASK["task"], "role": "DEV", "rounds": 0},
+            None,
+            ctx,
+            on_update=lambda mode, _: modes.add(mode),
+            stream_mode=("updates", "messages"),
+        )
+    assert outcome.status == "completed" and "messages" in modes
+    mine = [
+        e
+        for e in sim_requests(sim)
+        if e["deliberation"] == did and e["stage"] == "propose" and e["agent"] == "agent-dev-002"
+    ]
+    assert [e["status"] for e in mine] == [0, 200] and all(e["stream"] for e in mine)
+    assert outcome.values["result"]["proposals"][1]["versions"][0]
+
+
+async def test_a_stored_council_deliberates_through_the_runner(sim, valkey_url):
+    from graph.persistence import CouncilStore
+    from graph.request import parse_council
+
+    name = f"c{uuid.uuid4().hex[:8]}"
+    store = CouncilStore(valkey_url)
+    await store.create(
+        parse_council(
+            {
+                "name": name,
+                "role": "DATA",
+                "rounds": 0,
+                "agents": [
+                    {"agent_id": "data-x", "temperature": 0.1},
+                    {"agent_id": "data-y", "temperature": 0.9},
+                ],
+            }
+        )
+    )
+    await store.aclose()
+    did = f"stored-{uuid.uuid4().hex[:8]}"
+    ctx = Settings(llm_base_url=sim.base_url, valkey_url=valkey_url)
+    async with valkey_saver(valkey_url) as saver:
+        outcome = await runner.run(saver, did, {"task": TASK["task"]}, Context(council=name), ctx)
+    council = outcome.values["council"]
+    assert council["name"] == name and council["role"] == "DATA" and council["rounds"] == 0
+    asked = {e["agent"] for e in sim_requests(sim) if e["deliberation"] == did}
+    assert asked == {"data-x", "data-y", "judge-data"}

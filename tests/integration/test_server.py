@@ -1,7 +1,8 @@
-"""The real LangGraph server (``council serve`` -> ``langgraph dev``) driven with ``langgraph_sdk``."""
+"""The real LangGraph server (``council serve``) driven with ``langgraph_sdk``."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,10 +17,13 @@ from langgraph_sdk import get_client
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.services import free_port
-from server.sim_vllm import ServerThread, SimConfig, SimVLLM
-from tests.conftest import ROOT
+from sim_vllm import ServerThread, SimConfig, SimVLLM
+from tests.helpers import ROOT
 
-TASK = "Choose between server-sent events and WebSockets for live order-status updates to 200k clients."
+TASK = (
+    "Choose between server-sent events and WebSockets for live order-status updates "
+    "to 200k clients."
+)
 
 
 class Served:
@@ -27,15 +31,25 @@ class Served:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items()}
-        self.env.update(VALKEY_URL=valkey_url, NATS_URL=nats_url, COUNCIL_LLM_BASE_URL=llm_url,
-                        COUNCIL_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
+        self.env.update(
+            VALKEY_URL=valkey_url,
+            NATS_URL=nats_url,
+            COUNCIL_LLM_BASE_URL=llm_url,
+            COUNCIL_DATA_DIR=str(tmp_path / "data"),
+            PYTHONPATH=str(ROOT),
+        )
         self.log = tmp_path / f"serve-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Served":
-        self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
-                                     env=self.env, cwd=ROOT, stdout=open(self.log, "ab"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+    def start(self) -> Served:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
+            env=self.env,
+            cwd=ROOT,
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
@@ -74,8 +88,11 @@ def server(tmp_path_factory, valkey_url, nats_url, llm):
 async def test_run_to_completion_and_state_history(server, valkey_url):
     client = get_client(url=server.url)
     thread = await client.threads.create()
-    out = await client.runs.wait(thread["thread_id"], "council",
-                                 input={"task": TASK, "role": "ARCHITECT", "rounds": 1, "story_id": "S-1"})
+    out = await client.runs.wait(
+        thread["thread_id"],
+        "council",
+        input={"task": TASK, "role": "ARCHITECT", "rounds": 1, "story_id": "S-1"},
+    )
     assert out["result"]["role"] == "ARCHITECT" and out["result"]["story_id"] == "S-1"
     assert out["result"]["winner"]["author"]["agent_id"].startswith("agent-architect-")
     assert out["published"]["subject"] == "orchestration.deliberation.completed"
@@ -94,17 +111,23 @@ async def test_stream_updates_custom_and_tokens(server):
     client = get_client(url=server.url)
     thread = await client.threads.create()
     seen: dict[str, list] = {"updates": [], "custom": [], "messages": []}
-    async for part in client.runs.stream(thread["thread_id"], "council",
-                                         input={"task": TASK, "role": "DEVOPS", "rounds": 1},
-                                         stream_mode=["updates", "custom", "messages-tuple"]):
+    async for part in client.runs.stream(
+        thread["thread_id"],
+        "council",
+        input={"task": TASK, "role": "DEVOPS", "rounds": 1},
+        stream_mode=["updates", "custom", "messages-tuple"],
+    ):
         kind = part.event.split("|")[0]
         if kind in seen:
             seen[kind].append(part.data)
     nodes = [n for u in seen["updates"] for n in u]
-    assert nodes.count("propose") == 3 and nodes.count("critique") == 6 and nodes.count("revise") == 3
+    assert (
+        nodes.count("propose") == 3 and nodes.count("critique") == 6 and nodes.count("revise") == 3
+    )
     finished = [c for c in seen["custom"] if c.get("event") == "agent_finished"]
     assert sorted({(c["stage"], c["agent_id"]) for c in finished}) == sorted(
-        {(s, f"agent-devops-00{i}") for s in ("propose", "critique", "revise") for i in (1, 2, 3)})
+        {(s, f"agent-devops-00{i}") for s in ("propose", "critique", "revise") for i in (1, 2, 3)}
+    )
     tokens = [m for m in seen["messages"] if isinstance(m, list) and m and m[0].get("content")]
     assert len(tokens) > 50  # token chunks as they are generated
 
@@ -113,40 +136,93 @@ async def test_interrupt_before_select_then_approve_or_override(server):
     client = get_client(url=server.url)
     # approve
     t1 = await client.threads.create()
-    await client.runs.wait(t1["thread_id"], "council", input={"task": TASK, "role": "DEV", "rounds": 0},
-                           context={"require_approval": True})
+    await client.runs.wait(
+        t1["thread_id"],
+        "council",
+        input={"task": TASK, "role": "DEV", "rounds": 0},
+        context={"require_approval": True},
+    )
     state = await client.threads.get_state(t1["thread_id"])
     assert state["next"] == ["approve"]
     question = state["tasks"][0]["interrupts"][0]["value"]
-    assert len(question["ranking"]) == 3 and question["winner"] == question["ranking"][0]["agent_id"]
+    assert (
+        len(question["ranking"]) == 3 and question["winner"] == question["ranking"][0]["agent_id"]
+    )
     out = await client.runs.wait(t1["thread_id"], "council", command={"resume": {"approved": True}})
     assert out["result"]["stop_reason"] == "approved"
     assert out["result"]["winner"]["author"]["agent_id"] == question["winner"]
     # override with the last-ranked candidate
     t2 = await client.threads.create()
-    await client.runs.wait(t2["thread_id"], "council", input={"task": TASK, "role": "DEV", "rounds": 0},
-                           context={"require_approval": True})
-    last = (await client.threads.get_state(t2["thread_id"]))["tasks"][0]["interrupts"][0]["value"]["ranking"][-1]
-    out = await client.runs.wait(t2["thread_id"], "council", command={
-        "resume": {"winner": last["agent_id"], "reason": "simplest to operate"}})
+    await client.runs.wait(
+        t2["thread_id"],
+        "council",
+        input={"task": TASK, "role": "DEV", "rounds": 0},
+        context={"require_approval": True},
+    )
+    last = (await client.threads.get_state(t2["thread_id"]))["tasks"][0]["interrupts"][0]["value"][
+        "ranking"
+    ][-1]
+    out = await client.runs.wait(
+        t2["thread_id"],
+        "council",
+        command={"resume": {"winner": last["agent_id"], "reason": "simplest to operate"}},
+    )
     assert out["result"]["stop_reason"] == "human_override"
     assert out["result"]["winner"]["author"]["agent_id"] == last["agent_id"]
     assert "simplest to operate" in out["result"]["justification"]
 
 
-@pytest.mark.parametrize("inp,status,needle", [
-    ({"role": "DEV"}, 422, "task: field required"),
-    ({"task": "  ", "role": "DEV"}, 422, "task: task is empty or only whitespace"),
-    ({"task": TASK, "role": "CEO"}, 422, "role: unknown role 'CEO'"),
-    ({"task": TASK, "role": "DEV", "rounds": 99}, 422, "rounds: Input should be less than or equal to 5"),
-    ({"task": TASK, "role": "DEV", "rounds": "many"}, 422, "rounds: Input should be a valid integer"),
-    ({"task": TASK, "council_name": "nope"}, 404, "council_name: unknown council 'nope'"),
-    ({"task": TASK, "role": "DEV", "budget": 3}, 422, "input: unknown field(s) ['budget']"),
-])
+@pytest.mark.parametrize(
+    "inp,status,needle",
+    [
+        ({"role": "DEV"}, 422, "task: Field required"),
+        ({"task": "  ", "role": "DEV"}, 422, "task: is empty or only whitespace"),
+        ({"task": TASK, "role": "CEO"}, 422, "role: unknown role 'CEO'"),
+        (
+            {"task": TASK, "role": "DEV", "rounds": 99},
+            422,
+            "rounds: Input should be less than or equal to 5",
+        ),
+        (
+            {"task": TASK, "role": "DEV", "rounds": "many"},
+            422,
+            "rounds: Input should be a valid integer",
+        ),
+        ({"task": TASK, "role": "DEV", "budget": 3}, 422, "budget: unknown field"),
+        (
+            {"task": TASK, "role": "DEV", "base_url": "http://127.0.0.1:9/v1"},
+            422,
+            "base_url: unknown field",
+        ),
+        (
+            {"task": TASK, "__context__": {"council": "nope"}},
+            404,
+            "context.council: unknown council 'nope'; known: architect, data, dev",
+        ),
+        (
+            {"task": TASK, "__context__": {"base_url": "http://127.0.0.1:9/v1"}},
+            422,
+            "context.base_url: unknown field",
+        ),
+        (
+            {"task": TASK, "__context__": {"nats_url": "nats://127.0.0.1:9"}},
+            422,
+            "context.nats_url: unknown field",
+        ),
+    ],
+)
 def test_bad_run_requests_name_the_field(server, inp, status, needle):
     thread = httpx.post(server.url + "/threads", json={}).json()
-    for path in (f"/threads/{thread['thread_id']}/runs", f"/threads/{thread['thread_id']}/runs/wait", "/runs/wait"):
-        r = httpx.post(server.url + path, json={"assistant_id": "council", "input": inp})
+    inp = dict(inp)
+    context = inp.pop("__context__", None)
+    for path in (
+        f"/threads/{thread['thread_id']}/runs",
+        f"/threads/{thread['thread_id']}/runs/wait",
+        "/runs/wait",
+    ):
+        r = httpx.post(
+            server.url + path, json={"assistant_id": "council", "input": inp, "context": context}
+        )
         assert r.status_code == status, (path, r.text)
         assert needle in r.json()["detail"]
 
@@ -155,20 +231,35 @@ async def test_councils_crud_use_and_survive_restart(server, tmp_path, valkey_ur
     names = [c["name"] for c in httpx.get(server.url + "/councils").json()]
     assert {"dev", "qa", "architect", "devops", "data"} <= set(names)
     name = f"pair-{uuid.uuid4().hex[:6]}"
-    council = {"name": name, "role": "QA", "rounds": 0, "rubric": {"coverage": "all paths"},
-               "agents": [{"agent_id": "qa-alice", "temperature": 0.2}, {"agent_id": "qa-bob", "temperature": 0.9}]}
+    council = {
+        "name": name,
+        "role": "QA",
+        "rounds": 0,
+        "rubric": {"coverage": "all paths"},
+        "agents": [
+            {"agent_id": "qa-alice", "temperature": 0.2},
+            {"agent_id": "qa-bob", "temperature": 0.9},
+        ],
+    }
     assert httpx.post(server.url + "/councils", json=council).status_code == 201
     assert httpx.post(server.url + "/councils", json=council).status_code == 409
     bad = httpx.post(server.url + "/councils", json={**council, "name": "x", "role": "CEO"})
     assert bad.status_code == 422 and "role: unknown role 'CEO'" in bad.json()["detail"]
-    one = httpx.post(server.url + "/councils", json={**council, "name": "y", "agents": council["agents"][:1]})
+    one = httpx.post(
+        server.url + "/councils", json={**council, "name": "y", "agents": council["agents"][:1]}
+    )
     assert one.status_code == 422 and "agents" in one.json()["detail"]
 
     client = get_client(url=server.url)
     thread = await client.threads.create()
-    out = await client.runs.wait(thread["thread_id"], "council", input={"task": TASK, "council_name": name})
+    out = await client.runs.wait(
+        thread["thread_id"], "council", input={"task": TASK}, context={"council": name}
+    )
     assert out["result"]["role"] == "QA"
-    assert sorted(p["author"]["agent_id"] for p in out["result"]["proposals"]) == ["qa-alice", "qa-bob"]
+    assert sorted(p["author"]["agent_id"] for p in out["result"]["proposals"]) == [
+        "qa-alice",
+        "qa-bob",
+    ]
     assert set(out["result"]["ranking"][0]["scores"]) == {"coverage"}
 
     # a restarted server finds the council again (it lives in Valkey)
@@ -176,7 +267,9 @@ async def test_councils_crud_use_and_survive_restart(server, tmp_path, valkey_ur
     server.stop()
     other.start()
     try:
-        assert httpx.get(f"{other.url}/councils/{name}").json()["agents"][0]["agent_id"] == "qa-alice"
+        assert (
+            httpx.get(f"{other.url}/councils/{name}").json()["agents"][0]["agent_id"] == "qa-alice"
+        )
         assert httpx.delete(f"{other.url}/councils/{name}").status_code == 204
         assert httpx.get(f"{other.url}/councils/{name}").status_code == 404
         assert httpx.delete(f"{other.url}/councils/{name}").status_code == 404
@@ -190,18 +283,40 @@ def test_healthz_and_metrics(server):
     assert h.status_code == 200, h.text
     body = h.json()
     assert body["valkey"]["ok"] and body["nats"]["ok"] and body["llm"]["ok"]
-    r = httpx.post(server.url + "/runs/wait", json={"assistant_id": "council", "input": {
-        "task": "Plan a zero-downtime split of the events table", "role": "DATA", "rounds": 1}}, timeout=60)
+    r = httpx.post(
+        server.url + "/runs/wait",
+        json={
+            "assistant_id": "council",
+            "input": {
+                "task": "Plan a zero-downtime split of the events table",
+                "role": "DATA",
+                "rounds": 1,
+            },
+        },
+        timeout=60,
+    )
     assert r.status_code == 200, r.text
     text = httpx.get(server.url + "/metrics").text
     fams = {f.name: f for f in text_string_to_metric_families(text)}
-    for name in ("council_deliberations_started", "council_deliberations_completed", "council_llm_calls",
-                 "council_llm_tokens", "council_deliberation_duration_seconds"):
+    for name in (
+        "council_deliberations_started",
+        "council_deliberations_completed",
+        "council_llm_calls",
+        "council_llm_tokens",
+        "council_deliberation_duration_seconds",
+    ):
         assert name in fams, name
-    calls = {(s.labels["role"], s.labels["stage"]) for s in fams["council_llm_calls"].samples if s.value > 0}
+    calls = {
+        (s.labels["role"], s.labels["stage"])
+        for s in fams["council_llm_calls"].samples
+        if s.value > 0
+    }
     assert {("DATA", s) for s in ("propose", "critique", "revise", "select")} <= calls
-    started = {s.labels["role"]: s.value for s in fams["council_deliberations_started"].samples
-               if s.name.endswith("_total")}
+    started = {
+        s.labels["role"]: s.value
+        for s in fams["council_deliberations_started"].samples
+        if s.name.endswith("_total")
+    }
     assert started["DATA"] >= 1
 
 
@@ -212,3 +327,26 @@ def test_healthz_reports_a_down_llm(tmp_path, valkey_url, nats_url):
         assert h.status_code == 503 and not h.json()["llm"]["ok"] and h.json()["valkey"]["ok"]
     finally:
         s.stop()
+
+
+async def test_served_schemas_hold_only_what_a_caller_fills_in(server):
+    client = get_client(url=server.url)
+    assistant = (await client.assistants.search(graph_id="council"))[0]
+    schemas = await client.assistants.get_schemas(assistant["assistant_id"])
+    inp, out, ctx = schemas["input_schema"], schemas["output_schema"], schemas["context_schema"]
+    assert inp and out and ctx, schemas
+    assert set(inp["properties"]) == {
+        "task",
+        "role",
+        "rounds",
+        "constraints",
+        "rubric",
+        "story_id",
+        "task_id",
+        "deliberation_id",
+    }
+    assert inp["required"] == ["task"]
+    assert set(out["properties"]) == {"deliberation_id", "decision", "result", "published"}
+    assert set(ctx["properties"]) == {"council", "agents", "require_approval"}
+    for forbidden in ("base_url", "nats_url", "api_key", "model"):
+        assert forbidden not in json.dumps(inp) + json.dumps(ctx)

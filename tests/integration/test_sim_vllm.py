@@ -1,4 +1,4 @@
-"""The simulated vLLM through real clients: openai (sync, async), langchain-openai, prometheus parser."""
+"""The simulated vLLM through real clients: openai, langchain-openai, prometheus parser."""
 
 from __future__ import annotations
 
@@ -12,26 +12,43 @@ import pytest
 from langchain_openai import ChatOpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
-from nodes.llm import VLLMChatOpenAI
-from server.sim_vllm import ServerThread, SimConfig, SimVLLM
-from tests.conftest import sim_admin, sim_requests
+from nodes.llm_client import VLLMChatOpenAI
+from sim_vllm import ServerThread, SimConfig, SimVLLM
+from tests.helpers import sim_admin, sim_requests
 
 MODEL = "Qwen/Qwen3-0.6B"
-MSGS = [{"role": "system", "content": "You are a senior DEVOPS engineer."},
-        {"role": "user", "content": "Roll out a PostgreSQL major-version upgrade (14 to 16) for a 2 TB "
-                                    "primary with two replicas and less than 5 minutes of write downtime."}]
+MSGS = [
+    {"role": "system", "content": "You are a senior DEVOPS engineer."},
+    {
+        "role": "user",
+        "content": "Roll out a PostgreSQL major-version upgrade (14 to 16) for a 2 TB "
+        "primary with two replicas and less than 5 minutes of write downtime.",
+    },
+]
 JUDGE_SCHEMA = {
-    "type": "object", "additionalProperties": False, "required": ["scores", "winner", "justification"],
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["scores", "winner", "justification"],
     "properties": {
-        "scores": {"type": "array", "minItems": 2, "maxItems": 4, "items": {
-            "type": "object", "required": ["agent", "score"], "properties": {
-                "agent": {"type": "string", "enum": ["a1", "a2", "a3"]},
-                "score": {"type": "number", "minimum": 0, "maximum": 10},
-                "tags": {"type": "array", "items": {"type": "string", "maxLength": 20}}}}},
+        "scores": {
+            "type": "array",
+            "minItems": 2,
+            "maxItems": 4,
+            "items": {
+                "type": "object",
+                "required": ["agent", "score"],
+                "properties": {
+                    "agent": {"type": "string", "enum": ["a1", "a2", "a3"]},
+                    "score": {"type": "number", "minimum": 0, "maximum": 10},
+                    "tags": {"type": "array", "items": {"type": "string", "maxLength": 20}},
+                },
+            },
+        },
         "winner": {"$ref": "#/$defs/Agent"},
         "justification": {"type": "string", "minLength": 10},
         "confident": {"type": "boolean"},
-        "attempts": {"type": "integer", "minimum": 1, "maximum": 3}},
+        "attempts": {"type": "integer", "minimum": 1, "maximum": 3},
+    },
     "$defs": {"Agent": {"type": "string", "enum": ["a1", "a2", "a3"]}},
 }
 
@@ -56,17 +73,28 @@ def test_models_health_and_non_streaming_usage(sim):
     assert r.choices[0].finish_reason == "stop"
     text = r.choices[0].message.content
     assert text.startswith("<think>") and "</think>" in text  # Qwen3 reasoning inline by default
-    assert "PostgreSQL".lower() in text.lower() or "upgrade" in text.lower()  # built from the prompt
+    assert (
+        "PostgreSQL".lower() in text.lower() or "upgrade" in text.lower()
+    )  # built from the prompt
 
 
 def test_deterministic_per_seed_and_prompt_different_across_agents(sim):
     c = client(sim)
     a = c.chat.completions.create(model=MODEL, messages=MSGS, seed=1).choices[0].message.content
     b = c.chat.completions.create(model=MODEL, messages=MSGS, seed=1).choices[0].message.content
-    other_seed = c.chat.completions.create(model=MODEL, messages=MSGS, seed=2).choices[0].message.content
-    other_prompt = c.chat.completions.create(
-        model=MODEL, messages=MSGS[:1] + [{"role": "user", "content": "Design a test plan for password reset."}],
-        seed=1).choices[0].message.content
+    other_seed = (
+        c.chat.completions.create(model=MODEL, messages=MSGS, seed=2).choices[0].message.content
+    )
+    other_prompt = (
+        c.chat.completions.create(
+            model=MODEL,
+            messages=MSGS[:1]
+            + [{"role": "user", "content": "Design a test plan for password reset."}],
+            seed=1,
+        )
+        .choices[0]
+        .message.content
+    )
     assert a == b
     assert a != other_seed and a != other_prompt
 
@@ -78,8 +106,16 @@ def test_max_tokens_cuts_with_finish_reason_length(sim):
 
 
 def test_streaming_with_usage_and_done(sim):
-    with httpx.stream("POST", sim.base_url + "/chat/completions", json={
-            "model": MODEL, "messages": MSGS, "stream": True, "stream_options": {"include_usage": True}}) as r:
+    with httpx.stream(
+        "POST",
+        sim.base_url + "/chat/completions",
+        json={
+            "model": MODEL,
+            "messages": MSGS,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ) as r:
         lines = [ln for ln in r.iter_lines() if ln]
     assert lines[-1] == "data: [DONE]"
     chunks = [json.loads(ln.removeprefix("data: ")) for ln in lines[:-1]]
@@ -97,8 +133,9 @@ def test_streaming_with_usage_and_done(sim):
 
 async def test_async_client_streaming_usage(sim):
     c = openai.AsyncOpenAI(base_url=sim.base_url, api_key="EMPTY", max_retries=0)
-    stream = await c.chat.completions.create(model=MODEL, messages=MSGS, stream=True,
-                                             stream_options={"include_usage": True})
+    stream = await c.chat.completions.create(
+        model=MODEL, messages=MSGS, stream=True, stream_options={"include_usage": True}
+    )
     usage, parts = None, []
     async for ch in stream:
         if ch.usage:
@@ -111,13 +148,24 @@ async def test_async_client_streaming_usage(sim):
 @pytest.mark.parametrize("stream", [False, True])
 def test_json_schema_answers_validate(sim, stream):
     c = client(sim)
-    rf = {"type": "json_schema", "json_schema": {"name": "judge", "schema": JUDGE_SCHEMA, "strict": True}}
+    rf = {
+        "type": "json_schema",
+        "json_schema": {"name": "judge", "schema": JUDGE_SCHEMA, "strict": True},
+    }
     for seed in range(8):
-        kw = dict(model=MODEL, messages=MSGS, response_format=rf, seed=seed,
-                  extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        kw = dict(
+            model=MODEL,
+            messages=MSGS,
+            response_format=rf,
+            seed=seed,
+            extra_body={"chat_template_kwargs": {"enable_thinking": False}},
+        )
         if stream:
-            text = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(stream=True, **kw)
-                           if ch.choices)
+            text = "".join(
+                ch.choices[0].delta.content or ""
+                for ch in c.chat.completions.create(stream=True, **kw)
+                if ch.choices
+            )
         else:
             text = c.chat.completions.create(**kw).choices[0].message.content
         jsonschema.validate(json.loads(text), JUDGE_SCHEMA)
@@ -126,11 +174,14 @@ def test_json_schema_answers_validate(sim, stream):
 def test_pydantic_schema_from_council_judge_validates(sim):
     from nodes.select import judgement_model
 
-    model = judgement_model(["agent-qa-001", "agent-qa-002"], ["coverage", "root cause"])
+    model = judgement_model(("agent-qa-001", "agent-qa-002"), ("coverage", "root cause"))
     schema = model.model_json_schema(by_alias=True)
     r = client(sim).chat.completions.create(
-        model=MODEL, messages=MSGS, response_format={"type": "json_schema", "json_schema": {
-            "name": "j", "schema": schema}}, extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        model=MODEL,
+        messages=MSGS,
+        response_format={"type": "json_schema", "json_schema": {"name": "j", "schema": schema}},
+        extra_body={"chat_template_kwargs": {"enable_thinking": False}},
+    )
     parsed = model.model_validate_json(r.choices[0].message.content).model_dump(by_alias=True)
     assert set(parsed["scores"]) == {"agent-qa-001", "agent-qa-002"}
     assert set(parsed["scores"]["agent-qa-001"]["scores"]) == {"coverage", "root cause"}
@@ -145,19 +196,26 @@ def test_reasoning_on_off_and_parsed():
         # langchain: council's ChatOpenAI keeps it; the plain one drops it
         kept = VLLMChatOpenAI(model=MODEL, base_url=s.base_url, api_key="x").invoke(MSGS)
         assert kept.additional_kwargs["reasoning_content"] and "<think>" not in kept.content
-        streamed = "".join(ch.additional_kwargs.get("reasoning_content", "") for ch in
-                           VLLMChatOpenAI(model=MODEL, base_url=s.base_url, api_key="x").stream(MSGS))
+        streamed = "".join(
+            ch.additional_kwargs.get("reasoning_content", "")
+            for ch in VLLMChatOpenAI(model=MODEL, base_url=s.base_url, api_key="x").stream(MSGS)
+        )
         assert streamed == kept.additional_kwargs["reasoning_content"]
     with ServerThread(SimVLLM(SimConfig(time_scale=0))) as s:
-        off = client(s).chat.completions.create(model=MODEL, messages=MSGS,
-                                                extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        off = client(s).chat.completions.create(
+            model=MODEL,
+            messages=MSGS,
+            extra_body={"chat_template_kwargs": {"enable_thinking": False}},
+        )
         assert "<think>" not in off.choices[0].message.content
         on = client(s).chat.completions.create(model=MODEL, messages=MSGS)
         assert on.choices[0].message.content.startswith("<think>")
 
 
 def test_langchain_chat_openai_invoke_and_stream_usage(sim):
-    llm = ChatOpenAI(model=MODEL, base_url=sim.base_url, api_key="x", stream_usage=True, max_retries=0)
+    llm = ChatOpenAI(
+        model=MODEL, base_url=sim.base_url, api_key="x", stream_usage=True, max_retries=0
+    )
     msg = llm.invoke(MSGS)
     assert msg.usage_metadata["output_tokens"] > 0
     chunks = list(llm.stream(MSGS))
@@ -168,12 +226,15 @@ def test_langchain_chat_openai_invoke_and_stream_usage(sim):
     assert total.content == msg.content
 
 
-@pytest.mark.parametrize("kind,exc", [
-    ("http_500", openai.InternalServerError),
-    ("http_503", openai.InternalServerError),
-    ("http_429", openai.RateLimitError),
-    ("drop", openai.APIConnectionError),
-])
+@pytest.mark.parametrize(
+    "kind,exc",
+    [
+        ("http_500", openai.InternalServerError),
+        ("http_503", openai.InternalServerError),
+        ("http_429", openai.RateLimitError),
+        ("drop", openai.APIConnectionError),
+    ],
+)
 @pytest.mark.parametrize("stream", [False, True])
 def test_faults_surface_as_client_exceptions(sim, kind, exc, stream):
     add_fault(sim, kind=kind, nth=1)
@@ -189,8 +250,11 @@ def test_faults_surface_as_client_exceptions(sim, kind, exc, stream):
     if kind == "drop" and stream:
         with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
             add_fault(sim, kind="drop", nth=1)
-            with httpx.stream("POST", sim.base_url + "/chat/completions",
-                              json={"model": MODEL, "messages": MSGS, "stream": True}) as r:
+            with httpx.stream(
+                "POST",
+                sim.base_url + "/chat/completions",
+                json={"model": MODEL, "messages": MSGS, "stream": True},
+            ) as r:
                 for _ in r.iter_lines():
                     pass
 
@@ -215,7 +279,8 @@ def test_truncated_invalid_and_garbage_answers(sim):
     with pytest.raises(ValueError):
         json.loads(r.choices[0].message.content.split("</think>")[-1])
     add_fault(sim, kind="garbage", nth=1)
-    from nodes.llm import looks_like_garbage, split_reasoning
+    from nodes.llm_client import looks_like_garbage, split_reasoning
+
     text = c.chat.completions.create(model=MODEL, messages=MSGS).choices[0].message.content
     assert looks_like_garbage(split_reasoning(text)[0])
 
@@ -223,13 +288,17 @@ def test_truncated_invalid_and_garbage_answers(sim):
 def test_probability_fault_and_stage_match(sim):
     add_fault(sim, kind="http_500", probability=1.0, stage="critique")
     c = client(sim)
-    assert c.chat.completions.create(model=MODEL, messages=MSGS,
-                                     extra_headers={"X-Council-Stage": "propose"}).choices
+    assert c.chat.completions.create(
+        model=MODEL, messages=MSGS, extra_headers={"X-Council-Stage": "propose"}
+    ).choices
     with pytest.raises(openai.InternalServerError):
-        c.chat.completions.create(model=MODEL, messages=MSGS, extra_headers={"X-Council-Stage": "critique"})
+        c.chat.completions.create(
+            model=MODEL, messages=MSGS, extra_headers={"X-Council-Stage": "critique"}
+        )
     httpx.delete(sim_admin(sim, "/admin/faults"))
-    assert c.chat.completions.create(model=MODEL, messages=MSGS,
-                                     extra_headers={"X-Council-Stage": "critique"}).choices
+    assert c.chat.completions.create(
+        model=MODEL, messages=MSGS, extra_headers={"X-Council-Stage": "critique"}
+    ).choices
 
 
 def test_bad_requests_get_openai_errors(sim):
@@ -238,14 +307,26 @@ def test_bad_requests_get_openai_errors(sim):
         c.chat.completions.create(model=MODEL, messages=[])
     with pytest.raises(openai.NotFoundError, match="no-such-model"):
         c.chat.completions.create(model="no-such-model", messages=MSGS)
-    r = httpx.post(sim.base_url + "/chat/completions", content=b"{not json",
-                   headers={"content-type": "application/json"})
+    r = httpx.post(
+        sim.base_url + "/chat/completions",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 400 and "Malformed JSON" in r.json()["error"]["message"]
-    bad_schema = {"type": "object", "properties": {"x": {"type": "integer", "minimum": 5, "maximum": 1}},
-                  "required": ["x"]}
+    bad_schema = {
+        "type": "object",
+        "properties": {"x": {"type": "integer", "minimum": 5, "maximum": 1}},
+        "required": ["x"],
+    }
     with pytest.raises(openai.BadRequestError, match="minimum 5 > maximum 1"):
-        c.chat.completions.create(model=MODEL, messages=MSGS, response_format={
-            "type": "json_schema", "json_schema": {"name": "x", "schema": bad_schema}})
+        c.chat.completions.create(
+            model=MODEL,
+            messages=MSGS,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": bad_schema},
+            },
+        )
     with pytest.raises(openai.BadRequestError, match="maximum context length"):
         c.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=10**6)
 
@@ -256,30 +337,50 @@ def test_metrics_parse_with_vllm_names(sim):
         c.chat.completions.create(model=MODEL, messages=MSGS)
     text = httpx.get(sim_admin(sim, "/metrics")).text
     fams = {f.name: f for f in text_string_to_metric_families(text)}
-    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:prompt_tokens",
-                 "vllm:generation_tokens", "vllm:prefix_cache_queries", "vllm:prefix_cache_hits",
-                 "vllm:time_to_first_token_seconds"):
+    for name in (
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:prompt_tokens",
+        "vllm:generation_tokens",
+        "vllm:prefix_cache_queries",
+        "vllm:prefix_cache_hits",
+        "vllm:time_to_first_token_seconds",
+    ):
         assert name in fams, name
 
     def value(fam: str, sample: str) -> float:
         return sum(s.value for s in fams[fam].samples if s.name == sample)
 
     log = sim_requests(sim)
-    assert value("vllm:prompt_tokens", "vllm:prompt_tokens_total") == sum(e["prompt_tokens"] for e in log)
+    assert value("vllm:prompt_tokens", "vllm:prompt_tokens_total") == sum(
+        e["prompt_tokens"] for e in log
+    )
     assert value("vllm:generation_tokens", "vllm:generation_tokens_total") == sum(
-        e["completion_tokens"] for e in log)
+        e["completion_tokens"] for e in log
+    )
     # the same prompt three times: the 2nd and 3rd are served from the prefix cache
-    assert value("vllm:prefix_cache_hits", "vllm:prefix_cache_hits_total") >= 2 * 16 * (log[0]["prompt_tokens"] // 16)
+    assert value("vllm:prefix_cache_hits", "vllm:prefix_cache_hits_total") >= 2 * 16 * (
+        log[0]["prompt_tokens"] // 16
+    )
     assert value("vllm:time_to_first_token_seconds", "vllm:time_to_first_token_seconds_count") == 3
 
 
 def test_request_log_records_who_asked(sim):
     client(sim).chat.completions.create(model=MODEL, messages=MSGS, user="d1/agent-qa-002/critique")
-    client(sim).chat.completions.create(model=MODEL, messages=MSGS, extra_headers={
-        "X-Council-Agent": "agent-qa-001", "X-Council-Stage": "propose", "X-Council-Deliberation": "d2"})
+    client(sim).chat.completions.create(
+        model=MODEL,
+        messages=MSGS,
+        extra_headers={
+            "X-Council-Agent": "agent-qa-001",
+            "X-Council-Stage": "propose",
+            "X-Council-Deliberation": "d2",
+        },
+    )
     log = sim_requests(sim)
     assert [(e["deliberation"], e["agent"], e["stage"]) for e in log] == [
-        ("d1", "agent-qa-002", "critique"), ("d2", "agent-qa-001", "propose")]
+        ("d1", "agent-qa-002", "critique"),
+        ("d2", "agent-qa-001", "propose"),
+    ]
     for e in log:
         assert e["t_in"] <= e["t_first_token"] <= e["t_out"]
         assert e["model_s"] >= e["prefill_s"] + e["decode_s"] - 1e-9
@@ -287,12 +388,24 @@ def test_request_log_records_who_asked(sim):
 
 # ---- latency model, through the server's own accounting --------------------------------------
 
+
 def _run_parallel(sim: ServerThread, n: int, max_tokens: int) -> list[dict]:
     async def go():
         async with openai.AsyncOpenAI(base_url=sim.base_url, api_key="x", max_retries=0) as c:
-            await asyncio.gather(*[c.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": f"request {i}: {MSGS[1]['content']}"}],
-                max_tokens=max_tokens, extra_body={"ignore_eos": True}) for i in range(n)])
+            await asyncio.gather(
+                *[
+                    c.chat.completions.create(
+                        model=MODEL,
+                        messages=[
+                            {"role": "user", "content": f"request {i}: {MSGS[1]['content']}"}
+                        ],
+                        max_tokens=max_tokens,
+                        extra_body={"ignore_eos": True},
+                    )
+                    for i in range(n)
+                ]
+            )
+
     httpx.delete(sim_admin(sim, "/admin/requests"))
     asyncio.run(go())
     return sim_requests(sim)

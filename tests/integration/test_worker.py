@@ -1,4 +1,4 @@
-"""``council worker`` as real processes on real NATS JetStream and Valkey, with the simulated vLLM."""
+"""``council worker`` as real processes on real NATS JetStream and Valkey, simulated vLLM."""
 
 from __future__ import annotations
 
@@ -16,13 +16,19 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from nodes.events import STREAM
+from nodes.nats_publisher import STREAM
+from server.planning import (
+    DURABLE,
+    PLAN_APPROVED,
+    PLANNING_STREAM,
+    PlanApproved,
+    publish_plan,
+    thread_id_for,
+)
 from server.services import EmbeddedNats
-from server.sim_vllm import ServerThread, SimConfig, SimVLLM
-from server.worker import DURABLE, PLAN_APPROVED, PLANNING_STREAM, publish_plan, thread_id_for, PlanApproved
-from tests.conftest import ROOT, sim_admin, sim_requests
+from sim_vllm import ServerThread, SimConfig, SimVLLM
+from tests.helpers import ROOT, sim_admin, sim_requests
 
 TASK = "Kubernetes pods of the API are OOM-killed during traffic peaks; propose a fix."
 
@@ -36,18 +42,49 @@ def jet(tmp_path):
 
 class Workers:
     def __init__(self, tmp_path: Path, nats_url: str, valkey_url: str, llm_url: str):
-        self.tmp, self.nats_url, self.valkey_url, self.llm_url = tmp_path, nats_url, valkey_url, llm_url
+        self.tmp, self.nats_url, self.valkey_url, self.llm_url = (
+            tmp_path,
+            nats_url,
+            valkey_url,
+            llm_url,
+        )
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, *extra: str, env: dict | None = None, name: str = "") -> subprocess.Popen:
+    def start(
+        self, *extra: str, env: dict | None = None, name: str = "", module: str = "server.cli"
+    ) -> subprocess.Popen:
         name = name or f"w{len(self.procs)}"
-        e = {**os.environ, "NATS_URL": self.nats_url, "VALKEY_URL": self.valkey_url,
-             "COUNCIL_LLM_BASE_URL": self.llm_url, "COUNCIL_DATA_DIR": str(self.tmp / "data"),
-             "COUNCIL_LLM_MAX_RETRIES": "2", "PYTHONPATH": str(ROOT), **(env or {})}
-        p = subprocess.Popen([sys.executable, "-m", "server.cli", "--log-file", str(self.tmp / f"{name}.jsonl"),
-                              "worker", "--ack-wait", "3", "--max-deliver", "4", "--grace", "5", *extra],
-                             env=e, cwd=ROOT, stdout=subprocess.DEVNULL,
-                             stderr=open(self.tmp / f"{name}.err", "ab"))
+        e = {
+            **os.environ,
+            "NATS_URL": self.nats_url,
+            "VALKEY_URL": self.valkey_url,
+            "COUNCIL_LLM_BASE_URL": self.llm_url,
+            "COUNCIL_DATA_DIR": str(self.tmp / "data"),
+            "COUNCIL_LLM_MAX_RETRIES": "2",
+            "PYTHONPATH": str(ROOT),
+            **(env or {}),
+        }
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                module,
+                "--log-file",
+                str(self.tmp / f"{name}.jsonl"),
+                "worker",
+                "--ack-wait",
+                "3",
+                "--max-deliver",
+                "4",
+                "--grace",
+                "5",
+                *extra,
+            ],
+            env=e,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.tmp / f"{name}.err", "ab"),
+        )
         self.procs.append(p)
         return p
 
@@ -70,21 +107,29 @@ def workers(tmp_path, jet, valkey_url):
         w = Workers(tmp_path, jet, valkey_url, llm_url)
         made.append(w)
         return w
+
     yield make
     for w in made:
         w.stop_all()
 
 
 def plan(roles=("DEVOPS",), rounds=None, **kw) -> dict:
-    ev = {"story_id": f"S-{uuid.uuid4().hex[:6]}", "plan_id": f"P-{uuid.uuid4().hex[:6]}", "approved_by": "po",
-          "roles": list(roles), "timestamp": datetime.now(UTC).isoformat(), "task": TASK, **kw}
+    ev = {
+        "story_id": f"S-{uuid.uuid4().hex[:6]}",
+        "plan_id": f"P-{uuid.uuid4().hex[:6]}",
+        "approved_by": "po",
+        "roles": list(roles),
+        "timestamp": datetime.now(UTC).isoformat(),
+        "task": TASK,
+        **kw,
+    }
     if rounds is not None:
         ev["rounds"] = rounds
     return ev
 
 
 async def orchestration_events(nats_url: str, wait_for: int = 0, timeout: float = 60) -> list[dict]:
-    """Every event in the orchestrator stream, read by sequence (waiting until ``wait_for`` are there)."""
+    """Every event in the orchestrator stream, by sequence (waiting for ``wait_for`` of them)."""
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     deadline = time.monotonic() + timeout
@@ -126,16 +171,23 @@ def finished_shas(log: list[dict]) -> list[str]:
     return [e["prompt_sha"] for e in log if e["status"] == 200 and e.get("t_out")]
 
 
-@pytest.mark.parametrize("stage,agent,finished_before_kill", [
-    ("propose", "agent-devops-003", 2),
-    ("critique", "agent-devops-001", 5),
-    ("revise", "agent-devops-002", 2),
-    ("select", "judge-devops", 0),
-])
-async def test_kill_9_mid_stage_then_another_worker_finishes(workers, stage, agent, finished_before_kill):
+@pytest.mark.parametrize(
+    "stage,agent,finished_before_kill",
+    [
+        ("propose", "agent-devops-003", 2),
+        ("critique", "agent-devops-001", 5),
+        ("revise", "agent-devops-002", 2),
+        ("select", "judge-devops", 0),
+    ],
+)
+async def test_kill_9_mid_stage_then_another_worker_finishes(
+    workers, stage, agent, finished_before_kill
+):
     with ServerThread(SimVLLM(SimConfig(time_scale=0.01))) as sim:
-        httpx.post(sim_admin(sim, "/admin/faults"), json={"kind": "stall", "stage": stage, "agent": agent,
-                                                          "nth": 1, "stall_seconds": 60})
+        httpx.post(
+            sim_admin(sim, "/admin/faults"),
+            json={"kind": "stall", "stage": stage, "agent": agent, "nth": 1, "stall_seconds": 60},
+        )
         w = workers(sim.base_url)
         first = w.start(name="first")
         ev = plan()
@@ -158,19 +210,21 @@ async def test_kill_9_mid_stage_then_another_worker_finishes(workers, stage, age
         w.start(name="second")
         events = await orchestration_events(w.nats_url, wait_for=1, timeout=60)
         assert await consumer_idle(w.nats_url)
-        after = sim_requests(sim)[len(before):]
+        after = sim_requests(sim)[len(before) :]
     completed = [e for e in events if e["subject"] == "orchestration.deliberation.completed"]
     assert [e["deliberation_id"] for e in completed] == [did]
     assert completed[0]["story_id"] == ev["story_id"] and completed[0]["task_id"] == ev["plan_id"]
     shas = finished_shas(before + after)
     assert len(shas) == len(set(shas)) == 13, "a finished LLM call was made again"
-    assert (stage, agent) in [(e["stage"], e["agent"]) for e in after]  # the unfinished one ran again
+    assert (stage, agent) in [
+        (e["stage"], e["agent"]) for e in after
+    ]  # the unfinished one ran again
 
 
 async def test_kill_9_between_publish_and_ack(workers):
     with ServerThread(SimVLLM(SimConfig(time_scale=0.002))) as sim:
         w = workers(sim.base_url)
-        first = w.start(name="first", env={"COUNCIL_TEST_KILL_BEFORE_ACK": "1"})
+        first = w.start(name="first", module="tests.worker_dies_before_ack")
         ev = plan(rounds=0)
         await publish_plan(w.nats_url, ev)
         assert first.wait(timeout=60) == -signal.SIGKILL
@@ -189,25 +243,36 @@ async def test_two_workers_share_fifty_events_exactly_once(workers):
         w = workers(sim.base_url)
         w.start("--concurrency", "8", "--ack-wait", "10", name="a")
         w.start("--concurrency", "8", "--ack-wait", "10", name="b")
-        evs = [plan(roles=[("DEV", "QA", "DATA", "DEVOPS", "ARCHITECT")[i % 5]], rounds=0) for i in range(50)]
+        evs = [
+            plan(roles=[("DEV", "QA", "DATA", "DEVOPS", "ARCHITECT")[i % 5]], rounds=0)
+            for i in range(50)
+        ]
         for ev in evs:
             await publish_plan(w.nats_url, ev)
         events = await orchestration_events(w.nats_url, wait_for=50, timeout=180)
         assert await consumer_idle(w.nats_url)
     ids = [e["deliberation_id"] for e in events if e["subject"].endswith("completed")]
     assert len(ids) == len(set(ids)) == 50
-    assert set(ids) == {thread_id_for(PlanApproved.model_validate(ev), ev["roles"][0]) for ev in evs}
-    acked = {name: sum(1 for x in w.log(name) if x["event"] == "worker.acked") for name in ("a", "b")}
+    assert set(ids) == {
+        thread_id_for(PlanApproved.model_validate(ev), ev["roles"][0]) for ev in evs
+    }
+    acked = {
+        name: sum(1 for x in w.log(name) if x["event"] == "worker.acked") for name in ("a", "b")
+    }
     assert acked["a"] > 0 and acked["b"] > 0 and acked["a"] + acked["b"] == 50
 
 
 async def test_injected_llm_faults_are_survived(workers):
     cfg = SimConfig(time_scale=0.002)
     with ServerThread(SimVLLM(cfg)) as sim:
-        for rule in ({"kind": "http_500", "probability": 0.1}, {"kind": "drop", "probability": 0.05},
-                     {"kind": "http_429", "probability": 0.05}, {"kind": "stall", "nth": 7, "stall_seconds": 20},
-                     {"kind": "invalid_json", "stage": "select", "nth": 1},
-                     {"kind": "truncated_json", "stage": "select", "nth": 2}):
+        for rule in (
+            {"kind": "http_500", "probability": 0.1},
+            {"kind": "drop", "probability": 0.05},
+            {"kind": "http_429", "probability": 0.05},
+            {"kind": "stall", "nth": 7, "stall_seconds": 20},
+            {"kind": "invalid_json", "stage": "select", "nth": 1},
+            {"kind": "truncated_json", "stage": "select", "nth": 2},
+        ):
             httpx.post(sim_admin(sim, "/admin/faults"), json=rule)
         w = workers(sim.base_url)
         w.start("--concurrency", "6", env={"COUNCIL_LLM_TIMEOUT": "1.5"})
@@ -225,8 +290,15 @@ async def test_injected_llm_faults_are_survived(workers):
 
 async def test_permanent_fault_yields_a_failed_event_with_its_reason(workers):
     with ServerThread(SimVLLM(SimConfig(time_scale=0.002))) as sim:
-        httpx.post(sim_admin(sim, "/admin/faults"), json={"kind": "http_500", "probability": 1.0,
-                                                          "agent": "agent-qa-002", "stage": "propose"})
+        httpx.post(
+            sim_admin(sim, "/admin/faults"),
+            json={
+                "kind": "http_500",
+                "probability": 1.0,
+                "agent": "agent-qa-002",
+                "stage": "propose",
+            },
+        )
         w = workers(sim.base_url)
         w.start("--max-deliver", "2", env={"COUNCIL_LLM_MAX_RETRIES": "0"})
         ev = plan(roles=["QA"], rounds=0)
@@ -236,7 +308,11 @@ async def test_permanent_fault_yields_a_failed_event_with_its_reason(workers):
     assert len(events) == 1
     failed = events[0]
     assert failed["subject"] == "orchestration.deliberation.failed"
-    assert failed["stage"] == "propose" and failed["agent_id"] == "agent-qa-002" and failed["role"] == "QA"
+    assert (
+        failed["stage"] == "propose"
+        and failed["agent_id"] == "agent-qa-002"
+        and failed["role"] == "QA"
+    )
     assert "answered 500" in failed["reason"] and "max_deliver" in failed["reason"]
 
 
@@ -248,40 +324,66 @@ async def test_malformed_events_are_named_and_not_redelivered(workers, jet):
         nc = await nats.connect(jet)
         js = nc.jetstream()
         good = plan()
-        for body in (b"not json at all",
-                     json.dumps({"story_id": "S-1", "roles": ["DEV"], "task": "x"}).encode(),
-                     json.dumps({**good, "roles": ["DEV", "CEO"]}).encode(),
-                     json.dumps({**good, "task": "  "}).encode(),
-                     json.dumps({"idempotency_key": "k", "event_type": "planning.plan.approved",
-                                 "payload": {**good, "roles": []}}).encode()):
+        for body in (
+            b"not json at all",
+            json.dumps({"story_id": "S-1", "roles": ["DEV"], "task": "x"}).encode(),
+            json.dumps({**good, "roles": ["DEV", "CEO"]}).encode(),
+            json.dumps({**good, "task": "  "}).encode(),
+            json.dumps({**good, "task": "x" * 8001}).encode(),
+            json.dumps(
+                {
+                    "idempotency_key": "k",
+                    "event_type": "planning.plan.approved",
+                    "payload": {**good, "roles": []},
+                }
+            ).encode(),
+        ):
             await js.publish(PLAN_APPROVED, body, headers={"Nats-Msg-Id": uuid.uuid4().hex})
         await nc.close()
-        events = await orchestration_events(jet, wait_for=6, timeout=60)
+        events = await orchestration_events(jet, wait_for=7, timeout=60)
         assert await consumer_idle(jet)
         await asyncio.sleep(4)  # past ack_wait: nothing comes back
-    failed = sorted((e["reason"] for e in events if e["subject"].endswith("failed")))
-    assert len(failed) == 5
+    failed = sorted(e["reason"] for e in events if e["subject"].endswith("failed"))
+    assert len(failed) == 6
     text = "\n".join(failed)
-    for needle in ("not JSON", "plan_id: Field required", "unknown role(s) ['CEO']", "no task",
-                   "roles: List should have at least 1 item"):
+    for needle in (
+        "not JSON",
+        "plan_id: Field required",
+        "unknown role(s) ['CEO']",
+        "no task",
+        "roles: List should have at least 1 item",
+        "task: String should have at most 8000 characters (got 8001)",
+    ):
         assert needle in text, needle
-    assert sum(1 for x in w.log("w") if x["event"] == "worker.poison") == 5
+    assert sum(1 for x in w.log("w") if x["event"] == "worker.poison") == 6
     assert len([e for e in events if e["subject"].endswith("completed")]) == 1
 
 
 async def test_envelope_and_sigterm_hand_back(workers):
     with ServerThread(SimVLLM(SimConfig(time_scale=0.01))) as sim:
-        httpx.post(sim_admin(sim, "/admin/faults"), json={"kind": "stall", "stage": "critique", "nth": 1,
-                                                          "stall_seconds": 60})
+        httpx.post(
+            sim_admin(sim, "/admin/faults"),
+            json={"kind": "stall", "stage": "critique", "nth": 1, "stall_seconds": 60},
+        )
         w = workers(sim.base_url)
         first = w.start(name="first")
         inner = plan(roles=["DATA"])
-        await publish_plan(w.nats_url, {"idempotency_key": f"k-{inner['plan_id']}", "correlation_id": "c-1",
-                                        "event_type": "planning.plan.approved", "producer": "planning",
-                                        "payload": inner})
+        await publish_plan(
+            w.nats_url,
+            {
+                "idempotency_key": f"k-{inner['plan_id']}",
+                "correlation_id": "c-1",
+                "event_type": "planning.plan.approved",
+                "producer": "planning",
+                "payload": inner,
+            },
+        )
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not [e for e in sim_requests(sim) if e["stage"] == "critique"
-                                                   and e.get("t_out") and e["status"] == 200]:
+        while time.monotonic() < deadline and not [
+            e
+            for e in sim_requests(sim)
+            if e["stage"] == "critique" and e.get("t_out") and e["status"] == 200
+        ]:
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
         first.send_signal(signal.SIGTERM)
@@ -291,7 +393,9 @@ async def test_envelope_and_sigterm_hand_back(workers):
         httpx.delete(sim_admin(sim, "/admin/faults"))
         w.start(name="second")
         events = await orchestration_events(w.nats_url, wait_for=1, timeout=60)
-        after = sim_requests(sim)[len(before):]
-    assert [e["deliberation_id"] for e in events] == [thread_id_for(PlanApproved.model_validate(inner), "DATA")]
+        after = sim_requests(sim)[len(before) :]
+    assert [e["deliberation_id"] for e in events] == [
+        thread_id_for(PlanApproved.model_validate(inner), "DATA")
+    ]
     shas = finished_shas(before + after)
     assert len(shas) == len(set(shas)) == 13

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nodes.llm import looks_like_garbage, split_reasoning
+from nodes.llm_client import looks_like_garbage, split_reasoning
 
 
 def test_inline_think_block_is_split_off():
@@ -27,4 +27,6 @@ def test_no_think_block_is_fine():
 def test_garbage_detection():
     assert looks_like_garbage("�#@%&*~^|\\/<>{}[]0123456789qzxjvk" * 5)
     assert looks_like_garbage("")
-    assert not looks_like_garbage("## Proposal\n1. Add an idempotency key table (`payment_id`, unique).")
+    assert not looks_like_garbage(
+        "## Proposal\n1. Add an idempotency key table (`payment_id`, unique)."
+    )

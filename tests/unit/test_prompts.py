@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import pytest
 
-from nodes import prompts
-from nodes.prompts import PromptError
+from graph import settings
+from graph.settings import Settings
+from nodes import prompt_files as prompts
+from nodes.prompt_files import PromptError
 
 STAGE_VALUES = {
     "propose": dict(task="T", constraints="C", rubric="R", agent_id="a1"),
-    "critique": dict(task="T", constraints="C", rubric="R", agent_id="a1", author="a2", version=0, proposal="P",
-                     round=1),
-    "revise": dict(task="T", constraints="C", rubric="R", agent_id="a1", author="a1", version=0, proposal="P",
-                   critiques="X", round=1),
+    "critique": dict(
+        task="T",
+        constraints="C",
+        rubric="R",
+        agent_id="a1",
+        author="a2",
+        version=0,
+        proposal="P",
+        round=1,
+    ),
+    "revise": dict(
+        task="T",
+        constraints="C",
+        rubric="R",
+        agent_id="a1",
+        author="a1",
+        version=0,
+        proposal="P",
+        critiques="X",
+        round=1,
+    ),
     "select": dict(task="T", constraints="C", rubric="R", proposals="P", candidates="a1, a2"),
 }
 
@@ -26,8 +45,10 @@ def test_shipped_stage_prompts_render_with_shared_part_first(name):
 
 
 def test_revise_shares_the_critique_prefix_of_the_same_proposal():
-    """What vLLM's prefix cache can reuse: a revision's prompt starts like the critiques' prompts."""
-    crit = prompts.render("critique", **{**STAGE_VALUES["critique"], "author": "a1", "agent_id": "a2"})
+    """What vLLM's prefix cache can reuse: a revision's prompt starts like the critiques'."""
+    crit = prompts.render(
+        "critique", **{**STAGE_VALUES["critique"], "author": "a1", "agent_id": "a2"}
+    )
     rev = prompts.render("revise", **STAGE_VALUES["revise"])
     shared = crit[: crit.index("## Your assignment")]
     assert rev.startswith(shared) and "## Proposal by a1 (version 0)\nP" in shared
@@ -38,28 +59,31 @@ def test_every_role_has_its_own_system_prompt(role):
     assert role.upper() in prompts.render(f"roles/{role}", role=role.upper())
 
 
-def test_edit_takes_effect_on_next_call(tmp_path, monkeypatch):
-    monkeypatch.setenv("COUNCIL_PROMPTS_DIR", str(tmp_path))
+@pytest.fixture
+def own_prompts(tmp_path):
+    """Prompt files read from ``tmp_path`` (as COUNCIL_PROMPTS_DIR would)."""
+    with settings.using(Settings(prompts_dir=tmp_path)):
+        yield tmp_path
+
+
+def test_edit_takes_effect_on_next_call(own_prompts, tmp_path):
     (tmp_path / "propose.md").write_text("first ${task}")
     assert prompts.render("propose", task="x") == "first x"
     (tmp_path / "propose.md").write_text("second ${task}")
     assert prompts.render("propose", task="x") == "second x"
 
 
-def test_missing_file_names_the_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("COUNCIL_PROMPTS_DIR", str(tmp_path))
+def test_missing_file_names_the_file(own_prompts, tmp_path):
     with pytest.raises(PromptError, match=f"{tmp_path}/critique.md is missing"):
         prompts.render("critique", task="x")
 
 
-def test_unknown_placeholder_names_file_and_placeholder(tmp_path, monkeypatch):
-    monkeypatch.setenv("COUNCIL_PROMPTS_DIR", str(tmp_path))
+def test_unknown_placeholder_names_file_and_placeholder(own_prompts, tmp_path):
     (tmp_path / "propose.md").write_text("${task} and ${budget}")
     with pytest.raises(PromptError, match=r"propose.md uses unknown placeholder\(s\) \$\{budget\}"):
         prompts.render("propose", task="x")
 
 
-def test_braces_in_prompts_are_plain_text(tmp_path, monkeypatch):
-    monkeypatch.setenv("COUNCIL_PROMPTS_DIR", str(tmp_path))
+def test_braces_in_prompts_are_plain_text(own_prompts, tmp_path):
     (tmp_path / "select.md").write_text('answer like {"winner": "..."} for ${task}')
     assert prompts.render("select", task="x") == 'answer like {"winner": "..."} for x'

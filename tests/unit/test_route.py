@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from langgraph.types import Send
 
-from graph.builder import after_select, route
-from graph.context import default_agents
+from graph.routing import after_select, route
+from tests.helpers import council
 
 
 def state(n=3, rounds=1, drafts=(), critiques=()):
-    agents = [a.__dict__ for a in default_agents("QA", n)]
-    return {"deliberation_id": "d", "task": "t", "council": {"agents": agents, "rounds": rounds},
-            "drafts": list(drafts), "critiques": list(critiques)}
+    return {
+        "deliberation_id": "d",
+        "task": "t",
+        "council": council("QA", n, rounds),
+        "drafts": list(drafts),
+        "critiques": list(critiques),
+    }
 
 
 def ids(n=3):
@@ -19,12 +23,20 @@ def ids(n=3):
 
 
 def drafts(version, n=3):
-    return [{"agent_id": a, "version": v, "content": f"{a} v{v}"} for v in range(version + 1) for a in ids(n)]
+    return [
+        {"agent_id": a, "version": v, "content": f"{a} v{v}"}
+        for v in range(version + 1)
+        for a in ids(n)
+    ]
 
 
 def crits(rnd, n=3):
-    return [{"round": rnd, "critic": c, "author": a, "content": f"{c} on {a} r{rnd}"}
-            for a in ids(n) for c in ids(n) if c != a]
+    return [
+        {"round": rnd, "critic": c, "author": a, "content": f"{c} on {a} r{rnd}"}
+        for a in ids(n)
+        for c in ids(n)
+        if c != a
+    ]
 
 
 def test_start_sends_one_propose_per_agent():
@@ -70,5 +82,5 @@ def test_second_round_critiques_the_revisions_then_selects():
 
 
 def test_after_select_asks_for_approval_only_when_required():
-    assert after_select({"council": {"require_approval": True}}) == "approve"
-    assert after_select({"council": {}}) == "publish"
+    assert after_select({"council": {**council(), "require_approval": True}}) == "approve"
+    assert after_select({"council": council()}) == "publish"

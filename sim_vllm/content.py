@@ -20,12 +20,65 @@ from typing import Any
 _TOKEN_RE = re.compile(r"\s*(?:\w{1,4}|[^\w\s])|\s+$")
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{3,}")
 _STOP = {
-    "that", "this", "with", "from", "your", "have", "will", "what", "when", "which", "their",
-    "there", "they", "them", "then", "than", "into", "each", "only", "also", "must", "should",
-    "would", "could", "about", "other", "these", "those", "being", "were", "been", "does",
-    "agent", "proposal", "proposals", "critique", "revise", "task", "role", "write", "answer",
-    "below", "above", "following", "peer", "peers", "under", "review", "while", "within",
-    "keeping", "without", "before", "after", "where", "stated", "judged", "rubric", "means",
+    "that",
+    "this",
+    "with",
+    "from",
+    "your",
+    "have",
+    "will",
+    "what",
+    "when",
+    "which",
+    "their",
+    "there",
+    "they",
+    "them",
+    "then",
+    "than",
+    "into",
+    "each",
+    "only",
+    "also",
+    "must",
+    "should",
+    "would",
+    "could",
+    "about",
+    "other",
+    "these",
+    "those",
+    "being",
+    "were",
+    "been",
+    "does",
+    "agent",
+    "proposal",
+    "proposals",
+    "critique",
+    "revise",
+    "task",
+    "role",
+    "write",
+    "answer",
+    "below",
+    "above",
+    "following",
+    "peer",
+    "peers",
+    "under",
+    "review",
+    "while",
+    "within",
+    "keeping",
+    "without",
+    "before",
+    "after",
+    "where",
+    "stated",
+    "judged",
+    "rubric",
+    "means",
 }
 
 
@@ -35,6 +88,7 @@ def tokenize(text: str) -> list[str]:
 
 
 def count_tokens(text: str) -> int:
+    """Tokens in ``text`` as the simulator counts them."""
     return len(tokenize(text))
 
 
@@ -52,20 +106,65 @@ def keywords(text: str, limit: int = 24) -> list[str]:
     return ranked[:limit] or ["system", "change", "service", "data"]
 
 
-_VERBS = ["introduce", "measure", "isolate", "roll out", "verify", "document", "automate",
-          "split", "cache", "monitor", "retry", "validate", "migrate", "benchmark", "guard"]
-_NOUNS = ["boundary", "rollback path", "test", "metric", "alert", "feature flag", "runbook",
-          "contract", "checkpoint", "budget", "index", "queue", "dashboard", "canary", "limit"]
-_CLAUSES = ["so that failures stay contained", "before the change reaches production",
-            "with a clear way back", "without breaking existing clients",
-            "while keeping latency within budget", "and record the outcome in the runbook",
-            "so the team can observe it", "under realistic load", "behind a feature flag",
-            "with an owner for each step"]
-_CRIT_GOOD = ["addresses {k} directly", "keeps the {k} change small", "names concrete {k} checks",
-              "has a credible rollback for {k}"]
-_CRIT_BAD = ["does not say how {k} is measured", "leaves the {k} failure mode open",
-             "underestimates the risk around {k}", "gives no owner for the {k} step",
-             "skips tests for {k}"]
+_VERBS = [
+    "introduce",
+    "measure",
+    "isolate",
+    "roll out",
+    "verify",
+    "document",
+    "automate",
+    "split",
+    "cache",
+    "monitor",
+    "retry",
+    "validate",
+    "migrate",
+    "benchmark",
+    "guard",
+]
+_NOUNS = [
+    "boundary",
+    "rollback path",
+    "test",
+    "metric",
+    "alert",
+    "feature flag",
+    "runbook",
+    "contract",
+    "checkpoint",
+    "budget",
+    "index",
+    "queue",
+    "dashboard",
+    "canary",
+    "limit",
+]
+_CLAUSES = [
+    "so that failures stay contained",
+    "before the change reaches production",
+    "with a clear way back",
+    "without breaking existing clients",
+    "while keeping latency within budget",
+    "and record the outcome in the runbook",
+    "so the team can observe it",
+    "under realistic load",
+    "behind a feature flag",
+    "with an owner for each step",
+]
+_CRIT_GOOD = [
+    "addresses {k} directly",
+    "keeps the {k} change small",
+    "names concrete {k} checks",
+    "has a credible rollback for {k}",
+]
+_CRIT_BAD = [
+    "does not say how {k} is measured",
+    "leaves the {k} failure mode open",
+    "underestimates the risk around {k}",
+    "gives no owner for the {k} step",
+    "skips tests for {k}",
+]
 
 
 def _sentence(rng: random.Random, kws: list[str]) -> str:
@@ -87,18 +186,32 @@ def _body(rng: random.Random, stage: str, kws: list[str], who: str) -> list[str]
     """An endless-enough list of paragraphs for the stage; the caller stops at the target length."""
     if stage == "critique":
         parts = [f"## Critique{(' by ' + who) if who else ''}"]
-        parts.append("### Strengths\n" + "\n".join(
-            f"- The proposal {rng.choice(_CRIT_GOOD).format(k=rng.choice(kws))}." for _ in range(2)))
-        parts.append("### Weaknesses\n" + "\n".join(
-            f"- It {rng.choice(_CRIT_BAD).format(k=rng.choice(kws))}." for _ in range(3)))
+        parts.append(
+            "### Strengths\n"
+            + "\n".join(
+                f"- The proposal {rng.choice(_CRIT_GOOD).format(k=rng.choice(kws))}."
+                for _ in range(2)
+            )
+        )
+        parts.append(
+            "### Weaknesses\n"
+            + "\n".join(
+                f"- It {rng.choice(_CRIT_BAD).format(k=rng.choice(kws))}." for _ in range(3)
+            )
+        )
         for _ in range(40):
             parts.append(_section(rng, kws, "Suggestion", 2, False))
         return parts
     title = "Revised proposal" if stage == "revise" else "Proposal"
     parts = [f"## {title}: {' '.join(kws[:3])}"]
     if stage == "revise":
-        parts.append("### Changes after review\n" + "\n".join(
-            f"- Now {rng.choice(_VERBS)}s {rng.choice(kws)} {rng.choice(_CLAUSES)}." for _ in range(2)))
+        parts.append(
+            "### Changes after review\n"
+            + "\n".join(
+                f"- Now {rng.choice(_VERBS)}s {rng.choice(kws)} {rng.choice(_CLAUSES)}."
+                for _ in range(2)
+            )
+        )
     parts.append("### Approach\n" + " ".join(_sentence(rng, kws) for _ in range(3)))
     parts.append(_section(rng, kws, "Steps", 5, True))
     parts.append(_section(rng, kws, "Risks", 3, False))
@@ -108,7 +221,9 @@ def _body(rng: random.Random, stage: str, kws: list[str], who: str) -> list[str]
     return parts
 
 
-def make_text(rng: random.Random, stage: str, prompt: str, target_tokens: int, who: str = "") -> str:
+def make_text(
+    rng: random.Random, stage: str, prompt: str, target_tokens: int, who: str = ""
+) -> str:
     """Text of about ``target_tokens`` tokens, shaped for the stage, ending at a sentence."""
     kws = keywords(prompt)
     rest = kws[6:]
@@ -126,17 +241,20 @@ def make_text(rng: random.Random, stage: str, prompt: str, target_tokens: int, w
 
 
 def make_thinking(rng: random.Random, prompt: str) -> str:
+    """A reasoning block about the prompt."""
     kws = keywords(prompt, 8)
     n = rng.randint(2, 5)
     lines = [f"The request is about {', '.join(kws[:3])}."]
     for _ in range(n):
-        lines.append(f"I should consider the {rng.choice(kws)} {rng.choice(_NOUNS)} "
-                     f"{rng.choice(_CLAUSES)}.")
+        lines.append(
+            f"I should consider the {rng.choice(kws)} {rng.choice(_NOUNS)} {rng.choice(_CLAUSES)}."
+        )
     lines.append("Let me write the answer.")
     return " ".join(lines)
 
 
 def make_garbage(rng: random.Random, n_tokens: int) -> str:
+    """Text that is not words (the garbage fault)."""
     alphabet = "�#@%&*~^|\\/<>{}[]0123456789qzxjvk"
     return "".join(rng.choice(alphabet) for _ in range(max(8, n_tokens * 3)))
 
@@ -219,7 +337,9 @@ def _gen(s: Any, rng: random.Random, defs: dict, kws: list[str], path: str, dept
         items = s.get("items", {})
         n = rng.randint(lo, hi)
         if isinstance(items, list):  # tuple form
-            return [_gen(it, rng, defs, kws, f"{path}[{i}]", depth + 1) for i, it in enumerate(items)]
+            return [
+                _gen(it, rng, defs, kws, f"{path}[{i}]", depth + 1) for i, it in enumerate(items)
+            ]
         vals = [_gen(items, rng, defs, kws, f"{path}[{i}]", depth + 1) for i in range(n)]
         if s.get("uniqueItems"):
             uniq = []
@@ -231,21 +351,22 @@ def _gen(s: Any, rng: random.Random, defs: dict, kws: list[str], path: str, dept
             vals = uniq
         return vals
     if t in ("number", "integer"):
-        lo = s.get("minimum", s.get("exclusiveMinimum", 0 if t == "integer" else 0.0))
-        hi = s.get("maximum", s.get("exclusiveMaximum", lo + 10))
+        low: float = s.get("minimum", s.get("exclusiveMinimum", 0 if t == "integer" else 0.0))  # type: ignore[assignment]
+        high: float = s.get("maximum", s.get("exclusiveMaximum", low + 10))  # type: ignore[assignment]
         if "exclusiveMinimum" in s and "minimum" not in s:
-            lo = lo + (1 if t == "integer" else 1e-6)
+            low = low + (1 if t == "integer" else 1e-6)
         if "exclusiveMaximum" in s and "maximum" not in s:
-            hi = hi - (1 if t == "integer" else 1e-6)
-        if lo > hi:
-            raise SchemaError(f"{path}: minimum {lo} > maximum {hi}")
+            high = high - (1 if t == "integer" else 1e-6)
+        if low > high:
+            raise SchemaError(f"{path}: minimum {low} > maximum {high}")
         if t == "integer":
             import math
-            ilo, ihi = math.ceil(lo), math.floor(hi)
+
+            ilo, ihi = math.ceil(low), math.floor(high)
             if ilo > ihi:
-                raise SchemaError(f"{path}: no integer between {lo} and {hi}")
+                raise SchemaError(f"{path}: no integer between {low} and {high}")
             return rng.randint(ilo, ihi)
-        return round(rng.uniform(lo, hi), 2) if hi - lo >= 0.02 else lo
+        return round(rng.uniform(low, high), 2) if high - low >= 0.02 else low
     if t == "boolean":
         return rng.random() < 0.5
     if t == "null":
@@ -270,8 +391,9 @@ def break_json(rng: random.Random, doc: str) -> str:
     if not quotes:
         return doc + "}"
     i = quotes[len(quotes) // 2]
-    return doc[:i] + doc[i + 1:]
+    return doc[:i] + doc[i + 1 :]
 
 
 def dumps(value: Any) -> str:
+    """JSON as a model would write it."""
     return json.dumps(value, ensure_ascii=False, indent=1)

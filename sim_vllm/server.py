@@ -1,36 +1,4 @@
-"""Simulated vLLM: an OpenAI-compatible server for tests, benchmarks and the demo.
-
-OPT-IN ONLY. Nothing in council uses it unless asked (``council sim-vllm``, ``council demo``,
-the test fixtures, ``bench/``). It is not a model: answers are generated text, shaped by the
-request (see ``server/sim_content.py``), with vLLM's protocol, metrics and timing behaviour.
-
-Latency model (times are *model seconds*; wall time is model time x ``time_scale``):
-
-* queueing: at most ``max_num_seqs`` requests run at once; the rest wait (FIFO).
-* prefill (time to first token after admission)::
-
-      ttft = ttft_base_s + uncached_prompt_tokens / prefill_tps
-
-  where ``uncached_prompt_tokens`` are the prompt tokens not served by the prefix cache.
-* decode, per generated token, with ``r`` requests running at that moment::
-
-      tpot = (1 / decode_tps) * (1 + batch_slowdown * (r - 1))
-
-Defaults (``SimConfig``) model a ~0.6B model on one GPU: ``decode_tps=250`` (inside the
-150-400 tokens/s the replaced system saw), ``batch_slowdown=0.015`` (at 64 running requests
-each decodes ~2x slower, so aggregate throughput still grows ~30x, as with continuous batching),
-``prefill_tps=12000`` and ``ttft_base_s=0.015``, ``max_num_seqs=64``.
-
-Prefix caching as vLLM does it: the prompt's tokens are hashed in blocks of ``block_size``, each
-block's hash chained to its predecessor's; the leading blocks found in an LRU of
-``num_cache_blocks`` are hits. ``vllm:prefix_cache_queries`` counts prompt tokens looked up,
-``vllm:prefix_cache_hits`` those served from the cache.
-
-Every request is recorded in an in-memory log (``GET /admin/requests``) with its wall times,
-model-time components, token counts, the batch sizes it saw, and who asked (``X-Council-Agent``,
-``X-Council-Stage``, ``X-Council-Deliberation`` headers, or the ``user`` field as
-``deliberation/agent/stage``). Faults are injected by flag or through ``/admin/faults``.
-"""
+"""The simulated vLLM's HTTP server: OpenAI endpoints, metrics, admin, and its CLI."""
 
 from __future__ import annotations
 
@@ -40,12 +8,17 @@ import json
 import random
 import time
 import uuid
-from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict
+from typing import Any
 
-from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics,
-                               generate_latest)
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
@@ -53,76 +26,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from server import sim_content as content
+from sim_vllm import content
+from sim_vllm.faults import FaultRule
+from sim_vllm.latency import PrefixCache, SimConfig, render_prompt
 
 disable_created_metrics()
-
-FaultKind = Literal[
-    "http_500", "http_503", "http_429", "drop", "stall", "truncated_json", "invalid_json", "garbage"
-]
-
-
-class FaultRule(BaseModel):
-    """One scripted fault. Fires on the ``nth`` matching request, or with ``probability``."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: FaultKind
-    nth: int | None = Field(None, ge=1, description="fire on the nth matching request (1-based)")
-    probability: float | None = Field(None, ge=0, le=1)
-    times: int | None = Field(None, ge=1, description="fire at most this many times")
-    stage: str | None = None
-    agent: str | None = None
-    stall_seconds: float = Field(600.0, gt=0, description="real seconds a stall lasts")
-    seen: int = 0
-    fired: int = 0
-
-    def matches(self, stage: str | None, agent: str | None) -> bool:
-        return (self.stage is None or self.stage == stage) and (self.agent is None or self.agent == agent)
-
-    def should_fire(self, rng: random.Random) -> bool:
-        self.seen += 1
-        if self.times is not None and self.fired >= self.times:
-            return False
-        if self.nth is not None:
-            hit = self.seen == self.nth
-        elif self.probability is not None:
-            hit = rng.random() < self.probability
-        else:
-            hit = True
-        if hit:
-            self.fired += 1
-        return hit
-
-    @classmethod
-    def parse_flag(cls, text: str) -> "FaultRule":
-        """``kind[:key=value,...]``, e.g. ``http_500:p=0.1`` or ``drop:nth=3,stage=critique``."""
-        kind, _, rest = text.partition(":")
-        kw: dict[str, Any] = {"kind": kind}
-        for item in filter(None, rest.split(",")):
-            k, _, v = item.partition("=")
-            k = {"p": "probability", "n": "nth"}.get(k, k)
-            kw[k] = v
-        return cls.model_validate(kw)
-
-
-@dataclass
-class SimConfig:
-    model: str = "Qwen/Qwen3-0.6B"
-    max_num_seqs: int = 64
-    time_scale: float = 1.0
-    decode_tps: float = 250.0
-    batch_slowdown: float = 0.015
-    prefill_tps: float = 12000.0
-    ttft_base_s: float = 0.015
-    block_size: int = 16
-    num_cache_blocks: int = 16384
-    max_model_len: int = 32768
-    reasoning_parser: bool = False
-    seed: int = 0
-    mean_tokens: dict[str, int] = field(default_factory=lambda: {
-        "propose": 450, "revise": 450, "critique": 220, "select": 300, "default": 300})
-    length_sigma: float = 0.25
-    chunk_tokens: int = 4
 
 
 class ChatRequest(BaseModel):
@@ -142,44 +50,6 @@ class ChatRequest(BaseModel):
     ignore_eos: bool = False
 
 
-def render_prompt(messages: list[dict[str, Any]]) -> str:
-    """The messages as Qwen's chat template lays them out (what the prefix cache sees)."""
-    parts = []
-    for m in messages:
-        c = m.get("content")
-        if isinstance(c, list):
-            c = "".join(p.get("text", "") for p in c if isinstance(p, dict))
-        parts.append(f"<|im_start|>{m.get('role', 'user')}\n{c or ''}<|im_end|>\n")
-    parts.append("<|im_start|>assistant\n")
-    return "".join(parts)
-
-
-class PrefixCache:
-    """Block-hashed LRU prefix cache (hash of each full block chained to the previous one)."""
-
-    def __init__(self, block_size: int, capacity: int):
-        self.block_size = block_size
-        self.capacity = capacity
-        self.blocks: OrderedDict[bytes, None] = OrderedDict()
-
-    def lookup_and_insert(self, tokens: list[str]) -> int:
-        """Number of leading prompt tokens served from cache; inserts the prompt's full blocks."""
-        hits, prev, missed = 0, b"", False
-        for start in range(0, len(tokens) - self.block_size + 1, self.block_size):
-            h = hashlib.blake2b(prev + "\x00".join(tokens[start:start + self.block_size]).encode(),
-                                digest_size=16).digest()
-            prev = h
-            if not missed and h in self.blocks:
-                hits += self.block_size
-                self.blocks.move_to_end(h)
-            else:
-                missed = True
-                self.blocks[h] = None
-                if len(self.blocks) > self.capacity:
-                    self.blocks.popitem(last=False)
-        return hits
-
-
 class SimVLLM:
     """State of one simulated server: engine, prefix cache, metrics, request log, faults."""
 
@@ -195,23 +65,65 @@ class SimVLLM:
         self.started = time.time()
         r = self.registry = CollectorRegistry()
         lbl = ["model_name"]
-        self.m_running = Gauge("vllm:num_requests_running", "Requests running on GPU", lbl, registry=r)
+        self.m_running = Gauge(
+            "vllm:num_requests_running", "Requests running on GPU", lbl, registry=r
+        )
         self.m_waiting = Gauge("vllm:num_requests_waiting", "Requests waiting", lbl, registry=r)
         self.m_prompt = Counter("vllm:prompt_tokens", "Prefill tokens processed", lbl, registry=r)
-        self.m_gen = Counter("vllm:generation_tokens", "Generation tokens processed", lbl, registry=r)
-        self.m_pc_q = Counter("vllm:prefix_cache_queries", "Prefix cache queries (tokens)", lbl, registry=r)
-        self.m_pc_h = Counter("vllm:prefix_cache_hits", "Prefix cache hits (tokens)", lbl, registry=r)
-        self.m_success = Counter("vllm:request_success", "Finished requests", lbl + ["finished_reason"],
-                                 registry=r)
-        buckets = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
-                   7.5, 10.0, 20.0, 40.0, 80.0)
-        self.m_ttft = Histogram("vllm:time_to_first_token_seconds", "Time to first token (model s)",
-                                lbl, buckets=buckets, registry=r)
-        self.m_e2e = Histogram("vllm:e2e_request_latency_seconds", "End-to-end latency (model s)",
-                               lbl, buckets=buckets, registry=r)
-        self.m_tpot = Histogram("vllm:time_per_output_token_seconds", "Time per output token (model s)",
-                                lbl, buckets=(0.001, 0.0025, 0.004, 0.005, 0.0075, 0.01, 0.02, 0.04,
-                                              0.08, 0.15), registry=r)
+        self.m_gen = Counter(
+            "vllm:generation_tokens", "Generation tokens processed", lbl, registry=r
+        )
+        self.m_pc_q = Counter(
+            "vllm:prefix_cache_queries", "Prefix cache queries (tokens)", lbl, registry=r
+        )
+        self.m_pc_h = Counter(
+            "vllm:prefix_cache_hits", "Prefix cache hits (tokens)", lbl, registry=r
+        )
+        self.m_success = Counter(
+            "vllm:request_success", "Finished requests", lbl + ["finished_reason"], registry=r
+        )
+        buckets = (
+            0.001,
+            0.005,
+            0.01,
+            0.02,
+            0.04,
+            0.06,
+            0.08,
+            0.1,
+            0.25,
+            0.5,
+            0.75,
+            1.0,
+            2.5,
+            5.0,
+            7.5,
+            10.0,
+            20.0,
+            40.0,
+            80.0,
+        )
+        self.m_ttft = Histogram(
+            "vllm:time_to_first_token_seconds",
+            "Time to first token (model s)",
+            lbl,
+            buckets=buckets,
+            registry=r,
+        )
+        self.m_e2e = Histogram(
+            "vllm:e2e_request_latency_seconds",
+            "End-to-end latency (model s)",
+            lbl,
+            buckets=buckets,
+            registry=r,
+        )
+        self.m_tpot = Histogram(
+            "vllm:time_per_output_token_seconds",
+            "Time per output token (model s)",
+            lbl,
+            buckets=(0.001, 0.0025, 0.004, 0.005, 0.0075, 0.01, 0.02, 0.04, 0.08, 0.15),
+            registry=r,
+        )
         self._sync_gauges()
 
     # ---- engine --------------------------------------------------------------------------
@@ -241,7 +153,9 @@ class SimVLLM:
                 return rule
         return None
 
-    def plan_answer(self, req: ChatRequest, prompt: str, who: dict[str, Any], fault: FaultRule | None):
+    def plan_answer(
+        self, req: ChatRequest, prompt: str, who: dict[str, Any], fault: FaultRule | None
+    ):
         """Decide the whole answer up front: ([(kind, text), ...], finish_reason).
 
         ``kind`` is "reasoning" (sent as ``reasoning_content``, with the reasoning parser on) or
@@ -249,12 +163,18 @@ class SimVLLM:
         writes it, and counts against ``max_tokens`` like any other output.
         """
         c = self.config
-        digest = hashlib.sha256(json.dumps(
-            [req.seed, c.seed, req.messages, req.response_format, req.temperature], sort_keys=True,
-            default=str).encode()).digest()
+        digest = hashlib.sha256(
+            json.dumps(
+                [req.seed, c.seed, req.messages, req.response_format, req.temperature],
+                sort_keys=True,
+                default=str,
+            ).encode()
+        ).digest()
         rng = random.Random(int.from_bytes(digest[:8], "big"))
         stage = who.get("stage") or _guess_stage(req.messages)
-        max_tokens = req.max_completion_tokens or req.max_tokens or (c.max_model_len - who["prompt_tokens"])
+        max_tokens = (
+            req.max_completion_tokens or req.max_tokens or (c.max_model_len - who["prompt_tokens"])
+        )
         thinking_on = (req.chat_template_kwargs or {}).get("enable_thinking", True) is not False
         reasoning = content.make_thinking(rng, prompt) if thinking_on else ""
         schema = _json_schema(req.response_format)
@@ -290,8 +210,13 @@ class SimVLLM:
                 out.append((k, text))
         return out, finish
 
-    async def generate(self, req: ChatRequest, entry: dict[str, Any], prompt_toks: list[str],
-                       pieces: list[tuple[str, str]]):
+    async def generate(
+        self,
+        req: ChatRequest,
+        entry: dict[str, Any],
+        prompt_toks: list[str],
+        pieces: list[tuple[str, str]],
+    ):
         """Run one request through queue, prefill and decode, yielding (kind, text) chunks."""
         c = self.config
         t0 = time.monotonic()
@@ -304,7 +229,9 @@ class SimVLLM:
         self.running += 1
         self._sync_gauges()
         entry["queue_wall_s"] = round(time.monotonic() - t0, 6)
-        entry["queue_s"] = round(entry["queue_wall_s"] / c.time_scale, 6) if c.time_scale > 0 else 0.0
+        entry["queue_s"] = (
+            round(entry["queue_wall_s"] / c.time_scale, 6) if c.time_scale > 0 else 0.0
+        )
         try:
             cached = self.cache.lookup_and_insert(prompt_toks)
             n_prompt = len(prompt_toks)
@@ -324,7 +251,7 @@ class SimVLLM:
             for kind, text in pieces:
                 toks = content.tokenize(text)
                 for i in range(0, len(toks), c.chunk_tokens):
-                    chunk = toks[i:i + c.chunk_tokens]
+                    chunk = toks[i : i + c.chunk_tokens]
                     batch_seen.append(self.running)
                     step = self._tpot() * len(chunk)
                     decode += step
@@ -334,7 +261,9 @@ class SimVLLM:
             entry["decode_s"] = round(decode, 6)
             entry["completion_tokens"] = generated
             entry["batch_max"] = max(batch_seen, default=self.running)
-            entry["batch_mean"] = round(sum(batch_seen) / len(batch_seen), 3) if batch_seen else self.running
+            entry["batch_mean"] = (
+                round(sum(batch_seen) / len(batch_seen), 3) if batch_seen else self.running
+            )
             entry["model_s"] = round(entry["queue_s"] + prefill + decode, 6)
             self.m_gen.labels(c.model).inc(generated)
             self.m_e2e.labels(c.model).observe(entry["model_s"])
@@ -357,7 +286,11 @@ def _json_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | Non
             raise content.SchemaError("response_format.json_schema.schema must be an object")
         return schema
     if kind == "json_object":
-        return {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+        return {
+            "type": "object",
+            "properties": {"answer": {"type": "string"}},
+            "required": ["answer"],
+        }
     if kind == "text":
         return None
     raise content.SchemaError(f"response_format.type {kind!r} is not supported")
@@ -380,30 +313,63 @@ def _guess_stage(messages: list[dict[str, Any]]) -> str:
 
 def _who(request: Request, req: ChatRequest) -> dict[str, Any]:
     h = request.headers
-    delib, agent, stage = h.get("x-council-deliberation"), h.get("x-council-agent"), h.get("x-council-stage")
+    delib, agent, stage = (
+        h.get("x-council-deliberation"),
+        h.get("x-council-agent"),
+        h.get("x-council-stage"),
+    )
     if req.user and not (agent or stage):
         parts = req.user.split("/")
         if len(parts) == 3:
             delib, agent, stage = parts
         else:
             agent = req.user
-    return {"deliberation": delib, "agent": agent, "stage": stage, "round": h.get("x-council-round")}
+    return {
+        "deliberation": delib,
+        "agent": agent,
+        "stage": stage,
+        "round": h.get("x-council-round"),
+    }
 
 
-def error(status: int, message: str, kind: str | None = None, param: str | None = None) -> JSONResponse:
-    kind = kind or {400: "BadRequestError", 404: "NotFoundError", 422: "UnprocessableEntityError",
-                    429: "RateLimitError", 503: "ServiceUnavailableError"}.get(status, "InternalServerError")
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": status}},
-                        status_code=status)
+def error(
+    status: int, message: str, kind: str | None = None, param: str | None = None
+) -> JSONResponse:
+    """An error body as vLLM (OpenAI) sends it."""
+    kind = kind or {
+        400: "BadRequestError",
+        404: "NotFoundError",
+        422: "UnprocessableEntityError",
+        429: "RateLimitError",
+        503: "ServiceUnavailableError",
+    }.get(status, "InternalServerError")
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": param, "code": status}},
+        status_code=status,
+    )
 
 
 def create_app(sim: SimVLLM | None = None) -> Starlette:
+    """The simulator's Starlette app."""
     sim = sim or SimVLLM()
 
     async def models(_: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [{
-            "id": sim.config.model, "object": "model", "created": int(sim.started), "owned_by": "vllm",
-            "root": sim.config.model, "parent": None, "max_model_len": sim.config.max_model_len}]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": sim.config.model,
+                        "object": "model",
+                        "created": int(sim.started),
+                        "owned_by": "vllm",
+                        "root": sim.config.model,
+                        "parent": None,
+                        "max_model_len": sim.config.max_model_len,
+                    }
+                ],
+            }
+        )
 
     async def health(_: Request) -> Response:
         return Response(status_code=200)
@@ -434,10 +400,14 @@ def create_app(sim: SimVLLM | None = None) -> Starlette:
         who["prompt_tokens"] = len(prompt_toks)
         max_tokens = req.max_completion_tokens or req.max_tokens or 0
         if len(prompt_toks) + max_tokens > sim.config.max_model_len:
-            return error(400, f"This model's maximum context length is {sim.config.max_model_len} tokens. "
-                              f"However, you requested {len(prompt_toks) + max_tokens} tokens "
-                              f"({len(prompt_toks)} in the messages, {max_tokens} in the completion). "
-                              "Please reduce the length of the messages or completion.", param="messages")
+            return error(
+                400,
+                f"This model's maximum context length is {sim.config.max_model_len} tokens. "
+                f"However, you requested {len(prompt_toks) + max_tokens} tokens "
+                f"({len(prompt_toks)} in the messages, {max_tokens} in the completion). "
+                "Please reduce the length of the messages or completion.",
+                param="messages",
+            )
         fault = sim.pick_fault(who["stage"], who["agent"])
         try:
             pieces, finish = sim.plan_answer(req, ask, who, fault)
@@ -445,18 +415,27 @@ def create_app(sim: SimVLLM | None = None) -> Starlette:
             return error(400, f"response_format: {e}", param="response_format")
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         entry: dict[str, Any] = {
-            "id": rid, "t_in": time.time(), "stream": req.stream, **who,
-            "temperature": req.temperature, "seed": req.seed, "max_tokens": max_tokens or None,
+            "id": rid,
+            "t_in": time.time(),
+            "stream": req.stream,
+            **who,
+            "temperature": req.temperature,
+            "seed": req.seed,
+            "max_tokens": max_tokens or None,
             "structured": _json_schema(req.response_format) is not None,
-            "fault": fault.kind if fault else None, "status": 200,
+            "fault": fault.kind if fault else None,
+            "status": 200,
             "prompt_sha": hashlib.sha256(prompt.encode()).hexdigest()[:16],
         }
         sim.log.append(entry)
         if fault is not None and fault.kind in ("http_500", "http_503", "http_429"):
             entry["status"] = int(fault.kind[-3:])
             entry["t_out"] = time.time()
-            msg = {500: "Simulated internal error", 503: "Simulated overload: engine unavailable",
-                   429: "Simulated rate limit"}[entry["status"]]
+            msg = {
+                500: "Simulated internal error",
+                503: "Simulated overload: engine unavailable",
+                429: "Simulated rate limit",
+            }[entry["status"]]
             resp = error(entry["status"], msg)
             if entry["status"] == 429:
                 resp.headers["retry-after"] = "0"
@@ -477,23 +456,43 @@ def create_app(sim: SimVLLM | None = None) -> Starlette:
         drop = fault is not None and fault.kind == "drop"
 
         def usage(completion: int) -> dict[str, Any]:
-            return {"prompt_tokens": len(prompt_toks), "completion_tokens": completion,
-                    "total_tokens": len(prompt_toks) + completion,
-                    "prompt_tokens_details": {"cached_tokens": entry.get("cached_tokens", 0)}}
+            return {
+                "prompt_tokens": len(prompt_toks),
+                "completion_tokens": completion,
+                "total_tokens": len(prompt_toks) + completion,
+                "prompt_tokens_details": {"cached_tokens": entry.get("cached_tokens", 0)},
+            }
 
         if not req.stream:
             out: dict[str, list[str]] = {"content": [], "reasoning": []}
             async for kind, text in sim.generate(req, entry, prompt_toks, pieces):
                 out[kind].append(text)
-            msg: dict[str, Any] = {"role": "assistant", "content": "".join(out["content"]),
-                                   "tool_calls": []}
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": "".join(out["content"]),
+                "tool_calls": [],
+            }
             if sim.config.reasoning_parser:
-                msg["reasoning_content"] = "".join(out["reasoning"]) or None
-            payload = json.dumps({
-                "id": rid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": msg, "logprobs": None, "finish_reason": finish,
-                             "stop_reason": None}],
-                "usage": usage(entry["completion_tokens"]), "prompt_logprobs": None}).encode()
+                message["reasoning_content"] = "".join(out["reasoning"]) or None
+            payload = json.dumps(
+                {
+                    "id": rid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "logprobs": None,
+                            "finish_reason": finish,
+                            "stop_reason": None,
+                        }
+                    ],
+                    "usage": usage(entry["completion_tokens"]),
+                    "prompt_logprobs": None,
+                }
+            ).encode()
             entry["t_out"] = time.time()
             sim.m_success.labels(model, finish).inc()
             if drop:
@@ -502,17 +501,37 @@ def create_app(sim: SimVLLM | None = None) -> Starlette:
                 async def partial():
                     yield payload[: len(payload) // 2]
                     raise ConnectionAbortedError("simulated dropped connection")
-                return StreamingResponse(partial(), media_type="application/json",
-                                         headers={"content-length": str(len(payload))})
+
+                return StreamingResponse(
+                    partial(),
+                    media_type="application/json",
+                    headers={"content-length": str(len(payload))},
+                )
             return Response(payload, media_type="application/json")
 
         include_usage = bool((req.stream_options or {}).get("include_usage"))
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-            return b"data: " + json.dumps({
-                "id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-            }).encode() + b"\n\n"
+            return (
+                b"data: "
+                + json.dumps(
+                    {
+                        "id": rid,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": delta,
+                                "logprobs": None,
+                                "finish_reason": finish_reason,
+                            }
+                        ],
+                    }
+                ).encode()
+                + b"\n\n"
+            )
 
         async def events():
             yield chunk({"role": "assistant", "content": ""})
@@ -523,12 +542,25 @@ def create_app(sim: SimVLLM | None = None) -> Starlette:
                     entry["status"] = 0
                     entry["t_out"] = time.time()
                     raise ConnectionAbortedError("simulated dropped stream")
-                yield chunk({"reasoning_content": text} if kind == "reasoning" else {"content": text})
+                yield chunk(
+                    {"reasoning_content": text} if kind == "reasoning" else {"content": text}
+                )
             yield chunk({"content": ""}, finish)
             if include_usage:
-                yield b"data: " + json.dumps({
-                    "id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                    "choices": [], "usage": usage(entry["completion_tokens"])}).encode() + b"\n\n"
+                yield (
+                    b"data: "
+                    + json.dumps(
+                        {
+                            "id": rid,
+                            "object": "chat.completion.chunk",
+                            "created": created,
+                            "model": model,
+                            "choices": [],
+                            "usage": usage(entry["completion_tokens"]),
+                        }
+                    ).encode()
+                    + b"\n\n"
+                )
             yield b"data: [DONE]\n\n"
             entry["t_out"] = time.time()
             sim.m_success.labels(model, finish).inc()
@@ -578,19 +610,21 @@ def create_app(sim: SimVLLM | None = None) -> Starlette:
                 sim._slots = None
         return JSONResponse(asdict(sim.config))
 
-    app = Starlette(routes=[
-        Route("/v1/models", models),
-        Route("/health", health),
-        Route("/metrics", metrics),
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-        Route("/admin/requests", get_requests),
-        Route("/admin/requests", clear_requests, methods=["DELETE"]),
-        Route("/admin/faults", get_faults),
-        Route("/admin/faults", add_faults, methods=["POST"]),
-        Route("/admin/faults", clear_faults, methods=["DELETE"]),
-        Route("/admin/config", config, methods=["GET", "PATCH"]),
-        Route("/admin/prefix-cache", clear_cache, methods=["DELETE"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/v1/models", models),
+            Route("/health", health),
+            Route("/metrics", metrics),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/admin/requests", get_requests),
+            Route("/admin/requests", clear_requests, methods=["DELETE"]),
+            Route("/admin/faults", get_faults),
+            Route("/admin/faults", add_faults, methods=["POST"]),
+            Route("/admin/faults", clear_faults, methods=["DELETE"]),
+            Route("/admin/config", config, methods=["GET", "PATCH"]),
+            Route("/admin/prefix-cache", clear_cache, methods=["DELETE"]),
+        ]
+    )
     app.state.sim = sim
     return app
 
@@ -607,8 +641,14 @@ class ServerThread:
 
         self.sim = sim or SimVLLM()
         self.host, self.port = host, port or free_port()
-        cfg = uvicorn.Config(create_app(self.sim), host=self.host, port=self.port, log_level="warning",
-                             lifespan="off", timeout_graceful_shutdown=1)
+        cfg = uvicorn.Config(
+            create_app(self.sim),
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
         self._server = uvicorn.Server(cfg)
         self._thread = threading.Thread(target=self._server.run, name="sim-vllm", daemon=True)
 
@@ -616,7 +656,7 @@ class ServerThread:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
@@ -629,7 +669,7 @@ class ServerThread:
         self._server.should_exit = True
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -638,35 +678,60 @@ class ServerThread:
 
 def add_cli(sub) -> None:
     """Register ``council sim-vllm`` on an argparse sub-parser collection."""
-    p = sub.add_parser("sim-vllm", help="run the SIMULATED vLLM server (opt-in; for tests, demo, bench)")
+    p = sub.add_parser(
+        "sim-vllm", help="run the SIMULATED vLLM server (opt-in; for tests, demo, bench)"
+    )
     d = SimConfig()
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", default=d.model)
-    p.add_argument("--time-scale", type=float, default=d.time_scale,
-                   help="wall seconds per model second (0 = no waiting; 1 = realistic)")
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=d.time_scale,
+        help="wall seconds per model second (0 = no waiting; 1 = realistic)",
+    )
     p.add_argument("--max-num-seqs", type=int, default=d.max_num_seqs)
     p.add_argument("--decode-tps", type=float, default=d.decode_tps)
     p.add_argument("--batch-slowdown", type=float, default=d.batch_slowdown)
     p.add_argument("--prefill-tps", type=float, default=d.prefill_tps)
     p.add_argument("--max-model-len", type=int, default=d.max_model_len)
-    p.add_argument("--reasoning-parser", action="store_true",
-                   help="put <think> text in reasoning_content, as vLLM's qwen3 reasoning parser does")
+    p.add_argument(
+        "--reasoning-parser",
+        action="store_true",
+        help="put <think> text in reasoning_content, as vLLM's qwen3 reasoning parser does",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fault", action="append", default=[], metavar="KIND[:k=v,...]",
-                   help="inject faults, e.g. http_500:p=0.1 or drop:nth=3,stage=critique")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND[:k=v,...]",
+        help="inject faults, e.g. http_500:p=0.1 or drop:nth=3,stage=critique",
+    )
     p.set_defaults(func=_run_cli)
 
 
 def _run_cli(args) -> int:
     import uvicorn
 
-    cfg = SimConfig(model=args.model, time_scale=args.time_scale, max_num_seqs=args.max_num_seqs,
-                    decode_tps=args.decode_tps, batch_slowdown=args.batch_slowdown,
-                    prefill_tps=args.prefill_tps, max_model_len=args.max_model_len,
-                    reasoning_parser=args.reasoning_parser, seed=args.seed)
+    cfg = SimConfig(
+        model=args.model,
+        time_scale=args.time_scale,
+        max_num_seqs=args.max_num_seqs,
+        decode_tps=args.decode_tps,
+        batch_slowdown=args.batch_slowdown,
+        prefill_tps=args.prefill_tps,
+        max_model_len=args.max_model_len,
+        reasoning_parser=args.reasoning_parser,
+        seed=args.seed,
+    )
     faults = [FaultRule.parse_flag(f) for f in args.fault]
-    print(f"SIMULATED vLLM (not a model) serving {cfg.model} on http://{args.host}:{args.port}/v1",
-          flush=True)
-    uvicorn.run(create_app(SimVLLM(cfg, faults)), host=args.host, port=args.port, log_level="warning")
+    print(
+        f"SIMULATED vLLM (not a model) serving {cfg.model} on http://{args.host}:{args.port}/v1",
+        flush=True,
+    )
+    uvicorn.run(
+        create_app(SimVLLM(cfg, faults)), host=args.host, port=args.port, log_level="warning"
+    )
     return 0

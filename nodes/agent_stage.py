@@ -1,0 +1,65 @@
+"""What the agent stages (propose, critique, revise) share: the prompt, the call, the news."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.config import get_stream_writer
+
+from graph import settings
+from graph.state import AgentTask, CallRecord
+from nodes import llm_client, prompt_files
+
+
+def shared_values(task: AgentTask) -> dict[str, Any]:
+    """Placeholders every stage prompt can use."""
+    council = task["council"]
+    return {
+        "task": task["task"],
+        "constraints": council["constraints"] or "(none)",
+        "rubric": prompt_files.rubric_text(council["rubric"]),
+        "agent_id": task["agent"]["agent_id"],
+    }
+
+
+def announce(stage: str, task: AgentTask, record: CallRecord) -> None:
+    """Tell streaming clients (stream mode ``custom``) that an agent finished a stage."""
+    try:
+        writer = get_stream_writer()
+    except RuntimeError:  # not running inside a graph
+        return
+    writer(
+        {
+            "event": "agent_finished",
+            "stage": stage,
+            "agent_id": task["agent"]["agent_id"],
+            "round": task.get("round", 0),
+            "completion_tokens": record["completion_tokens"],
+            "latency_s": record["latency_s"],
+            "content": record["content"],
+        }
+    )
+
+
+async def run_agent(task: AgentTask, stage: str, **values: Any) -> llm_client.Answer:
+    """Render ``<stage>.md`` for the task's agent, call its LLM, and announce the answer."""
+    council = task["council"]
+    current = settings.current()
+    messages = prompt_files.messages(
+        f"roles/{council['role'].lower()}",
+        stage,
+        role=council["role"],
+        **shared_values(task),
+        **values,
+    )
+    answer = await llm_client.call(
+        current,
+        task["agent"],
+        messages,
+        stage=stage,
+        round_=task.get("round", 0),
+        deliberation_id=task["deliberation_id"],
+        max_tokens=current.max_tokens[stage],
+    )
+    announce(stage, task, answer.records[-1])
+    return answer

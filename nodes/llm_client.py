@@ -1,0 +1,370 @@
+"""LLM calls: langchain-openai ``ChatOpenAI`` against any OpenAI-compatible server (vLLM first).
+
+One call gives one finished record per attempt (content, reasoning, usage, latency), logged in
+full at INFO with the deliberation, agent, role and stage. Failed requests (5xx, 429, timeouts,
+refused connections) are retried by the openai client with backoff; empty, garbage or invalid
+answers are retried here; a stream that breaks mid-answer is retried by the stage's
+``RetryPolicy`` (``nodes.errors.broken_stream``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import httpx2
+import openai
+import structlog
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
+
+from graph.settings import Settings
+from graph.state import Agent, CallRecord
+from nodes import metrics
+from nodes.errors import CouncilError, LLMUnreachable
+
+log = structlog.get_logger("council.llm")
+
+_THINK = re.compile(r"^\s*<think>(.*?)(?:</think>\s*|$)", re.S)
+_NOT_WORDISH = re.compile(r"[^\w\s.,;:()'\"#*`/-]")
+
+
+class VLLMChatOpenAI(ChatOpenAI):
+    """``ChatOpenAI`` that keeps vLLM's reasoning field (ChatOpenAI drops it); vLLM >= 0.11
+    names it ``reasoning``, older versions ``reasoning_content``: both are read."""
+
+    def _create_chat_result(
+        self, response: Any, generation_info: dict[str, Any] | None = None
+    ) -> ChatResult:
+        result = super()._create_chat_result(response, generation_info)
+        choices = (
+            response.get("choices")
+            if isinstance(response, dict)
+            else getattr(response, "choices", None)
+        )
+        if choices:
+            msg = choices[0]["message"] if isinstance(choices[0], dict) else choices[0].message
+            extra = msg if isinstance(msg, dict) else (getattr(msg, "model_extra", None) or {})
+            reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+            if reasoning and isinstance(result.generations[0].message, AIMessage):
+                result.generations[0].message.additional_kwargs["reasoning_content"] = reasoning
+        return result
+
+    def _convert_chunk_to_generation_chunk(
+        self,
+        chunk: dict[str, Any],
+        default_chunk_class: type,
+        base_generation_info: dict[str, Any] | None,
+    ) -> ChatGenerationChunk | None:
+        gen = super()._convert_chunk_to_generation_chunk(
+            chunk, default_chunk_class, base_generation_info
+        )
+        choices = chunk.get("choices") or []
+        if gen is not None and choices:
+            delta = choices[0].get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if reasoning and isinstance(gen.message, AIMessageChunk):
+                gen.message.additional_kwargs["reasoning_content"] = reasoning
+        return gen
+
+
+def split_reasoning(content: str, reasoning: str | None = None) -> tuple[str, str]:
+    """``(answer, reasoning)``: a leading ``<think>`` block goes to reasoning, never to peers."""
+    reasoning = reasoning or ""
+    match = _THINK.match(content or "")
+    if match:
+        reasoning = (reasoning + "\n" + match.group(1)).strip()
+        content = content[match.end() :]
+    return content.strip(), reasoning.strip()
+
+
+def looks_like_garbage(text: str) -> bool:
+    """Text that is mostly not words (the simulator's garbage fault, a broken decode)."""
+    if not text:
+        return True
+    sample = text[:2000]
+    odd = len(_NOT_WORDISH.findall(sample)) + sum(1 for ch in sample if ch.isdigit())
+    return odd / len(sample) > 0.3 or not re.search(r"[A-Za-z]{3,}", sample)
+
+
+class _LoopClients:
+    """The clients of one event loop: async HTTP connections belong to the loop that opened
+    them. Kept in a ``WeakKeyDictionary`` by loop, so a closed loop's clients go with it."""
+
+    def __init__(self) -> None:
+        self.models: dict[tuple[Any, ...], ChatOpenAI] = {}
+        self.limits: dict[tuple[str, int], asyncio.Semaphore] = {}
+
+
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _clients() -> _LoopClients:
+    loop = asyncio.get_running_loop()
+    if loop not in _per_loop:
+        _per_loop[loop] = _LoopClients()
+    return _per_loop[loop]
+
+
+def _limit(settings: Settings, base_url: str) -> contextlib.AbstractAsyncContextManager[Any]:
+    """The process-wide limit on calls in flight to ``base_url`` (a no-op when unlimited)."""
+    if settings.llm_concurrency <= 0:
+        return contextlib.nullcontext()
+    limits = _clients().limits
+    key = (base_url, settings.llm_concurrency)
+    if key not in limits:
+        limits[key] = asyncio.Semaphore(settings.llm_concurrency)
+    return limits[key]
+
+
+def chat_model(settings: Settings, agent: Agent) -> ChatOpenAI:
+    """One client per server, model and transport settings, reused by every call (building a
+    ChatOpenAI builds openai and HTTP clients: far too slow to do per call)."""
+    models = _clients().models
+    key = (
+        agent["base_url"],
+        agent["model"],
+        settings.api_key,
+        settings.llm_timeout_s,
+        settings.llm_max_retries,
+        settings.llm_max_connections,
+    )
+    if key not in models:
+        # A bounded pool: the HTTP pool scans every pooled connection per request, so an
+        # unbounded one costs O(connections) CPU per call; more calls wait, as in vLLM's queue.
+        n = settings.llm_max_connections
+        http = openai.DefaultAsyncHttpxClient(
+            limits=httpx2.Limits(max_connections=n, max_keepalive_connections=n),
+            timeout=settings.llm_timeout_s,
+        )
+        models[key] = VLLMChatOpenAI(
+            model=agent["model"],
+            base_url=agent["base_url"],
+            api_key=SecretStr(settings.api_key),
+            timeout=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+            stream_usage=True,
+            http_async_client=http,
+        )
+    return models[key]
+
+
+def call_params(
+    settings: Settings,
+    agent: Agent,
+    *,
+    stage: str,
+    round_: int,
+    max_tokens: int,
+    deliberation_id: str,
+    response_format: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What differs per call: sampling, budget, who asks (headers the simulator logs), format."""
+    extra_body: dict[str, Any] = {}
+    if settings.enable_thinking is not None:
+        extra_body["chat_template_kwargs"] = {"enable_thinking": settings.enable_thinking}
+    if response_format is not None:
+        # In the body as-is: langchain-openai would switch to the client's parse() helper, which
+        # raises on truncated JSON instead of returning it for council to retry with more room.
+        extra_body["response_format"] = response_format
+    params: dict[str, Any] = {
+        "temperature": agent["temperature"],
+        "max_tokens": max_tokens,
+        "extra_headers": {
+            "X-Council-Deliberation": deliberation_id,
+            "X-Council-Agent": agent["agent_id"],
+            "X-Council-Stage": stage,
+            "X-Council-Round": str(round_),
+        },
+    }
+    if agent["seed"] is not None:
+        params["seed"] = agent["seed"]
+    if extra_body:
+        params["extra_body"] = extra_body
+    return params
+
+
+def _request_error(e: Exception, stage: str, agent: Agent) -> CouncilError:
+    """The one-line error of a request that failed for good."""
+    where = f"the LLM at {agent['base_url']}"
+    if isinstance(e, openai.APIStatusError):
+        if e.status_code >= 500 or e.status_code in (408, 409, 429):
+            return LLMUnreachable(
+                stage,
+                agent["agent_id"],
+                f"{where} answered {e.status_code} after retries: {e.message}",
+            )
+        return CouncilError(
+            stage, agent["agent_id"], f"{where} rejected the request ({e.status_code}): {e.message}"
+        )
+    if isinstance(e, openai.APITimeoutError):
+        return LLMUnreachable(stage, agent["agent_id"], f"{where} timed out after retries")
+    return LLMUnreachable(stage, agent["agent_id"], f"cannot reach {where}: {e}")
+
+
+@dataclass
+class Answer:
+    """An accepted answer and the records of every attempt that led to it."""
+
+    records: list[CallRecord]
+    """Every finished attempt; the last one is accepted."""
+    parsed: Any = None
+    """``validate``'s result for the accepted answer."""
+
+    @property
+    def content(self) -> str:
+        """The accepted answer's text."""
+        return self.records[-1]["content"]
+
+
+def _problem(
+    answer: str,
+    reasoning: str,
+    finish: str | None,
+    structured: bool,
+    validate: Callable[[str], Any] | None,
+) -> tuple[str, Any]:
+    """Why an answer is rejected ("" when it is accepted) and its parsed value."""
+    if not answer:
+        used = "; reasoning used the budget" if reasoning else ""
+        return f"empty answer (finish_reason={finish}{used})", None
+    if not structured and looks_like_garbage(answer):
+        return f"garbage answer: {answer[:80]!r}", None
+    if validate is None:
+        return "", None
+    try:
+        return "", validate(answer)
+    except ValueError as e:
+        return f"invalid structured answer (finish_reason={finish}): {e}", None
+
+
+async def call(
+    settings: Settings,
+    agent: Agent,
+    messages: list[BaseMessage],
+    *,
+    stage: str,
+    round_: int,
+    deliberation_id: str,
+    max_tokens: int,
+    response_format: dict[str, Any] | None = None,
+    validate: Callable[[str], Any] | None = None,
+) -> Answer:
+    """One LLM call with answer checks; rejected answers are kept, logged and retried
+    ``settings.answer_retries`` times (a truncated one with twice the budget), then the stage
+    fails with an error naming the stage and the agent."""
+    records: list[CallRecord] = []
+    attempts = 1 + settings.answer_retries
+    budget, problem = max_tokens, ""
+    for attempt in range(1, attempts + 1):
+        llm = chat_model(settings, agent)
+        params = call_params(
+            settings,
+            agent,
+            stage=stage,
+            round_=round_,
+            max_tokens=budget,
+            deliberation_id=deliberation_id,
+            response_format=response_format,
+        )
+        try:
+            async with _limit(settings, agent["base_url"]):
+                started = time.monotonic()
+                msg = await llm.ainvoke(messages, **params)
+        except (openai.APIError, httpx.TransportError, httpx2.TransportError) as e:
+            metrics.DELIBERATIONS_FAILED.labels(agent["role"], stage).inc()
+            raise _request_error(e, stage, agent) from e
+        record = _record(
+            agent,
+            msg,
+            stage=stage,
+            round_=round_,
+            attempt=attempt,
+            latency=time.monotonic() - started,
+        )
+        problem, parsed = _problem(
+            record["content"],
+            record["reasoning"],
+            record["finish_reason"],
+            response_format is not None,
+            validate,
+        )
+        record["accepted"], record["problem"] = not problem, problem or None
+        log.info("llm.call", deliberation_id=deliberation_id, **record)
+        records.append(record)
+        metrics.observe_call(record)
+        if not problem:
+            return Answer(records, parsed)
+        if record["finish_reason"] == "length":
+            budget *= 2  # truncated: retry with room to finish
+    metrics.DELIBERATIONS_FAILED.labels(agent["role"], stage).inc()
+    raise CouncilError(stage, agent["agent_id"], f"{problem} after {attempts} attempts")
+
+
+def _record(
+    agent: Agent, msg: AIMessage, *, stage: str, round_: int, attempt: int, latency: float
+) -> CallRecord:
+    raw = msg.content if isinstance(msg.content, str) else str(msg.content)
+    answer, reasoning = split_reasoning(raw, msg.additional_kwargs.get("reasoning_content"))
+    usage: dict[str, Any] = dict(msg.usage_metadata or {})
+    return CallRecord(
+        agent_id=agent["agent_id"],
+        role=agent["role"],
+        stage=stage,
+        round=round_,
+        attempt=attempt,
+        model=msg.response_metadata.get("model_name"),
+        content=answer,
+        reasoning=reasoning,
+        finish_reason=msg.response_metadata.get("finish_reason"),
+        prompt_tokens=usage.get("input_tokens", 0),
+        completion_tokens=usage.get("output_tokens", 0),
+        cached_tokens=(usage.get("input_token_details") or {}).get("cache_read", 0) or 0,
+        latency_s=round(latency, 4),
+        accepted=False,
+        problem=None,
+    )
+
+
+async def served_models(base_url: str, api_key: str) -> list[str]:
+    """The models an OpenAI-compatible server serves (``GET /models``)."""
+    url = base_url.rstrip("/") + "/models"
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.get(url, headers={"Authorization": f"Bearer {api_key}"})
+            response.raise_for_status()
+            return [m["id"] for m in response.json().get("data", [])]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+        raise LLMUnreachable(
+            "preflight", "-", f"cannot reach the LLM at {url}: {type(e).__name__}: {e}"
+        ) from e
+
+
+async def preflight(settings: Settings) -> Settings:
+    """Check the default LLM server answers; adopt its first model unless one is configured."""
+    served = await served_models(settings.llm_base_url, settings.api_key)
+    if settings.model is None:
+        if not served:
+            raise LLMUnreachable(
+                "preflight", "-", f"the LLM at {settings.llm_base_url} serves no model"
+            )
+        return settings.replace(model=served[0])
+    if served and settings.model not in served:
+        raise LLMUnreachable(
+            "preflight",
+            "-",
+            f"model {settings.model!r} is not served at "
+            f"{settings.llm_base_url}; served: {', '.join(served)}",
+        )
+    return settings

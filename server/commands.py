@@ -1,0 +1,328 @@
+"""The CLI's commands: each takes the parsed arguments and returns an exit code.
+
+Exit codes: 0 done; 2 bad input (the message names the field and the limit); 3 the LLM was
+unreachable or refused; 1 any other failure. A stopped deliberation keeps its checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pydantic import BaseModel
+
+from graph import settings as settings_mod
+from graph.context import Context
+from graph.persistence import stored_council, valkey_saver
+from graph.request import parse_context, parse_input, resolve
+from graph.settings import Settings
+from nodes.errors import CouncilError
+from nodes.nats_publisher import close_publishers
+from server import runner
+from server.render import Progress, print_result, say
+from server.services import services
+
+
+class UsageError(Exception):
+    """Bad input: exit 2."""
+
+
+@cache
+def demo_tasks() -> dict[str, dict[str, Any]]:
+    """The realistic tasks shipped with council (``server/tasks.jsonl``), by id."""
+    text = resources.files("server").joinpath("tasks.jsonl").read_text(encoding="utf-8")
+    return {t["id"]: t for t in map(json.loads, text.splitlines())}
+
+
+def load_rubric(path: str | None) -> dict[str, str] | None:
+    """A rubric from a JSON file (``--rubric``)."""
+    if not path:
+        return None
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--rubric: file {path} does not exist") from None
+    except ValueError as e:
+        raise UsageError(f"--rubric: {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--rubric: {path} must be a JSON object of criterion -> description")
+    return data
+
+
+def process_settings(args: argparse.Namespace) -> Settings:
+    """The environment's settings with this command's flags applied."""
+    return settings_mod.from_environment().replace(
+        llm_base_url=getattr(args, "base_url", None), model=getattr(args, "model", None)
+    )
+
+
+def run_context(args: argparse.Namespace) -> Context:
+    """The run context from ``--council``, ``--agents`` and ``--approval``."""
+    return parse_context(
+        {
+            "council": getattr(args, "council", None),
+            "agents": getattr(args, "agents", None),
+            "require_approval": True if getattr(args, "approval", False) else None,
+        }
+    )
+
+
+async def _deliberate(
+    args: argparse.Namespace, inp: dict[str, Any] | None, thread_id: str, context: Context
+) -> int:
+    quiet = (lambda *_: None) if args.quiet else say
+    with services(process_settings(args), announce=quiet) as current:
+        assert current.valkey_url is not None
+        async with valkey_saver(current.valkey_url, current.valkey_pool) as saver:
+            if inp is None:
+                if await runner.stored_state_council(saver, thread_id) is None:
+                    raise UsageError(f"no deliberation {thread_id!r} in {current.valkey_url}")
+            else:  # refused here, before anything is stored, as at every other door
+                stored = await stored_council(current.valkey_url, context.council)
+                resolve(inp, context, stored, current)
+            try:
+                outcome = await runner.run(
+                    saver, thread_id, inp, context, current, Progress(args.quiet)
+                )
+            except CouncilError as e:
+                say(f"council: error: {e}")
+                say(
+                    f"council: deliberation {thread_id} keeps what was done; "
+                    f"resume: council resume {thread_id}"
+                )
+                return 3
+            finally:
+                await close_publishers()
+    if outcome.status == "interrupted":
+        asks = json.dumps(outcome.interrupts, default=str)[:2000]
+        say(f"council: deliberation {thread_id} is waiting at {outcome.pending}: {asks}")
+        return 0
+    print_result(outcome.values, args.json)
+    return 0
+
+
+def cmd_deliberate(args: argparse.Namespace) -> int:
+    """Run one deliberation against the configured LLM."""
+    thread_id = args.id or f"delib-{uuid.uuid4().hex[:12]}"
+    optional = {
+        "role": args.role,
+        "rounds": args.rounds,
+        "rubric": load_rubric(args.rubric),
+        "constraints": args.constraints,
+        "story_id": args.story_id,
+        "task_id": args.task_id,
+    }
+    inp = {
+        "task": args.task,
+        "deliberation_id": thread_id,
+        **{k: v for k, v in optional.items() if v is not None},
+    }
+    parse_input(inp)  # bad input is refused before any server starts
+    context = run_context(args)
+    say(f"deliberation {thread_id}")
+    return asyncio.run(_deliberate(args, inp, thread_id, context))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Finish a deliberation that stopped (crash, error, approval)."""
+    return asyncio.run(_deliberate(args, None, args.id, Context()))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """One deliberation on a shipped task, against a simulated vLLM started for it."""
+    from sim_vllm import ServerThread, SimConfig, SimVLLM
+
+    task = demo_tasks().get(args.task)
+    if task is None:
+        raise UsageError(f"--task: no task {args.task!r}; known: {', '.join(demo_tasks())}")
+    thread_id = args.id or f"demo-{uuid.uuid4().hex[:12]}"
+    inp = {
+        "task": task["task"],
+        "role": task["role"],
+        "rounds": args.rounds,
+        "rubric": task["rubric"],
+        "story_id": "demo",
+        "task_id": task["id"],
+        "deliberation_id": thread_id,
+    }
+    parse_input(inp)
+    context = run_context(args)
+    with ServerThread(SimVLLM(SimConfig(time_scale=args.time_scale))) as sim:
+        say(f"demo: SIMULATED vLLM (not a model) on {sim.base_url}, time scale {args.time_scale}")
+        say(f"demo: task {task['id']} ({task['role']}): {task['task']}")
+        say(f"deliberation {thread_id}")
+        args.base_url, args.model = sim.base_url, None
+        return asyncio.run(_deliberate(args, inp, thread_id, context))
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    """Write (or --check) the events' JSON Schemas."""
+    from nodes.events import EVENT_MODELS
+    from server.planning import Envelope, PlanApproved
+
+    out = Path(args.out)
+    stale = []
+    models: dict[str, type[BaseModel]] = {
+        **EVENT_MODELS,
+        "planning.plan.approved": PlanApproved,
+        "planning.envelope": Envelope,
+    }
+    for name, model in models.items():
+        schema = model.model_json_schema(mode="serialization")
+        text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        path = out / f"{name}.schema.json"
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(path)
+    if stale:
+        say("stale event schemas (run `council schemas`): " + ", ".join(stale))
+        return 1
+    return 0
+
+
+def serve_config() -> dict[str, Any]:
+    """The LangGraph server's configuration, by module (works from an installed wheel)."""
+    text = resources.files("server").joinpath("langgraph.json").read_text(encoding="utf-8")
+    config: dict[str, Any] = json.loads(text)
+    return config
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The LangGraph server (offline) with council's graph, Valkey checkpointer and HTTP app."""
+    if args.port == 2024:
+        raise UsageError("--port: 2024 is taken on these machines; pick another")
+    exe = Path(sys.executable).parent / "langgraph"
+    if not exe.exists():
+        raise UsageError("the langgraph CLI is not installed: pip install 'council[serve]'")
+    with services(process_settings(args), announce=say) as current:
+        # runtime files (.langgraph_api/) and the generated config live in the data directory
+        workdir = current.data_dir / "api"
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "langgraph.json").write_text(json.dumps(serve_config(), indent=2))
+        env = {
+            **os.environ,
+            "VALKEY_URL": current.valkey_url or "",
+            "NATS_URL": current.nats_url or "",
+            "COUNCIL_LLM_BASE_URL": current.llm_base_url,
+            "COUNCIL_DATA_DIR": str(current.data_dir),
+            "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+            "LANGGRAPH_NO_VERSION_CHECK": "true",
+        }
+        env.setdefault("LANGSMITH_TRACING", "false")
+        if current.model:
+            env["COUNCIL_MODEL"] = current.model
+        cmd = [
+            str(exe),
+            "dev",
+            "--port",
+            str(args.port),
+            "--host",
+            args.host,
+            "--no-browser",
+            "--config",
+            str(workdir / "langgraph.json"),
+        ]
+        if not args.reload:
+            cmd.append("--no-reload")
+        base = f"http://{args.host}:{args.port}"
+        say(
+            f"council API on {base} (docs: {base}/docs; councils: {base}/councils; "
+            f"health: {base}/healthz)"
+        )
+        say(f"LangGraph Studio: https://smith.langchain.com/studio/?baseUrl={base}")
+        say(f"LLM: {current.llm_base_url}")
+        proc = subprocess.Popen(cmd, env=env, cwd=workdir)
+
+        def forward(signum: int, _frame: FrameType | None) -> None:
+            proc.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        return proc.wait()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Consume planning.plan.approved and deliberate, until SIGTERM."""
+    from server.worker import serve
+
+    async def main(current: Settings) -> None:
+        assert current.valkey_url is not None
+        async with valkey_saver(current.valkey_url, current.valkey_pool) as saver:
+            await serve(
+                saver,
+                current,
+                concurrency=args.concurrency,
+                max_deliver=args.max_deliver,
+                ack_wait=args.ack_wait,
+                grace=args.grace,
+            )
+
+    with services(process_settings(args), announce=say) as current:
+        say(f"worker: LLM {current.llm_base_url}, concurrency {args.concurrency}")
+        asyncio.run(main(current))
+    return 0
+
+
+def cmd_publish_plan(args: argparse.Namespace) -> int:
+    """Send a planning.plan.approved event by hand."""
+    from server.planning import PoisonMessage, publish_plan
+
+    if args.file:
+        try:
+            event = json.loads(Path(args.file).read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--file: {e}") from None
+    else:
+        if not (args.story_id and args.plan_id and args.roles and args.task):
+            raise UsageError("give --file, or --story-id, --plan-id, --roles and --task")
+        event = {
+            "story_id": args.story_id,
+            "plan_id": args.plan_id,
+            "approved_by": args.approved_by,
+            "roles": [r.strip() for r in args.roles.split(",") if r.strip()],
+            "task": args.task,
+            "timestamp": datetime.now(UTC).isoformat(),
+        }
+        if args.rounds is not None:
+            event["rounds"] = args.rounds
+    nats_url = settings_mod.from_environment().nats_url
+    if not nats_url:
+        raise UsageError("set NATS_URL to the JetStream server the workers use")
+    try:
+        ack = asyncio.run(publish_plan(nats_url, event))
+    except PoisonMessage as e:
+        raise UsageError(f"the event would be rejected: {e}") from None
+    print(json.dumps(ack))
+    return 0
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    """The compiled graph as Mermaid (docs/graph.mmd), or --check that the drawing is current."""
+    from graph.builder import graph
+
+    text = graph.get_graph().draw_mermaid()
+    path = Path(args.out)
+    if args.check:
+        if not path.exists() or path.read_text() != text:
+            say(f"stale graph drawing {path} (run `council draw`)")
+            return 1
+        return 0
+    path.write_text(text)
+    print(path)
+    return 0

@@ -1,0 +1,76 @@
+"""What the CLI shows a person: progress as agents finish, then the decision."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+
+def say(*parts: Any) -> None:
+    """A line on stderr (stdout is for results)."""
+    print(*parts, file=sys.stderr, flush=True)
+
+
+class Progress:
+    """Prints each agent's finished stage as it happens (stream mode ``updates``)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.t0 = time.monotonic()
+
+    def __call__(self, mode: str, chunk: Any) -> None:
+        if self.quiet or mode != "updates":
+            return
+        for node, update in chunk.items():
+            if node == "__interrupt__":
+                say("  ⏸  waiting for human approval")
+                continue
+            for call in (update or {}).get("calls", []):
+                say(self._call_line(call))
+            if node == "prepare":
+                council = update["council"]
+                agent = council["agents"][0]
+                say(
+                    f"council {council['role']}: {len(council['agents'])} agents, "
+                    f"{council['rounds']} round(s), model {agent['model']} at {agent['base_url']}"
+                )
+            if node == "publish" and update.get("published"):
+                p = update["published"]
+                dup = " (duplicate, dropped)" if p.get("duplicate") else ""
+                say(f"  ✓ published {p['subject']} to {p['stream']} seq {p['seq']}{dup}")
+
+    def _call_line(self, call: dict[str, Any]) -> str:
+        flag = "✓" if call.get("accepted", True) else "✗"
+        note = f"  ({call['problem']})" if call.get("problem") else ""
+        rnd = f" r{call['round']}" if call["stage"] in ("critique", "revise") else ""
+        return (
+            f"  {flag} {time.monotonic() - self.t0:6.1f}s {call['stage']:<8}{rnd:<4} "
+            f"{call['agent_id']:<16} {call['completion_tokens']:>5} tokens "
+            f"{call['latency_s']:6.2f}s{note}"
+        )
+
+
+def print_result(values: dict[str, Any], as_json: bool) -> None:
+    """The completed event: as JSON, or the winner, why, the ranking and the cost."""
+    event = values.get("result")
+    if as_json:
+        print(json.dumps(event, indent=2))
+        return
+    if not event:
+        return
+    print(f"\nWinner: {event['winner']['author']['agent_id']}  ({event['stop_reason']})")
+    print(f"Why: {event['justification']}\n")
+    print("Ranking:")
+    for row in event["ranking"]:
+        scores = ", ".join(f"{k} {v:g}" for k, v in row["scores"].items())
+        print(f"  {row['rank']}. {row['agent_id']:<16} {row['total']:5.2f}  [{scores}]")
+    usage = event["usage"]
+    print(
+        f"\nTokens: {usage['prompt_tokens']} prompt ({usage['cached_tokens']} cached), "
+        f"{usage['completion_tokens']} completion in {usage['calls']} calls; "
+        f"{event['duration_ms'] / 1000:.1f}s"
+    )
+    print(f"Deliberation id: {event['deliberation_id']}\n")
+    print("Winning proposal:\n" + event["winner"]["content"])

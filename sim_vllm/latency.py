@@ -1,0 +1,74 @@
+"""The simulated engine's configuration, prompt layout and prefix cache (see the package doc)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class SimConfig:
+    model: str = "Qwen/Qwen3-0.6B"
+    max_num_seqs: int = 64
+    time_scale: float = 1.0
+    decode_tps: float = 250.0
+    batch_slowdown: float = 0.015
+    prefill_tps: float = 12000.0
+    ttft_base_s: float = 0.015
+    block_size: int = 16
+    num_cache_blocks: int = 16384
+    max_model_len: int = 32768
+    reasoning_parser: bool = False
+    seed: int = 0
+    mean_tokens: dict[str, int] = field(
+        default_factory=lambda: {
+            "propose": 450,
+            "revise": 450,
+            "critique": 220,
+            "select": 300,
+            "default": 300,
+        }
+    )
+    length_sigma: float = 0.25
+    chunk_tokens: int = 4
+
+
+def render_prompt(messages: list[dict[str, Any]]) -> str:
+    """The messages as Qwen's chat template lays them out (what the prefix cache sees)."""
+    parts = []
+    for m in messages:
+        c = m.get("content")
+        if isinstance(c, list):
+            c = "".join(p.get("text", "") for p in c if isinstance(p, dict))
+        parts.append(f"<|im_start|>{m.get('role', 'user')}\n{c or ''}<|im_end|>\n")
+    parts.append("<|im_start|>assistant\n")
+    return "".join(parts)
+
+
+class PrefixCache:
+    """Block-hashed LRU prefix cache (hash of each full block chained to the previous one)."""
+
+    def __init__(self, block_size: int, capacity: int):
+        self.block_size = block_size
+        self.capacity = capacity
+        self.blocks: OrderedDict[bytes, None] = OrderedDict()
+
+    def lookup_and_insert(self, tokens: list[str]) -> int:
+        """Number of leading prompt tokens served from cache; inserts the prompt's full blocks."""
+        hits, prev, missed = 0, b"", False
+        for start in range(0, len(tokens) - self.block_size + 1, self.block_size):
+            h = hashlib.blake2b(
+                prev + "\x00".join(tokens[start : start + self.block_size]).encode(), digest_size=16
+            ).digest()
+            prev = h
+            if not missed and h in self.blocks:
+                hits += self.block_size
+                self.blocks.move_to_end(h)
+            else:
+                missed = True
+                self.blocks[h] = None
+                if len(self.blocks) > self.capacity:
+                    self.blocks.popitem(last=False)
+        return hits

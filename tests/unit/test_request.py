@@ -1,0 +1,216 @@
+"""One resolution for every door: limits named in one line, stored councils, precedence."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from graph.context import Context
+from graph.request import (
+    MAX_CONSTRAINTS_CHARS,
+    MAX_ROUNDS,
+    MAX_TASK_CHARS,
+    CouncilSpec,
+    RequestError,
+    default_council,
+    parse_context,
+    parse_council,
+    parse_input,
+    resolve,
+)
+from graph.settings import Settings
+from server.planning import PlanApproved, deliberation_input
+
+SETTINGS = Settings(llm_base_url="http://llm.internal:8000/v1", model="served-model")
+OK = {"task": "Split the notifications module", "role": "ARCHITECT"}
+
+
+@pytest.mark.parametrize(
+    "change,line",
+    [
+        ({"task": ""}, "task: String should have at least 1 character"),
+        ({"task": "   \n "}, "task: is empty or only whitespace"),
+        (
+            {"role": "MANAGER"},
+            "role: unknown role 'MANAGER'; known roles: DEV, QA, ARCHITECT, DEVOPS",
+        ),
+        ({"rounds": -1}, "rounds: Input should be greater than or equal to 0"),
+        ({"rounds": MAX_ROUNDS + 1}, f"rounds: Input should be less than or equal to {MAX_ROUNDS}"),
+        (
+            {"task": "x" * (MAX_TASK_CHARS + 1)},
+            f"task: String should have at most {MAX_TASK_CHARS} characters "
+            f"(got {MAX_TASK_CHARS + 1})",
+        ),
+        ({"rubric": {}}, "rubric: Dictionary should have at least 1 item"),
+        ({"rubric": {"a": ""}}, "rubric.a: String should have at least 1 character"),
+        (
+            {"constraints": "c" * (MAX_CONSTRAINTS_CHARS + 1)},
+            "constraints: String should have at most",
+        ),
+        ({"base_url": "http://evil.example/v1"}, "base_url: unknown field"),
+        ({"deliberation_id": "a\nb"}, "deliberation_id: 'a\\nb' does not match"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_field_and_limit(change, line):
+    with pytest.raises(RequestError) as e:
+        resolve({**OK, **change}, None, None, SETTINGS)
+    assert str(e.value).startswith(line)
+    assert "\n" not in str(e.value).replace("\\n", "")
+
+
+@pytest.mark.parametrize(
+    "context,line",
+    [
+        ({"agents": 1}, "context.agents: Input should be greater than or equal to 2"),
+        ({"agents": 10}, "context.agents: Input should be less than or equal to 9"),
+        ({"base_url": "http://127.0.0.1:9/v1"}, "context.base_url: unknown field"),
+        ({"nats_url": "nats://127.0.0.1:9"}, "context.nats_url: unknown field"),
+        ({"council": "x" * 65}, "context.council: String should have at most 64 characters"),
+    ],
+)
+def test_context_holds_only_what_a_caller_may_choose(context, line):
+    with pytest.raises(RequestError, match="^" + line.replace("(", r"\(")):
+        parse_context(context)
+
+
+def test_built_in_council_endpoints_come_from_settings_only():
+    req, council = resolve({**OK, "rounds": 2}, {"agents": 4}, None, SETTINGS)
+    assert req.role == "ARCHITECT" and req.rounds == 2 and req.rubric
+    assert [a["agent_id"] for a in council["agents"]] == [
+        f"agent-architect-00{i}" for i in range(1, 5)
+    ]
+    assert {a["base_url"] for a in council["agents"]} == {SETTINGS.llm_base_url}
+    assert {a["model"] for a in council["agents"]} == {"served-model"}
+    assert council["judge"]["agent_id"] == "judge-architect" and council["rounds"] == 2
+
+
+def test_stored_council_fills_what_the_input_leaves_out():
+    stored = parse_council(
+        {
+            "name": "platform",
+            "role": "DEVOPS",
+            "rounds": 2,
+            "rubric": {"safety": "no outage"},
+            "constraints": "no downtime",
+            "require_approval": True,
+            "agents": [
+                {"agent_id": "ops-b", "model": "big", "temperature": 0.2},
+                {"agent_id": "ops-a"},
+            ],
+        }
+    )
+    req, council = resolve(
+        {"task": "Roll out the new ingress", "constraints": "by Friday"},
+        Context(council="platform"),
+        stored,
+        SETTINGS,
+    )
+    assert req.role == "DEVOPS" and req.rounds == 2 and req.rubric == {"safety": "no outage"}
+    assert council["constraints"] == "no downtime\nby Friday"
+    assert [(a["agent_id"], a["model"]) for a in council["agents"]] == [
+        ("ops-a", "served-model"),
+        ("ops-b", "big"),
+    ]
+    assert council["require_approval"] is True and council["name"] == "platform"
+    _, overridden = resolve(
+        {"task": "t", "rounds": 0},
+        {"council": "platform", "require_approval": False},
+        stored,
+        SETTINGS,
+    )
+    assert overridden["rounds"] == 0 and overridden["require_approval"] is False
+
+
+def test_stored_council_refusals_name_the_field():
+    stored = default_council("QA")
+    with pytest.raises(RequestError, match="^role: council 'qa' is a QA council, not DEV"):
+        resolve({"task": "t", "role": "DEV"}, {"council": "qa"}, stored, SETTINGS)
+    with pytest.raises(RequestError, match="^context.agents: council 'qa' fixes its agents"):
+        resolve({"task": "t"}, {"council": "qa", "agents": 4}, stored, SETTINGS)
+    with pytest.raises(RequestError, match="^context.council: unknown council 'nope'") as e:
+        resolve({"task": "t"}, {"council": "nope"}, None, SETTINGS)
+    assert e.value.status == 404
+
+
+@pytest.mark.parametrize(
+    "doc,line",
+    [
+        (
+            {"name": "bad name", "role": "QA", "agents": [{"agent_id": "a"}, {"agent_id": "b"}]},
+            "name: 'bad name' does not match",
+        ),
+        (
+            {"name": "x" * 10240, "role": "QA", "agents": [{"agent_id": "a"}, {"agent_id": "b"}]},
+            "name: 'xxxxxxxx",
+        ),
+        (
+            {"name": "n", "role": "QA", "agents": [{"agent_id": "a\nb"}, {"agent_id": "b"}]},
+            "agents.0.agent_id: 'a\\nb' does not match",
+        ),
+        (
+            {"name": "n", "role": "QA", "agents": [{"agent_id": "a"}, {"agent_id": "a"}]},
+            "input: agent ids must be unique",
+        ),
+        (
+            {
+                "name": "n",
+                "role": "QA",
+                "agents": [{"agent_id": "a", "temperature": 99}, {"agent_id": "b"}],
+            },
+            "agents.0.temperature: Input should be less than or equal to 2",
+        ),
+        (
+            {
+                "name": "n",
+                "role": "QA",
+                "agents": [{"agent_id": "a", "base_url": "http://x"}, {"agent_id": "b"}],
+            },
+            "agents.0.base_url: unknown field",
+        ),
+    ],
+)
+def test_council_definitions_are_validated(doc, line):
+    with pytest.raises(RequestError) as e:
+        parse_council(doc)
+    assert str(e.value).startswith(line[:60])
+
+
+def test_every_door_shapes_the_same_request():
+    """The CLI's, the worker's, HTTP's and prepare's input shapes resolve alike."""
+    cli = {"task": "Add rate limiting", "role": "dev", "deliberation_id": "delib-1"}
+    event = PlanApproved(
+        story_id="S-1",
+        plan_id="P-1",
+        approved_by="po",
+        roles=["dev"],
+        timestamp=datetime.now(UTC),
+        task="Add rate limiting",
+    )
+    worker = deliberation_input(event, "DEV")
+    http = {"task": "Add rate limiting", "role": "DEV"}
+    councils = [resolve(shape, None, None, SETTINGS)[1] for shape in (cli, worker, http)]
+    assert councils[0] == councils[1] == councils[2]
+    assert parse_input(worker).story_id == "S-1" and parse_input(worker).task_id == "P-1"
+
+
+def test_five_built_in_councils_are_valid_stored_councils():
+    for role in ("DEV", "QA", "ARCHITECT", "DEVOPS", "DATA"):
+        spec = default_council(role)
+        assert CouncilSpec.model_validate_json(spec.model_dump_json()) == spec
+        assert len(spec.agents) == 3
+
+
+def test_a_plan_asking_for_zero_rounds_gets_zero_rounds():
+    event = PlanApproved(
+        story_id="S-1",
+        plan_id="P-1",
+        approved_by="po",
+        roles=["QA"],
+        timestamp=datetime.now(UTC),
+        task="t",
+        rounds=0,
+        constraints="",
+    )
+    req, council = resolve(deliberation_input(event, "QA"), None, None, SETTINGS)
+    assert req.rounds == 0 and council["rounds"] == 0
