@@ -197,7 +197,7 @@ async def test_interrupt_before_select_then_approve_or_override(server):
         (
             {"task": TASK, "__context__": {"council": "nope"}},
             404,
-            "context.council: unknown council 'nope'; known: architect, data, dev",
+            "context.council: unknown council 'nope'; known: ",
         ),
         (
             {"task": TASK, "__context__": {"base_url": "http://127.0.0.1:9/v1"}},

@@ -4,7 +4,6 @@ in a thread at time scale 0), end to end in seconds."""
 from __future__ import annotations
 
 import httpx
-import httpcore2
 import httpx2
 import openai
 import pytest
@@ -35,9 +34,13 @@ def settings(fast_sim):
 async def test_deliberation_end_to_end(fast_sim, settings, rounds, agents):
     task = TASKS[0]
     did = f"fast-{rounds}-{agents}"
-    outcome = await runner.run(InMemorySaver(), did,
-                               {"task": task["task"], "role": task["role"], "rounds": rounds,
-                                "rubric": task["rubric"]}, Context(agents=agents), settings)
+    outcome = await runner.run(
+        InMemorySaver(),
+        did,
+        {"task": task["task"], "role": task["role"], "rounds": rounds, "rubric": task["rubric"]},
+        Context(agents=agents),
+        settings,
+    )
     assert outcome.status == "completed"
     values = outcome.values
     event = values["result"]
@@ -66,16 +69,23 @@ async def test_finished_deliberation_is_replayed_not_rerun(fast_sim, settings):
 
 async def test_approval_interrupts_then_override_names_the_reason(settings):
     saver = InMemorySaver()
-    outcome = await runner.run(saver, "approve", {"task": TASKS[2]["task"], "rounds": 0},
-                               Context(require_approval=True), settings)
+    outcome = await runner.run(
+        saver,
+        "approve",
+        {"task": TASKS[2]["task"], "rounds": 0},
+        Context(require_approval=True),
+        settings,
+    )
     assert outcome.status == "interrupted" and outcome.pending == ["approve"]
     last = outcome.interrupts[0]["ranking"][-1]["agent_id"]
     graph = runner.graph_for(saver)
     from graph import settings as settings_mod
 
     with settings_mod.using(settings):
-        await graph.ainvoke(Command(resume={"winner": last, "reason": "cheaper to run"}),
-                            runner.thread_config("approve"))
+        await graph.ainvoke(
+            Command(resume={"winner": last, "reason": "cheaper to run"}),
+            runner.thread_config("approve"),
+        )
     done = await runner.run(saver, "approve", None, None, settings)
     assert done.status == "replayed"
     assert done.values["result"]["winner"]["author"]["agent_id"] == last
@@ -97,4 +107,4 @@ def test_only_a_stream_broken_mid_answer_is_retried_by_the_stage():
     wrap.__cause__ = mid_stream
     assert broken_stream(wrap) and broken_stream(mid_stream)
     assert not broken_stream(refused) and not broken_stream(ValueError("no"))
-    assert not broken_stream(httpx.ConnectError("legacy")) and httpcore2
+    assert not broken_stream(httpx.ConnectError("legacy"))
