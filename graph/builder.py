@@ -3,11 +3,15 @@
     START -> prepare -> tally --(Send x N)---------> propose  -> tally
                              --(Send x N(N-1))----> critique -> tally
                              --(Send x N)---------> revise   -> tally
+                             --(Send x 2 + N)-----> judge, vote -> tally
                              ----------------------> select -> [approve] -> publish -> END
 
 ``tally`` is the join after every parallel stage: the router behind it (``graph.routing``)
 looks at what is done and sends the next stage's tasks, one per agent (or per critic/author
-pair). Rounds are counted from the drafts themselves, so resuming needs no counter.
+pair). Rounds are counted from the drafts themselves, so resuming needs no counter; they end at
+the ceiling, when a round's critiques find nothing severe, or before the token budget would be
+exceeded. Two judgements (opposite orders) and the peer vote run together; ``select`` is
+the aggregation (no LLM call).
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from graph.state import CouncilState, InputState, OutputState
 from nodes.approve import approve
 from nodes.critique import critique
 from nodes.errors import broken_stream
+from nodes.judge import judge
 from nodes.prepare import prepare
 from nodes.propose import propose
 from nodes.publish import publish
 from nodes.revise import revise
 from nodes.select import select
+from nodes.vote import vote
 
 
 async def tally(state: CouncilState) -> dict[str, Any]:
@@ -53,14 +59,19 @@ def build() -> Graph:
     graph.add_node("propose", propose, retry_policy=retry)  # type: ignore[arg-type]
     graph.add_node("critique", critique, retry_policy=retry)  # type: ignore[arg-type]
     graph.add_node("revise", revise, retry_policy=retry)  # type: ignore[arg-type]
-    graph.add_node("select", select, retry_policy=retry)
+    graph.add_node("judge", judge, retry_policy=retry)  # type: ignore[arg-type]
+    graph.add_node("vote", vote, retry_policy=retry)  # type: ignore[arg-type]
+    # select aggregates the judgements and ballots into one decision
+    graph.add_node("select", select)
     # approve (an optional human decision) and the terminal publish
     graph.add_node("approve", approve)
     graph.add_node("publish", publish)
     graph.add_edge(START, "prepare")
     graph.add_edge("prepare", "tally")
-    graph.add_conditional_edges("tally", route, ["propose", "critique", "revise", "select"])
-    for stage in ("propose", "critique", "revise"):
+    graph.add_conditional_edges(
+        "tally", route, ["propose", "critique", "revise", "judge", "vote", "select"]
+    )
+    for stage in ("propose", "critique", "revise", "judge", "vote"):
         graph.add_edge(stage, "tally")
     graph.add_conditional_edges("select", after_select, ["approve", "publish"])
     graph.add_edge("approve", "publish")

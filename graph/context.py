@@ -8,7 +8,7 @@ are process settings (``graph.settings``), never something a caller sends.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -25,3 +25,8 @@ class Context:
     """Agents in a built-in council (2..9, default 3); a stored council fixes its own."""
     require_approval: bool | None = None
     """Interrupt after select for a human approval or override (default: the council's)."""
+    aggregator: Literal["judge", "vote", "judge+vote"] | None = None
+    """How the winner is decided (default: the council's, else ``judge+vote``)."""
+    token_budget: Annotated[int | None, Field(ge=1000, le=10_000_000)] = None
+    """Most prompt + completion tokens for the deliberation (default: the council's, else none);
+    when the next stage could exceed it, the council goes to selection."""

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -22,10 +23,11 @@ from pydantic import (
 )
 
 from graph.context import Context
-from graph.settings import Settings
-from graph.state import Agent, Council
+from graph.settings import KEY_NAME, Settings
+from graph.state import Agent, Council, Criterion
 
 ROLES: tuple[str, ...] = ("DEV", "QA", "ARCHITECT", "DEVOPS", "DATA")
+AGGREGATORS: tuple[str, ...] = ("judge", "vote", "judge+vote")
 MIN_AGENTS, MAX_AGENTS, DEFAULT_AGENTS = 2, 9, 3
 MAX_ROUNDS = 5
 MAX_TASK_CHARS = 8000
@@ -36,19 +38,55 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 """Deliberation, story and task ids: like names, ``:`` allowed, <= 128."""
 
-DEFAULT_RUBRIC: dict[str, str] = {
-    "correctness": "solves the task as stated, with no unsafe step",
-    "feasibility": "can be carried out by the team with the stated constraints",
-    "risk": "names the risks and a way back",
-    "clarity": "concrete steps a reviewer can check",
+ANCHORS = {"0": "absent or wrong", "5": "adequate, with gaps", "10": "complete and convincing"}
+DEFAULT_RUBRIC: dict[str, Any] = {
+    "correctness": {
+        "meaning": "solves the task as stated, with no unsafe step",
+        "weight": 2,
+        "anchors": {
+            "0": "does not solve it, or breaks something",
+            "5": "solves the main case",
+            "10": "solves it in every case the task implies, safely",
+        },
+    },
+    "feasibility": {
+        "meaning": "can be carried out by the team with the stated constraints",
+        "weight": 1,
+        "anchors": {
+            "0": "cannot be done as written",
+            "5": "doable with unstated work",
+            "10": "every step is doable as written",
+        },
+    },
+    "risk": {
+        "meaning": "names the risks and a way back",
+        "weight": 1,
+        "anchors": {
+            "0": "no risks, no rollback",
+            "5": "main risks named",
+            "10": "risks, detection and a tested rollback",
+        },
+    },
+    "verifiability": {
+        "meaning": "acceptance criteria and tests a reviewer can check",
+        "weight": 1,
+        "anchors": {
+            "0": "nothing to check",
+            "5": "some criteria, vague tests",
+            "10": "measurable criteria and named tests",
+        },
+    },
 }
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-Criterion = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+CriterionName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)
+]
 Meaning = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
-Rubric = Annotated[dict[Criterion, Meaning], Field(min_length=1, max_length=MAX_CRITERIA)]
 Constraints = Annotated[str, Field(max_length=MAX_CONSTRAINTS_CHARS)]
+BaseUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=300)]
+KeyName = Annotated[str, StringConstraints(pattern=f"^{KEY_NAME.pattern}$")]
 
 
 class RequestError(ValueError):
@@ -70,13 +108,35 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CriterionSpec(_Strict):
+    """A rubric criterion with its weight and what 0, 5 and 10 mean."""
+
+    meaning: Meaning
+    weight: float = Field(1.0, gt=0, le=10)
+    anchors: dict[Literal["0", "5", "10"], Meaning] = Field(default_factory=dict)
+
+
+def _criterion(value: Any) -> Any:
+    return {"meaning": value} if isinstance(value, str) else value
+
+
+Rubric = Annotated[
+    dict[CriterionName, Annotated[CriterionSpec, BeforeValidator(_criterion)]],
+    Field(min_length=1, max_length=MAX_CRITERIA),
+]
+
+
 class AgentSpec(_Strict):
-    """A member of a stored council."""
+    """A member (or the judge) of a stored council; endpoints only from an admin."""
 
     agent_id: Name
     model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     temperature: float = Field(0.7, ge=0, le=2)
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    base_url: BaseUrl | None = None
+    """Its own OpenAI-compatible endpoint (must be on the server's allow-list)."""
+    api_key_name: KeyName | None = None
+    """The setting that holds that endpoint's key (``COUNCIL_<NAME>_API_KEY``), never a key."""
 
 
 class CouncilSpec(_Strict):
@@ -85,10 +145,13 @@ class CouncilSpec(_Strict):
     name: Name
     role: str
     agents: list[AgentSpec] = Field(min_length=MIN_AGENTS, max_length=MAX_AGENTS)
+    judge: AgentSpec | None = None
     rounds: int = Field(1, ge=0, le=MAX_ROUNDS)
-    rubric: Rubric = Field(default_factory=lambda: dict(DEFAULT_RUBRIC))
+    rubric: Rubric = Field(default_factory=lambda: dict(DEFAULT_RUBRIC), validate_default=True)
     constraints: Constraints = ""
     require_approval: bool = False
+    aggregator: Literal["judge", "vote", "judge+vote"] = "judge+vote"
+    token_budget: int | None = Field(None, ge=1000, le=10_000_000)
 
     @field_validator("role")
     @classmethod
@@ -97,9 +160,9 @@ class CouncilSpec(_Strict):
 
     @model_validator(mode="after")
     def _unique_agents(self) -> CouncilSpec:
-        ids = [a.agent_id for a in self.agents]
+        ids = [a.agent_id for a in self.agents] + ([self.judge.agent_id] if self.judge else [])
         if len(set(ids)) != len(ids):
-            raise ValueError(f"agent ids must be unique, got {ids}")
+            raise ValueError(f"agent ids (judge included) must be unique, got {ids}")
         return self
 
 
@@ -178,12 +241,47 @@ def parse_input(inp: Mapping[str, Any] | Any) -> DeliberationRequest:
         raise one_line(e) from None
 
 
-def parse_council(doc: Any) -> CouncilSpec:
-    """A council definition, validated."""
+def parse_council(doc: Any, settings: Settings | None = None) -> CouncilSpec:
+    """A council definition, validated (and, with ``settings``, its endpoints and key names)."""
     try:
-        return CouncilSpec.model_validate(doc)
+        council = CouncilSpec.model_validate(doc)
     except ValidationError as e:
         raise one_line(e) from None
+    if settings is not None:
+        _check_endpoints(council, settings)
+    return council
+
+
+_rubric_adapter: TypeAdapter[dict[str, CriterionSpec]] = TypeAdapter(Rubric)
+
+
+def normal_rubric(rubric: Mapping[str, Any]) -> dict[str, Criterion]:
+    """Every criterion with its meaning, weight and 0/5/10 anchors (defaults filled)."""
+    specs = _rubric_adapter.validate_python(
+        {k: v.model_dump() if isinstance(v, CriterionSpec) else v for k, v in rubric.items()}
+    )
+    return {
+        name: Criterion(
+            meaning=spec.meaning,
+            weight=spec.weight,
+            anchors={**ANCHORS, **{str(k): v for k, v in spec.anchors.items()}},
+        )
+        for name, spec in specs.items()
+    }
+
+
+def _check_endpoints(council: CouncilSpec, settings: Settings) -> None:
+    members = [(f"agents.{i}", a) for i, a in enumerate(council.agents)]
+    for where, spec in members + ([("judge", council.judge)] if council.judge else []):
+        if spec.base_url is not None and not settings.allows(spec.base_url):
+            raise RequestError(
+                f"{where}.base_url",
+                f"{spec.base_url} is not on the server's allow-list (COUNCIL_LLM_ALLOWED_URLS)",
+            )
+        if spec.api_key_name is not None and spec.api_key_name not in settings.api_keys:
+            raise RequestError(
+                f"{where}.api_key_name", f"no setting {spec.api_key_name} on this server"
+            )
 
 
 def _agent(spec: AgentSpec, role: str, settings: Settings) -> Agent:
@@ -191,7 +289,8 @@ def _agent(spec: AgentSpec, role: str, settings: Settings) -> Agent:
         agent_id=spec.agent_id,
         role=role,
         model=spec.model or settings.model or "",
-        base_url=settings.llm_base_url,
+        base_url=spec.base_url or settings.llm_base_url,
+        api_key_name=spec.api_key_name,
         temperature=spec.temperature,
         seed=spec.seed,
     )
@@ -205,9 +304,10 @@ def resolve(
 ) -> tuple[DeliberationRequest, Council]:
     """The validated input (defaults filled) and the effective council of one deliberation.
 
-    Precedence: the input, then the stored council named by ``context.council``, then the
-    built-in council of the role. Endpoints and models come only from ``settings`` and the
-    stored council, never from the caller.
+    Precedence: the input, then the run context, then the stored council named by
+    ``context.council``, then the built-in council of the role. Endpoints, models and key
+    names come only from ``settings`` and the stored council (checked against the allow-list),
+    never from the caller.
     """
     req = inp if isinstance(inp, DeliberationRequest) else parse_input(inp)
     ctx = parse_context(context)
@@ -223,6 +323,7 @@ def resolve(
             "role", f"council {stored.name!r} is a {stored.role} council, not {role}"
         )
     spec = stored or default_council(role, ctx.agents or DEFAULT_AGENTS)
+    _check_endpoints(spec, settings)
     constraints = "\n".join(x for x in (spec.constraints, req.constraints) if x)
     if len(constraints) > MAX_CONSTRAINTS_CHARS:
         raise RequestError(
@@ -230,25 +331,30 @@ def resolve(
             f"with the council's, {len(constraints)} characters; "
             f"the maximum is {MAX_CONSTRAINTS_CHARS}",
         )
+    specs = req.rubric or spec.rubric
+    rubric = normal_rubric(specs)
     req = req.model_copy(
         update={
             "role": role,
             "rounds": spec.rounds if req.rounds is None else req.rounds,
-            "rubric": req.rubric or (dict(spec.rubric) if stored else dict(DEFAULT_RUBRIC)),
+            "rubric": specs,
             "constraints": constraints,
         }
     )
-    judge = AgentSpec(agent_id=f"judge-{role.lower()}", temperature=0.0, seed=7)
+    judge = spec.judge or AgentSpec(agent_id=f"judge-{role.lower()}", temperature=0.0, seed=7)
+    agents = sorted(spec.agents, key=lambda a: a.agent_id)
     council = Council(
         role=role,
         name=stored.name if stored else None,
-        agents=[_agent(a, role, settings) for a in sorted(spec.agents, key=lambda a: a.agent_id)],
+        agents=[_agent(a, role, settings) for a in agents],
         judge=_agent(judge, role, settings),
         rounds=req.rounds or 0,
-        rubric=dict(req.rubric or {}),
+        rubric=rubric,
         constraints=constraints,
         require_approval=bool(
             spec.require_approval if ctx.require_approval is None else ctx.require_approval
         ),
+        aggregator=ctx.aggregator or spec.aggregator,
+        token_budget=ctx.token_budget if ctx.token_budget is not None else spec.token_budget,
     )
     return req, council

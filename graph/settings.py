@@ -10,6 +10,8 @@ graphs under ``using(settings)``; the served graph (``langgraph.json``) reads th
 | ``COUNCIL_LLM_BASE_URL`` | ``http://localhost:8000/v1`` | OpenAI-compatible server (vLLM first) |
 | ``COUNCIL_MODEL`` | the server's first model | model name |
 | ``COUNCIL_API_KEY`` / ``_FILE`` | ``EMPTY`` | bearer key for the LLM server (never logged) |
+| ``COUNCIL_<NAME>_API_KEY`` / ``_FILE`` | | more keys, named by stored councils' agents |
+| ``COUNCIL_LLM_ALLOWED_URLS`` | the base URL | comma-separated endpoints a council may name |
 | ``COUNCIL_LLM_TIMEOUT`` | ``120`` | seconds per LLM request |
 | ``COUNCIL_LLM_MAX_RETRIES`` | ``3`` | client retries on 5xx, 429, timeouts, broken connections |
 | ``COUNCIL_LLM_MAX_CONNECTIONS`` | ``64`` | HTTP connections per LLM server |
@@ -28,6 +30,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -38,9 +41,22 @@ DEFAULT_BASE_URL = "http://localhost:8000/v1"
 DEFAULT_MAX_TOKENS: dict[str, int] = {
     "propose": 1536,
     "critique": 768,
-    "revise": 1536,
-    "select": 1536,
+    "revise": 2048,
+    "judge": 1536,
+    "vote": 512,
 }
+
+
+KEY_NAME = re.compile(r"COUNCIL_[A-Z0-9_]+_API_KEY")
+"""Settings that may hold an LLM key a stored council names."""
+
+
+def normal_url(url: str) -> str:
+    """A base URL as compared against the allow-list (no trailing slash, lower-case host)."""
+    url = url.strip().rstrip("/")
+    scheme, sep, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme.lower()}{sep}{host.lower()}{slash}{path}"
 
 
 class SettingsError(ValueError):
@@ -92,6 +108,11 @@ class Settings:
     """Model name; ``None`` adopts the server's first model at preflight."""
     api_key: str = field(default="EMPTY", repr=False)
     """Bearer key sent to the LLM server; never logged, never in the state."""
+    api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """More keys by setting name (``COUNCIL_<NAME>_API_KEY``), for councils with several
+    endpoints; an agent names the setting, never the key."""
+    llm_allowed_urls: tuple[str, ...] = ()
+    """Endpoints a stored council may name besides ``llm_base_url``."""
     llm_timeout_s: float = 120.0
     """Per-request timeout of an LLM call."""
     llm_max_retries: int = 3
@@ -121,7 +142,13 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Settings from an environment mapping; a bad value raises ``SettingsError``."""
         prompts = env.get("COUNCIL_PROMPTS_DIR")
+        names = {
+            n.removesuffix("_FILE") for n in env if KEY_NAME.fullmatch(n.removesuffix("_FILE"))
+        }
+        allowed = (env.get("COUNCIL_LLM_ALLOWED_URLS") or "").split(",")
         return cls(
+            api_keys={name: _secret(env, name, "") for name in sorted(names)},
+            llm_allowed_urls=tuple(normal_url(u) for u in allowed if u.strip()),
             llm_base_url=env.get("COUNCIL_LLM_BASE_URL") or DEFAULT_BASE_URL,
             model=env.get("COUNCIL_MODEL") or None,
             api_key=_secret(env, "COUNCIL_API_KEY", "") or _secret(env, "OPENAI_API_KEY", "EMPTY"),
@@ -136,6 +163,17 @@ class Settings:
             data_dir=Path(env.get("COUNCIL_DATA_DIR") or ".council-data").resolve(),
             prompts_dir=Path(prompts).resolve() if prompts else None,
         )
+
+    def allows(self, base_url: str) -> bool:
+        """Whether a council may send calls (and keys) to ``base_url``."""
+        url = normal_url(base_url)
+        return url == normal_url(self.llm_base_url) or url in self.llm_allowed_urls
+
+    def api_key_for(self, name: str | None) -> str:
+        """The key held by the setting ``name`` (None: the default key)."""
+        if name is None:
+            return self.api_key
+        return self.api_keys.get(name) or "EMPTY"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` (``None`` values are ignored: an unset flag keeps the value)."""

@@ -23,7 +23,9 @@ class Agent(TypedDict):
     model: str
     """Model name at the LLM server."""
     base_url: str
-    """OpenAI-compatible base URL of the LLM server (from the server's settings)."""
+    """OpenAI-compatible base URL of the LLM server (settings, or an admin's stored council)."""
+    api_key_name: str | None
+    """Name of the setting that holds this endpoint's key (never the key); None: the default."""
     temperature: float
     """Sampling temperature."""
     seed: int | None
@@ -40,15 +42,52 @@ class Council(TypedDict):
     agents: list[Agent]
     """The members, in id order."""
     judge: Agent
-    """Who scores the final proposals in select."""
+    """Who scores the final proposals (twice, in opposite orders)."""
     rounds: int
-    """Critique and revise rounds (0: propose, then select)."""
-    rubric: dict[str, str]
-    """Criterion -> what it means; the judge scores every proposal on each."""
+    """Most critique and revise rounds (0: propose, then select); fewer when converged."""
+    rubric: dict[str, Criterion]
+    """Criterion name -> what it means, its weight and anchors; judges score each 0..10."""
+    aggregator: str
+    """How the winner is decided: ``judge``, ``vote`` or ``judge+vote``."""
+    token_budget: int | None
+    """Most prompt + completion tokens for the whole deliberation (None: no budget)."""
     constraints: str
     """Constraints every agent must respect (empty: none)."""
     require_approval: bool
     """Interrupt after select for a human approval or override."""
+
+
+class Criterion(TypedDict):
+    """One rubric criterion."""
+
+    meaning: str
+    """What it measures."""
+    weight: float
+    """Its weight in the weighted mean score (> 0)."""
+    anchors: dict[str, str]
+    """What a score of "0", "5" and "10" means."""
+
+
+class Defect(TypedDict):
+    """One defect a critic found."""
+
+    severity: str
+    """``blocker`` (must change), ``major`` (should change) or ``minor`` (could change)."""
+    where: str
+    """The part of the proposal it is in."""
+    what: str
+    """What is wrong."""
+    fix: str
+    """The suggested fix."""
+
+
+class Change(TypedDict):
+    """How a revision answered one defect."""
+
+    defect: str
+    """The defect (as the critic put it)."""
+    response: str
+    """The change made, or why the defect is rejected."""
 
 
 class Draft(TypedDict):
@@ -59,7 +98,11 @@ class Draft(TypedDict):
     version: int
     """0 for the proposal, k for the revision of round k."""
     content: str
-    """The text peers and the judge see (reasoning removed)."""
+    """The text peers and the judges see (reasoning removed)."""
+    addressed: NotRequired[list[Change]]
+    """Revisions: the defects this version addresses, and how."""
+    rejected: NotRequired[list[Change]]
+    """Revisions: the defects it rejects, and why."""
 
 
 class Critique(TypedDict):
@@ -72,7 +115,50 @@ class Critique(TypedDict):
     author: str
     """Whose proposal it critiques."""
     content: str
-    """The critique."""
+    """The critique, as the author reads it (rendered from the defects)."""
+    defects: NotRequired[list[Defect]]
+    """What the critic found, with severities."""
+    violations: NotRequired[list[str]]
+    """Constraints the proposal breaks (each counts as a blocker)."""
+
+
+class Assessment(TypedDict):
+    """One judge's assessment of one proposal: evidence first, then the scores."""
+
+    strengths: list[str]
+    """What the proposal does well."""
+    defects: list[str]
+    """What is wrong with it."""
+    scores: dict[str, int]
+    """Criterion -> 0..10."""
+    verdict: str
+    """One sentence on the proposal."""
+
+
+class Judgement(TypedDict):
+    """One judge call: the proposals in one order, under neutral labels, mapped back."""
+
+    judge: str
+    """The judge's agent id."""
+    model: str
+    """The judge's model."""
+    order: list[str]
+    """The agents in the order they were shown (label P1 is the first)."""
+    assessments: dict[str, Assessment]
+    """Agent id -> the judge's assessment."""
+    totals: dict[str, float]
+    """Agent id -> weighted mean score."""
+
+
+class Ballot(TypedDict):
+    """One agent's ranking of its peers' final proposals (never its own)."""
+
+    voter: str
+    """Who voted."""
+    ranking: list[str]
+    """Peers, best first."""
+    reason: str
+    """Why, in the voter's words."""
 
 
 class CallRecord(TypedDict):
@@ -111,18 +197,20 @@ class CallRecord(TypedDict):
 
 
 class RankEntry(TypedDict):
-    """One proposal's place in the judge's ranking."""
+    """One proposal's place in the final ranking."""
 
     rank: int
     """1 for the winner."""
     agent_id: str
     """Author."""
-    scores: dict[str, int]
-    """Criterion -> score 0..10."""
+    scores: dict[str, float]
+    """Criterion -> score 0..10, averaged over the judgements (empty when nobody judged)."""
     total: float
-    """Mean of the scores."""
+    """Weighted mean of the scores (0 when nobody judged)."""
+    borda: int
+    """Points from the peer vote (a voter's top peer gets n-2, its last 0)."""
     rationale: str
-    """The judge's reason for these scores."""
+    """The judges' verdicts on this proposal."""
 
 
 class Decision(TypedDict):
@@ -131,21 +219,26 @@ class Decision(TypedDict):
     winner: str
     """The winning agent."""
     justification: str
-    """Why it won."""
+    """Why it won: always about the winner, from the same aggregation that picked it."""
     ranking: list[RankEntry]
     """Every proposal, best first."""
-    judge: str
-    """Judge agent id."""
-    judge_winner: str
-    """The winner the judge named."""
-    presented_order: list[str]
-    """Order the proposals were shown to the judge."""
+    aggregator: str
+    """``judge``, ``vote`` or ``judge+vote``."""
+    decided_by: str
+    """What decided: ``judges`` (they agreed or averaged), ``vote`` (the judges disagreed, or
+    the aggregator is the vote), ``human``."""
+    judges_agree: bool | None
+    """Whether both judgements put the same proposal first (None: not judged)."""
+    rank_agreement: float | None
+    """Kendall's tau between the two judgements' rankings (-1..1; None: not judged)."""
+    vote_winner: str | None
+    """The Borda winner of the peer vote."""
     stop_reason: str
-    """rounds_completed, approved or human_override."""
+    """converged, budget, rounds_completed or human_override."""
     approved_by_human: NotRequired[bool]
     """True when a human approved or overrode the decision."""
-    judge_justification: NotRequired[str]
-    """The judge's justification, when a human overrode it."""
+    machine_justification: NotRequired[str]
+    """The council's own justification, when a human overrode it."""
 
 
 class InputState(TypedDict, total=False):
@@ -159,8 +252,9 @@ class InputState(TypedDict, total=False):
     """Critique/revise rounds, 0..5 (default: the stored council's, else 1)."""
     constraints: str
     """Constraints for this task, added to the council's."""
-    rubric: dict[str, str]
-    """Criterion -> what it means (default: the stored council's, else a general rubric)."""
+    rubric: dict[str, Any]
+    """Criterion -> what it means, or ``{meaning, weight, anchors}`` (default: the stored
+    council's, else a general rubric)."""
     story_id: str | None
     """Planning story this task belongs to, if any."""
     task_id: str | None
@@ -182,6 +276,10 @@ class CouncilState(InputState, total=False):
     """Every critique."""
     calls: Annotated[list[CallRecord], operator.add]
     """Every finished LLM call."""
+    judgements: Annotated[list[Judgement], operator.add]
+    """The judges' two judgements (opposite presentation orders)."""
+    ballots: Annotated[list[Ballot], operator.add]
+    """The peer vote."""
     decision: Decision
     """Select's outcome."""
     result: dict[str, Any]
@@ -222,3 +320,7 @@ class AgentTask(TypedDict, total=False):
     """critique and revise: the proposal's latest version."""
     critiques: list[Critique]
     """revise: the critiques the author received this round."""
+    order: list[str]
+    """judge and vote: the agents whose final proposals are shown, in that order."""
+    proposals: dict[str, str]
+    """judge and vote: agent id -> final proposal."""

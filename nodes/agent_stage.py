@@ -1,10 +1,11 @@
-"""What the agent stages (propose, critique, revise) share: the prompt, the call, the news."""
+"""What the agent stages share: the prompt, the call, the news for streaming clients."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from langgraph.config import get_stream_writer
+from pydantic import BaseModel
 
 from graph import settings
 from graph.state import AgentTask, CallRecord
@@ -20,6 +21,16 @@ def shared_values(task: AgentTask) -> dict[str, Any]:
         "rubric": prompt_files.rubric_text(council["rubric"]),
         "agent_id": task["agent"]["agent_id"],
     }
+
+
+def labelled(order: list[str], proposals: dict[str, str]) -> tuple[dict[str, str], str]:
+    """Neutral labels (P1, P2, ... in presentation order) -> agent, and the proposals as the
+    judge or voter reads them."""
+    labels = {f"P{i}": agent_id for i, agent_id in enumerate(order, 1)}
+    text = "\n\n".join(
+        f"## Proposal {label}\n{proposals[agent_id]}" for label, agent_id in labels.items()
+    )
+    return labels, text
 
 
 def announce(stage: str, task: AgentTask, record: CallRecord) -> None:
@@ -41,18 +52,29 @@ def announce(stage: str, task: AgentTask, record: CallRecord) -> None:
     )
 
 
-async def run_agent(task: AgentTask, stage: str, **values: Any) -> llm_client.Answer:
-    """Render ``<stage>.md`` for the task's agent, call its LLM, and announce the answer."""
+async def run_agent(
+    task: AgentTask,
+    stage: str,
+    *,
+    system: str | None = None,
+    answer: type[BaseModel] | None = None,
+    **values: Any,
+) -> llm_client.Answer:
+    """Render ``<stage>.md`` for the task's agent (system prompt: its role's, or ``system``),
+    call its LLM (answering ``answer``'s JSON Schema when given), and announce the answer."""
     council = task["council"]
     current = settings.current()
     messages = prompt_files.messages(
-        f"roles/{council['role'].lower()}",
+        system or f"roles/{council['role'].lower()}",
         stage,
         role=council["role"],
         **shared_values(task),
         **values,
     )
-    answer = await llm_client.call(
+    response_format, validate = (
+        llm_client.structured(answer, stage) if answer is not None else (None, None)
+    )
+    result = await llm_client.call(
         current,
         task["agent"],
         messages,
@@ -60,6 +82,8 @@ async def run_agent(task: AgentTask, stage: str, **values: Any) -> llm_client.An
         round_=task.get("round", 0),
         deliberation_id=task["deliberation_id"],
         max_tokens=current.max_tokens[stage],
+        response_format=response_format,
+        validate=validate,
     )
-    announce(stage, task, answer.records[-1])
-    return answer
+    announce(stage, task, result.records[-1])
+    return result

@@ -2,7 +2,9 @@
 
 Runs only when the council requires approval. The interrupt carries the ranked candidates; the
 client resumes with ``{"approved": true}`` or ``{"winner": "<agent id>", "reason": "..."}``.
-It is its own node so that resuming never repeats the judge's LLM call.
+It is its own node so that resuming never repeats the judges' calls. An approval keeps the
+decision (and its stop reason) and records ``approved_by_human``; an override names the human
+as the decider.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ async def approve(state: CouncilState) -> dict[str, Any]:
             f"{{'winner': id, 'reason': text}}, got {answer!r}"
         )
     if answer.get("approved") is True and not answer.get("winner"):
-        return {"decision": {**d, "approved_by_human": True, "stop_reason": "approved"}}
+        return {"decision": {**d, "approved_by_human": True}}
     winner, reason = answer.get("winner"), (answer.get("reason") or "").strip()
     ids = [r["agent_id"] for r in d["ranking"]]
     if winner not in ids:
@@ -43,7 +45,8 @@ async def approve(state: CouncilState) -> dict[str, Any]:
             **d,
             "winner": winner,
             "justification": f"Human override: {reason}",
-            "judge_justification": d["justification"],
+            "machine_justification": d["justification"],
+            "decided_by": "human",
             "approved_by_human": True,
             "stop_reason": "human_override",
         }

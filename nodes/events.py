@@ -42,15 +42,67 @@ class Winner(_Model):
 class RankEntry(_Model):
     rank: int = Field(ge=1)
     agent_id: str
-    scores: dict[str, float] = Field(description="rubric criterion -> score 0..10")
-    total: float = Field(description="mean of the scores")
+    scores: dict[str, float] = Field(
+        description="rubric criterion -> score 0..10, averaged over the judgements"
+    )
+    total: float = Field(description="weighted mean of the scores")
+    borda: int = Field(0, description="peer-vote Borda points (1.1)")
     rationale: str
+
+
+class DefectRecord(_Model):
+    severity: Literal["blocker", "major", "minor"]
+    where: str
+    what: str
+    fix: str
 
 
 class CritiqueReceived(_Model):
     round: int = Field(ge=1)
     critic: str
     content: str
+    defects: list[DefectRecord] = Field(default_factory=list, description="(1.1)")
+    violations: list[str] = Field(default_factory=list, description="(1.1)")
+
+
+class AgentRecord(_Model):
+    agent_id: str
+    model: str
+
+
+class AssessmentRecord(_Model):
+    strengths: list[str]
+    defects: list[str]
+    scores: dict[str, int]
+    verdict: str
+
+
+class JudgementRecord(_Model):
+    judge: str
+    model: str
+    order: list[str] = Field(description="agents in the order shown (P1 first)")
+    assessments: dict[str, AssessmentRecord]
+    totals: dict[str, float]
+
+
+class BallotRecord(_Model):
+    voter: str
+    ranking: list[str] = Field(description="peers, best first")
+    reason: str
+
+
+class DecisionRecord(_Model):
+    """How the decision was made (1.1)."""
+
+    aggregator: Literal["judge", "vote", "judge+vote"]
+    decided_by: Literal["judges", "vote", "human"]
+    judges: list[AgentRecord]
+    judgements: list[JudgementRecord]
+    judges_agree: bool | None = Field(description="both judgements put the same proposal first")
+    rank_agreement: float | None = Field(description="Kendall's tau between the judgements")
+    votes: list[BallotRecord]
+    borda: dict[str, int]
+    vote_winner: str | None
 
 
 class ProposalRecord(_Model):
@@ -87,7 +139,7 @@ class DeliberationCompleted(_Model):
     event_type: Literal["orchestration.deliberation.completed"] = (
         "orchestration.deliberation.completed"
     )
-    schema_version: Literal["1.0"] = "1.0"
+    schema_version: Literal["1.1"] = "1.1"
     deliberation_id: str
     story_id: str | None
     task_id: str | None
@@ -98,11 +150,15 @@ class DeliberationCompleted(_Model):
     ranking: list[RankEntry]
     proposals: list[ProposalRecord]
     decisions: list[LegacyDecision] = Field(description="ranked, in the replaced system's shape")
-    rounds: int = Field(ge=0)
+    rounds: int = Field(ge=0, description="critique/revise rounds run")
+    max_rounds: int = Field(0, ge=0, description="the council's ceiling (1.1)")
+    agents: list[AgentRecord] = Field(default_factory=list, description="and their models (1.1)")
+    decision: DecisionRecord | None = Field(None, description="how it was decided (1.1)")
+    approved_by_human: bool = Field(False, description="a human approved or overrode (1.1)")
     usage: Usage
     duration_ms: int = Field(ge=0)
     timestamp: datetime = Field(description="ISO 8601, UTC")
-    stop_reason: Literal["rounds_completed", "approved", "human_override"]
+    stop_reason: Literal["converged", "budget", "rounds_completed", "human_override", "approved"]
 
 
 class DeliberationFailed(_Model):
@@ -142,6 +198,24 @@ def usage_of(calls: list[CallRecord]) -> Usage:
     return u
 
 
+def _decision_record(state: CouncilState) -> DecisionRecord:
+    council, decision = state["council"], state["decision"]
+    judgements = state.get("judgements", [])
+    return DecisionRecord(
+        aggregator=council["aggregator"],  # type: ignore[arg-type]
+        decided_by=decision["decided_by"],  # type: ignore[arg-type]
+        judges=[AgentRecord(agent_id=council["judge"]["agent_id"], model=council["judge"]["model"])]
+        if judgements
+        else [],
+        judgements=[JudgementRecord.model_validate(j) for j in judgements],
+        judges_agree=decision["judges_agree"],
+        rank_agreement=decision["rank_agreement"],
+        votes=[BallotRecord.model_validate(b) for b in state.get("ballots", [])],
+        borda={r["agent_id"]: r["borda"] for r in decision["ranking"]},
+        vote_winner=decision["vote_winner"],
+    )
+
+
 def build_completed(state: CouncilState, now: datetime | None = None) -> DeliberationCompleted:
     """The completed event of a finished deliberation's state."""
     now = now or utcnow()
@@ -153,44 +227,48 @@ def build_completed(state: CouncilState, now: datetime | None = None) -> Deliber
     received: dict[str, list[CritiqueReceived]] = {a: [] for a in versions}
     for cr in sorted(state.get("critiques", []), key=lambda x: (x["round"], x["critic"])):
         received.setdefault(cr["author"], []).append(
-            CritiqueReceived(round=cr["round"], critic=cr["critic"], content=cr["content"])
+            CritiqueReceived(
+                round=cr["round"],
+                critic=cr["critic"],
+                content=cr["content"],
+                defects=[DefectRecord.model_validate(x) for x in cr.get("defects", [])],
+                violations=cr.get("violations", []),
+            )
         )
+    keys = ("rank", "agent_id", "scores", "total", "borda", "rationale")
     ranking = [
-        RankEntry.model_validate(
-            {k: r[k] for k in ("rank", "agent_id", "scores", "total", "rationale")}
-        )
+        RankEntry.model_validate({k: r[k] for k in keys})  # type: ignore[literal-required]
         for r in d["ranking"]
     ]
-    ranked_ids = [d["winner"]] + [r.agent_id for r in ranking if r.agent_id != d["winner"]]
-    by_id = {r.agent_id: r for r in ranking}
+    author = {a: Author(agent_id=a, role=role) for a in versions}
     return DeliberationCompleted(
         deliberation_id=state["deliberation_id"],
         story_id=state.get("story_id"),
         task_id=state.get("task_id"),
         role=role,
         task=state["task"],
-        winner=Winner(
-            author=Author(agent_id=d["winner"], role=role), content=versions[d["winner"]][-1]
-        ),
+        winner=Winner(author=author[d["winner"]], content=versions[d["winner"]][-1]),
         justification=d["justification"],
         ranking=ranking,
         proposals=[
-            ProposalRecord(
-                author=Author(agent_id=a, role=role), versions=v, critiques_received=received[a]
-            )
+            ProposalRecord(author=author[a], versions=v, critiques_received=received[a])
             for a, v in versions.items()
         ],
         decisions=[
             LegacyDecision(
-                proposal=Winner(author=Author(agent_id=a, role=role), content=versions[a][-1]),
-                checks=by_id[a].scores,
-                score=by_id[a].total,
+                proposal=Winner(author=author[r.agent_id], content=versions[r.agent_id][-1]),
+                checks=r.scores,
+                score=r.total,
             )
-            for a in ranked_ids
+            for r in ranking
         ],
-        rounds=c["rounds"],
+        rounds=min(len(v) for v in versions.values()) - 1,
+        max_rounds=c["rounds"],
+        agents=[AgentRecord(agent_id=a["agent_id"], model=a["model"]) for a in c["agents"]],
+        decision=_decision_record(state),
         usage=usage_of(state.get("calls", [])),
         duration_ms=max(0, int((now.timestamp() - state["started_at"]) * 1000)),
+        approved_by_human=d.get("approved_by_human", False),
         timestamp=now,
-        stop_reason=d.get("stop_reason", "rounds_completed"),  # type: ignore[arg-type]
+        stop_reason=d["stop_reason"],  # type: ignore[arg-type]
     )

@@ -25,7 +25,7 @@ import structlog
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from graph.settings import Settings
 from graph.state import Agent, CallRecord
@@ -132,10 +132,11 @@ def chat_model(settings: Settings, agent: Agent) -> ChatOpenAI:
     """One client per server, model and transport settings, reused by every call (building a
     ChatOpenAI builds openai and HTTP clients: far too slow to do per call)."""
     models = _clients().models
+    api_key = settings.api_key_for(agent.get("api_key_name"))
     key = (
         agent["base_url"],
         agent["model"],
-        settings.api_key,
+        api_key,
         settings.llm_timeout_s,
         settings.llm_max_retries,
         settings.llm_max_connections,
@@ -151,7 +152,7 @@ def chat_model(settings: Settings, agent: Agent) -> ChatOpenAI:
         models[key] = VLLMChatOpenAI(
             model=agent["model"],
             base_url=agent["base_url"],
-            api_key=SecretStr(settings.api_key),
+            api_key=SecretStr(api_key),
             timeout=settings.llm_timeout_s,
             max_retries=settings.llm_max_retries,
             stream_usage=True,
@@ -337,6 +338,21 @@ def _record(
     )
 
 
+def structured(model: type[BaseModel], name: str) -> tuple[dict[str, Any], Callable[[str], Any]]:
+    """The ``response_format`` that makes the server answer ``model``'s JSON Schema (vLLM's
+    guided decoding), and the check that parses an answer (``ValueError`` rejects it)."""
+    schema = model.model_json_schema(by_alias=True)
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": name, "schema": schema, "strict": True},
+    }
+
+    def validate(answer: str) -> Any:
+        return model.model_validate_json(answer)
+
+    return response_format, validate
+
+
 async def served_models(base_url: str, api_key: str) -> list[str]:
     """The models an OpenAI-compatible server serves (``GET /models``)."""
     url = base_url.rstrip("/") + "/models"
@@ -349,6 +365,23 @@ async def served_models(base_url: str, api_key: str) -> list[str]:
         raise LLMUnreachable(
             "preflight", "-", f"cannot reach the LLM at {url}: {type(e).__name__}: {e}"
         ) from e
+
+
+async def check_endpoints(settings: Settings, agents: list[Agent]) -> None:
+    """Every endpoint the agents name answers and serves their model (each checked once)."""
+    wanted: dict[tuple[str, str | None], set[str]] = {}
+    for agent in agents:
+        wanted.setdefault((agent["base_url"], agent.get("api_key_name")), set()).add(agent["model"])
+    for (base_url, key_name), models in wanted.items():
+        served = await served_models(base_url, settings.api_key_for(key_name))
+        missing = sorted(m for m in models if served and m not in served)
+        if missing:
+            raise LLMUnreachable(
+                "preflight",
+                "-",
+                f"model(s) {', '.join(missing)} not served at "
+                f"{base_url}; served: {', '.join(served)}",
+            )
 
 
 async def preflight(settings: Settings) -> Settings:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 from importlib.abc import Traversable
 from string import Template
@@ -10,6 +11,7 @@ from string import Template
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from graph import settings
+from graph.state import Criterion
 
 
 class PromptError(ValueError):
@@ -52,6 +54,10 @@ def messages(system_name: str, user_name: str, *, role: str, **values: object) -
     ]
 
 
-def rubric_text(rubric: dict[str, str]) -> str:
-    """The rubric as a Markdown list."""
-    return "\n".join(f"- **{name}**: {meaning}" for name, meaning in rubric.items())
+def rubric_text(rubric: Mapping[str, Criterion]) -> str:
+    """The rubric as a Markdown list: meaning, weight and what 0, 5 and 10 mean."""
+    lines = []
+    for name, c in rubric.items():
+        anchors = "; ".join(f"{score}: {text}" for score, text in c["anchors"].items())
+        lines.append(f"- **{name}** (weight {c['weight']:g}): {c['meaning']}. Scores: {anchors}")
+    return "\n".join(lines)

@@ -1,130 +1,149 @@
-"""select: a judge scores every final proposal against the rubric (JSON-schema structured output).
+"""select: one aggregation decides the winner, and the justification is about that winner.
 
-The judge sees the proposals in an order shuffled by the deliberation id (position must not
-decide) and answers a document with a score per proposal per criterion, a winner and a
-justification. The ranking is by mean score; ties go to the judge's named winner, then to the
-lower agent id, so the outcome is deterministic for a given judgement.
+No LLM call here: the judgements (two, in opposite orders) and the peer ballots are in the
+state. ``judge``: the best weighted mean score over both judgements. ``vote``: the Borda
+winner. ``judge+vote`` (default): the judges' winner when both judgements put the same proposal
+first; when they disagree, the peer vote decides (head-to-head majorities among the peers who
+wrote neither proposal, then Borda). Ties fall to the other signal, then to the lower agent id,
+so the outcome is deterministic. See docs/DECISIONS.md.
 """
 
 from __future__ import annotations
 
-import functools
-import random
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
-
-from graph import settings
-from graph.routing import latest_drafts
-from graph.state import CouncilState, Decision, RankEntry
-from nodes import llm_client, prompt_files
+from graph.routing import latest_drafts, stop_reason
+from graph.state import CouncilState, Decision, Judgement, RankEntry
+from nodes.judge import weighted_total
+from nodes.vote import borda, copeland
 
 
-@functools.lru_cache(maxsize=256)
-def judgement_model(agent_ids: tuple[str, ...], criteria: tuple[str, ...]) -> type[BaseModel]:
-    """The schema the judge must answer: every agent scored on every criterion."""
-    forbid = ConfigDict(extra="forbid", populate_by_name=False)
-    # integers: llama.cpp's grammar enforces integer bounds but not number bounds (seen: 100)
-    scores: dict[str, Any] = {
-        f"c{i}": (int, Field(ge=0, le=10, alias=name)) for i, name in enumerate(criteria)
-    }
-    criterion_scores = create_model("CriterionScores", __config__=forbid, **scores)
-    proposal = create_model(
-        "ProposalScore",
-        __config__=forbid,
-        scores=(criterion_scores, ...),
-        rationale=(str, Field(min_length=1)),
-    )
-    per_agent: dict[str, Any] = {
-        f"a{i}": (proposal, Field(alias=agent_id)) for i, agent_id in enumerate(agent_ids)
-    }
-    all_scores = create_model("Scores", __config__=forbid, **per_agent)
-    return create_model(
-        "Judgement",
-        __config__=forbid,
-        scores=(all_scores, ...),
-        winner=(Literal[agent_ids], ...),  # type: ignore[valid-type, arg-type]
-        justification=(str, Field(min_length=1)),
-    )
-
-
-def rank(judgement: dict[str, Any], agent_ids: list[str]) -> list[RankEntry]:
-    """Every proposal, best mean score first (ties: the judge's winner, then the lower id)."""
-    winner = judgement["winner"]
-    rows = []
-    for agent_id in agent_ids:
-        scored = judgement["scores"][agent_id]
-        total = round(sum(scored["scores"].values()) / len(scored["scores"]), 3)
-        rows.append(
-            RankEntry(
-                rank=0,
-                agent_id=agent_id,
-                scores=scored["scores"],
-                total=total,
-                rationale=scored["rationale"],
-            )
+def mean_scores(judgements: list[Judgement], agent_id: str) -> dict[str, float]:
+    """A proposal's score per criterion, averaged over the judgements."""
+    if not judgements:
+        return {}
+    criteria = judgements[0]["assessments"][agent_id]["scores"]
+    return {
+        c: round(
+            sum(j["assessments"][agent_id]["scores"][c] for j in judgements) / len(judgements), 3
         )
-    rows.sort(key=lambda r: (-r["total"], r["agent_id"] != winner, r["agent_id"]))
-    for place, row in enumerate(rows, 1):
-        row["rank"] = place
-    return rows
+        for c in criteria
+    }
+
+
+def kendall_tau(a: dict[str, float], b: dict[str, float]) -> float:
+    """Kendall's tau-a between two score maps over the same agents (1: same order)."""
+    ids = sorted(a)
+    pairs = [(x, y) for i, x in enumerate(ids) for y in ids[i + 1 :]]
+    if not pairs:
+        return 1.0
+    concordant = sum((a[x] - a[y]) * (b[x] - b[y]) > 0 for x, y in pairs)
+    discordant = sum((a[x] - a[y]) * (b[x] - b[y]) < 0 for x, y in pairs)
+    return round((concordant - discordant) / len(pairs), 3)
+
+
+def _top(totals: dict[str, float], tie: dict[str, int]) -> str:
+    return min(totals, key=lambda a: (-totals[a], -tie.get(a, 0), a))
+
+
+def decide(state: CouncilState) -> Decision:
+    """The winner, the ranking and the story of how they were decided."""
+    council = state["council"]
+    ids = sorted(latest_drafts(state))
+    judgements = state.get("judgements", [])
+    ballots = state.get("ballots", [])
+    points = borda(ballots, ids)
+    wins = copeland(ballots, ids)
+    scores = {a: mean_scores(judgements, a) for a in ids}
+    totals = {a: weighted_total(scores[a], council["rubric"]) if judgements else 0.0 for a in ids}
+    vote_winner = _top(
+        {a: float(points[a]) for a in ids}, {a: round(totals[a] * 1000) for a in ids}
+    )
+    firsts = [_top(j["totals"], points) for j in judgements]
+    agree = len(set(firsts)) == 1 if judgements else None
+    aggregator = council["aggregator"]
+    if aggregator == "vote" or not judgements:
+        winner, decided_by = vote_winner, "vote"
+    elif aggregator == "judge" or agree:
+        winner, decided_by = _top(totals, points), "judges"
+    else:  # the two orders disagree: position swayed the judge, so the peer vote decides
+        winner, decided_by = vote_winner, "vote"
+    by_vote = decided_by == "vote"
+    rest = sorted(
+        (a for a in ids if a != winner),
+        key=lambda a: (
+            (-wins[a], -points[a], -totals[a]) if by_vote else (-totals[a], -points[a], 0),
+            a,
+        ),
+    )
+    ranking = [
+        RankEntry(
+            rank=place,
+            agent_id=a,
+            scores=scores[a],
+            total=totals[a],
+            borda=points[a],
+            rationale=" / ".join(j["assessments"][a]["verdict"] for j in judgements),
+        )
+        for place, a in enumerate([winner, *rest], 1)
+    ]
+    tau = (
+        kendall_tau(judgements[0]["totals"], judgements[1]["totals"])
+        if len(judgements) == 2
+        else None
+    )
+    return Decision(
+        winner=winner,
+        justification=justify(ranking, decided_by, judgements, agree, points),
+        ranking=ranking,
+        aggregator=aggregator,
+        decided_by=decided_by,
+        judges_agree=agree,
+        rank_agreement=tau,
+        vote_winner=vote_winner,
+        stop_reason=stop_reason(state),
+    )
+
+
+def justify(
+    ranking: list[RankEntry],
+    decided_by: str,
+    judgements: list[Judgement],
+    agree: bool | None,
+    points: dict[str, int],
+) -> str:
+    """Why the winner won, from the numbers that decided it and the judges' own evidence on
+    the winner; never a judge's words about another proposal."""
+    win, second = ranking[0], (ranking[1] if len(ranking) > 1 else ranking[0])
+    name = win["agent_id"]
+    if decided_by == "judges":
+        how = (
+            f"{name} has the best weighted mean score, {win['total']:.2f} of 10 against "
+            f"{second['total']:.2f} for {second['agent_id']}, over two judgements in "
+            f"opposite orders ({'they agree' if agree else 'averaged'})."
+        )
+    elif judgements:
+        how = (
+            f"{name} won the peer vote, which decided because the two judgements put different "
+            f"proposals first (head-to-head majorities among the peers who wrote neither "
+            f"proposal, then Borda points: {win['borda']} against {second['borda']} for "
+            f"{second['agent_id']}; judged {win['total']:.2f} of 10)."
+        )
+    else:
+        how = (
+            f"{name} won the peer vote (head-to-head majorities among the peers who wrote "
+            f"neither proposal, then Borda points: {win['borda']} against {second['borda']} "
+            f"for {second['agent_id']})."
+        )
+    evidence = []
+    for j in judgements:
+        a = j["assessments"][name]
+        strengths = "; ".join(x.strip().rstrip(".") for x in a["strengths"][:3])
+        verdict = a["verdict"].strip().rstrip(".")
+        evidence.append(f"{verdict}." + (f" Strengths: {strengths}." if strengths else ""))
+    return how + ("" if not evidence else " Judges on " + name + ": " + " | ".join(evidence))
 
 
 async def select(state: CouncilState) -> dict[str, Any]:
-    """The judge's ranking and the winner."""
-    council = state["council"]
-    finals = latest_drafts(state)
-    ids = sorted(finals)
-    order = ids[:]
-    random.Random(state["deliberation_id"]).shuffle(order)
-    model = judgement_model(tuple(ids), tuple(council["rubric"]))
-    response_format = {
-        "type": "json_schema",
-        "json_schema": {
-            "name": "judgement",
-            "schema": model.model_json_schema(by_alias=True),
-            "strict": True,
-        },
-    }
-    proposals = "\n\n".join(
-        f"## Proposal by {agent_id} (version {council['rounds']})\n{finals[agent_id]}"
-        for agent_id in order
-    )
-    messages = prompt_files.messages(
-        f"roles/{council['role'].lower()}",
-        "select",
-        role=council["role"],
-        task=state["task"],
-        constraints=council["constraints"] or "(none)",
-        rubric=prompt_files.rubric_text(council["rubric"]),
-        candidates=", ".join(order),
-        proposals=proposals,
-    )
-
-    def validate(answer: str) -> dict[str, Any]:
-        return model.model_validate_json(answer).model_dump(by_alias=True)
-
-    current = settings.current()
-    answer = await llm_client.call(
-        current,
-        council["judge"],
-        messages,
-        stage="select",
-        round_=council["rounds"],
-        deliberation_id=state["deliberation_id"],
-        max_tokens=current.max_tokens["select"],
-        response_format=response_format,
-        validate=validate,
-    )
-    judgement = answer.parsed
-    ranking = rank(judgement, ids)
-    decision = Decision(
-        winner=ranking[0]["agent_id"],
-        judge_winner=judgement["winner"],
-        justification=judgement["justification"],
-        ranking=ranking,
-        judge=council["judge"]["agent_id"],
-        presented_order=order,
-        stop_reason="rounds_completed",
-    )
-    return {"decision": decision, "calls": answer.records}
+    """The decision."""
+    return {"decision": decide(state)}

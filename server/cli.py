@@ -42,6 +42,16 @@ def _council_flags(p: argparse.ArgumentParser, agents_default: int | None = None
     )
     p.add_argument("--rounds", type=int, help=f"critique/revise rounds (0-{MAX_ROUNDS})")
     p.add_argument("--approval", action="store_true", help="wait for a human approval")
+    p.add_argument(
+        "--aggregator",
+        choices=("judge", "vote", "judge+vote"),
+        help="how the winner is decided (default: the council's, judge+vote)",
+    )
+    p.add_argument(
+        "--token-budget",
+        type=int,
+        help="most prompt+completion tokens; past it the council goes to selection",
+    )
     p.add_argument("--id", help="deliberation (thread) id; default: a new one")
 
 

@@ -69,12 +69,14 @@ def process_settings(args: argparse.Namespace) -> Settings:
 
 
 def run_context(args: argparse.Namespace) -> Context:
-    """The run context from ``--council``, ``--agents`` and ``--approval``."""
+    """The run context from the command's council flags."""
     return parse_context(
         {
             "council": getattr(args, "council", None),
             "agents": getattr(args, "agents", None),
             "require_approval": True if getattr(args, "approval", False) else None,
+            "aggregator": getattr(args, "aggregator", None),
+            "token_budget": getattr(args, "token_budget", None),
         }
     )
 

@@ -53,19 +53,39 @@ class Progress:
 
 
 def print_result(values: dict[str, Any], as_json: bool) -> None:
-    """The completed event: as JSON, or the winner, why, the ranking and the cost."""
+    """The completed event: as JSON, or the winner, why, how it was decided, and the cost."""
     event = values.get("result")
     if as_json:
         print(json.dumps(event, indent=2))
         return
     if not event:
         return
-    print(f"\nWinner: {event['winner']['author']['agent_id']}  ({event['stop_reason']})")
+    decision = event.get("decision") or {}
+    print(
+        f"\nWinner: {event['winner']['author']['agent_id']}  "
+        f"(decided by {decision.get('decided_by', '?')}; aggregator "
+        f"{decision.get('aggregator', '?')}; stopped: {event['stop_reason']} after "
+        f"{event['rounds']} of {event.get('max_rounds', event['rounds'])} round(s))"
+    )
     print(f"Why: {event['justification']}\n")
-    print("Ranking:")
+    if decision.get("judgements"):
+        agree = "agree" if decision["judges_agree"] else "DISAGREE"
+        print(
+            f"Judges: two judgements in opposite orders {agree} on the winner "
+            f"(Kendall tau {decision['rank_agreement']:+.2f})"
+        )
+    if decision.get("votes"):
+        borda = ", ".join(
+            f"{a} {p}" for a, p in sorted(decision["borda"].items(), key=lambda x: -x[1])
+        )
+        print(f"Peer vote (Borda): {borda}; vote winner {decision['vote_winner']}")
+    print("\nRanking:")
     for row in event["ranking"]:
         scores = ", ".join(f"{k} {v:g}" for k, v in row["scores"].items())
-        print(f"  {row['rank']}. {row['agent_id']:<16} {row['total']:5.2f}  [{scores}]")
+        print(
+            f"  {row['rank']}. {row['agent_id']:<16} {row['total']:5.2f}  "
+            f"borda {row.get('borda', 0)}  [{scores}]"
+        )
     usage = event["usage"]
     print(
         f"\nTokens: {usage['prompt_tokens']} prompt ({usage['cached_tokens']} cached), "

@@ -340,16 +340,18 @@ def _gen(s: Any, rng: random.Random, defs: dict, kws: list[str], path: str, dept
             return [
                 _gen(it, rng, defs, kws, f"{path}[{i}]", depth + 1) for i, it in enumerate(items)
             ]
-        vals = [_gen(items, rng, defs, kws, f"{path}[{i}]", depth + 1) for i in range(n)]
-        if s.get("uniqueItems"):
-            uniq = []
-            for v in vals:
-                if v not in uniq:
-                    uniq.append(v)
-            if len(uniq) < lo:
-                raise SchemaError(f"{path}: cannot make {lo} unique items")
-            vals = uniq
-        return vals
+        if not s.get("uniqueItems"):
+            return [_gen(items, rng, defs, kws, f"{path}[{i}]", depth + 1) for i in range(n)]
+        uniq: list[Any] = []
+        for attempt in range(50 * n):  # e.g. a permutation of an enum: draw until all differ
+            v = _gen(items, rng, defs, kws, f"{path}[{attempt}]", depth + 1)
+            if v not in uniq:
+                uniq.append(v)
+            if len(uniq) == n:
+                break
+        if len(uniq) < lo:
+            raise SchemaError(f"{path}: cannot make {lo} unique items")
+        return uniq
     if t in ("number", "integer"):
         low: float = s.get("minimum", s.get("exclusiveMinimum", 0 if t == "integer" else 0.0))  # type: ignore[assignment]
         high: float = s.get("maximum", s.get("exclusiveMaximum", low + 10))  # type: ignore[assignment]

@@ -7,6 +7,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from sim_vllm.truth import Truth
+
 
 @dataclass
 class SimConfig:
@@ -27,10 +29,13 @@ class SimConfig:
             "propose": 450,
             "revise": 450,
             "critique": 220,
-            "select": 300,
+            "judge": 300,
+            "vote": 120,
             "default": 300,
         }
     )
+    truth: Truth | None = None
+    """Known truth for judges, voters and critics (``sim_vllm.truth``); None: random answers."""
     length_sigma: float = 0.25
     chunk_tokens: int = 4
 

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from sim_vllm import content
+from sim_vllm import content, truth
 from sim_vllm.faults import FaultRule
 from sim_vllm.latency import PrefixCache, SimConfig, render_prompt
 
@@ -58,6 +58,7 @@ class SimVLLM:
         self.faults: list[FaultRule] = list(faults or [])
         self.log: list[dict[str, Any]] = []
         self.cache = PrefixCache(self.config.block_size, self.config.num_cache_blocks)
+        self.authors = truth.Authors()
         self.running = 0
         self.waiting = 0
         self._slots: asyncio.Semaphore | None = None
@@ -183,7 +184,10 @@ class SimVLLM:
         if kind == "garbage":
             body = content.make_garbage(rng, 40)
         elif schema is not None:
-            body = content.dumps(content.from_schema(schema, rng, prompt))
+            doc = content.from_schema(schema, rng, prompt)
+            revise = max(20, int(rng.lognormvariate(0, c.length_sigma) * c.mean_tokens["revise"]))
+            doc = truth.shape(doc, stage, prompt, who, rng, c.truth, self.authors, revise)
+            body = content.dumps(doc)
             if kind == "invalid_json":
                 body = content.break_json(rng, body)
         else:
@@ -192,6 +196,8 @@ class SimVLLM:
             if req.ignore_eos:
                 target = max_tokens + 50
             body = content.make_text(rng, stage, prompt, target, who.get("agent") or "")
+            if stage == "propose":
+                self.authors.remember(who.get("agent"), body)
         if kind == "truncated_json":
             body, finish = body[: max(1, len(body) // 2)], "length"
         if reasoning and c.reasoning_parser:
@@ -305,7 +311,7 @@ def _message_text(m: dict[str, Any]) -> str:
 
 def _guess_stage(messages: list[dict[str, Any]]) -> str:
     text = str(messages[-1].get("content", ""))[-600:].lower()
-    for stage in ("critique", "revise", "select", "propose"):
+    for stage in ("critique", "revise", "judge", "vote", "propose"):
         if stage in text:
             return stage
     return "default"
@@ -419,6 +425,7 @@ def create_app(sim: SimVLLM | None = None) -> Starlette:
             "t_in": time.time(),
             "stream": req.stream,
             **who,
+            "model": req.model,
             "temperature": req.temperature,
             "seed": req.seed,
             "max_tokens": max_tokens or None,

@@ -111,12 +111,12 @@ def test_deliberate_json_logs_and_no_secret(tmp_path):
     log_file = tmp_path / "data" / "logs" / "council.jsonl"
     lines = [json.loads(x) for x in log_file.read_text().splitlines()]
     calls = [x for x in lines if x["event"] == "llm.call"]
-    assert len(calls) == 13
+    assert len(calls) == 17  # 3 propose, 6 critique, 3 revise, 2 judge, 3 vote
     for c in calls:
         assert c["level"] == "info" and c["deliberation_id"] == "cli-json" and c["role"] == "DEV"
         assert (
             c["agent_id"]
-            and c["stage"] in ("propose", "critique", "revise", "select")
+            and c["stage"] in ("propose", "critique", "revise", "judge", "vote")
             and c["content"]
         )
     proposals = {c["agent_id"]: c["content"] for c in calls if c["stage"] == "propose"}
@@ -187,10 +187,11 @@ def test_killed_mid_critique_resumes_without_repeating_finished_calls(tmp_path):
     assert sorted((e["stage"], e["agent"]) for e in after) == sorted(
         [("critique", "agent-dev-003")]
         + [("revise", f"agent-dev-00{i}") for i in (1, 2, 3)]
-        + [("select", "judge-dev")]
+        + [("judge", "judge-dev")] * 2
+        + [("vote", f"agent-dev-00{i}") for i in (1, 2, 3)]
     )
     finished = [e["prompt_sha"] for e in before + after if e["status"] == 200 and e.get("t_out")]
-    assert len(finished) == len(set(finished)) == 13
+    assert len(finished) == len(set(finished)) == 17
 
 
 def test_garbage_llm_fails_named_then_resume_finishes(tmp_path):
@@ -225,9 +226,10 @@ def test_garbage_llm_fails_named_then_resume_finishes(tmp_path):
         n = len(sim_requests(sim))
         r = council(tmp_path, "resume", "garbage-1", "--json")
         assert r.returncode == 0, r.stderr
-        assert [(e["stage"], e["agent"]) for e in sim_requests(sim)[n:]] == [
-            ("propose", "agent-qa-002"),
-            ("select", "judge-qa"),
+        again = [(e["stage"], e["agent"]) for e in sim_requests(sim)[n:]]
+        assert again[0] == ("propose", "agent-qa-002")
+        assert sorted(again[1:]) == [("judge", "judge-qa")] * 2 + [
+            ("vote", f"agent-qa-00{i}") for i in (1, 2, 3)
         ]
 
 

@@ -117,7 +117,7 @@ async def test_full_deliberation_publishes_a_valid_event(timed_sim, valkey_url, 
 
     # every call the simulator served is accounted for, per stage
     log = [e for e in sim_requests(sim) if e["deliberation"] == did]
-    expected = {"propose": 3, "critique": 6 * rounds, "revise": 3 * rounds, "select": 1}
+    expected = {"propose": 3, "critique": 6 * rounds, "revise": 3 * rounds, "judge": 2, "vote": 3}
     assert {s: sum(1 for e in log if e["stage"] == s) for s in expected} == expected
     assert {s: ev.usage.by_stage[s].calls for s in expected} == expected
     assert ev.usage.completion_tokens == sum(e["completion_tokens"] for e in log)
@@ -154,7 +154,7 @@ async def test_finished_deliberation_is_not_run_again(sim, valkey_url):
             )
         ).values
     assert second["result"] == first["result"]
-    assert len(sim_requests(sim)) == n == 4
+    assert len(sim_requests(sim)) == n == 8
 
 
 async def test_failed_agent_keeps_siblings_work_and_resumes(sim, valkey_url):
@@ -190,52 +190,48 @@ async def test_failed_agent_keeps_siblings_work_and_resumes(sim, valkey_url):
         for e in sim_requests(sim)
         if e["deliberation"] == did and e["status"] == 200
     ]
-    assert len(ok) == len(set(ok)) == 13  # no finished call was made twice
+    assert len(ok) == len(set(ok)) == 17  # no finished call was made twice
 
 
 async def test_garbage_from_the_judge_is_retried_then_named(sim, valkey_url):
     did = f"garbage-{uuid.uuid4().hex[:8]}"
     httpx.post(
         sim_admin(sim, "/admin/faults"),
-        json={"kind": "invalid_json", "probability": 1.0, "stage": "select"},
+        json={"kind": "invalid_json", "probability": 1.0, "stage": "judge"},
     )
     ctx = Settings(llm_base_url=sim.base_url, answer_retries=2)
+    inp = {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}
     async with valkey_saver(valkey_url) as saver:
         with pytest.raises(CouncilError) as e:
-            await runner.run(
-                saver, did, {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}, None, ctx
-            )
-        assert e.value.stage == "select" and e.value.agent_id == "judge-architect"
+            await runner.run(saver, did, inp, None, ctx)
+        assert e.value.stage == "judge" and e.value.agent_id == "judge-architect"
         assert "invalid structured answer" in str(e.value) and "after 3 attempts" in str(e.value)
-        selects = [
-            x for x in sim_requests(sim) if x["deliberation"] == did and x["stage"] == "select"
+        judged = [
+            x for x in sim_requests(sim) if x["deliberation"] == did and x["stage"] == "judge"
         ]
-        assert len(selects) == 3
-        # nothing already done is lost: fix the judge, resume, only select runs again
+        assert len(judged) == 6  # both judgements, three attempts each
+        # nothing already done is lost: fix the judge, resume, only the judges run again
         httpx.delete(sim_admin(sim, "/admin/faults"))
         n = len(sim_requests(sim))
         values = (await runner.run(saver, did, None, None, ctx)).values
-    assert [x["stage"] for x in sim_requests(sim)[n:]] == ["select"]
+    assert [x["stage"] for x in sim_requests(sim)[n:]] == ["judge", "judge"]
     assert values["result"]["winner"]["author"]["role"] == "ARCHITECT"
 
 
 async def test_truncated_judgement_is_retried_with_a_larger_budget(sim, valkey_url):
     did = f"trunc-{uuid.uuid4().hex[:8]}"
     httpx.post(
-        sim_admin(sim, "/admin/faults"),
-        json={"kind": "truncated_json", "nth": 1, "stage": "select"},
+        sim_admin(sim, "/admin/faults"), json={"kind": "truncated_json", "nth": 1, "stage": "judge"}
     )
     ctx = Settings(llm_base_url=sim.base_url)
+    inp = {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}
     async with valkey_saver(valkey_url) as saver:
-        values = (
-            await runner.run(
-                saver, did, {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}, None, ctx
-            )
-        ).values
-    selects = [x for x in sim_requests(sim) if x["deliberation"] == did and x["stage"] == "select"]
-    assert [s["finish_reason"] for s in selects] == ["length", "stop"]
-    assert selects[1]["max_tokens"] == 2 * selects[0]["max_tokens"]
-    rejected = [c for c in values["calls"] if c["stage"] == "select" and not c["accepted"]]
+        values = (await runner.run(saver, did, inp, None, ctx)).values
+    judged = [x for x in sim_requests(sim) if x["deliberation"] == did and x["stage"] == "judge"]
+    assert sorted(s["finish_reason"] for s in judged) == ["length", "stop", "stop"]
+    cut = next(s for s in judged if s["finish_reason"] == "length")
+    assert max(s["max_tokens"] for s in judged) == 2 * cut["max_tokens"]
+    rejected = [c for c in values["calls"] if c["stage"] == "judge" and not c["accepted"]]
     assert len(rejected) == 1 and "finish_reason=length" in rejected[0]["problem"]
 
 

@@ -99,8 +99,8 @@ async def test_run_to_completion_and_state_history(server, valkey_url):
     history = await client.threads.get_history(thread["thread_id"], limit=100)
     steps = sorted(h["metadata"]["step"] for h in history)
     # one checkpoint per super-step: input (-1), start (0), prepare, tally, propose, tally,
-    # critique, tally, revise, tally, select, publish (10)
-    assert steps == list(range(-1, 11))
+    # critique, tally, revise, tally, judge+vote, tally, select, publish (12)
+    assert steps == list(range(-1, 13))
     v = avalkey.from_url(valkey_url.replace("valkey://", "redis://"))
     keys = [k async for k in v.scan_iter(match=f"checkpoint:{{{thread['thread_id']}}}:*")]
     await v.aclose()
@@ -125,8 +125,10 @@ async def test_stream_updates_custom_and_tokens(server):
         nodes.count("propose") == 3 and nodes.count("critique") == 6 and nodes.count("revise") == 3
     )
     finished = [c for c in seen["custom"] if c.get("event") == "agent_finished"]
+    stages = ("propose", "critique", "revise", "vote")
     assert sorted({(c["stage"], c["agent_id"]) for c in finished}) == sorted(
-        {(s, f"agent-devops-00{i}") for s in ("propose", "critique", "revise") for i in (1, 2, 3)}
+        {(s, f"agent-devops-00{i}") for s in stages for i in (1, 2, 3)}
+        | {("judge", "judge-devops")}
     )
     tokens = [m for m in seen["messages"] if isinstance(m, list) and m and m[0].get("content")]
     assert len(tokens) > 50  # token chunks as they are generated
@@ -149,7 +151,8 @@ async def test_interrupt_before_select_then_approve_or_override(server):
         len(question["ranking"]) == 3 and question["winner"] == question["ranking"][0]["agent_id"]
     )
     out = await client.runs.wait(t1["thread_id"], "council", command={"resume": {"approved": True}})
-    assert out["result"]["stop_reason"] == "approved"
+    assert out["result"]["stop_reason"] == "rounds_completed"
+    assert out["result"]["approved_by_human"] is True
     assert out["result"]["winner"]["author"]["agent_id"] == question["winner"]
     # override with the last-ranked candidate
     t2 = await client.threads.create()
@@ -311,7 +314,7 @@ def test_healthz_and_metrics(server):
         for s in fams["council_llm_calls"].samples
         if s.value > 0
     }
-    assert {("DATA", s) for s in ("propose", "critique", "revise", "select")} <= calls
+    assert {("DATA", s) for s in ("propose", "critique", "revise", "judge", "vote")} <= calls
     started = {
         s.labels["role"]: s.value
         for s in fams["council_deliberations_started"].samples
@@ -347,6 +350,12 @@ async def test_served_schemas_hold_only_what_a_caller_fills_in(server):
     }
     assert inp["required"] == ["task"]
     assert set(out["properties"]) == {"deliberation_id", "decision", "result", "published"}
-    assert set(ctx["properties"]) == {"council", "agents", "require_approval"}
+    assert set(ctx["properties"]) == {
+        "council",
+        "agents",
+        "require_approval",
+        "aggregator",
+        "token_budget",
+    }
     for forbidden in ("base_url", "nats_url", "api_key", "model"):
         assert forbidden not in json.dumps(inp) + json.dumps(ctx)

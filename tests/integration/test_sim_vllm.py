@@ -172,9 +172,9 @@ def test_json_schema_answers_validate(sim, stream):
 
 
 def test_pydantic_schema_from_council_judge_validates(sim):
-    from nodes.select import judgement_model
+    from nodes.judge import judgement_model
 
-    model = judgement_model(("agent-qa-001", "agent-qa-002"), ("coverage", "root cause"))
+    model = judgement_model(("P1", "P2"), ("coverage", "root cause"))
     schema = model.model_json_schema(by_alias=True)
     r = client(sim).chat.completions.create(
         model=MODEL,
@@ -183,8 +183,8 @@ def test_pydantic_schema_from_council_judge_validates(sim):
         extra_body={"chat_template_kwargs": {"enable_thinking": False}},
     )
     parsed = model.model_validate_json(r.choices[0].message.content).model_dump(by_alias=True)
-    assert set(parsed["scores"]) == {"agent-qa-001", "agent-qa-002"}
-    assert set(parsed["scores"]["agent-qa-001"]["scores"]) == {"coverage", "root cause"}
+    assert set(parsed) == {"P1", "P2"}
+    assert set(parsed["P1"]["scores"]) == {"coverage", "root cause"}
 
 
 def test_reasoning_on_off_and_parsed():

@@ -177,7 +177,7 @@ def finished_shas(log: list[dict]) -> list[str]:
         ("propose", "agent-devops-003", 2),
         ("critique", "agent-devops-001", 5),
         ("revise", "agent-devops-002", 2),
-        ("select", "judge-devops", 0),
+        ("judge", "judge-devops", 0),
     ],
 )
 async def test_kill_9_mid_stage_then_another_worker_finishes(
@@ -215,7 +215,7 @@ async def test_kill_9_mid_stage_then_another_worker_finishes(
     assert [e["deliberation_id"] for e in completed] == [did]
     assert completed[0]["story_id"] == ev["story_id"] and completed[0]["task_id"] == ev["plan_id"]
     shas = finished_shas(before + after)
-    assert len(shas) == len(set(shas)) == 13, "a finished LLM call was made again"
+    assert len(shas) == len(set(shas)) == 17, "a finished LLM call was made again"
     assert (stage, agent) in [
         (e["stage"], e["agent"]) for e in after
     ]  # the unfinished one ran again
@@ -232,7 +232,7 @@ async def test_kill_9_between_publish_and_ack(workers):
         w.start(name="second")
         assert await consumer_idle(w.nats_url, timeout=60)
         events = await orchestration_events(w.nats_url, wait_for=1)
-        assert len(sim_requests(sim)) == n_calls == 4  # finished: nothing asked of the LLM again
+        assert len(sim_requests(sim)) == n_calls == 8  # finished: nothing asked of the LLM again
     assert [e["subject"] for e in events] == ["orchestration.deliberation.completed"]
     republished = [x for x in w.log("second") if x["event"] == "worker.republished"]
     assert republished and republished[0]["duplicate"] is True
@@ -270,8 +270,8 @@ async def test_injected_llm_faults_are_survived(workers):
             {"kind": "drop", "probability": 0.05},
             {"kind": "http_429", "probability": 0.05},
             {"kind": "stall", "nth": 7, "stall_seconds": 20},
-            {"kind": "invalid_json", "stage": "select", "nth": 1},
-            {"kind": "truncated_json", "stage": "select", "nth": 2},
+            {"kind": "invalid_json", "stage": "judge", "nth": 1},
+            {"kind": "truncated_json", "stage": "judge", "nth": 2},
         ):
             httpx.post(sim_admin(sim, "/admin/faults"), json=rule)
         w = workers(sim.base_url)
@@ -398,4 +398,4 @@ async def test_envelope_and_sigterm_hand_back(workers):
         thread_id_for(PlanApproved.model_validate(inner), "DATA")
     ]
     shas = finished_shas(before + after)
-    assert len(shas) == len(set(shas)) == 13
+    assert len(shas) == len(set(shas)) == 17

@@ -32,7 +32,8 @@ STAGE_VALUES = {
         critiques="X",
         round=1,
     ),
-    "select": dict(task="T", constraints="C", rubric="R", proposals="P", candidates="a1, a2"),
+    "judge": dict(task="T", constraints="C", rubric="R", proposals="P", labels="P1, P2"),
+    "vote": dict(task="T", constraints="C", rubric="R", proposals="P", labels="P1", agent_id="a1"),
 }
 
 
@@ -54,7 +55,7 @@ def test_revise_shares_the_critique_prefix_of_the_same_proposal():
     assert rev.startswith(shared) and "## Proposal by a1 (version 0)\nP" in shared
 
 
-@pytest.mark.parametrize("role", ["dev", "qa", "architect", "devops", "data"])
+@pytest.mark.parametrize("role", ["dev", "qa", "architect", "devops", "data", "judge"])
 def test_every_role_has_its_own_system_prompt(role):
     assert role.upper() in prompts.render(f"roles/{role}", role=role.upper())
 
@@ -85,5 +86,5 @@ def test_unknown_placeholder_names_file_and_placeholder(own_prompts, tmp_path):
 
 
 def test_braces_in_prompts_are_plain_text(own_prompts, tmp_path):
-    (tmp_path / "select.md").write_text('answer like {"winner": "..."} for ${task}')
-    assert prompts.render("select", task="x") == 'answer like {"winner": "..."} for x'
+    (tmp_path / "judge.md").write_text('answer like {"winner": "..."} for ${task}')
+    assert prompts.render("judge", task="x") == 'answer like {"winner": "..."} for x'

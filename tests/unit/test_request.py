@@ -43,7 +43,7 @@ OK = {"task": "Split the notifications module", "role": "ARCHITECT"}
             f"(got {MAX_TASK_CHARS + 1})",
         ),
         ({"rubric": {}}, "rubric: Dictionary should have at least 1 item"),
-        ({"rubric": {"a": ""}}, "rubric.a: String should have at least 1 character"),
+        ({"rubric": {"a": ""}}, "rubric.a.meaning: String should have at least 1 character"),
         (
             {"constraints": "c" * (MAX_CONSTRAINTS_CHARS + 1)},
             "constraints: String should have at most",
@@ -106,7 +106,11 @@ def test_stored_council_fills_what_the_input_leaves_out():
         stored,
         SETTINGS,
     )
-    assert req.role == "DEVOPS" and req.rounds == 2 and req.rubric == {"safety": "no outage"}
+    assert req.role == "DEVOPS" and req.rounds == 2
+    assert council["rubric"]["safety"]["meaning"] == "no outage"
+    assert council["rubric"]["safety"]["weight"] == 1 and set(
+        council["rubric"]["safety"]["anchors"]
+    ) == {"0", "5", "10"}
     assert council["constraints"] == "no downtime\nby Friday"
     assert [(a["agent_id"], a["model"]) for a in council["agents"]] == [
         ("ops-a", "served-model"),
@@ -133,24 +137,21 @@ def test_stored_council_refusals_name_the_field():
     assert e.value.status == 404
 
 
+AB = [{"agent_id": "a"}, {"agent_id": "b"}]
+
+
 @pytest.mark.parametrize(
     "doc,line",
     [
-        (
-            {"name": "bad name", "role": "QA", "agents": [{"agent_id": "a"}, {"agent_id": "b"}]},
-            "name: 'bad name' does not match",
-        ),
-        (
-            {"name": "x" * 10240, "role": "QA", "agents": [{"agent_id": "a"}, {"agent_id": "b"}]},
-            "name: 'xxxxxxxx",
-        ),
+        ({"name": "bad name", "role": "QA", "agents": AB}, "name: 'bad name' does not match"),
+        ({"name": "x" * 10240, "role": "QA", "agents": AB}, "name: 'xxxxxxxx"),
         (
             {"name": "n", "role": "QA", "agents": [{"agent_id": "a\nb"}, {"agent_id": "b"}]},
             "agents.0.agent_id: 'a\\nb' does not match",
         ),
         (
             {"name": "n", "role": "QA", "agents": [{"agent_id": "a"}, {"agent_id": "a"}]},
-            "input: agent ids must be unique",
+            "input: agent ids (judge included) must be unique",
         ),
         (
             {
@@ -164,15 +165,46 @@ def test_stored_council_refusals_name_the_field():
             {
                 "name": "n",
                 "role": "QA",
-                "agents": [{"agent_id": "a", "base_url": "http://x"}, {"agent_id": "b"}],
+                "agents": [{"agent_id": "a", "api_key": "sk-1"}, {"agent_id": "b"}],
             },
-            "agents.0.base_url: unknown field",
+            "agents.0.api_key: unknown field",
+        ),
+        (
+            {
+                "name": "n",
+                "role": "QA",
+                "agents": [{"agent_id": "a", "base_url": "http://evil:1/v1"}, {"agent_id": "b"}],
+            },
+            "agents.0.base_url: http://evil:1/v1 is not on the server's allow-list",
+        ),
+        (
+            {
+                "name": "n",
+                "role": "QA",
+                "agents": [{"agent_id": "a", "api_key_name": "VALKEY_URL"}, {"agent_id": "b"}],
+            },
+            "agents.0.api_key_name: 'VALKEY_URL' does not match",
+        ),
+        (
+            {
+                "name": "n",
+                "role": "QA",
+                "agents": [
+                    {"agent_id": "a", "api_key_name": "COUNCIL_NOPE_API_KEY"},
+                    {"agent_id": "b"},
+                ],
+            },
+            "agents.0.api_key_name: no setting COUNCIL_NOPE_API_KEY on this server",
+        ),
+        (
+            {"name": "n", "role": "QA", "agents": AB, "rubric": {"a": ""}},
+            "rubric.a.meaning: String should have at least 1 character",
         ),
     ],
 )
 def test_council_definitions_are_validated(doc, line):
     with pytest.raises(RequestError) as e:
-        parse_council(doc)
+        parse_council(doc, SETTINGS)
     assert str(e.value).startswith(line[:60])
 
 
@@ -214,3 +246,84 @@ def test_a_plan_asking_for_zero_rounds_gets_zero_rounds():
     )
     req, council = resolve(deliberation_input(event, "QA"), None, None, SETTINGS)
     assert req.rounds == 0 and council["rounds"] == 0
+
+
+def test_mixed_council_endpoints_and_key_names_come_from_an_admin_within_the_allow_list():
+    settings = Settings(
+        llm_base_url="http://a:8000/v1",
+        model="m-a",
+        llm_allowed_urls=("http://b:8000/v1",),
+        api_keys={"COUNCIL_B_API_KEY": "kb"},
+    )
+    stored = parse_council(
+        {
+            "name": "mixed",
+            "role": "DEV",
+            "agents": [
+                {"agent_id": "on-a"},
+                {
+                    "agent_id": "on-b",
+                    "base_url": "http://B:8000/v1/",
+                    "model": "m-b",
+                    "api_key_name": "COUNCIL_B_API_KEY",
+                },
+            ],
+            "judge": {
+                "agent_id": "judge-b",
+                "base_url": "http://b:8000/v1",
+                "model": "m-j",
+                "temperature": 0,
+            },
+        },
+        settings,
+    )
+    _, c = resolve({"task": "t"}, {"council": "mixed"}, stored, settings)
+    assert [(a["base_url"], a["model"], a["api_key_name"]) for a in c["agents"]] == [
+        ("http://a:8000/v1", "m-a", None),
+        ("http://B:8000/v1/", "m-b", "COUNCIL_B_API_KEY"),
+    ]
+    assert (c["judge"]["agent_id"], c["judge"]["model"]) == ("judge-b", "m-j")
+    assert settings.api_key_for("COUNCIL_B_API_KEY") == "kb"
+    narrower = Settings(llm_base_url="http://a:8000/v1", model="m-a")
+    with pytest.raises(RequestError, match="^agents.1.base_url: http://B:8000/v1/ is not on"):
+        resolve({"task": "t"}, {"council": "mixed"}, stored, narrower)
+
+
+def test_rubric_with_weights_and_anchors():
+    _, c = resolve(
+        {
+            "task": "t",
+            "rubric": {
+                "speed": {
+                    "meaning": "p95 under 200 ms",
+                    "weight": 3,
+                    "anchors": {"10": "p95 < 100 ms"},
+                },
+                "cost": "cheap to run",
+            },
+        },
+        None,
+        None,
+        SETTINGS,
+    )
+    assert c["rubric"]["speed"] == {
+        "meaning": "p95 under 200 ms",
+        "weight": 3.0,
+        "anchors": {"0": "absent or wrong", "5": "adequate, with gaps", "10": "p95 < 100 ms"},
+    }
+    assert c["rubric"]["cost"]["weight"] == 1.0
+    with pytest.raises(RequestError, match="^rubric.speed.weight: Input should be greater than 0"):
+        resolve(
+            {"task": "t", "rubric": {"speed": {"meaning": "m", "weight": 0}}}, None, None, SETTINGS
+        )
+
+
+def test_aggregator_and_budget_are_run_knobs():
+    _, c = resolve({"task": "t"}, {"aggregator": "vote", "token_budget": 20000}, None, SETTINGS)
+    assert c["aggregator"] == "vote" and c["token_budget"] == 20000
+    _, default = resolve({"task": "t"}, None, None, SETTINGS)
+    assert default["aggregator"] == "judge+vote" and default["token_budget"] is None
+    with pytest.raises(RequestError, match="^context.aggregator: Input should be 'judge'"):
+        parse_context({"aggregator": "dice"})
+    with pytest.raises(RequestError, match="^context.token_budget: Input should be greater"):
+        parse_context({"token_budget": 10})

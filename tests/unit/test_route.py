@@ -30,9 +30,16 @@ def drafts(version, n=3):
     ]
 
 
-def crits(rnd, n=3):
+def crits(rnd, n=3, severity="major"):
+    defect = {"severity": severity, "where": "Steps", "what": "w", "fix": "f"}
     return [
-        {"round": rnd, "critic": c, "author": a, "content": f"{c} on {a} r{rnd}"}
+        {
+            "round": rnd,
+            "critic": c,
+            "author": a,
+            "content": f"{c} on {a} r{rnd}",
+            "defects": [defect],
+        }
         for a in ids(n)
         for c in ids(n)
         if c != a
@@ -50,8 +57,43 @@ def test_only_missing_proposals_are_sent_again():
     assert [s.arg["agent"]["agent_id"] for s in sends] == ["agent-qa-003"]
 
 
-def test_zero_rounds_goes_straight_to_select():
-    assert route(state(rounds=0, drafts=drafts(0))) == "select"
+def test_zero_rounds_goes_straight_to_selection_then_select():
+    sends = route(state(rounds=0, drafts=drafts(0)))
+    judges = [s for s in sends if s.node == "judge"]
+    votes = [s for s in sends if s.node == "vote"]
+    assert len(judges) == 2 and judges[0].arg["order"] == judges[1].arg["order"][::-1]
+    assert sorted(judges[0].arg["order"]) == ids()
+    assert [v.arg["agent"]["agent_id"] for v in votes] == ids()
+    for v in votes:  # a voter sees its peers, never itself
+        assert sorted(v.arg["order"]) == [i for i in ids() if i != v.arg["agent"]["agent_id"]]
+        assert set(v.arg["proposals"]) == set(v.arg["order"])
+    done = {
+        "judgements": [{"order": j.arg["order"]} for j in judges],
+        "ballots": [{"voter": v.arg["agent"]["agent_id"]} for v in votes],
+    }
+    assert route({**state(rounds=0, drafts=drafts(0)), **done}) == "select"
+    half = {"judgements": done["judgements"][:1], "ballots": done["ballots"][:2]}
+    again = route({**state(rounds=0, drafts=drafts(0)), **half})
+    assert [(s.node, s.arg["agent"]["agent_id"]) for s in again] == [
+        ("judge", "judge-qa"),
+        ("vote", "agent-qa-003"),
+    ]
+
+
+def test_a_round_without_severe_defects_converges_before_revising():
+    sends = route(state(rounds=3, drafts=drafts(0), critiques=crits(1, severity="minor")))
+    assert {s.node for s in sends} == {"judge", "vote"}
+    sends = route(state(rounds=3, drafts=drafts(0), critiques=crits(1, severity="blocker")))
+    assert {s.node for s in sends} == {"revise"}
+
+
+def test_budget_goes_to_selection_before_a_stage_that_could_exceed_it():
+    st = state(rounds=2, drafts=drafts(0))
+    st["calls"] = [{"prompt_tokens": 3000, "completion_tokens": 1000}]
+    st["council"] = {**st["council"], "token_budget": 1_000_000}
+    assert {s.node for s in route(st)} == {"critique"}
+    st["council"] = {**st["council"], "token_budget": 12_000}
+    assert {s.node for s in route(st)} == {"judge", "vote"}
 
 
 def test_critique_every_ordered_pair_of_distinct_agents():
@@ -78,7 +120,8 @@ def test_second_round_critiques_the_revisions_then_selects():
     sends = route(st)
     assert {s.node for s in sends} == {"critique"} and {s.arg["round"] for s in sends} == {2}
     assert all(s.arg["proposal"].endswith("v1") for s in sends)
-    assert route(state(rounds=2, drafts=drafts(2), critiques=crits(1) + crits(2))) == "select"
+    final = route(state(rounds=2, drafts=drafts(2), critiques=crits(1) + crits(2)))
+    assert {s.node for s in final} == {"judge", "vote"}
 
 
 def test_after_select_asks_for_approval_only_when_required():

@@ -1,0 +1,66 @@
+"""judge: one judgement of every final proposal, under neutral labels, evidence before scores.
+
+Two judge tasks run in parallel with opposite presentation orders (``graph.routing``); each
+sees the proposals as P1, P2, ... in its order, writes each one's strengths and defects before
+its scores, and is mapped back to agent ids here. ``select`` averages them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from graph.state import AgentTask, Assessment, Criterion, Judgement
+from nodes.agent_stage import labelled, run_agent
+
+
+@functools.lru_cache(maxsize=256)
+def judgement_model(labels: tuple[str, ...], criteria: tuple[str, ...]) -> type[BaseModel]:
+    """The schema a judge answers: for every label, evidence first, then a score per criterion
+    (integers: llama.cpp's grammar bounds integers, not numbers), then a verdict."""
+    forbid = ConfigDict(extra="forbid", populate_by_name=False)
+    per_criterion: dict[str, Any] = {
+        f"c{i}": (int, Field(ge=0, le=10, alias=name)) for i, name in enumerate(criteria)
+    }
+    scores = create_model("Scores", __config__=forbid, **per_criterion)
+    assessment = create_model(
+        "Assessment",
+        __config__=forbid,
+        strengths=(list[str], Field(max_length=6)),
+        defects=(list[str], Field(max_length=6)),
+        scores=(scores, ...),
+        verdict=(str, Field(min_length=1, max_length=600)),
+    )
+    per_label: dict[str, Any] = {
+        f"p{i}": (assessment, Field(alias=label)) for i, label in enumerate(labels)
+    }
+    return create_model("Judgement", __config__=forbid, **per_label)
+
+
+def weighted_total(scores: Mapping[str, float], rubric: Mapping[str, Criterion]) -> float:
+    """The weighted mean of a proposal's scores."""
+    weight = sum(rubric[name]["weight"] for name in scores)
+    return round(sum(score * rubric[name]["weight"] for name, score in scores.items()) / weight, 3)
+
+
+async def judge(task: AgentTask) -> dict[str, Any]:
+    """One judgement, mapped back to the agents."""
+    council = task["council"]
+    labels, text = labelled(task["order"], task["proposals"])
+    model = judgement_model(tuple(labels), tuple(council["rubric"]))
+    answer = await run_agent(
+        task, "judge", system="roles/judge", answer=model, proposals=text, labels=", ".join(labels)
+    )
+    doc = answer.parsed.model_dump(by_alias=True)
+    assessments: dict[str, Assessment] = {labels[label]: doc[label] for label in labels}
+    judgement = Judgement(
+        judge=task["agent"]["agent_id"],
+        model=task["agent"]["model"],
+        order=task["order"],
+        assessments=assessments,
+        totals={a: weighted_total(s["scores"], council["rubric"]) for a, s in assessments.items()},
+    )
+    return {"judgements": [judgement], "calls": answer.records}

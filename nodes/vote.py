@@ -1,0 +1,93 @@
+"""vote: each agent ranks its peers' final proposals (never its own), all in parallel.
+
+Every deliberation records the ballots' Borda count, the judge-free baseline the literature
+says to compare a judge against. Because nobody votes on their own proposal, the best
+proposal's author always gives its points to a rival; the vote's winner is therefore decided by
+head-to-head majorities among neutral voters (Copeland), Borda breaking ties.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from graph.state import AgentTask, Ballot
+from nodes.agent_stage import labelled, run_agent
+
+
+@functools.lru_cache(maxsize=64)
+def ballot_model(labels: tuple[str, ...]) -> type[BaseModel]:
+    """The schema a voter answers: a reason, then every label exactly once, best first."""
+    label = Literal[labels]  # type: ignore[valid-type]
+
+    def every_label_once(cls: type, ranking: list[str]) -> list[str]:
+        if sorted(ranking) != sorted(labels):
+            raise ValueError(f"rank every proposal exactly once: {', '.join(labels)}")
+        return ranking
+
+    return create_model(
+        "Ballot",
+        __config__=ConfigDict(extra="forbid"),
+        __validators__={
+            "_every_label_once": field_validator("ranking")(
+                classmethod(every_label_once)  # type: ignore[dict-item]
+            )
+        },
+        reason=(str, Field(min_length=1, max_length=800)),
+        ranking=(
+            list[label],
+            Field(
+                min_length=len(labels),
+                max_length=len(labels),
+                json_schema_extra={"uniqueItems": True},
+            ),
+        ),
+    )
+
+
+def borda(ballots: list[Ballot], agent_ids: list[str]) -> dict[str, int]:
+    """Borda points: on a ballot of k peers the first gets k-1, the last 0."""
+    points = dict.fromkeys(agent_ids, 0)
+    for ballot in ballots:
+        k = len(ballot["ranking"])
+        for place, agent_id in enumerate(ballot["ranking"]):
+            points[agent_id] = points.get(agent_id, 0) + (k - 1 - place)
+    return points
+
+
+def head_to_head(ballots: list[Ballot], x: str, y: str) -> int:
+    """Voters (neither ``x`` nor ``y``) who rank ``x`` above ``y``, minus those who rank ``y``
+    above ``x``: a peer never votes on its own proposal, so only neutral voters count."""
+    margin = 0
+    for ballot in ballots:
+        if ballot["voter"] in (x, y) or x not in ballot["ranking"] or y not in ballot["ranking"]:
+            continue
+        margin += 1 if ballot["ranking"].index(x) < ballot["ranking"].index(y) else -1
+    return margin
+
+
+def copeland(ballots: list[Ballot], agent_ids: list[str]) -> dict[str, float]:
+    """Head-to-head wins among neutral voters (a tie counts half)."""
+    wins = dict.fromkeys(agent_ids, 0.0)
+    for i, x in enumerate(agent_ids):
+        for y in agent_ids[i + 1 :]:
+            margin = head_to_head(ballots, x, y)
+            wins[x] += 1.0 if margin > 0 else 0.5 if margin == 0 else 0.0
+            wins[y] += 1.0 if margin < 0 else 0.5 if margin == 0 else 0.0
+    return wins
+
+
+async def vote(task: AgentTask) -> dict[str, Any]:
+    """The agent's ranking of its peers."""
+    labels, text = labelled(task["order"], task["proposals"])
+    answer = await run_agent(
+        task, "vote", answer=ballot_model(tuple(labels)), proposals=text, labels=", ".join(labels)
+    )
+    ballot = Ballot(
+        voter=task["agent"]["agent_id"],
+        reason=answer.parsed.reason,
+        ranking=[labels[label] for label in answer.parsed.ranking],
+    )
+    return {"ballots": [ballot], "calls": answer.records}

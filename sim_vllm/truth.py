@@ -1,0 +1,120 @@
+"""Answers with a known truth, so tests can prove what the council decides (opt-in).
+
+The simulator remembers which agent wrote each proposal it generated (propose, and the
+``proposal`` field of a structured revision). With a ``Truth`` configured it then plays:
+
+- judges: every proposal gets scores that follow its author's hidden ``quality`` (0..10), plus
+  ``position_bias`` for the proposal listed first and Gaussian ``noise``;
+- voters: a ranking by hidden quality plus ``vote_noise``;
+- critics: a ``major`` defect in rounds up to ``major_until_round``, only ``minor`` ones after
+  (so convergence can be scripted). Without a ``Truth``, critics always find a major defect,
+  so deliberations run all their rounds.
+
+It finds the proposals in judge and vote prompts by council's layout (``## Proposal P1``
+sections): the one place the simulator knows council's prompt format.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sim_vllm import content
+
+_SECTION = re.compile(
+    r"^## Proposal (P\d+)\n(.*?)(?=^## Proposal P\d+\n|^## Your assignment|\Z)", re.S | re.M
+)
+
+
+@dataclass
+class Truth:
+    """The hidden quality of each agent's work, and how the simulated judges err."""
+
+    quality: dict[str, float] = field(default_factory=dict)
+    """Agent id -> true quality 0..10 (unknown agents: 5)."""
+    position_bias: float = 0.0
+    """Points judges add to the proposal listed first."""
+    noise: float = 0.0
+    """Standard deviation of a judge's score."""
+    vote_noise: float = 0.0
+    """Standard deviation of a voter's sense of quality."""
+    major_until_round: int | None = None
+    """Critiques report a major defect up to this round, only minor ones after (None: random)."""
+
+
+class Authors:
+    """Which agent wrote which text (the simulator's own proposals)."""
+
+    def __init__(self) -> None:
+        self.by_text: dict[str, str] = {}
+
+    def remember(self, agent: str | None, text: str) -> None:
+        """Record that ``agent`` wrote ``text``."""
+        if agent:
+            self.by_text[text.strip()] = agent
+
+    def labelled(self, prompt: str) -> list[tuple[str, str | None]]:
+        """``(label, author)`` for each proposal section of a judge or vote prompt, in order."""
+        return [(label, self.by_text.get(text.strip())) for label, text in _SECTION.findall(prompt)]
+
+
+def _clamp(x: float) -> int:
+    return max(0, min(10, round(x)))
+
+
+def shape(
+    doc: Any,
+    stage: str,
+    prompt: str,
+    who: dict[str, Any],
+    rng: random.Random,
+    truth: Truth | None,
+    authors: Authors,
+    revise_tokens: int,
+) -> Any:
+    """A schema-valid document adjusted to the stage (and to the truth, when one is set)."""
+    if not isinstance(doc, dict):
+        return doc
+    for key, value in doc.items():  # a model lists a few points, not a schema's maximum
+        if isinstance(value, list) and stage in ("critique", "revise"):
+            doc[key] = value[: rng.randint(1, 3)]
+    if stage == "revise" and "proposal" in doc:
+        doc["proposal"] = content.make_text(
+            rng, "revise", prompt, revise_tokens, who.get("agent") or ""
+        )
+        authors.remember(who.get("agent"), doc["proposal"])
+    if truth is None:
+        if stage == "critique":  # a first look always finds something: every round runs
+            truth = Truth(major_until_round=10**6)
+        else:
+            return doc
+    if stage == "judge":
+        for position, (label, author) in enumerate(authors.labelled(prompt)):
+            scored = doc.get(label)
+            if not isinstance(scored, dict) or not isinstance(scored.get("scores"), dict):
+                continue
+            true = truth.quality.get(author or "", 5.0)
+            bias = truth.position_bias if position == 0 else 0.0
+            scored["scores"] = {
+                k: _clamp(true + bias + rng.gauss(0, truth.noise)) for k in scored["scores"]
+            }
+    elif stage == "vote" and isinstance(doc.get("ranking"), list):
+        seen = authors.labelled(prompt)
+        sense = {
+            label: truth.quality.get(author or "", 5.0) + rng.gauss(0, truth.vote_noise)
+            for label, author in seen
+        }
+        doc["ranking"] = sorted(doc["ranking"], key=lambda label: -sense.get(label, 0.0))
+    elif stage == "critique" and truth.major_until_round is not None:
+        severe = int(who.get("round") or 0) <= truth.major_until_round
+        defects = doc.get("defects") or []
+        if severe and not defects:
+            defects = [
+                {"severity": "major", "where": "Steps", "what": "missing a step", "fix": "add it"}
+            ]
+        for i, defect in enumerate(defects):
+            defect["severity"] = "major" if severe and i == 0 else "minor"
+        doc["defects"], doc["violations"] = defects, []
+    return doc

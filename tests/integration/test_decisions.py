@@ -1,0 +1,170 @@
+"""Decisions you can trust, proven through the graph on the simulator with a known truth:
+the winner and its justification agree, averaging both orders resists a position-biased judge,
+the vote decides when judges disagree, convergence and the budget stop early, and a mixed
+council sends each agent's calls to its own endpoint and model."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from graph.context import Context
+from graph.settings import Settings
+from server import runner
+from sim_vllm import ServerThread, SimConfig, SimVLLM, Truth
+from tests.helpers import TASKS, sim_requests
+
+TASK = TASKS[0]
+QUALITY = {"agent-dev-001": 7.0, "agent-dev-002": 5.5, "agent-dev-003": 4.0}
+IDS = re.compile(r"agent-dev-\d{3}")
+
+
+async def deliberate(sim: ServerThread, did: str, rounds: int = 0, **context) -> dict:
+    outcome = await runner.run(
+        InMemorySaver(),
+        did,
+        {"task": TASK["task"], "role": "DEV", "rounds": rounds, "rubric": TASK["rubric"]},
+        Context(**context),
+        Settings(llm_base_url=sim.base_url),
+    )
+    assert outcome.status == "completed"
+    return outcome.values
+
+
+@pytest.fixture(scope="module")
+def biased_sim():
+    """Judges add 3 points to whatever they read first; voters see quality with some noise."""
+    truth = Truth(quality=QUALITY, position_bias=3.0, noise=0.6, vote_noise=1.0)
+    with ServerThread(SimVLLM(SimConfig(time_scale=0, truth=truth))) as sim:
+        yield sim
+
+
+async def test_winner_and_justification_never_disagree(biased_sim):
+    for i in range(12):
+        values = await deliberate(biased_sim, f"story-{i}")
+        d, event = values["decision"], values["result"]
+        assert event["winner"]["author"]["agent_id"] == d["winner"] == d["ranking"][0]["agent_id"]
+        assert IDS.findall(d["justification"])[0] == d["winner"]
+        if d["decided_by"] == "judges":
+            assert d["judges_agree"] is True
+        else:
+            assert d["winner"] == d["vote_winner"]
+            assert "won the peer vote, which decided" in d["justification"]
+        for j in values["judgements"]:  # quoted evidence is the winner's, never a loser's
+            assert j["assessments"][d["winner"]]["verdict"] in d["justification"]
+            for other in set(QUALITY) - {d["winner"]}:
+                assert j["assessments"][other]["verdict"] not in d["justification"]
+        assert event["decision"]["aggregator"] == "judge+vote"
+        assert len(event["decision"]["votes"]) == 3 and len(event["decision"]["judgements"]) == 2
+
+
+async def test_both_orders_beat_one_judgement_against_position_bias(biased_sim):
+    """Over many deliberations (each shows the proposals in its own order), the averaged pair
+    of judgements picks the truly best proposal more often than the first judgement alone."""
+    best = max(QUALITY, key=QUALITY.__getitem__)
+    single = averaged = 0
+    n = 30
+    for i in range(n):
+        values = await deliberate(biased_sim, f"bias-{i}", aggregator="judge")
+        first = values["judgements"][0]
+        single += max(first["totals"], key=first["totals"].__getitem__) == best
+        averaged += values["decision"]["winner"] == best
+    assert averaged >= single + 0.15 * n, (single, averaged)
+
+
+async def test_vote_alone_needs_no_judge(biased_sim):
+    values = await deliberate(biased_sim, "vote-only", aggregator="vote")
+    assert values.get("judgements", []) == []
+    assert {c["stage"] for c in values["calls"]} == {"propose", "vote"}
+    assert values["decision"]["decided_by"] == "vote"
+
+
+async def test_convergence_stops_early():
+    truth = Truth(major_until_round=1)  # round 1 finds a major defect, round 2 only minor ones
+    with ServerThread(SimVLLM(SimConfig(time_scale=0, truth=truth))) as sim:
+        values = await deliberate(sim, "converge", rounds=4)
+    event = values["result"]
+    assert event["stop_reason"] == "converged" and event["rounds"] == 1 and event["max_rounds"] == 4
+    stages = [(c["stage"], c["round"]) for c in values["calls"]]
+    assert (
+        ("critique", 2) in stages and ("revise", 2) not in stages and ("critique", 3) not in stages
+    )
+
+
+async def test_budget_stops_before_it_is_exceeded():
+    truth = Truth(major_until_round=99)
+    with ServerThread(SimVLLM(SimConfig(time_scale=0, truth=truth))) as sim:
+        free = await deliberate(sim, "unbounded", rounds=3)
+        budget = 30_000
+        assert (
+            free["result"]["usage"]["prompt_tokens"] + free["result"]["usage"]["completion_tokens"]
+            > budget
+        )  # the budget really binds
+        values = await deliberate(sim, "bounded", rounds=3, token_budget=budget)
+    event = values["result"]
+    used = event["usage"]["prompt_tokens"] + event["usage"]["completion_tokens"]
+    assert event["stop_reason"] == "budget" and event["rounds"] < 3 and used <= budget
+    assert {c["stage"] for c in values["calls"]} >= {"judge", "vote"}  # selection still ran
+
+
+async def test_mixed_council_calls_each_agent_on_its_own_endpoint_and_model(valkey_url):
+    from graph.persistence import CouncilStore
+    from graph.request import parse_council
+
+    with (
+        ServerThread(SimVLLM(SimConfig(time_scale=0, model="small-a"))) as a,
+        ServerThread(SimVLLM(SimConfig(time_scale=0, model="large-b"))) as b,
+    ):
+        settings = Settings(
+            llm_base_url=a.base_url,
+            model="small-a",
+            valkey_url=valkey_url,
+            llm_allowed_urls=(b.base_url,),
+            api_keys={"COUNCIL_B_API_KEY": "key-b"},
+        )
+        name = f"mixed-{uuid.uuid4().hex[:6]}"
+        store = CouncilStore(valkey_url)
+        await store.create(
+            parse_council(
+                {
+                    "name": name,
+                    "role": "DEV",
+                    "rounds": 1,
+                    "agents": [
+                        {"agent_id": "on-a-1"},
+                        {"agent_id": "on-a-2"},
+                        {
+                            "agent_id": "on-b",
+                            "base_url": b.base_url,
+                            "model": "large-b",
+                            "api_key_name": "COUNCIL_B_API_KEY",
+                        },
+                    ],
+                    "judge": {
+                        "agent_id": "judge-b",
+                        "base_url": b.base_url,
+                        "model": "large-b",
+                        "temperature": 0,
+                    },
+                },
+                settings,
+            )
+        )
+        await store.aclose()
+        outcome = await runner.run(
+            InMemorySaver(), "mixed", {"task": TASK["task"]}, Context(council=name), settings
+        )
+        on_a, on_b = sim_requests(a), sim_requests(b)
+    assert outcome.status == "completed"
+    assert {e["agent"] for e in on_a} == {"on-a-1", "on-a-2"}
+    assert {e["model"] for e in on_a} == {"small-a"}
+    assert {e["agent"] for e in on_b} == {"on-b", "judge-b"}
+    assert {e["model"] for e in on_b} == {"large-b"}
+    models = {a["agent_id"]: a["model"] for a in outcome.values["result"]["agents"]}
+    assert models == {"on-a-1": "small-a", "on-a-2": "small-a", "on-b": "large-b"}
+    assert outcome.values["result"]["decision"]["judges"] == [
+        {"agent_id": "judge-b", "model": "large-b"}
+    ]
