@@ -43,8 +43,12 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "bench" / "peers"
-FRAMEWORKS = ("council", "autogen", "crewai")
-PACKAGES = {"autogen": "autogen-agentchat", "crewai": "crewai"}
+FRAMEWORKS = ("council", "autogen", "crewai", "crewai-sequential")
+PEER_RUNS = {  # name -> (runner script and virtualenv, what the spec adds)
+    "autogen": ("autogen", {}),
+    "crewai": ("crewai", {}),
+    "crewai-sequential": ("crewai", {"sequential": True}),
+}
 MAX_TOKENS = {"propose": 1536, "critique": 768, "revise": 1536, "select": 1536}  # council's
 
 
@@ -160,7 +164,8 @@ def run_council(sim: Simulator, task: dict[str, Any], deliberation_id: str,
 def run_peer(name: str, python: Path, sim: Simulator, task: dict[str, Any],
              deliberation_id: str, work: Path) -> dict[str, Any]:
     """A peer's script in its own virtualenv; it prints one JSON line with its own wall time."""
-    spec = {"framework": name, "deliberation_id": deliberation_id, "base_url": sim.base_url,
+    runner, extra = PEER_RUNS[name]
+    spec = {"framework": name, **extra, "deliberation_id": deliberation_id, "base_url": sim.base_url,
             "model": sim.model(), "api_key": "EMPTY", "role": task["role"], "task": task["task"],
             "constraints": "", "rubric": task["rubric"], "max_tokens": MAX_TOKENS,
             "agents": [{"agent_id": f"agent-{task['role'].lower()}-{i:03d}", "temperature": 0.7,
@@ -170,7 +175,7 @@ def run_peer(name: str, python: Path, sim: Simulator, task: dict[str, Any],
     path = work / f"spec-{name}.json"
     path.write_text(json.dumps(spec))
     t0 = time.monotonic()
-    done = subprocess.run([str(python), str(PEERS / f"{name}_run.py"), str(path)], cwd=work,
+    done = subprocess.run([str(python), str(PEERS / f"{runner}_run.py"), str(path)], cwd=work,
                           capture_output=True, text=True, timeout=600)
     process_s = time.monotonic() - t0
     if done.returncode != 0:
@@ -209,6 +214,16 @@ def stage_bound(calls: list[dict[str, Any]]) -> float:
     return sum(slowest.values())
 
 
+def busy(calls: list[dict[str, Any]]) -> float:
+    """Seconds during which at least one call was in flight (the union of the calls' spans)."""
+    total, end = 0.0, float("-inf")
+    for start, stop in sorted((c["t_in"], c["t_out"]) for c in calls):
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total
+
+
 def figures(calls: list[dict[str, Any]]) -> dict[str, Any]:
     """What the simulator saw of one deliberation."""
     if any(c.get("status") != 200 or not c.get("t_out") for c in calls):
@@ -217,7 +232,7 @@ def figures(calls: list[dict[str, Any]]) -> dict[str, Any]:
             "cached_tokens": sum(c.get("cached_tokens", 0) for c in calls),
             "completion_tokens": sum(c["completion_tokens"] for c in calls),
             "peak_in_flight": peak_in_flight(calls), "stage_bound_s": stage_bound(calls),
-            "llm_span_s": max(c["t_out"] for c in calls) - min(c["t_in"] for c in calls),
+            "busy_s": busy(calls),
             "by_stage": {s: sum(1 for c in calls if c["stage"] == s)
                          for s in ("propose", "critique", "revise", "select")}}
 
@@ -229,7 +244,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     walls = [r["wall_s"] for r in runs]
     out = {k: med(k) for k in ("wall_s", "process_s", "calls", "prompt_tokens", "cached_tokens",
-                               "completion_tokens", "peak_in_flight", "stage_bound_s", "llm_span_s")}
+                               "completion_tokens", "peak_in_flight", "stage_bound_s", "idle_s")}
     return {**out, "wall_min": min(walls), "wall_max": max(walls), "version": runs[0]["version"],
             "runs": len(runs)}
 
@@ -237,15 +252,17 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def table(results: dict[str, dict[str, Any]]) -> str:
     base = results.get("council", {}).get("wall_s")
     lines = ["| framework | version | wall (s) | wall / council | process (s) | LLM calls | "
-             "prompt tokens | completion tokens | peak calls in flight | stage bound (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "prompt tokens (cached) | completion tokens | peak calls in flight | stage bound (s) | "
+             "no call in flight (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in results.items():
         ratio = f"{s['wall_s'] / base:.2f}" if base else "-"
         spread = f"{s['wall_s']:.2f} ({s['wall_min']:.2f}–{s['wall_max']:.2f})" if s["runs"] > 1 \
             else f"{s['wall_s']:.2f}"
         lines.append(f"| {name} | {s['version']} | {spread} | {ratio} | {s['process_s']:.1f} | "
-                     f"{s['calls']:g} | {s['prompt_tokens']:g} | {s['completion_tokens']:g} | "
-                     f"{s['peak_in_flight']:g} | {s['stage_bound_s']:.2f} |")
+                     f"{s['calls']:g} | {s['prompt_tokens']:g} ({s['cached_tokens']:g}) | "
+                     f"{s['completion_tokens']:g} | {s['peak_in_flight']:g} | "
+                     f"{s['stage_bound_s']:.2f} | {s['idle_s']:.2f} |")
     return "\n".join(lines)
 
 
@@ -281,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     task = load_task(args.task)
     work = Path(args.venvs)
     work.mkdir(parents=True, exist_ok=True)
-    pythons = {n: peer_python(n, work, overrides.get(n)) for n in names if n != "council"}
+    venvs = {PEER_RUNS[n][0] for n in names if n != "council"}
+    built = {v: peer_python(v, work, overrides.get(v)) for v in sorted(venvs)}
+    pythons = {n: built[PEER_RUNS[n][0]] for n in names if n != "council"}
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     stamp = time.strftime("%Y%m%d-%H%M%S")
     with Simulator(args.time_scale) as sim:
@@ -294,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     run = run_peer(name, pythons[name], sim, task, deliberation_id, work)
                 run.update(figures(sim.requests(deliberation_id)))
+                run["idle_s"] = run["wall_s"] - run["busy_s"]
                 runs[name].append(run)
                 print(f"  {name:<8} run {i + 1}: wall {run['wall_s']:.2f}s, {run['calls']} calls, "
                       f"peak {run['peak_in_flight']} in flight, winner {run['winner']}",

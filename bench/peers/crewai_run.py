@@ -13,8 +13,10 @@ parallel crew CrewAI accepts for this deliberation is::
     propose x3 (async) | critique 1 (sync) | critique x5 (async) | revise 1 (sync)
     | revise x2 (async) | judge (sync, reads the three revisions)
 
-One critique and one revision run alone (after their stage's other calls have started, not
-alongside them): two more calls on the critical path than council's four stages.
+One critique and one revision run alone (before their stage's other calls start, not
+alongside them): two more calls on the critical path than council's four stages. With
+``"sequential": true`` in the spec every task is synchronous: the crew as CrewAI's quick start
+and most of its examples write it, one call at a time.
 
 Each council member is one CrewAI ``Agent`` per stage, because an ``Agent`` carries its ``LLM``
 and the ``LLM`` carries ``max_tokens`` (council's budget differs per stage) and, as headers, who
@@ -66,6 +68,7 @@ class Members:
 def build(spec: dict[str, Any]) -> Crew:
     """The tasks in the order CrewAI runs them (see the module docstring for the barriers)."""
     members = Members(spec)
+    one_at_a_time = bool(spec.get("sequential"))
     values = shared.shared_values(spec)
     ids = [m["agent_id"] for m in spec["agents"]]
 
@@ -73,7 +76,8 @@ def build(spec: dict[str, Any]) -> Crew:
              **prompt_values: object) -> Task:
         description = shared.render(spec, stage, **values, **prompt_values)
         return Task(description=description, expected_output=EXPECTED[stage],
-                    agent=members.agent(member, stage), context=context, async_execution=not sync)
+                    agent=members.agent(member, stage), context=context,
+                    async_execution=not (sync or one_at_a_time))
 
     propose = {m["agent_id"]: task("propose", m, [], agent_id=m["agent_id"]) for m in spec["agents"]}
     critiques: dict[str, list[Task]] = {aid: [] for aid in ids}
