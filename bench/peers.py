@@ -3,25 +3,31 @@
     .venv/bin/python -m bench.peers                      # task t01, 3 runs each, time scale 1
     .venv/bin/python -m bench.peers --runs 1 --frameworks council,crewai
 
-One deliberation, written three ways: 3 DEV agents each propose, every peer critiques every
-other proposal (6 critiques), each author revises its own proposal from the critiques it got,
-a judge scores the revisions against the task's rubric (JSON-schema structured output) and
-names the winner. The same task (``bench/tasks.jsonl``), council's prompt files, the same
-``max_tokens`` per stage, temperatures and seeds. council runs as its CLI (``council
-deliberate``, embedded Valkey and NATS); AutoGen and CrewAI run as the scripts in
-``bench/peers/``, each in its own virtualenv (built here on first use from the pinned
-``bench/peers/requirements-*.txt``; CrewAI needs openai < 3, AutoGen's protobuf pin clashes with
-the serve extra).
+One deliberation, written the way each framework's users write it: 3 DEV agents each
+propose, every peer critiques every other proposal (6 critiques), each author revises its own
+proposal from the critiques it got, a judge scores the revisions on the task's rubric
+(JSON-schema structured output) and names the winner. Same task (``bench/tasks.jsonl``),
+council's prompt files, council's ``max_tokens`` per stage, temperatures and seeds.
 
-All three talk to ONE simulated vLLM (``council sim-vllm --time-scale 1 --reasoning-parser``,
-started here), one deliberation at a time, each starting with an empty prefix cache. Every
-call says who makes it (``X-Council-*`` headers), so the figures come from the simulator's own
-request log (``GET /admin/requests``): LLM calls, prompt/completion/cached tokens, the peak
-number of calls in flight (the most requests between arrival ``t_in`` and answer ``t_out`` at
-one instant), and the stage bound (per stage, the slowest call, summed: the wall time of an
-orchestrator with no overhead that waits for each stage). Wall time is the deliberation's own,
-measured inside each process around the run (council's ``duration_ms``), so imports and
-council's embedded servers are not in it; the whole process's time is shown apart.
+* ``council``: ``council deliberate ... --json`` (its CLI, with embedded Valkey and NATS).
+* ``autogen``: AgentChat's ``GraphFlow`` (``bench/peers/autogen_run.py``).
+* ``crewai``: a sequential ``Crew`` with ``async_execution`` tasks where CrewAI allows them
+  (``bench/peers/crewai_run.py``); ``crewai-sequential``: the same crew without them.
+
+AutoGen and CrewAI run in virtualenvs of their own, built here on first use from the pinned
+``bench/peers/requirements-*.txt`` (CrewAI pins openai < 3, council uses openai 3; AutoGen pins
+protobuf 5.29, the serve extra's langgraph-api needs protobuf 6).
+
+All of them talk to ONE simulated vLLM (``council sim-vllm --time-scale 1 --reasoning-parser``,
+started here), one deliberation at a time, each from an empty prefix cache. Every call names
+its caller (``X-Council-*`` headers), so the figures come from the simulator's request log
+(``GET /admin/requests``): LLM calls; prompt, cached and completion tokens; the peak number of
+calls in flight (between arrival ``t_in`` and answer ``t_out``); the stage bound (per stage the
+slowest call, summed: the wall of an overhead-free orchestrator that waits for each stage); and
+the time with no call of the deliberation in flight (orchestration, and set-up before the first
+call and after the last). Wall time is the deliberation's own, measured in each process around
+the run (council's ``duration_ms``): imports and council's embedded servers are outside it, the
+whole process's time is shown apart.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +56,8 @@ PEER_RUNS = {  # name -> (runner script and virtualenv, what the spec adds)
     "crewai": ("crewai", {}),
     "crewai-sequential": ("crewai", {"sequential": True}),
 }
+LOGGED = ("agent", "stage", "t_in", "t_first_token", "t_out", "prompt_tokens", "cached_tokens",
+          "completion_tokens")  # of each call, in --out
 MAX_TOKENS = {"propose": 1536, "critique": 768, "revise": 1536, "select": 1536}  # council's
 
 
@@ -157,15 +166,18 @@ def run_council(sim: Simulator, task: dict[str, Any], deliberation_id: str,
     if done.returncode != 0:
         raise SystemExit(f"peers: council failed ({done.returncode}): {done.stderr[-2000:]}")
     event = json.loads(done.stdout)
+    ended = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
     return {"wall_s": event["duration_ms"] / 1000, "process_s": process_s,
-            "winner": event["winner"]["author"]["agent_id"], "version": council_version()}
+            "winner": event["winner"]["author"]["agent_id"], "version": council_version(),
+            "started": ended - event["duration_ms"] / 1000, "ended": ended}
 
 
-def run_peer(name: str, python: Path, sim: Simulator, task: dict[str, Any],
+def run_peer(name: str, python: Path | None, sim: Simulator, task: dict[str, Any],
              deliberation_id: str, work: Path) -> dict[str, Any]:
     """A peer's script in its own virtualenv; it prints one JSON line with its own wall time."""
     runner, extra = PEER_RUNS[name]
-    spec = {"framework": name, **extra, "deliberation_id": deliberation_id, "base_url": sim.base_url,
+    spec = {"framework": name, **extra, "deliberation_id": deliberation_id,
+            "base_url": sim.base_url,
             "model": sim.model(), "api_key": "EMPTY", "role": task["role"], "task": task["task"],
             "constraints": "", "rubric": task["rubric"], "max_tokens": MAX_TOKENS,
             "agents": [{"agent_id": f"agent-{task['role'].lower()}-{i:03d}", "temperature": 0.7,
@@ -175,6 +187,7 @@ def run_peer(name: str, python: Path, sim: Simulator, task: dict[str, Any],
     path = work / f"spec-{name}.json"
     path.write_text(json.dumps(spec))
     t0 = time.monotonic()
+    assert python is not None
     done = subprocess.run([str(python), str(PEERS / f"{runner}_run.py"), str(path)], cwd=work,
                           capture_output=True, text=True, timeout=600)
     process_s = time.monotonic() - t0
@@ -182,7 +195,7 @@ def run_peer(name: str, python: Path, sim: Simulator, task: dict[str, Any],
         raise SystemExit(f"peers: {name} failed ({done.returncode}): {done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return {"wall_s": result["wall_s"], "process_s": process_s, "winner": result["winner"],
-            "version": result["version"]}
+            "version": result["version"], "started": result["started"], "ended": result["ended"]}
 
 
 def council_version() -> str:
@@ -244,7 +257,8 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     walls = [r["wall_s"] for r in runs]
     out = {k: med(k) for k in ("wall_s", "process_s", "calls", "prompt_tokens", "cached_tokens",
-                               "completion_tokens", "peak_in_flight", "stage_bound_s", "idle_s")}
+                               "completion_tokens", "peak_in_flight", "stage_bound_s", "idle_s",
+                               "before_first_call_s", "after_last_call_s")}
     return {**out, "wall_min": min(walls), "wall_max": max(walls), "version": runs[0]["version"],
             "runs": len(runs)}
 
@@ -252,8 +266,8 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def table(results: dict[str, dict[str, Any]]) -> str:
     base = results.get("council", {}).get("wall_s")
     lines = ["| framework | version | wall (s) | wall / council | process (s) | LLM calls | "
-             "prompt tokens (cached) | completion tokens | peak calls in flight | stage bound (s) | "
-             "no call in flight (s) |",
+             "prompt tokens (cached) | completion tokens | peak calls in flight | "
+             "stage bound (s) | no call in flight (s) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in results.items():
         ratio = f"{s['wall_s'] / base:.2f}" if base else "-"
@@ -275,13 +289,32 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+            f"{platform.system()}")
+
+
+def deliberate(sim: Simulator, name: str, task: dict[str, Any], deliberation_id: str, work: Path,
+               python: Path | None) -> dict[str, Any]:
+    """One deliberation from a cold prefix cache, with what the simulator saw of it."""
+    sim.fresh()
+    if name == "council":
+        run = run_council(sim, task, deliberation_id, work)
+    else:
+        run = run_peer(name, python, sim, task, deliberation_id, work)
+    calls = sim.requests(deliberation_id)
+    run.update(figures(calls))
+    run["log"] = [{k: c.get(k) for k in LOGGED} for c in calls]
+    run["idle_s"] = run["wall_s"] - run["busy_s"]
+    run["before_first_call_s"] = min(c["t_in"] for c in calls) - run["started"]
+    run["after_last_call_s"] = run["ended"] - max(c["t_out"] for c in calls)
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n")[0])
     ap.add_argument("--task", default="t01", help="task id in the benchmark tasks (default t01)")
-    ap.add_argument("--runs", type=int, default=3, help="deliberations per framework (median shown)")
+    ap.add_argument("--runs", type=int, default=3,
+                    help="deliberations per framework (medians shown)")
     ap.add_argument("--time-scale", type=float, default=1.0, help="simulator time scale")
     ap.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma-separated subset")
     ap.add_argument("--venvs", default=str(ROOT / ".council-data" / "peers"),
@@ -304,19 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     stamp = time.strftime("%Y%m%d-%H%M%S")
     with Simulator(args.time_scale) as sim:
-        for i in range(args.runs):  # interleaved, so a slow minute of the machine hits all three
+        for i in range(args.runs):  # interleaved: a slow minute of the machine hits every framework
             for name in names:
                 deliberation_id = f"peers-{name}-{stamp}-{i}"
-                sim.fresh()
-                if name == "council":
-                    run = run_council(sim, task, deliberation_id, work)
-                else:
-                    run = run_peer(name, pythons[name], sim, task, deliberation_id, work)
-                run.update(figures(sim.requests(deliberation_id)))
-                run["idle_s"] = run["wall_s"] - run["busy_s"]
+                run = deliberate(sim, name, task, deliberation_id, work, pythons.get(name))
                 runs[name].append(run)
                 print(f"  {name:<8} run {i + 1}: wall {run['wall_s']:.2f}s, {run['calls']} calls, "
-                      f"peak {run['peak_in_flight']} in flight, winner {run['winner']}",
+                      f"peak {run['peak_in_flight']} in flight, no call in flight "
+                      f"{run['idle_s']:.2f}s ({run['before_first_call_s']:.2f}s before the first, "
+                      f"{run['after_last_call_s']:.2f}s after the last), winner {run['winner']}",
                       file=sys.stderr)
     results = {n: summary(r) for n, r in runs.items()}
     print(f"Task {task['id']} ({task['role']}), 3 agents, 1 round, time scale {args.time_scale}, "

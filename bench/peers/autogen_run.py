@@ -49,80 +49,73 @@ class Flow:
         self.values = shared.shared_values(spec)
         self.role_prompt = shared.render(spec, f"roles/{spec['role'].lower()}", role=spec["role"])
         self.clients: list[OpenAIChatCompletionClient] = []
+        self.builder = DiGraphBuilder()
+        self.verdict = shared.judgement_model([ident(a["agent_id"]) for a in spec["agents"]],
+                                              list(spec["rubric"]))  # the judge's answer
 
     def client(self, member: dict[str, Any], stage: str) -> OpenAIChatCompletionClient:
+        """The node's model client: the stage's max_tokens, the member's sampling, who calls."""
         spec = self.spec
         info = ModelInfo(vision=False, function_calling=False, json_output=True, family="unknown",
                          structured_output=True)
         client = OpenAIChatCompletionClient(
-            model=spec["model"], base_url=spec["base_url"], api_key=spec["api_key"], model_info=info,
-            max_tokens=spec["max_tokens"][stage], temperature=member["temperature"], seed=member["seed"],
+            model=spec["model"], base_url=spec["base_url"], api_key=spec["api_key"],
+            model_info=info, max_tokens=spec["max_tokens"][stage],
+            temperature=member["temperature"], seed=member["seed"],
             default_headers=shared.headers(spec, member["agent_id"], stage))
         self.clients.append(client)
         return client
 
-    def instructions(self, stage: str, **values: object) -> str:
-        """Role prompt, then the stage prompt without the shared block (that is the task)."""
-        _, rest = shared.split_shared(shared.render(self.spec, stage, **self.values, **values))
-        return f"{self.role_prompt}\n\n{rest}"
-
     def node(self, name: str, member: dict[str, Any], stage: str, sources: list[str],
-             system: str, **kwargs: Any) -> MessageFilterAgent:
-        inner = AssistantAgent(name, model_client=self.client(member, stage), system_message=system,
-                               **kwargs)
-        keep = [shared_filter("user", "first")] + [shared_filter(s, "last") for s in sources]
-        return MessageFilterAgent(name=name, wrapped_agent=inner,
+             parents: list[MessageFilterAgent], **prompt: object) -> MessageFilterAgent:
+        """An ``AssistantAgent`` that reads the task and the last message of each source."""
+        _, rest = shared.split_shared(shared.render(self.spec, stage, **self.values, **prompt))
+        extra = {"output_content_type": self.verdict} if stage == "select" else {}
+        inner = AssistantAgent(name, model_client=self.client(member, stage),
+                               system_message=f"{self.role_prompt}\n\n{rest}", **extra)
+        keep = [PerSourceFilter(source="user", position="first", count=1)]
+        keep += [PerSourceFilter(source=s, position="last", count=1) for s in sources]
+        node = MessageFilterAgent(name=name, wrapped_agent=inner,
                                   filter=MessageFilterConfig(per_source=keep))
+        self.builder.add_node(node)
+        for parent in parents:
+            self.builder.add_edge(parent, node)
+        return node
 
 
-def shared_filter(source: str, position: str) -> PerSourceFilter:
-    return PerSourceFilter(source=source, position=position, count=1)  # type: ignore[arg-type]
+def seen(name: str) -> str:
+    return f"(the message from {name} in this conversation)"
 
 
 def build(spec: dict[str, Any]) -> tuple[GraphFlow, Flow]:
-    """The graph: propose fans out to the critics, critiques join at revise, revisions at the judge."""
+    """Propose fans out to the critics, critiques join at revise, revisions at the judge."""
     flow = Flow(spec)
     members = [{**a, "agent_id": ident(a["agent_id"])} for a in spec["agents"]]
     ids = [m["agent_id"] for m in members]
-    builder = DiGraphBuilder()
-    propose, revise = {}, {}
-    for m in members:  # one proposal per member, all from the task message
-        aid = m["agent_id"]
-        propose[aid] = flow.node(f"{aid}_propose", m, "propose", [],
-                                 flow.instructions("propose", agent_id=aid))
-        builder.add_node(propose[aid])
-    critiques: dict[str, list[Any]] = {aid: [] for aid in ids}
+    propose = {aid: flow.node(f"{aid}_propose", m, "propose", [], [], agent_id=aid)
+               for aid, m in zip(ids, members)}
+    critiques: dict[str, list[MessageFilterAgent]] = {aid: [] for aid in ids}
     for author in ids:  # every peer critiques every other proposal
         for critic in (m for m in members if m["agent_id"] != author):
-            name = f"{critic['agent_id']}_critiques_{author}"
-            node = flow.node(name, critic, "critique", [f"{author}_propose"], flow.instructions(
-                "critique", author=author, version=0, round=1, agent_id=critic["agent_id"],
-                proposal=f"(the message from {author}_propose in this conversation)"))
-            builder.add_node(node).add_edge(propose[author], node)
-            critiques[author].append(node)
-    for m in members:  # each author revises from the critiques of its own proposal
-        aid = m["agent_id"]
-        sources = [f"{aid}_propose"] + [c.name for c in critiques[aid]]
-        revise[aid] = flow.node(f"{aid}_revise", m, "revise", sources, flow.instructions(
-            "revise", author=aid, version=0, round=1, agent_id=aid,
-            proposal=f"(the message from {aid}_propose in this conversation)",
-            critiques="(the messages from " + ", ".join(c.name for c in critiques[aid]) + " in this conversation)"))
-        builder.add_node(revise[aid])
-        for c in critiques[aid]:
-            builder.add_edge(c, revise[aid])
+            critiques[author].append(flow.node(
+                f"{critic['agent_id']}_critiques_{author}", critic, "critique",
+                [f"{author}_propose"], [propose[author]], author=author, version=0, round=1,
+                agent_id=critic["agent_id"], proposal=seen(f"{author}_propose")))
+    revise = {}
+    for aid, m in zip(ids, members):  # each author revises from the critiques of its proposal
+        names = [c.name for c in critiques[aid]]
+        revise[aid] = flow.node(f"{aid}_revise", m, "revise", [f"{aid}_propose", *names],
+                                critiques[aid], author=aid, version=0, round=1, agent_id=aid,
+                                proposal=seen(f"{aid}_propose"),
+                                critiques="\n".join(seen(n) for n in names))
     order = shared.judge_order(spec, ids)
+    proposals = "\n\n".join(f"## Proposal by {aid} (version 1)\n{seen(aid + '_revise')}"
+                             for aid in order)
     judge = {**spec["judge"], "agent_id": ident(spec["judge"]["agent_id"])}
-    verdict = shared.judgement_model(ids, list(spec["rubric"]))
-    proposals = "\n\n".join(f"## Proposal by {aid} (version 1)\n(the message from {aid}_revise in this conversation)"
-                            for aid in order)
-    judge_node = flow.node("judge", judge, "select", [f"{aid}_revise" for aid in order],
-                           flow.instructions("select", proposals=proposals, candidates=", ".join(order)),
-                           output_content_type=verdict)
-    builder.add_node(judge_node)
-    for aid in ids:
-        builder.add_edge(revise[aid], judge_node)
-    team = GraphFlow(participants=builder.get_participants(), graph=builder.build(),
-                     custom_message_types=[StructuredMessage[verdict]])  # the judge's answer
+    flow.node("judge", judge, "select", [f"{aid}_revise" for aid in order],
+              [revise[aid] for aid in order], proposals=proposals, candidates=", ".join(order))
+    team = GraphFlow(participants=flow.builder.get_participants(), graph=flow.builder.build(),
+                     custom_message_types=[StructuredMessage[flow.verdict]])
     return team, flow
 
 
@@ -135,7 +128,7 @@ async def main() -> None:
     for client in flow.clients:
         await client.close()
     verdict = next(m for m in reversed(result.messages) if isinstance(m, StructuredMessage))
-    shared.report(spec, version("autogen-agentchat"), clock.wall_s, verdict.content.winner,
+    shared.report(spec, version("autogen-agentchat"), clock, verdict.content.winner,
                   verdict.content.justification, messages=len(result.messages),
                   stop_reason=result.stop_reason)
 

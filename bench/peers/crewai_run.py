@@ -79,7 +79,8 @@ def build(spec: dict[str, Any]) -> Crew:
                     agent=members.agent(member, stage), context=context,
                     async_execution=not (sync or one_at_a_time))
 
-    propose = {m["agent_id"]: task("propose", m, [], agent_id=m["agent_id"]) for m in spec["agents"]}
+    propose = {m["agent_id"]: task("propose", m, [], agent_id=m["agent_id"])
+               for m in spec["agents"]}
     critiques: dict[str, list[Task]] = {aid: [] for aid in ids}
     ordered = list(propose.values())
     for author in ids:  # every peer critiques every other proposal; the first one must be sync
@@ -94,12 +95,14 @@ def build(spec: dict[str, Any]) -> Crew:
         aid = m["agent_id"]
         revise[aid] = task("revise", m, [propose[aid], *critiques[aid]], sync=i == 0,
                            author=aid, version=0, round=1, agent_id=aid,
-                           proposal=f"(the output of {aid}'s proposal task, first in the context below)",
-                           critiques="(the outputs of the critique tasks, after it in the context below)")
+                           proposal=f"(the output of {aid}'s proposal task, first in the context "
+                                    "below)",
+                           critiques="(the outputs of the critique tasks, after it in the context "
+                                     "below)")
         ordered.append(revise[aid])
     order = shared.judge_order(spec, ids)
-    proposals = "\n\n".join(f"## Proposal by {aid} (version 1)\n(the output of {aid}'s revision task "
-                            "in the context below)" for aid in order)
+    proposals = "\n\n".join(f"## Proposal by {aid} (version 1)\n(the output of {aid}'s revision "
+                            "task in the context below)" for aid in order)
     judge = Task(description=shared.render(spec, "select", **values, proposals=proposals,
                                            candidates=", ".join(order)),
                  expected_output=EXPECTED["select"], agent=members.agent(spec["judge"], "select"),
@@ -116,7 +119,7 @@ def main() -> None:
     with shared.Clock() as clock:
         result = crew.kickoff()
     verdict = result.pydantic
-    shared.report(spec, version("crewai"), clock.wall_s, verdict.winner, verdict.justification,
+    shared.report(spec, version("crewai"), clock, verdict.winner, verdict.justification,
                   tasks=len(result.tasks_output))
 
 

@@ -87,15 +87,19 @@ class Clock:
     """Wall time of the deliberation itself (after imports and set-up, as council's own)."""
 
     def __enter__(self) -> "Clock":
+        self.started = time.time()  # the simulator's log uses the same clock
         self.t0 = time.monotonic()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall_s = time.monotonic() - self.t0
+        self.ended = time.time()
 
 
-def report(spec: dict[str, Any], version: str, wall_s: float, winner: str, justification: str,
+def report(spec: dict[str, Any], version: str, clock: Clock, winner: str, justification: str,
            **extra: Any) -> None:
     """The runner's result: one JSON line on stdout, read by ``bench/peers.py``."""
-    print(json.dumps({"framework": spec["framework"], "version": version, "wall_s": round(wall_s, 3),
-                      "winner": winner, "justification": justification, **extra}), flush=True)
+    print(json.dumps({"framework": spec["framework"], "version": version,
+                      "wall_s": round(clock.wall_s, 3), "started": clock.started,
+                      "ended": clock.ended, "winner": winner, "justification": justification,
+                      **extra}), flush=True)
