@@ -65,57 +65,72 @@ class Members:
                      backstory=self.backstory, llm=llm, allow_delegation=False, verbose=False)
 
 
-def build(spec: dict[str, Any]) -> Crew:
-    """The tasks in the order CrewAI runs them (see the module docstring for the barriers)."""
-    members = Members(spec)
-    one_at_a_time = bool(spec.get("sequential"))
-    values = shared.shared_values(spec)
-    ids = [m["agent_id"] for m in spec["agents"]]
+class Deliberation:
+    """The crew's tasks, in the order CrewAI runs them (the module docstring has the barriers)."""
 
-    def task(stage: str, member: dict[str, Any], context: list[Task], sync: bool = False,
-             **prompt_values: object) -> Task:
-        description = shared.render(spec, stage, **values, **prompt_values)
-        return Task(description=description, expected_output=EXPECTED[stage],
-                    agent=members.agent(member, stage), context=context,
-                    async_execution=not (sync or one_at_a_time))
+    def __init__(self, spec: dict[str, Any]):
+        self.spec = spec
+        self.members = Members(spec)
+        self.values = shared.shared_values(spec)
+        self.ids = [m["agent_id"] for m in spec["agents"]]
+        self.tasks: list[Task] = []
 
-    propose = {m["agent_id"]: task("propose", m, [], agent_id=m["agent_id"])
-               for m in spec["agents"]}
-    critiques: dict[str, list[Task]] = {aid: [] for aid in ids}
-    ordered = list(propose.values())
-    for author in ids:  # every peer critiques every other proposal; the first one must be sync
-        for critic in (m for m in spec["agents"] if m["agent_id"] != author):
-            t = task("critique", critic, [propose[author]], sync=len(ordered) == len(ids),
-                     author=author, version=0, round=1, agent_id=critic["agent_id"],
-                     proposal=f"(the output of {author}'s proposal task, in the context below)")
-            critiques[author].append(t)
-            ordered.append(t)
-    revise = {}
-    for i, m in enumerate(spec["agents"]):  # the first revision must be sync too
-        aid = m["agent_id"]
-        revise[aid] = task("revise", m, [propose[aid], *critiques[aid]], sync=i == 0,
-                           author=aid, version=0, round=1, agent_id=aid,
-                           proposal=f"(the output of {aid}'s proposal task, first in the context "
-                                    "below)",
-                           critiques="(the outputs of the critique tasks, after it in the context "
-                                     "below)")
-        ordered.append(revise[aid])
-    order = shared.judge_order(spec, ids)
-    proposals = "\n\n".join(f"## Proposal by {aid} (version 1)\n(the output of {aid}'s revision "
-                            "task in the context below)" for aid in order)
-    judge = Task(description=shared.render(spec, "select", **values, proposals=proposals,
-                                           candidates=", ".join(order)),
-                 expected_output=EXPECTED["select"], agent=members.agent(spec["judge"], "select"),
-                 context=[revise[aid] for aid in order],
-                 output_pydantic=shared.judgement_model(ids, list(spec["rubric"])))
-    ordered.append(judge)
-    agents = list({id(t.agent): t.agent for t in ordered}.values())
-    return Crew(agents=agents, tasks=ordered, process=Process.sequential, verbose=False)
+    def task(self, stage: str, member: dict[str, Any], context: list[Task], sync: bool,
+             prompt: dict[str, object], **options: Any) -> Task:
+        one_at_a_time = bool(self.spec.get("sequential"))
+        task = Task(description=shared.render(self.spec, stage, **self.values, **prompt),
+                    expected_output=EXPECTED[stage], agent=self.members.agent(member, stage),
+                    context=context, async_execution=not (sync or one_at_a_time), **options)
+        self.tasks.append(task)
+        return task
+
+    def crew(self) -> Crew:
+        proposals = {m["agent_id"]: self.task("propose", m, [], False, {"agent_id": m["agent_id"]})
+                     for m in self.spec["agents"]}
+        critiques = self.critiques(proposals)
+        revisions = self.revisions(proposals, critiques)
+        self.judge(revisions)
+        agents = list({id(t.agent): t.agent for t in self.tasks}.values())
+        return Crew(agents=agents, tasks=self.tasks, process=Process.sequential, verbose=False)
+
+    def critiques(self, proposals: dict[str, Task]) -> dict[str, list[Task]]:
+        """Every peer critiques every other proposal; the first critique must be synchronous."""
+        out: dict[str, list[Task]] = {aid: [] for aid in self.ids}
+        for author in self.ids:
+            for critic in (m for m in self.spec["agents"] if m["agent_id"] != author):
+                out[author].append(self.task(
+                    "critique", critic, [proposals[author]], sync=not any(out.values()),
+                    prompt={"author": author, "version": 0, "round": 1,
+                            "agent_id": critic["agent_id"],
+                            "proposal": f"(the output of {author}'s proposal task, in the "
+                                        "context below)"}))
+        return out
+
+    def revisions(self, proposals: dict[str, Task],
+                  critiques: dict[str, list[Task]]) -> dict[str, Task]:
+        """Each author revises from its critiques; the first revision must be synchronous."""
+        return {aid: self.task(
+            "revise", member, [proposals[aid], *critiques[aid]], sync=i == 0,
+            prompt={"author": aid, "version": 0, "round": 1, "agent_id": aid,
+                    "proposal": f"(the output of {aid}'s proposal task, first in the context "
+                                "below)",
+                    "critiques": "(the outputs of the critique tasks, after it in the context "
+                                 "below)"})
+            for i, (aid, member) in enumerate(zip(self.ids, self.spec["agents"]))}
+
+    def judge(self, revisions: dict[str, Task]) -> Task:
+        order = shared.judge_order(self.spec, self.ids)
+        proposals = "\n\n".join(f"## Proposal by {aid} (version 1)\n(the output of {aid}'s "
+                                 "revision task in the context below)" for aid in order)
+        verdict = shared.judgement_model(self.ids, list(self.spec["rubric"]))
+        return self.task("select", self.spec["judge"], [revisions[aid] for aid in order], True,
+                         {"proposals": proposals, "candidates": ", ".join(order)},
+                         output_pydantic=verdict)
 
 
 def main() -> None:
     spec = shared.load_spec()
-    crew = build(spec)
+    crew = Deliberation(spec).crew()
     with shared.Clock() as clock:
         result = crew.kickoff()
     verdict = result.pydantic
