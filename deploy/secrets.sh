@@ -29,9 +29,9 @@ chmod 0700 "$dir"
 # substituted from a variable as a number and refuses the configuration).
 password() { printf 'p%s' "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')"; }
 
-write() {  # write FILE CONTENT: replace atomically, readable by the containers' users
+write() {  # write FILE CONTENT: no trailing newline (a Secret key's value is the file's bytes)
   local tmp; tmp="$(mktemp "$dir/.tmp.XXXXXX")"
-  printf '%s\n' "$2" > "$tmp"
+  printf '%s' "$2" > "$tmp"
   chmod 0444 "$tmp"
   mv -f "$tmp" "$dir/$1"
 }

@@ -298,7 +298,10 @@ def main() -> int:
         thread2 = http.post(f"{base}/threads", json={}).json()["thread_id"]
         run = http.post(f"{base}/threads/{thread2}/runs",
                         json=run_input("Split the notifications module", "ARCHITECT", 3)).json()
-        calls = lambda: len(http.get(f"{llm_admin}/admin/requests").json()["requests"])  # noqa: E731
+
+        def calls() -> int:
+            return len(http.get(f"{llm_admin}/admin/requests").json()["requests"])
+
         wait_for(lambda: calls() >= 6, timeout=60, every=0.2)
         before = calls()
         stack.stop("api")  # SIGTERM, mid-deliberation
