@@ -198,8 +198,8 @@ def main() -> int:
                                          args.concurrency, args.temperature, args.max_tokens))
     ids = {p["task_id"] for p in problems}
     results = [r for r in read_results(out_dir / RESULTS_FILE) if r["task_id"] in ids]
-    title = (f"HumanEval {args.split} split, {problems[0]['task_id']}..{problems[-1]['task_id']}"
-             f" ({len(problems)} problems), {args.model}")
+    title = (f"HumanEval {args.split} split, {problems[0]['task_id']}..{problems[-1]['task_id']},"
+             f" {args.model}, single")
     write_report(results, out_dir, title=title)
     print((out_dir / "summary.md").read_text())
     if asked:

@@ -109,7 +109,7 @@ def plot_pass_vs_tokens(summaries: Sequence[StrategySummary], path: Path,
             axes.annotate(s["strategy"], (x, y), textcoords="offset points", xytext=(6, 4),
                           fontsize=8)
         axes.set_xlabel(label)
-        axes.set_xlim(left=0)
+        axes.set_xlim(0, 1.2 * max([tokens(s) for s in summaries] + [1.0]))  # room for labels
         axes.grid(True, alpha=0.3)
     panels[0].set_ylabel("pass@1 (%), 95 % Wilson interval")
     panels[0].set_ylim(bottom=0)
@@ -140,5 +140,6 @@ def write_report(results: Iterable[ProblemResult], out_dir: Path, baseline: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / SUMMARY_FILE).write_text(markdown_summary(summaries, title), encoding="utf-8")
     if summaries:
-        plot_pass_vs_tokens(summaries, out_dir / PLOT_FILE)
+        plot_pass_vs_tokens(summaries, out_dir / PLOT_FILE,
+                            title=title or "pass@1 against tokens per problem")
     return summaries

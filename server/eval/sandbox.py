@@ -24,8 +24,9 @@ What this isolation protects against (the accidents of model-written code):
   files, and only their tail is read back;
 - stray files: the child runs in a fresh temporary directory that is deleted afterwards;
 - leaked secrets through the environment: the child gets a minimal environment (``PATH``,
-  ``HOME``/``TMPDIR`` pointing at its directory, ``LANG``), not the parent's (no API keys, no
-  ``COUNCIL_*``), and ``-I`` ignores every ``PYTHON*`` variable and the user's site-packages;
+  ``HOME``/``TMPDIR`` pointing at its directory, ``LANG``, one BLAS/OpenMP thread), not the
+  parent's (no API keys, no ``COUNCIL_*``), and ``-I`` ignores every ``PYTHON*`` variable and
+  the user's site-packages;
 - reading input: stdin is ``/dev/null``, so ``input()`` fails at once instead of waiting;
 - the scorer itself: an exception, crash or ``os._exit`` in the child cannot take the eval down,
   and a child that exits early with status 0 is not counted as passed (the runner prints a
@@ -178,8 +179,11 @@ def build_program(problem: Problem, code: str) -> str:
 
 
 def _clean_env(workdir: str) -> dict[str, str]:
+    # One BLAS/OpenMP thread: numerical libraries otherwise reserve address space per core,
+    # which RLIMIT_AS counts, and the scorer already runs one child per core.
     return {"PATH": os.defpath, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
-            "PYTHONDONTWRITEBYTECODE": "1"}
+            "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1"}
 
 
 def _tail(path: Path, size: int = 4096) -> str:
