@@ -56,8 +56,16 @@ PEER_RUNS = {  # name -> (runner script and virtualenv, what the spec adds)
     "crewai": ("crewai", {}),
     "crewai-sequential": ("crewai", {"sequential": True}),
 }
-LOGGED = ("agent", "stage", "t_in", "t_first_token", "t_out", "prompt_tokens", "cached_tokens",
-          "completion_tokens")  # of each call, in --out
+LOGGED = (
+    "agent",
+    "stage",
+    "t_in",
+    "t_first_token",
+    "t_out",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+)  # of each call, in --out
 MAX_TOKENS = {"propose": 1536, "critique": 768, "revise": 1536, "select": 1536}  # council's
 
 
@@ -89,8 +97,14 @@ class Simulator:
 
     def __init__(self, time_scale: float):
         self.port = free_port()
-        self.args = ["sim-vllm", "--port", str(self.port), "--time-scale", str(time_scale),
-                     "--reasoning-parser"]
+        self.args = [
+            "sim-vllm",
+            "--port",
+            str(self.port),
+            "--time-scale",
+            str(time_scale),
+            "--reasoning-parser",
+        ]
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -101,9 +115,13 @@ class Simulator:
     def admin(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "Simulator":
-        self.proc = subprocess.Popen([*council_command(), *self.args], cwd=ROOT,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def __enter__(self) -> Simulator:
+        self.proc = subprocess.Popen(
+            [*council_command(), *self.args],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -150,16 +168,33 @@ def peer_python(name: str, venvs: Path, override: str | None) -> Path:
     return python
 
 
-def run_council(sim: Simulator, task: dict[str, Any], deliberation_id: str,
-                work: Path) -> dict[str, Any]:
+def run_council(
+    sim: Simulator, task: dict[str, Any], deliberation_id: str, work: Path
+) -> dict[str, Any]:
     """``council deliberate --json`` as a user runs it; its ``duration_ms`` is the wall time."""
     rubric = work / f"rubric-{task['id']}.json"
     rubric.write_text(json.dumps(task["rubric"]))
     env = {k: v for k, v in os.environ.items() if k not in ("VALKEY_URL", "NATS_URL")}
     env["COUNCIL_DATA_DIR"] = str(work / "council-data")  # its embedded Valkey and NATS live here
-    cmd = [*council_command(), "deliberate", task["task"], "--role", task["role"], "--agents", "3",
-           "--rounds", "1", "--rubric", str(rubric), "--base-url", sim.base_url,
-           "--id", deliberation_id, "--json", "--quiet"]
+    cmd = [
+        *council_command(),
+        "deliberate",
+        task["task"],
+        "--role",
+        task["role"],
+        "--agents",
+        "3",
+        "--rounds",
+        "1",
+        "--rubric",
+        str(rubric),
+        "--base-url",
+        sim.base_url,
+        "--id",
+        deliberation_id,
+        "--json",
+        "--quiet",
+    ]
     t0 = time.monotonic()
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     process_s = time.monotonic() - t0
@@ -167,43 +202,81 @@ def run_council(sim: Simulator, task: dict[str, Any], deliberation_id: str,
         raise SystemExit(f"peers: council failed ({done.returncode}): {done.stderr[-2000:]}")
     event = json.loads(done.stdout)
     ended = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
-    return {"wall_s": event["duration_ms"] / 1000, "process_s": process_s,
-            "winner": event["winner"]["author"]["agent_id"], "version": council_version(),
-            "started": ended - event["duration_ms"] / 1000, "ended": ended}
+    return {
+        "wall_s": event["duration_ms"] / 1000,
+        "process_s": process_s,
+        "winner": event["winner"]["author"]["agent_id"],
+        "version": council_version(),
+        "started": ended - event["duration_ms"] / 1000,
+        "ended": ended,
+    }
 
 
-def run_peer(name: str, python: Path | None, sim: Simulator, task: dict[str, Any],
-             deliberation_id: str, work: Path) -> dict[str, Any]:
+def run_peer(
+    name: str,
+    python: Path | None,
+    sim: Simulator,
+    task: dict[str, Any],
+    deliberation_id: str,
+    work: Path,
+) -> dict[str, Any]:
     """A peer's script in its own virtualenv; it prints one JSON line with its own wall time."""
     runner, extra = PEER_RUNS[name]
-    spec = {"framework": name, **extra, "deliberation_id": deliberation_id,
-            "base_url": sim.base_url,
-            "model": sim.model(), "api_key": "EMPTY", "role": task["role"], "task": task["task"],
-            "constraints": "", "rubric": task["rubric"], "max_tokens": MAX_TOKENS,
-            "agents": [{"agent_id": f"agent-{task['role'].lower()}-{i:03d}", "temperature": 0.7,
-                        "seed": 1000 + i} for i in (1, 2, 3)],
-            "judge": {"agent_id": f"judge-{task['role'].lower()}", "temperature": 0.0, "seed": 7},
-            "prompts_dir": os.environ.get("COUNCIL_PROMPTS_DIR") or str(ROOT / "prompts")}
+    spec = {
+        "framework": name,
+        **extra,
+        "deliberation_id": deliberation_id,
+        "base_url": sim.base_url,
+        "model": sim.model(),
+        "api_key": "EMPTY",
+        "role": task["role"],
+        "task": task["task"],
+        "constraints": "",
+        "rubric": task["rubric"],
+        "max_tokens": MAX_TOKENS,
+        "agents": [
+            {
+                "agent_id": f"agent-{task['role'].lower()}-{i:03d}",
+                "temperature": 0.7,
+                "seed": 1000 + i,
+            }
+            for i in (1, 2, 3)
+        ],
+        "judge": {"agent_id": f"judge-{task['role'].lower()}", "temperature": 0.0, "seed": 7},
+        "prompts_dir": os.environ.get("COUNCIL_PROMPTS_DIR") or str(ROOT / "prompts"),
+    }
     path = work / f"spec-{name}.json"
     path.write_text(json.dumps(spec))
     t0 = time.monotonic()
     assert python is not None
-    done = subprocess.run([str(python), str(PEERS / f"{runner}_run.py"), str(path)], cwd=work,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(python), str(PEERS / f"{runner}_run.py"), str(path)],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     process_s = time.monotonic() - t0
     if done.returncode != 0:
         raise SystemExit(f"peers: {name} failed ({done.returncode}): {done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"wall_s": result["wall_s"], "process_s": process_s, "winner": result["winner"],
-            "version": result["version"], "started": result["started"], "ended": result["ended"]}
+    return {
+        "wall_s": result["wall_s"],
+        "process_s": process_s,
+        "winner": result["winner"],
+        "version": result["version"],
+        "started": result["started"],
+        "ended": result["ended"],
+    }
 
 
 def council_version() -> str:
     from importlib.metadata import version
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                                capture_output=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True
+        ).stdout.strip()
     except OSError:
         commit = ""
     return version("council") + (f" ({commit})" if commit else "")
@@ -241,42 +314,74 @@ def figures(calls: list[dict[str, Any]]) -> dict[str, Any]:
     """What the simulator saw of one deliberation."""
     if any(c.get("status") != 200 or not c.get("t_out") for c in calls):
         raise SystemExit(f"peers: failed LLM calls in the log: {calls}")
-    return {"calls": len(calls), "prompt_tokens": sum(c["prompt_tokens"] for c in calls),
-            "cached_tokens": sum(c.get("cached_tokens", 0) for c in calls),
-            "completion_tokens": sum(c["completion_tokens"] for c in calls),
-            "peak_in_flight": peak_in_flight(calls), "stage_bound_s": stage_bound(calls),
-            "busy_s": busy(calls),
-            "by_stage": {s: sum(1 for c in calls if c["stage"] == s)
-                         for s in ("propose", "critique", "revise", "select")}}
+    return {
+        "calls": len(calls),
+        "prompt_tokens": sum(c["prompt_tokens"] for c in calls),
+        "cached_tokens": sum(c.get("cached_tokens", 0) for c in calls),
+        "completion_tokens": sum(c["completion_tokens"] for c in calls),
+        "peak_in_flight": peak_in_flight(calls),
+        "stage_bound_s": stage_bound(calls),
+        "busy_s": busy(calls),
+        "by_stage": {
+            s: sum(1 for c in calls if c["stage"] == s)
+            for s in ("propose", "critique", "revise", "select")
+        },
+    }
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Median of each figure over the runs (the wall's range too)."""
+
     def med(key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
     walls = [r["wall_s"] for r in runs]
-    out = {k: med(k) for k in ("wall_s", "process_s", "calls", "prompt_tokens", "cached_tokens",
-                               "completion_tokens", "peak_in_flight", "stage_bound_s", "idle_s",
-                               "before_first_call_s", "after_last_call_s")}
-    return {**out, "wall_min": min(walls), "wall_max": max(walls), "version": runs[0]["version"],
-            "runs": len(runs)}
+    out = {
+        k: med(k)
+        for k in (
+            "wall_s",
+            "process_s",
+            "calls",
+            "prompt_tokens",
+            "cached_tokens",
+            "completion_tokens",
+            "peak_in_flight",
+            "stage_bound_s",
+            "idle_s",
+            "before_first_call_s",
+            "after_last_call_s",
+        )
+    }
+    return {
+        **out,
+        "wall_min": min(walls),
+        "wall_max": max(walls),
+        "version": runs[0]["version"],
+        "runs": len(runs),
+    }
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     base = results.get("council", {}).get("wall_s")
-    lines = ["| framework | version | wall (s) | wall / council | process (s) | LLM calls | "
-             "prompt tokens (cached) | completion tokens | peak calls in flight | "
-             "stage bound (s) | no call in flight (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| framework | version | wall (s) | wall / council | process (s) | LLM calls | "
+        "prompt tokens (cached) | completion tokens | peak calls in flight | "
+        "stage bound (s) | no call in flight (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, s in results.items():
         ratio = f"{s['wall_s'] / base:.2f}" if base else "-"
-        spread = f"{s['wall_s']:.2f} ({s['wall_min']:.2f}–{s['wall_max']:.2f})" if s["runs"] > 1 \
+        spread = (
+            f"{s['wall_s']:.2f} ({s['wall_min']:.2f}–{s['wall_max']:.2f})"
+            if s["runs"] > 1
             else f"{s['wall_s']:.2f}"
-        lines.append(f"| {name} | {s['version']} | {spread} | {ratio} | {s['process_s']:.1f} | "
-                     f"{s['calls']:g} | {s['prompt_tokens']:g} ({s['cached_tokens']:g}) | "
-                     f"{s['completion_tokens']:g} | {s['peak_in_flight']:g} | "
-                     f"{s['stage_bound_s']:.2f} | {s['idle_s']:.2f} |")
+        )
+        lines.append(
+            f"| {name} | {s['version']} | {spread} | {ratio} | {s['process_s']:.1f} | "
+            f"{s['calls']:g} | {s['prompt_tokens']:g} ({s['cached_tokens']:g}) | "
+            f"{s['completion_tokens']:g} | {s['peak_in_flight']:g} | "
+            f"{s['stage_bound_s']:.2f} | {s['idle_s']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -289,12 +394,19 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-            f"{platform.system()}")
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+    )
 
 
-def deliberate(sim: Simulator, name: str, task: dict[str, Any], deliberation_id: str, work: Path,
-               python: Path | None) -> dict[str, Any]:
+def deliberate(
+    sim: Simulator,
+    name: str,
+    task: dict[str, Any],
+    deliberation_id: str,
+    work: Path,
+    python: Path | None,
+) -> dict[str, Any]:
     """One deliberation from a cold prefix cache, with what the simulator saw of it."""
     sim.fresh()
     if name == "council":
@@ -313,14 +425,23 @@ def deliberate(sim: Simulator, name: str, task: dict[str, Any], deliberation_id:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n")[0])
     ap.add_argument("--task", default="t01", help="task id in the benchmark tasks (default t01)")
-    ap.add_argument("--runs", type=int, default=3,
-                    help="deliberations per framework (medians shown)")
+    ap.add_argument(
+        "--runs", type=int, default=3, help="deliberations per framework (medians shown)"
+    )
     ap.add_argument("--time-scale", type=float, default=1.0, help="simulator time scale")
     ap.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma-separated subset")
-    ap.add_argument("--venvs", default=str(ROOT / ".council-data" / "peers"),
-                    help="where the peers' virtualenvs and run files go")
-    ap.add_argument("--python", action="append", default=[], metavar="NAME=PATH",
-                    help="use this interpreter for a peer instead of building its virtualenv")
+    ap.add_argument(
+        "--venvs",
+        default=str(ROOT / ".council-data" / "peers"),
+        help="where the peers' virtualenvs and run files go",
+    )
+    ap.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="use this interpreter for a peer instead of building its virtualenv",
+    )
     ap.add_argument("--out", help="also write every run's figures to this JSON file")
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.frameworks.split(",") if n.strip()]
@@ -342,18 +463,23 @@ def main(argv: list[str] | None = None) -> int:
                 deliberation_id = f"peers-{name}-{stamp}-{i}"
                 run = deliberate(sim, name, task, deliberation_id, work, pythons.get(name))
                 runs[name].append(run)
-                print(f"  {name:<8} run {i + 1}: wall {run['wall_s']:.2f}s, {run['calls']} calls, "
-                      f"peak {run['peak_in_flight']} in flight, no call in flight "
-                      f"{run['idle_s']:.2f}s ({run['before_first_call_s']:.2f}s before the first, "
-                      f"{run['after_last_call_s']:.2f}s after the last), winner {run['winner']}",
-                      file=sys.stderr)
+                print(
+                    f"  {name:<8} run {i + 1}: wall {run['wall_s']:.2f}s, {run['calls']} calls, "
+                    f"peak {run['peak_in_flight']} in flight, no call in flight "
+                    f"{run['idle_s']:.2f}s ({run['before_first_call_s']:.2f}s before the first, "
+                    f"{run['after_last_call_s']:.2f}s after the last), winner {run['winner']}",
+                    file=sys.stderr,
+                )
     results = {n: summary(r) for n, r in runs.items()}
-    print(f"Task {task['id']} ({task['role']}), 3 agents, 1 round, time scale {args.time_scale}, "
-          f"{args.runs} run(s) each, medians; {machine()}\n")
+    print(
+        f"Task {task['id']} ({task['role']}), 3 agents, 1 round, time scale {args.time_scale}, "
+        f"{args.runs} run(s) each, medians; {machine()}\n"
+    )
     print(table(results))
     if args.out:
-        Path(args.out).write_text(json.dumps({"task": task["id"], "runs": runs, "summary": results},
-                                             indent=1))
+        Path(args.out).write_text(
+            json.dumps({"task": task["id"], "runs": runs, "summary": results}, indent=1)
+        )
     return 0
 
 

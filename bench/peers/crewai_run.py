@@ -35,9 +35,8 @@ for name in ("CREWAI_DISABLE_TELEMETRY", "CREWAI_DISABLE_TRACKING", "OTEL_SDK_DI
     os.environ.setdefault(name, "true")  # no network here; CrewAI would try to send telemetry
 os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
 
-from crewai import LLM, Agent, Crew, Process, Task  # noqa: E402
-
 import shared  # noqa: E402
+from crewai import LLM, Agent, Crew, Process, Task  # noqa: E402
 
 EXPECTED = {
     "propose": "Your proposal in Markdown: approach, steps, risks with a way back, verification.",
@@ -56,13 +55,23 @@ class Members:
 
     def agent(self, member: dict[str, Any], stage: str) -> Agent:
         spec = self.spec
-        llm = LLM(model=f"hosted_vllm/{spec['model']}", base_url=spec["base_url"],
-                  api_key=spec["api_key"], max_tokens=spec["max_tokens"][stage],
-                  temperature=member["temperature"], seed=member["seed"],
-                  default_headers=shared.headers(spec, member["agent_id"], stage))
-        return Agent(role=f"{member['agent_id']}, {spec['role']} engineer",
-                     goal="The best solution to the council's task, as the rubric judges it",
-                     backstory=self.backstory, llm=llm, allow_delegation=False, verbose=False)
+        llm = LLM(
+            model=f"hosted_vllm/{spec['model']}",
+            base_url=spec["base_url"],
+            api_key=spec["api_key"],
+            max_tokens=spec["max_tokens"][stage],
+            temperature=member["temperature"],
+            seed=member["seed"],
+            default_headers=shared.headers(spec, member["agent_id"], stage),
+        )
+        return Agent(
+            role=f"{member['agent_id']}, {spec['role']} engineer",
+            goal="The best solution to the council's task, as the rubric judges it",
+            backstory=self.backstory,
+            llm=llm,
+            allow_delegation=False,
+            verbose=False,
+        )
 
 
 class Deliberation:
@@ -75,18 +84,32 @@ class Deliberation:
         self.ids = [m["agent_id"] for m in spec["agents"]]
         self.tasks: list[Task] = []
 
-    def task(self, stage: str, member: dict[str, Any], context: list[Task], sync: bool,
-             prompt: dict[str, object], **options: Any) -> Task:
+    def task(
+        self,
+        stage: str,
+        member: dict[str, Any],
+        context: list[Task],
+        sync: bool,
+        prompt: dict[str, object],
+        **options: Any,
+    ) -> Task:
         one_at_a_time = bool(self.spec.get("sequential"))
-        task = Task(description=shared.render(self.spec, stage, **self.values, **prompt),
-                    expected_output=EXPECTED[stage], agent=self.members.agent(member, stage),
-                    context=context, async_execution=not (sync or one_at_a_time), **options)
+        task = Task(
+            description=shared.render(self.spec, stage, **self.values, **prompt),
+            expected_output=EXPECTED[stage],
+            agent=self.members.agent(member, stage),
+            context=context,
+            async_execution=not (sync or one_at_a_time),
+            **options,
+        )
         self.tasks.append(task)
         return task
 
     def crew(self) -> Crew:
-        proposals = {m["agent_id"]: self.task("propose", m, [], False, {"agent_id": m["agent_id"]})
-                     for m in self.spec["agents"]}
+        proposals = {
+            m["agent_id"]: self.task("propose", m, [], False, {"agent_id": m["agent_id"]})
+            for m in self.spec["agents"]
+        }
         critiques = self.critiques(proposals)
         revisions = self.revisions(proposals, critiques)
         self.judge(revisions)
@@ -98,34 +121,64 @@ class Deliberation:
         out: dict[str, list[Task]] = {aid: [] for aid in self.ids}
         for author in self.ids:
             for critic in (m for m in self.spec["agents"] if m["agent_id"] != author):
-                out[author].append(self.task(
-                    "critique", critic, [proposals[author]], sync=not any(out.values()),
-                    prompt={"author": author, "version": 0, "round": 1,
+                out[author].append(
+                    self.task(
+                        "critique",
+                        critic,
+                        [proposals[author]],
+                        sync=not any(out.values()),
+                        prompt={
+                            "author": author,
+                            "version": 0,
+                            "round": 1,
                             "agent_id": critic["agent_id"],
                             "proposal": f"(the output of {author}'s proposal task, in the "
-                                        "context below)"}))
+                            "context below)",
+                        },
+                    )
+                )
         return out
 
-    def revisions(self, proposals: dict[str, Task],
-                  critiques: dict[str, list[Task]]) -> dict[str, Task]:
+    def revisions(
+        self, proposals: dict[str, Task], critiques: dict[str, list[Task]]
+    ) -> dict[str, Task]:
         """Each author revises from its critiques; the first revision must be synchronous."""
-        return {aid: self.task(
-            "revise", member, [proposals[aid], *critiques[aid]], sync=i == 0,
-            prompt={"author": aid, "version": 0, "round": 1, "agent_id": aid,
+        return {
+            aid: self.task(
+                "revise",
+                member,
+                [proposals[aid], *critiques[aid]],
+                sync=i == 0,
+                prompt={
+                    "author": aid,
+                    "version": 0,
+                    "round": 1,
+                    "agent_id": aid,
                     "proposal": f"(the output of {aid}'s proposal task, first in the context "
-                                "below)",
+                    "below)",
                     "critiques": "(the outputs of the critique tasks, after it in the context "
-                                 "below)"})
-            for i, (aid, member) in enumerate(zip(self.ids, self.spec["agents"]))}
+                    "below)",
+                },
+            )
+            for i, (aid, member) in enumerate(zip(self.ids, self.spec["agents"], strict=False))
+        }
 
     def judge(self, revisions: dict[str, Task]) -> Task:
         order = shared.judge_order(self.spec, self.ids)
-        proposals = "\n\n".join(f"## Proposal by {aid} (version 1)\n(the output of {aid}'s "
-                                 "revision task in the context below)" for aid in order)
+        proposals = "\n\n".join(
+            f"## Proposal by {aid} (version 1)\n(the output of {aid}'s "
+            "revision task in the context below)"
+            for aid in order
+        )
         verdict = shared.judgement_model(self.ids, list(self.spec["rubric"]))
-        return self.task("select", self.spec["judge"], [revisions[aid] for aid in order], True,
-                         {"proposals": proposals, "candidates": ", ".join(order)},
-                         output_pydantic=verdict)
+        return self.task(
+            "select",
+            self.spec["judge"],
+            [revisions[aid] for aid in order],
+            True,
+            {"proposals": proposals, "candidates": ", ".join(order)},
+            output_pydantic=verdict,
+        )
 
 
 def main() -> None:
@@ -134,8 +187,14 @@ def main() -> None:
     with shared.Clock() as clock:
         result = crew.kickoff()
     verdict = result.pydantic
-    shared.report(spec, version("crewai"), clock, verdict.winner, verdict.justification,
-                  tasks=len(result.tasks_output))
+    shared.report(
+        spec,
+        version("crewai"),
+        clock,
+        verdict.winner,
+        verdict.justification,
+        tasks=len(result.tasks_output),
+    )
 
 
 if __name__ == "__main__":

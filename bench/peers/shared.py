@@ -37,8 +37,11 @@ def rubric_text(rubric: dict[str, str]) -> str:
 
 def shared_values(spec: dict[str, Any]) -> dict[str, str]:
     """Task, constraints and rubric: the block every stage prompt opens with."""
-    return {"task": spec["task"], "constraints": spec["constraints"] or "(none)",
-            "rubric": rubric_text(spec["rubric"])}
+    return {
+        "task": spec["task"],
+        "constraints": spec["constraints"] or "(none)",
+        "rubric": rubric_text(spec["rubric"]),
+    }
 
 
 def split_shared(text: str) -> tuple[str, str]:
@@ -66,27 +69,45 @@ def judgement_model(agent_ids: list[str], criteria: list[str]) -> type[BaseModel
     """The judge's answer, the same shape council asks for: integer scores 0-10 per criterion
     per proposal, a rationale each, the winner and a justification."""
     forbid = ConfigDict(extra="forbid")
-    scores = create_model("CriterionScores", __config__=forbid, **{
-        f"c{i}": (int, Field(ge=0, le=10, alias=name)) for i, name in enumerate(criteria)})
-    proposal = create_model("ProposalScore", __config__=forbid, scores=(scores, ...),
-                            rationale=(str, Field(min_length=1)))
-    per_agent = create_model("Scores", __config__=forbid, **{
-        f"a{i}": (proposal, Field(alias=aid)) for i, aid in enumerate(agent_ids)})
-    return create_model("Judgement", __config__=forbid, scores=(per_agent, ...),
-                        winner=(Literal[tuple(agent_ids)], ...),  # type: ignore[valid-type]
-                        justification=(str, Field(min_length=1)))
+    scores = create_model(
+        "CriterionScores",
+        __config__=forbid,
+        **{f"c{i}": (int, Field(ge=0, le=10, alias=name)) for i, name in enumerate(criteria)},
+    )
+    proposal = create_model(
+        "ProposalScore",
+        __config__=forbid,
+        scores=(scores, ...),
+        rationale=(str, Field(min_length=1)),
+    )
+    per_agent = create_model(
+        "Scores",
+        __config__=forbid,
+        **{f"a{i}": (proposal, Field(alias=aid)) for i, aid in enumerate(agent_ids)},
+    )
+    return create_model(
+        "Judgement",
+        __config__=forbid,
+        scores=(per_agent, ...),
+        winner=(Literal[tuple(agent_ids)], ...),  # type: ignore[valid-type]
+        justification=(str, Field(min_length=1)),
+    )
 
 
 def headers(spec: dict[str, Any], agent_id: str, stage: str) -> dict[str, str]:
     """Who is calling, for the simulator's request log (it splits the figures by these)."""
-    return {"X-Council-Deliberation": spec["deliberation_id"], "X-Council-Agent": agent_id,
-            "X-Council-Stage": stage, "X-Council-Round": "0" if stage == "propose" else "1"}
+    return {
+        "X-Council-Deliberation": spec["deliberation_id"],
+        "X-Council-Agent": agent_id,
+        "X-Council-Stage": stage,
+        "X-Council-Round": "0" if stage == "propose" else "1",
+    }
 
 
 class Clock:
     """Wall time of the deliberation itself (after imports and set-up, as council's own)."""
 
-    def __enter__(self) -> "Clock":
+    def __enter__(self) -> Clock:
         self.started = time.time()  # the simulator's log uses the same clock
         self.t0 = time.monotonic()
         return self
@@ -96,10 +117,22 @@ class Clock:
         self.ended = time.time()
 
 
-def report(spec: dict[str, Any], version: str, clock: Clock, winner: str, justification: str,
-           **extra: Any) -> None:
+def report(
+    spec: dict[str, Any], version: str, clock: Clock, winner: str, justification: str, **extra: Any
+) -> None:
     """The runner's result: one JSON line on stdout, read by ``bench/peers.py``."""
-    print(json.dumps({"framework": spec["framework"], "version": version,
-                      "wall_s": round(clock.wall_s, 3), "started": clock.started,
-                      "ended": clock.ended, "winner": winner, "justification": justification,
-                      **extra}), flush=True)
+    print(
+        json.dumps(
+            {
+                "framework": spec["framework"],
+                "version": version,
+                "wall_s": round(clock.wall_s, 3),
+                "started": clock.started,
+                "ended": clock.ended,
+                "winner": winner,
+                "justification": justification,
+                **extra,
+            }
+        ),
+        flush=True,
+    )

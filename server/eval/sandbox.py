@@ -160,8 +160,10 @@ def extract_code(answer: str, entry_point: str | None = None) -> str:
 
 def defines(code: str, name: str) -> bool:
     """Whether ``code`` has a ``def name(`` (or ``async def``) at any indentation."""
-    return re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(name)}[ \t]*\(", code,
-                     re.MULTILINE) is not None
+    return (
+        re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(name)}[ \t]*\(", code, re.MULTILINE)
+        is not None
+    )
 
 
 def build_program(problem: Problem, code: str) -> str:
@@ -170,8 +172,11 @@ def build_program(problem: Problem, code: str) -> str:
     if defines(code, entry):
         # A whole function: keep what the prompt has before its stub (imports, helper functions)
         # and let the answer's code stand for the stub.
-        stubs = list(re.finditer(rf"^(?:async[ \t]+)?def[ \t]+{re.escape(entry)}[ \t]*\(", prompt,
-                                 re.MULTILINE))
+        stubs = list(
+            re.finditer(
+                rf"^(?:async[ \t]+)?def[ \t]+{re.escape(entry)}[ \t]*\(", prompt, re.MULTILINE
+            )
+        )
         body = (prompt[: stubs[-1].start()] if stubs else prompt + "\n\n") + code
     else:
         body = prompt + code  # a body that completes the prompt
@@ -181,9 +186,15 @@ def build_program(problem: Problem, code: str) -> str:
 def _clean_env(workdir: str) -> dict[str, str]:
     # One BLAS/OpenMP thread: numerical libraries otherwise reserve address space per core,
     # which RLIMIT_AS counts, and the scorer already runs one child per core.
-    return {"PATH": os.defpath, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
-            "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1"}
+    return {
+        "PATH": os.defpath,
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
 
 
 def _tail(path: Path, size: int = 4096) -> str:
@@ -210,8 +221,9 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _classify(code: int | None, stdout: str, stderr: str, nonce: str,
-              memory_mb: int) -> tuple[Status, str]:
+def _classify(
+    code: int | None, stdout: str, stderr: str, nonce: str, memory_mb: int
+) -> tuple[Status, str]:
     reason = _reason_from(stderr)
     if code == 0:
         if stdout.rstrip("\n").endswith(nonce):
@@ -235,26 +247,41 @@ def _classify(code: int | None, stdout: str, stderr: str, nonce: str,
     return "error", f"exit status {code}" + (f": {reason}" if reason else "")
 
 
-async def run_tests(problem: Problem, code: str, *, timeout: float = DEFAULT_TIMEOUT_S,
-                    memory_mb: int = DEFAULT_MEMORY_MB) -> Outcome:
+async def run_tests(
+    problem: Problem,
+    code: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+) -> Outcome:
     """Run ``code`` against ``problem``'s tests in a limited child process (see module docs)."""
     started = time.perf_counter()
     if not code.strip():
         return Outcome("error", "the answer has no code", 0.0)
     nonce = secrets.token_hex(16)
-    with tempfile.TemporaryDirectory(prefix="council-eval-",
-                                     ignore_cleanup_errors=True) as workdir:
+    with tempfile.TemporaryDirectory(prefix="council-eval-", ignore_cleanup_errors=True) as workdir:
         work = Path(workdir)
         (work / "solution.py").write_text(build_program(problem, code), encoding="utf-8")
         with (work / ".stdout").open("wb") as out, (work / ".stderr").open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-c", _RUNNER, nonce, str(memory_mb << 20),
-                str(int(timeout) + 1), str(OUTPUT_LIMIT_BYTES),
-                cwd=workdir, env=_clean_env(workdir), stdin=asyncio.subprocess.DEVNULL,
-                stdout=out, stderr=err, start_new_session=True)
+                sys.executable,
+                "-I",
+                "-c",
+                _RUNNER,
+                nonce,
+                str(memory_mb << 20),
+                str(int(timeout) + 1),
+                str(OUTPUT_LIMIT_BYTES),
+                cwd=workdir,
+                env=_clean_env(workdir),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
         try:
             returncode: int | None = await asyncio.wait_for(proc.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             returncode = None
         finally:
             _kill_group(proc.pid)  # the child's own children too
@@ -263,21 +290,32 @@ async def run_tests(problem: Problem, code: str, *, timeout: float = DEFAULT_TIM
         elapsed = time.perf_counter() - started
         if returncode is None:
             return Outcome("timeout", f"no result within {timeout:g} s", elapsed)
-        status, reason = _classify(returncode, _tail(work / ".stdout"), _tail(work / ".stderr"),
-                                   nonce, memory_mb)
+        status, reason = _classify(
+            returncode, _tail(work / ".stdout"), _tail(work / ".stderr"), nonce, memory_mb
+        )
         return Outcome(status, reason, elapsed)
 
 
-async def score_answer(problem: Problem, answer: str, *, timeout: float = DEFAULT_TIMEOUT_S,
-                       memory_mb: int = DEFAULT_MEMORY_MB) -> Outcome:
+async def score_answer(
+    problem: Problem,
+    answer: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+) -> Outcome:
     """Extract the code from a model's ``answer`` and run it against ``problem``'s tests."""
-    return await run_tests(problem, extract_code(answer, problem["entry_point"]),
-                           timeout=timeout, memory_mb=memory_mb)
+    return await run_tests(
+        problem, extract_code(answer, problem["entry_point"]), timeout=timeout, memory_mb=memory_mb
+    )
 
 
-async def score_many(pairs: Iterable[tuple[Problem, str]], *, concurrency: int | None = None,
-                     timeout: float = DEFAULT_TIMEOUT_S,
-                     memory_mb: int = DEFAULT_MEMORY_MB) -> list[Outcome]:
+async def score_many(
+    pairs: Iterable[tuple[Problem, str]],
+    *,
+    concurrency: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+) -> list[Outcome]:
     """Score (problem, answer) pairs in parallel, at most ``concurrency`` (default: cores) at once.
 
     Outcomes come back in the order of ``pairs``.
@@ -291,7 +329,12 @@ async def score_many(pairs: Iterable[tuple[Problem, str]], *, concurrency: int |
     return list(await asyncio.gather(*(one(p, a) for p, a in pairs)))
 
 
-def score_answer_sync(problem: Problem, answer: str, *, timeout: float = DEFAULT_TIMEOUT_S,
-                      memory_mb: int = DEFAULT_MEMORY_MB) -> Outcome:
+def score_answer_sync(
+    problem: Problem,
+    answer: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+) -> Outcome:
     """:func:`score_answer` for callers without an event loop."""
     return asyncio.run(score_answer(problem, answer, timeout=timeout, memory_mb=memory_mb))

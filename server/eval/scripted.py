@@ -29,8 +29,7 @@ def _indent_of_body(body: str) -> str:
     return first[: len(first) - len(first.lstrip())]
 
 
-def solution_code(problem: Problem, correct: bool = True,
-                  kind: BrokenKind = "early_return") -> str:
+def solution_code(problem: Problem, correct: bool = True, kind: BrokenKind = "early_return") -> str:
     """The whole function (prompt plus body): canonical, or broken as ``kind`` says."""
     body = problem["canonical_solution"]
     if not correct:
@@ -40,8 +39,7 @@ def solution_code(problem: Problem, correct: bool = True,
     return problem["prompt"] + body
 
 
-def answer_text(problem: Problem, correct: bool = True,
-                kind: BrokenKind = "early_return") -> str:
+def answer_text(problem: Problem, correct: bool = True, kind: BrokenKind = "early_return") -> str:
     """An answer as a model would give it: one sentence and the function in a python block."""
     code = solution_code(problem, correct, kind).strip("\n")
     return f"Here is the complete function.\n\n```python\n{code}\n```\n"

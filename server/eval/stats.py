@@ -68,18 +68,23 @@ def pass_per_1k_tokens(passed: int, completion_tokens: int) -> float | None:
     return 1000 * passed / completion_tokens
 
 
-def paired(baseline: Mapping[str, bool], strategy: Mapping[str, bool],
-           baseline_name: str) -> Paired | None:
+def paired(
+    baseline: Mapping[str, bool], strategy: Mapping[str, bool], baseline_name: str
+) -> Paired | None:
     """Compare two strategies' pass/fail on the problems both have (``task_id -> passed``)."""
     common = [task for task in strategy if task in baseline]
     if not common:
         return None
     only_baseline = sum(1 for t in common if baseline[t] and not strategy[t])
     only_strategy = sum(1 for t in common if strategy[t] and not baseline[t])
-    return Paired(baseline=baseline_name, problems=len(common), only_baseline=only_baseline,
-                  only_strategy=only_strategy,
-                  difference=(only_strategy - only_baseline) / len(common),
-                  p_value=mcnemar_exact(only_baseline, only_strategy))
+    return Paired(
+        baseline=baseline_name,
+        problems=len(common),
+        only_baseline=only_baseline,
+        only_strategy=only_strategy,
+        difference=(only_strategy - only_baseline) / len(common),
+        p_value=mcnemar_exact(only_baseline, only_strategy),
+    )
 
 
 def summarize(results: Iterable[ProblemResult], baseline: str = "single") -> list[StrategySummary]:
@@ -101,14 +106,21 @@ def summarize(results: Iterable[ProblemResult], baseline: str = "single") -> lis
         compare = None
         if name != baseline and baseline in outcomes:
             compare = paired(outcomes[baseline], outcomes[name], baseline)
-        summaries.append(StrategySummary(
-            strategy=name, problems=n, passed=passed, pass_at_1=passed / n, ci_low=low,
-            ci_high=high,
-            prompt_tokens_per_problem=sum(r["prompt_tokens"] for r in rows.values()) / n,
-            cached_tokens_per_problem=sum(r["cached_tokens"] for r in rows.values()) / n,
-            completion_tokens_per_problem=completion / n,
-            llm_calls_per_problem=sum(r["llm_calls"] for r in rows.values()) / n,
-            wall_s_per_problem=sum(r["wall_s"] for r in rows.values()) / n,
-            pass_per_1k_completion_tokens=pass_per_1k_tokens(passed, completion),
-            vs_baseline=compare))
+        summaries.append(
+            StrategySummary(
+                strategy=name,
+                problems=n,
+                passed=passed,
+                pass_at_1=passed / n,
+                ci_low=low,
+                ci_high=high,
+                prompt_tokens_per_problem=sum(r["prompt_tokens"] for r in rows.values()) / n,
+                cached_tokens_per_problem=sum(r["cached_tokens"] for r in rows.values()) / n,
+                completion_tokens_per_problem=completion / n,
+                llm_calls_per_problem=sum(r["llm_calls"] for r in rows.values()) / n,
+                wall_s_per_problem=sum(r["wall_s"] for r in rows.values()) / n,
+                pass_per_1k_completion_tokens=pass_per_1k_tokens(passed, completion),
+                vs_baseline=compare,
+            )
+        )
     return summaries

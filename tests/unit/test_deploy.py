@@ -35,8 +35,13 @@ COUNCIL = Path(sys.executable).parent / "council"
 # Commands the deployment runs that the council CLI does not have yet; each is specified in
 # docs/DEPLOY.md ("What the image expects from council"). Strict: once one exists, its test
 # fails until it is removed from here.
-PENDING = {("serve", "--production"), ("serve", "--jobs"), ("streams", None),
-           ("streams", "--replicas"), ("worker", "--http-port")}
+PENDING = {
+    ("serve", "--production"),
+    ("serve", "--jobs"),
+    ("streams", None),
+    ("streams", "--replicas"),
+    ("worker", "--http-port"),
+}
 
 
 def _yaml_docs(path: Path) -> list[dict]:
@@ -49,8 +54,11 @@ def _compose() -> dict:
 
 def _council_services() -> dict[str, dict]:
     """Compose services that run the council image."""
-    return {name: svc for name, svc in _compose()["services"].items()
-            if "council" in str(svc.get("image", "")) and "vllm/" not in str(svc["image"])}
+    return {
+        name: svc
+        for name, svc in _compose()["services"].items()
+        if "council" in str(svc.get("image", "")) and "vllm/" not in str(svc["image"])
+    }
 
 
 def _k8s_files() -> list[Path]:
@@ -84,7 +92,7 @@ def _overlay_args() -> list[list[str]]:
 def _command_lines() -> list[list[str]]:
     lines = [list(s["command"]) for s in _council_services().values() if "command" in s]
     lines += [list(c["args"]) for c in _council_containers() if "args" in c]
-    image_cmd = re.search(r'^CMD (\[.*\])$', (DEPLOY / "Dockerfile").read_text(), re.M)
+    image_cmd = re.search(r"^CMD (\[.*\])$", (DEPLOY / "Dockerfile").read_text(), re.M)
     assert image_cmd, "the Dockerfile has no CMD in exec form"
     lines.append(yaml.safe_load(image_cmd.group(1)))
     return lines + _overlay_args()
@@ -106,8 +114,9 @@ def _subcommand_flags() -> set[tuple[str, str | None]]:
 
 @functools.cache
 def _help(sub: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(COUNCIL), sub, "--help"], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [str(COUNCIL), sub, "--help"], capture_output=True, text=True, timeout=120
+    )
 
 
 def _pending_marks(pair: tuple[str, str | None]) -> list:
@@ -117,15 +126,21 @@ def _pending_marks(pair: tuple[str, str | None]) -> list:
     return []
 
 
-@pytest.mark.parametrize("pair", [pytest.param(p, marks=_pending_marks(p), id=f"{p[0]} {p[1]}")
-                                  for p in sorted(_subcommand_flags(), key=str)])
+@pytest.mark.parametrize(
+    "pair",
+    [
+        pytest.param(p, marks=_pending_marks(p), id=f"{p[0]} {p[1]}")
+        for p in sorted(_subcommand_flags(), key=str)
+    ],
+)
 def test_the_image_runs_council_commands_that_exist(pair: tuple[str, str | None]) -> None:
     sub, flag = pair
     result = _help(sub)
     assert result.returncode == 0, f"council {sub}: {result.stderr.strip()[-300:]}"
     if flag is not None:
-        assert re.search(rf"(^|[\s\[,]){re.escape(flag)}\b", result.stdout), \
+        assert re.search(rf"(^|[\s\[,]){re.escape(flag)}\b", result.stdout), (
             f"council {sub} has no {flag}"
+        )
 
 
 # ---- environment variables --------------------------------------------------------------
@@ -198,6 +213,7 @@ def test_documented_variable_is_read_where_the_table_says(name: str) -> None:
 
 # ---- the entry point and the secrets script ----------------------------------------------
 
+
 @pytest.fixture
 def shim(tmp_path: Path) -> dict[str, str]:
     """PATH with a fake `council` that prints its arguments and the variables it got."""
@@ -210,15 +226,26 @@ def shim(tmp_path: Path) -> dict[str, str]:
 
 
 def _entrypoint(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(["sh", str(DEPLOY / "entrypoint.sh"), "worker", "--concurrency", "8"],
-                          env=env, capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["sh", str(DEPLOY / "entrypoint.sh"), "worker", "--concurrency", "8"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_entrypoint_reads_secrets_from_files(shim: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "v").write_text("valkey://:pw@valkey:6379/0\n")
     (tmp_path / "k").write_text("sk-123")
-    out = _entrypoint({**shim, "VALKEY_URL_FILE": str(tmp_path / "v"),
-                       "COUNCIL_API_KEY_FILE": str(tmp_path / "k"), "NATS_URL": "nats://n:4222"})
+    out = _entrypoint(
+        {
+            **shim,
+            "VALKEY_URL_FILE": str(tmp_path / "v"),
+            "COUNCIL_API_KEY_FILE": str(tmp_path / "k"),
+            "NATS_URL": "nats://n:4222",
+        }
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "args=worker --concurrency 8"
@@ -237,9 +264,13 @@ def test_entrypoint_refuses_both_or_unreadable(shim: dict[str, str], tmp_path: P
 
 
 def _secrets(directory: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(DEPLOY / "secrets.sh"), *args], capture_output=True,
-                          text=True, timeout=30, env={**os.environ, "SECRETS_DIR": str(directory),
-                                                      "LLM_API_KEY": "sk-given"})
+    return subprocess.run(
+        ["bash", str(DEPLOY / "secrets.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "SECRETS_DIR": str(directory), "LLM_API_KEY": "sk-given"},
+    )
 
 
 def test_secrets_script_is_consistent_kept_and_rotates_one(tmp_path: Path) -> None:
@@ -267,8 +298,11 @@ def test_secrets_script_is_consistent_kept_and_rotates_one(tmp_path: Path) -> No
 def test_compose_secrets_are_files_the_script_writes(tmp_path: Path) -> None:
     compose = _compose()
     declared = compose["secrets"]
-    used = {s if isinstance(s, str) else s["source"]
-            for svc in compose["services"].values() for s in svc.get("secrets", [])}
+    used = {
+        s if isinstance(s, str) else s["source"]
+        for svc in compose["services"].values()
+        for s in svc.get("secrets", [])
+    }
     assert used <= set(declared), f"undeclared secrets {used - set(declared)}"
     assert _secrets(tmp_path / "s").returncode == 0
     written = {p.name for p in (tmp_path / "s").iterdir()}
@@ -281,13 +315,22 @@ def test_kubernetes_secret_keys_are_the_ones_docs_create() -> None:
     """*_FILE paths point into the `council` Secret's mount; DEPLOY.md creates those keys."""
     created = set(re.findall(r"--from-file=([a-z-]+)=", DOC.read_text()))
     kustomization = yaml.safe_load((DEPLOY / "k8s" / "base" / "kustomization.yaml").read_text())
-    paths = [lit.split("=", 1)[1] for gen in kustomization["configMapGenerator"]
-             for lit in gen["literals"] if lit.split("=")[0].endswith("_FILE")]
+    paths = [
+        lit.split("=", 1)[1]
+        for gen in kustomization["configMapGenerator"]
+        for lit in gen["literals"]
+        if lit.split("=")[0].endswith("_FILE")
+    ]
     assert paths
     for path in paths:
         assert path.startswith("/run/secrets/council/"), path
         assert path.rsplit("/", 1)[1] in created, f"docs/DEPLOY.md does not create key of {path}"
-    refs = {e["valueFrom"]["secretKeyRef"]["key"] for p in _k8s_files() for d in _yaml_docs(p)
-            for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
-            for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+    refs = {
+        e["valueFrom"]["secretKeyRef"]["key"]
+        for p in _k8s_files()
+        for d in _yaml_docs(p)
+        for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        for e in c.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
     assert refs <= created, f"secretKeyRef keys not created in docs: {refs - created}"

@@ -6,20 +6,37 @@ import json
 
 import pytest
 
-from server.eval.report import (PLOT_FILE, RESULTS_FILE, SUMMARY_FILE, append_result,
-                                markdown_summary, read_results, write_report, write_results)
+from server.eval.report import (
+    PLOT_FILE,
+    RESULTS_FILE,
+    SUMMARY_FILE,
+    append_result,
+    markdown_summary,
+    read_results,
+    write_report,
+    write_results,
+)
 from server.eval.stats import summarize
 
 
 def record(task: str, strategy: str, passed: bool, completion: int = 120) -> dict:
-    return {"task_id": task, "strategy": strategy, "passed": passed,
-            "status": "passed" if passed else "failed", "reason": "" if passed else "line 3",
-            "prompt_tokens": 80, "cached_tokens": 0, "completion_tokens": completion,
-            "llm_calls": 1, "wall_s": 1.5}
+    return {
+        "task_id": task,
+        "strategy": strategy,
+        "passed": passed,
+        "status": "passed" if passed else "failed",
+        "reason": "" if passed else "line 3",
+        "prompt_tokens": 80,
+        "cached_tokens": 0,
+        "completion_tokens": completion,
+        "llm_calls": 1,
+        "wall_s": 1.5,
+    }
 
 
-RESULTS = ([record(f"HumanEval/{82 + i}", "single", i % 4 == 0) for i in range(8)]
-           + [record(f"HumanEval/{82 + i}", "vote", i % 2 == 0, 360) for i in range(8)])
+RESULTS = [record(f"HumanEval/{82 + i}", "single", i % 4 == 0) for i in range(8)] + [
+    record(f"HumanEval/{82 + i}", "vote", i % 2 == 0, 360) for i in range(8)
+]
 
 
 def test_results_round_trip_and_a_torn_last_line_is_skipped(tmp_path):
@@ -41,8 +58,11 @@ def test_a_broken_line_in_the_middle_is_an_error_naming_it(tmp_path):
 
 def test_markdown_summary_has_a_row_per_strategy_with_interval_and_mcnemar():
     table = markdown_summary(summarize(RESULTS), title="HumanEval test, first 8")
-    rows = [line for line in table.splitlines() if line.startswith("| single")
-            or line.startswith("| vote")]
+    rows = [
+        line
+        for line in table.splitlines()
+        if line.startswith("| single") or line.startswith("| vote")
+    ]
     assert len(rows) == 2
     assert "| 25.0 % |" in rows[0] and "| — |" in rows[0]
     assert "| 50.0 % |" in rows[1] and "+25.0 pts (2 won / 0 lost, p = 0.5)" in rows[1]

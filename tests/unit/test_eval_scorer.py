@@ -9,17 +9,28 @@ from collections import Counter
 import pytest
 
 from server.eval.humaneval import SuiteError, load_problems, task_text
-from server.eval.sandbox import (build_program, extract_code, run_tests, score_answer_sync,
-                                  score_many)
+from server.eval.sandbox import (
+    build_program,
+    extract_code,
+    run_tests,
+    score_answer_sync,
+    score_many,
+)
 from server.eval.scripted import BROKEN_KINDS, answer_text, broken_kind_for, solution_code
 
 ALL = load_problems("all")
 
 
-def toy(test: str, prompt: str = "def f():\n    \"\"\"Return 1.\"\"\"\n") -> dict:
+def toy(test: str, prompt: str = 'def f():\n    """Return 1."""\n') -> dict:
     """A one-function problem whose tests are ``test`` (the body of ``check(candidate)``)."""
-    return {"task_id": "Toy/0", "index": 0, "prompt": prompt, "canonical_solution": "",
-            "test": "def check(candidate):\n" + test, "entry_point": "f"}
+    return {
+        "task_id": "Toy/0",
+        "index": 0,
+        "prompt": prompt,
+        "canonical_solution": "",
+        "test": "def check(candidate):\n" + test,
+        "entry_point": "f",
+    }
 
 
 def run(problem: dict, code: str, **limits):
@@ -28,17 +39,23 @@ def run(problem: dict, code: str, **limits):
 
 # --- the suite ---------------------------------------------------------------------------------
 
+
 def test_splits_are_fixed_halves_and_limit_takes_the_first():
     tune, test = load_problems("tune"), load_problems("test")
     assert [p["index"] for p in tune] == list(range(0, 82))
     assert [p["index"] for p in test] == list(range(82, 164))
     assert [p["task_id"] for p in load_problems("test", limit=3)] == [
-        "HumanEval/82", "HumanEval/83", "HumanEval/84"]
+        "HumanEval/82",
+        "HumanEval/83",
+        "HumanEval/84",
+    ]
     assert len(ALL) == 164
 
 
-@pytest.mark.parametrize("split,limit,needle", [("train", None, "unknown split 'train'"),
-                                                ("test", 0, "limit must be at least 1")])
+@pytest.mark.parametrize(
+    "split,limit,needle",
+    [("train", None, "unknown split 'train'"), ("test", 0, "limit must be at least 1")],
+)
 def test_bad_suite_arguments_are_named_errors(split, limit, needle):
     with pytest.raises(SuiteError, match=needle):
         load_problems(split, limit)
@@ -51,17 +68,23 @@ def test_task_text_shows_the_prompt_in_a_python_block():
 
 # --- extraction --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("answer,expected", [
-    ("Sure:\n```python\ndef f():\n    return 1\n```\nDone.", "def f():\n    return 1\n"),
-    ("```\ndef f():\n    return 1\n```", "def f():\n    return 1\n"),
-    ("```py\ndef f(): return 1\n```", "def f(): return 1\n"),
-    ("def f():\n    return 1\n", "def f():\n    return 1"),  # no fence: the raw answer
-    ("```python\ndef f():\n    return 1", "def f():\n    return 1"),  # cut off mid-block
-    # an example block first, the block that defines the entry point wins
-    ("```python\nprint(g())\n```\n```python\ndef f():\n    return 2\n```",
-     "def f():\n    return 2\n"),
-    ("```text\nf() -> 1\n```\n```python\nx = 1\n```", "x = 1\n"),  # python over other labels
-])
+
+@pytest.mark.parametrize(
+    "answer,expected",
+    [
+        ("Sure:\n```python\ndef f():\n    return 1\n```\nDone.", "def f():\n    return 1\n"),
+        ("```\ndef f():\n    return 1\n```", "def f():\n    return 1\n"),
+        ("```py\ndef f(): return 1\n```", "def f(): return 1\n"),
+        ("def f():\n    return 1\n", "def f():\n    return 1"),  # no fence: the raw answer
+        ("```python\ndef f():\n    return 1", "def f():\n    return 1"),  # cut off mid-block
+        # an example block first, the block that defines the entry point wins
+        (
+            "```python\nprint(g())\n```\n```python\ndef f():\n    return 2\n```",
+            "def f():\n    return 2\n",
+        ),
+        ("```text\nf() -> 1\n```\n```python\nx = 1\n```", "x = 1\n"),  # python over other labels
+    ],
+)
 def test_extract_code(answer, expected):
     assert extract_code(answer, "f") == expected
 
@@ -72,8 +95,10 @@ def test_a_body_completes_the_prompt_and_a_whole_function_replaces_its_stub():
     assert run(problem, "def f():\n    return 1\n").passed
     # a whole function keeps the prompt's helpers (and imports) in scope, and replaces its stub
     # (which here has no docstring, so on its own it would not even compile)
-    helper = toy("    assert candidate() == 2\n",
-                 prompt="import math\n\ndef one():\n    return 1\n\n\ndef f():\n")
+    helper = toy(
+        "    assert candidate() == 2\n",
+        prompt="import math\n\ndef one():\n    return 1\n\n\ndef f():\n",
+    )
     program = build_program(helper, "def f():\n    return one() + int(math.sqrt(1))\n")
     assert "def one" in program and program.count("def f") == 1
     assert run(helper, "def f():\n    return one() + int(math.sqrt(1))\n").passed
@@ -81,37 +106,46 @@ def test_a_body_completes_the_prompt_and_a_whole_function_replaces_its_stub():
 
 # --- outcomes ----------------------------------------------------------------------------------
 
+
 def test_a_failed_assertion_is_failed_and_names_the_line():
     out = run(toy("    assert candidate() == 1\n"), "def f():\n    return 2\n")
     assert out.status == "failed" and "assert candidate() == 1" in out.reason
 
 
-@pytest.mark.parametrize("code,needle", [
-    ("def f():\n    return 1/0\n", "ZeroDivisionError"),
-    ("def f(:\n", "SyntaxError"),
-    ("def f():\n    return input()\n", "EOFError"),  # stdin is /dev/null, not the terminal
-    ("import sys\nsys.exit(0)\n", "exit(0)"),
-    ("import os\nos._exit(0)\n", "exited with status 0 before the tests finished"),
-    ("", "no code"),
-])
+@pytest.mark.parametrize(
+    "code,needle",
+    [
+        ("def f():\n    return 1/0\n", "ZeroDivisionError"),
+        ("def f(:\n", "SyntaxError"),
+        ("def f():\n    return input()\n", "EOFError"),  # stdin is /dev/null, not the terminal
+        ("import sys\nsys.exit(0)\n", "exit(0)"),
+        ("import os\nos._exit(0)\n", "exited with status 0 before the tests finished"),
+        ("", "no code"),
+    ],
+)
 def test_errors_are_recorded_with_their_cause(code, needle):
     out = run(toy("    assert candidate() == 1\n"), code)
     assert out.status == "error" and needle in out.reason
 
 
 def test_code_that_hangs_times_out():
-    out = run(toy("    assert candidate() == 1\n"), "def f():\n    while True:\n        pass\n",
-              timeout=1.0)
+    out = run(
+        toy("    assert candidate() == 1\n"),
+        "def f():\n    while True:\n        pass\n",
+        timeout=1.0,
+    )
     assert out.status == "timeout" and out.seconds < 5
 
 
 def test_code_that_sleeps_in_a_child_process_times_out_and_the_child_is_killed(tmp_path):
     marker = tmp_path / "still-running"
-    code = ("import subprocess, sys\n"
-            "def f():\n"
-            "    subprocess.Popen([sys.executable, '-c', 'import time, pathlib; time.sleep(2); "
-            f"pathlib.Path(\\'{marker}\\').touch()'])\n"
-            "    import time\n    time.sleep(60)\n")
+    code = (
+        "import subprocess, sys\n"
+        "def f():\n"
+        "    subprocess.Popen([sys.executable, '-c', 'import time, pathlib; time.sleep(2); "
+        f"pathlib.Path(\\'{marker}\\').touch()'])\n"
+        "    import time\n    time.sleep(60)\n"
+    )
     out = run(toy("    assert candidate() == 1\n"), code, timeout=1.0)
     assert out.status == "timeout"
     asyncio.run(asyncio.sleep(2.5))
@@ -127,12 +161,14 @@ def test_code_that_allocates_without_bound_hits_the_memory_limit():
 def test_the_child_gets_a_clean_environment_and_its_own_directory(monkeypatch, tmp_path):
     monkeypatch.setenv("COUNCIL_API_KEY", "sk-secret")
     monkeypatch.chdir(tmp_path)
-    code = ("import os\n"
-            "def f():\n"
-            "    assert 'COUNCIL_API_KEY' not in os.environ, 'secret leaked'\n"
-            "    open('left-behind.txt', 'w').write('x')\n"
-            f"    assert os.getcwd() != {str(tmp_path)!r}\n"
-            "    return 1\n")
+    code = (
+        "import os\n"
+        "def f():\n"
+        "    assert 'COUNCIL_API_KEY' not in os.environ, 'secret leaked'\n"
+        "    open('left-behind.txt', 'w').write('x')\n"
+        f"    assert os.getcwd() != {str(tmp_path)!r}\n"
+        "    return 1\n"
+    )
     assert run(toy("    assert candidate() == 1\n"), code).passed
     assert not (tmp_path / "left-behind.txt").exists()
 
@@ -145,24 +181,32 @@ def test_runaway_output_is_cut_off_not_read_back():
 
 def test_score_many_keeps_order_and_outcomes_apart():
     problem = toy("    assert candidate() == 1\n")
-    answers = ["```python\ndef f():\n    return 1\n```", "def f():\n    return 0\n",
-               "def f():\n    raise ValueError('no')\n"]
+    answers = [
+        "```python\ndef f():\n    return 1\n```",
+        "def f():\n    return 0\n",
+        "def f():\n    raise ValueError('no')\n",
+    ]
     outcomes = asyncio.run(score_many([(problem, a) for a in answers], concurrency=2))
     assert [o.status for o in outcomes] == ["passed", "failed", "error"]
 
 
 # --- all 164 problems: the scorer is right, the scripted answers are what they claim ------------
 
+
 def test_every_canonical_solution_passes():
     outcomes = asyncio.run(score_many([(p, answer_text(p, correct=True)) for p in ALL]))
-    failures = {p["task_id"]: o.reason for p, o in zip(ALL, outcomes) if not o.passed}
+    failures = {p["task_id"]: o.reason for p, o in zip(ALL, outcomes, strict=False) if not o.passed}
     assert failures == {}
 
 
 def test_every_broken_variant_fails():
     pairs = [(p, answer_text(p, correct=False, kind=kind)) for kind in BROKEN_KINDS for p in ALL]
     outcomes = asyncio.run(score_many(pairs))
-    passing = [(p["task_id"], a.splitlines()[0]) for (p, a), o in zip(pairs, outcomes) if o.passed]
+    passing = [
+        (p["task_id"], a.splitlines()[0])
+        for (p, a), o in zip(pairs, outcomes, strict=False)
+        if o.passed
+    ]
     assert passing == []
     assert set(Counter(o.status for o in outcomes)) <= {"failed", "error"}
 

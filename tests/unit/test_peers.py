@@ -39,13 +39,26 @@ def _shared():
     return module
 
 
-@pytest.mark.parametrize("stage", ["propose", "critique", "revise", "select"])
+@pytest.mark.parametrize("stage", ["propose", "critique", "revise", "judge", "vote"])
 def test_every_stage_prompt_splits_into_the_same_task_block_and_its_own_assignment(stage):
     shared = _shared()
-    run = {"prompts_dir": str(ROOT / "prompts"), "task": "Fix the bug.", "constraints": "",
-           "rubric": {"correctness": "it works"}}
-    values = {"agent_id": "a", "author": "b", "version": 0, "round": 1, "proposal": "P",
-              "critiques": "C", "proposals": "## Proposal by a (version 1)\nP", "candidates": "a"}
+    run = {
+        "prompts_dir": str(ROOT / "prompts"),
+        "task": "Fix the bug.",
+        "constraints": "",
+        "rubric": {"correctness": "it works"},
+    }
+    values = {
+        "agent_id": "a",
+        "author": "b",
+        "version": 0,
+        "round": 1,
+        "proposal": "P",
+        "critiques": "C",
+        "proposals": "## Proposal by a (version 1)\nP",
+        "candidates": "a",
+        "labels": "P1",
+    }
     common = shared.shared_values(run)
     block, rest = shared.split_shared(shared.render(run, stage, **common, **values))
     expected, _ = shared.split_shared(shared.render(run, "propose", **common, agent_id="a"))
