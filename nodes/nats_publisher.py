@@ -30,25 +30,62 @@ STREAMS: dict[str, dict[str, Any]] = {
 }
 
 
+def stream_config(name: str, replicas: int = 1) -> StreamConfig:
+    """The configuration of one of council's streams."""
+    spec = STREAMS[name]
+    return StreamConfig(
+        name=name,
+        subjects=spec["subjects"],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        num_replicas=replicas,
+        max_age=spec["max_age"],
+        max_msgs=spec["max_msgs"],
+        duplicate_window=24 * 3600,
+    )
+
+
+async def declare_streams(js: JetStreamContext, replicas: int = 1) -> list[str]:
+    """Create or update every stream council uses (``council streams``); what was done."""
+    done = []
+    for name in STREAMS:
+        try:
+            await js.stream_info(name)
+            await js.update_stream(stream_config(name, replicas))
+            done.append(f"updated stream {name} ({replicas} replica(s))")
+        except NotFoundError:
+            await js.add_stream(stream_config(name, replicas))
+            done.append(f"created stream {name} ({replicas} replica(s))")
+    return done
+
+
 async def ensure_stream(js: JetStreamContext, name: str) -> None:
     """Create the named stream (file storage) unless a stream already holds its subjects."""
     spec = STREAMS[name]
     try:
         await js.find_stream_name_by_subject(spec["subjects"][0].replace(">", "x"))
     except NotFoundError:
-        await js.add_stream(
-            StreamConfig(
-                name=name,
-                subjects=spec["subjects"],
-                storage=StorageType.FILE,
-                retention=RetentionPolicy.LIMITS,
-                discard=DiscardPolicy.OLD,
-                num_replicas=1,
-                max_age=spec["max_age"],
-                max_msgs=spec["max_msgs"],
-                duplicate_window=24 * 3600,
-            )
-        )
+        await js.add_stream(stream_config(name))
+
+
+async def _quiet(_: Exception) -> None:
+    """nats-py reports every failed attempt here; the caller names the failure once."""
+
+
+async def connect_once(url: str, timeout: float = 5.0) -> nats.NATS:
+    """A connection for a short job, or an error within ``timeout`` (nats-py's
+    ``max_reconnect_attempts=0`` would retry the first connect forever)."""
+    return await asyncio.wait_for(
+        nats.connect(
+            url,
+            connect_timeout=min(2.0, timeout),
+            max_reconnect_attempts=1,
+            allow_reconnect=False,
+            error_cb=_quiet,
+        ),
+        timeout=timeout,
+    )
 
 
 class Publisher:

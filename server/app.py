@@ -15,7 +15,6 @@ import re
 from typing import Any
 
 import httpx
-import nats
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from graph import settings
 from graph.persistence import CouncilStore
 from graph.request import RequestError, parse_context, parse_council, resolve
+from nodes.nats_publisher import connect_once
 
 _RUN_PATHS = re.compile(r"^/(threads/[^/]+/)?runs(/wait|/stream)?/?$")
 _store: CouncilStore | None = None
@@ -142,9 +142,7 @@ async def _check_nats(url: str | None) -> dict[str, Any]:
     if not url:
         return {"ok": False, "error": "NATS_URL is not set: events are not published"}
     try:
-        nc = await nats.connect(
-            url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
-        )
+        nc = await connect_once(url, timeout=3)
         await nc.close()
         return {"ok": True}
     except Exception as e:  # noqa: BLE001 - reported, not raised

@@ -117,6 +117,12 @@ def _service_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     q.add_argument("--approved-by", default=os.environ.get("USER", "cli"))
     q.set_defaults(func=commands.cmd_publish_plan)
 
+    t = sub.add_parser("streams", help="create or update the JetStream streams and consumer")
+    t.add_argument("--replicas", type=int, default=1, help="stream replicas (a NATS cluster: 3)")
+    t.add_argument("--ack-wait", type=float, default=60.0, help="the consumer's ack wait (s)")
+    t.add_argument("--max-deliver", type=int, default=5, help="the consumer's max deliveries")
+    t.set_defaults(func=commands.cmd_streams)
+
 
 def _file_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     docs = Path.cwd() / "docs"

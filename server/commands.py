@@ -328,3 +328,41 @@ def cmd_draw(args: argparse.Namespace) -> int:
     path.write_text(text)
     print(path)
     return 0
+
+
+def cmd_streams(args: argparse.Namespace) -> int:
+    """Create or update the JetStream streams and the workers' durable consumer."""
+    from nodes.nats_publisher import connect_once, declare_streams
+    from server.planning import PLANNING_STREAM, consumer_config
+
+    nats_url = settings_mod.from_environment().nats_url
+    if not nats_url:
+        raise UsageError("set NATS_URL to the JetStream server the workers use")
+
+    async def declare() -> list[str]:
+        nc = await connect_once(nats_url, timeout=10)
+        try:
+            js = nc.jetstream(timeout=10)
+            done = await declare_streams(js, args.replicas)
+            config = consumer_config(args.ack_wait, args.max_deliver)
+            await js.add_consumer(PLANNING_STREAM, config)
+            done.append(
+                f"consumer {config.durable_name} on {PLANNING_STREAM} "
+                f"(ack wait {args.ack_wait:g} s, max deliver {args.max_deliver})"
+            )
+            return done
+        finally:
+            await nc.close()
+
+    try:
+        for line in asyncio.run(declare()):
+            print(line)
+    except (OSError, TimeoutError) as e:
+        say(f"council: error: cannot reach NATS at {nats_url}: {type(e).__name__}: {e}")
+        return 3
+    except Exception as e:  # noqa: BLE001 - nats-py raises its own connection errors
+        if type(e).__module__.startswith("nats"):
+            say(f"council: error: NATS at {nats_url}: {type(e).__name__}: {e}")
+            return 3
+        raise
+    return 0

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import nats
+from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from graph.request import MAX_ROUNDS, ROLES, RequestError, one_line, parse_input
@@ -65,6 +66,18 @@ class Envelope(BaseModel):
     event_type: str | None = None
     producer: str | None = None
     payload: dict[str, Any]
+
+
+def consumer_config(ack_wait: float = 60.0, max_deliver: int = 5) -> ConsumerConfig:
+    """The durable pull consumer every worker shares."""
+    return ConsumerConfig(
+        durable_name=DURABLE,
+        filter_subject=PLAN_APPROVED,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait,
+        max_deliver=max_deliver,
+        max_ack_pending=1000,
+    )
 
 
 class PoisonMessage(ValueError):

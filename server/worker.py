@@ -32,7 +32,6 @@ import structlog
 import valkey.asyncio as avalkey
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig
 
 from graph.context import Context
 from graph.persistence import client_url
@@ -50,11 +49,11 @@ from server import runner
 from server.lease import Lease, LeaseBusy
 from server.planning import (
     DURABLE,
-    PLAN_APPROVED,
     PLANNING_STREAM,
     Envelope,
     PlanApproved,
     PoisonMessage,
+    consumer_config,
     deliberation_input,
     parse_event,
     thread_id_for,
@@ -99,14 +98,7 @@ class Worker:
         await ensure_stream(self.js, PLANNING_STREAM)
         self.publisher = publisher(self.nats_url)
         await self.publisher.connect()  # the orchestrator stream
-        cfg = ConsumerConfig(
-            durable_name=DURABLE,
-            filter_subject=PLAN_APPROVED,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=self.ack_wait,
-            max_deliver=self.max_deliver,
-            max_ack_pending=1000,
-        )
+        cfg = consumer_config(self.ack_wait, self.max_deliver)
         try:
             await self.js.add_consumer(PLANNING_STREAM, cfg)
         except Exception as e:  # noqa: BLE001 - an existing consumer is used as it is

@@ -38,8 +38,6 @@ COUNCIL = Path(sys.executable).parent / "council"
 PENDING = {
     ("serve", "--production"),
     ("serve", "--jobs"),
-    ("streams", None),
-    ("streams", "--replicas"),
     ("worker", "--http-port"),
 }
 
