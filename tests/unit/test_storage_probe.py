@@ -1,0 +1,45 @@
+"""The storage probe's reading of a checkpoint: which nodes run next, and the thread's status."""
+
+from __future__ import annotations
+
+from langgraph.types import Send
+
+from bench.storage_probe import key_kind, key_thread, next_nodes, status_of
+
+
+def checkpoint(values: dict, versions: dict, seen: dict) -> dict:
+    return {"channel_values": values, "channel_versions": versions, "versions_seen": seen}
+
+
+def test_a_consumed_branch_channel_is_not_a_next_node():
+    # publish ran: its branch channel's version was bumped past what it saw, but holds no value
+    cp = checkpoint({"published": {"seq": 1}}, {"branch:to:publish": "3"},
+                    {"publish": {"branch:to:publish": "2"}})
+    assert next_nodes(cp) == []
+    assert status_of(cp, []) == ("finished", [])
+
+
+def test_a_branch_value_newer_than_seen_is_next():
+    cp = checkpoint({"branch:to:approve": None}, {"branch:to:approve": "5"},
+                    {"approve": {"branch:to:approve": "4"}})
+    assert next_nodes(cp) == ["approve"]
+
+
+def test_pending_sends_are_next_and_an_error_write_means_failed():
+    cp = checkpoint({"__pregel_tasks": [Send("critique", {}), Send("critique", {})]}, {}, {})
+    assert status_of(cp, [{"channel": "__error__"}]) == ("failed", ["critique", "critique"])
+    assert status_of(cp, [])[0] == "unfinished"
+
+
+def test_an_interrupt_write_means_waiting_even_with_no_next_node():
+    assert status_of(checkpoint({}, {}, {}), [{"channel": "__interrupt__"}])[0] == "waiting"
+
+
+def test_no_next_node_and_nothing_published_is_not_finished():
+    assert status_of(checkpoint({"decision": {}}, {}, {}), [])[0] == "ended"
+
+
+def test_keys_are_read_by_kind_and_hash_tag():
+    assert key_kind("writes:{plan.s-1.p:2.dev}::1f0") == "writes"
+    assert key_thread("writes:{plan.s-1.p:2.dev}::1f0") == "plan.s-1.p:2.dev"
+    assert key_kind("council:lease:{t}") == "other"
