@@ -265,9 +265,7 @@ async def test_a_pruned_deliberation_is_described_by_its_event(
     assert f"its completed event is ORCHESTRATOR_EVENTS seq {seq}" in said
 
 
-async def test_the_sweep_feeds_metrics_and_health_and_warns_about_memory(
-    sim, valkey_url, client
-):
+async def test_the_sweep_feeds_metrics_and_health_and_warns_about_memory(sim, valkey_url, client):
     async with valkey_saver(valkey_url) as saver:
         await _finished(saver, sim, f"ret-metrics-{uuid.uuid4().hex[:6]}")
     settings = Settings(valkey_url=valkey_url, valkey_memory_warn=1e-9)
