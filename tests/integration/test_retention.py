@@ -57,10 +57,8 @@ def council(tmp_path: Path, valkey_url: str, nats_url: str, *args: str) -> str:
 
 def demo(tmp_path: Path, valkey_url: str, nats_url: str, *args: str) -> tuple[str, dict]:
     thread_id = f"ret-{uuid.uuid4().hex[:8]}"
-    out = council(
-        tmp_path, valkey_url, nats_url, "demo", "--time-scale", "0", "--quiet", "--json",
-        "--id", thread_id, *args,
-    )  # fmt: skip
+    flags = ["--time-scale", "0", "--quiet", "--json", "--id", thread_id, *args]
+    out = council(tmp_path, valkey_url, nats_url, "demo", *flags)
     return thread_id, json.loads(out[: out.rindex("}") + 1])
 
 
@@ -107,10 +105,8 @@ async def test_dry_run_changes_nothing(tmp_path, client, valkey_url, nats_url, m
     before = await keys_of(client, thread_id)
     assert len(before) == 24  # 12 checkpoints, 11 writes keys, the list: history kept
 
-    out = council(
-        tmp_path, valkey_url, nats_url, "prune", "--dry-run", "--history", "0",
-        "--thread", thread_id,
-    )  # fmt: skip
+    flags = ["--dry-run", "--history", "0", "--thread", thread_id]
+    out = council(tmp_path, valkey_url, nats_url, "prune", *flags)
     assert f"{thread_id}" in out and "would be compacted" in out
     assert await keys_of(client, thread_id) == before
 
