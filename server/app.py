@@ -172,9 +172,9 @@ async def healthz(_: Request) -> Response:
     try:
         await store().ping()
         report["valkey"] = {"ok": True}
+        report["storage"] = await retention.health(store().client)  # memory, retained
     except Exception as e:  # noqa: BLE001 - reported, not raised
         report["valkey"] = {"ok": False, "error": str(e)}
-    report["storage"] = await retention.health(store().client)  # memory, retained
     report["nats"] = await _check_nats(current.nats_url)
     report["llm"] = await _check_llm(current.llm_base_url)
     ok = all(v["ok"] for v in report.values())
