@@ -14,7 +14,7 @@ from typing import Any, Literal
 from langgraph.types import Send
 
 from graph import settings
-from graph.state import Agent, AgentTask, CouncilState, Critique
+from graph.state import Agent, AgentTask, Brief, Council, CouncilState, Critique
 
 SEVERE = ("blocker", "major")
 PROMPT_OVERHEAD_TOKENS = 700
@@ -66,11 +66,16 @@ def estimate(text_chars: int, completion: int) -> int:
     return PROMPT_OVERHEAD_TOKENS + text_chars // 3 + completion
 
 
+def brief(council: Council) -> Brief:
+    """What an agent's task needs of the council: a ``Send`` carries only this."""
+    return Brief(role=council["role"], rubric=council["rubric"], constraints=council["constraints"])
+
+
 def _task(state: CouncilState, agent: Agent, **extra: Any) -> AgentTask:
     task = AgentTask(
         deliberation_id=state["deliberation_id"],
         task=state["task"],
-        council=state["council"],
+        council=brief(state["council"]),
         agent=agent,
     )
     task.update(extra)  # type: ignore[typeddict-item]

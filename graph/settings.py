@@ -22,6 +22,15 @@ graphs under ``using(settings)``; the served graph (``langgraph.json``) reads th
 | ``COUNCIL_DATA_DIR`` | ``./.council-data`` | embedded servers' data, logs |
 | ``COUNCIL_PROMPTS_DIR`` | the installed ``prompts`` | prompt files, read on every call |
 | ``COUNCIL_VALKEY_POOL`` | ``32`` | Valkey connections per process |
+| ``COUNCIL_RETAIN_HISTORY`` | ``0`` | a finished deliberation's whole history, then compacted |
+| ``COUNCIL_RETAIN_FINISHED`` | ``24h`` | its final checkpoint, from the finish (``never``: kept) |
+| ``COUNCIL_RETAIN_UNFINISHED`` | ``never`` | failed, waiting, unfinished ones untouched this long |
+| ``COUNCIL_RETAIN_MARKER`` | ``30d`` | a finished one's done marker (where its event is) |
+| ``COUNCIL_PRUNE_INTERVAL`` | ``5m`` | how often serve and worker apply retention (``0``: never) |
+| ``COUNCIL_VALKEY_MEMORY_WARN`` | ``0.8`` | warn above this share of Valkey's maxmemory |
+
+Durations are seconds or a number with ``s``, ``m``, ``h`` or ``d`` (``90s``, ``24h``, ``30d``);
+the reasoning behind the retention defaults is in docs/STORAGE.md.
 """
 
 from __future__ import annotations
@@ -87,6 +96,43 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type = floa
     return value
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_NEVER = ("never", "off", "none")
+
+
+def parse_duration(raw: str, name: str, never: bool = False) -> float | None:
+    """Seconds from ``90``, ``90s``, ``5m``, ``24h``, ``30d``; ``never`` is None when allowed.
+    ``name`` (a variable or a flag) starts the ``SettingsError`` of a bad value."""
+    text = raw.strip().lower()
+    if text in _NEVER:
+        if never:
+            return None
+        raise SettingsError(f"{name}: {raw!r}: a duration is required here")
+    unit = _UNITS.get(text[-1:])
+    try:
+        value = float(text[:-1] if unit else text) * (unit or 1)
+    except ValueError:
+        forms = "seconds, or a number with s, m, h or d" + (", or never" if never else "")
+        raise SettingsError(f"{name}: {raw!r} is not a duration ({forms})") from None
+    if value < 0:
+        raise SettingsError(f"{name}: {raw!r} must not be negative")
+    return value
+
+
+def _duration(
+    env: Mapping[str, str], name: str, default: float | None, never: bool = False
+) -> float | None:
+    raw = env.get(name) or ""
+    return parse_duration(raw, name, never) if raw.strip() else default
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _number(env, name, default)
+    if not 0 < value <= 1:
+        raise SettingsError(f"{name}: {env.get(name)!r} must be a share in (0, 1]")
+    return value
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool | None:
     raw = (env.get(name) or "").strip().lower()
     if not raw:
@@ -137,6 +183,24 @@ class Settings:
     """Embedded servers' data and the log file."""
     prompts_dir: Path | None = None
     """Prompt files to read instead of the installed ones."""
+    retain_history_s: float = 0.0
+    """A finished deliberation keeps every checkpoint this long, then is compacted to its final
+    one (0: as soon as it finishes; set e.g. 1h to time-travel in Studio)."""
+    retain_finished_s: float | None = 24 * 3600.0
+    """A finished deliberation's final checkpoint expires this long after it finished (None:
+    never); its completed event in JetStream is the durable record."""
+    retain_unfinished_s: float | None = None
+    """Failed, waiting and unfinished deliberations whose newest checkpoint is older than this
+    are deleted (None: never, the default: they can still be resumed)."""
+    retain_marker_s: float = 30 * 24 * 3600.0
+    """A finished deliberation's done marker (finish time, stream and seq of its event) lives
+    this long after it finished, so a redelivered plan event does not run it again."""
+    prune_interval_s: float = 300.0
+    """How often ``council serve`` and ``council worker`` apply the retention policy (0: never;
+    ``council prune`` applies it by hand)."""
+    valkey_memory_warn: float = 0.8
+    """Warn in the log when Valkey's used memory passes this share of its ``maxmemory`` (of the
+    machine's memory when ``maxmemory`` is 0)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -162,6 +226,12 @@ class Settings:
             nats_url=env.get("NATS_URL") or None,
             data_dir=Path(env.get("COUNCIL_DATA_DIR") or ".council-data").resolve(),
             prompts_dir=Path(prompts).resolve() if prompts else None,
+            retain_history_s=_duration(env, "COUNCIL_RETAIN_HISTORY", 0.0) or 0.0,
+            retain_finished_s=_duration(env, "COUNCIL_RETAIN_FINISHED", 86400.0, never=True),
+            retain_unfinished_s=_duration(env, "COUNCIL_RETAIN_UNFINISHED", None, never=True),
+            retain_marker_s=_duration(env, "COUNCIL_RETAIN_MARKER", 30 * 86400.0) or 0.0,
+            prune_interval_s=_duration(env, "COUNCIL_PRUNE_INTERVAL", 300.0) or 0.0,
+            valkey_memory_warn=_share(env, "COUNCIL_VALKEY_MEMORY_WARN", 0.8),
         )
 
     def allows(self, base_url: str) -> bool:

@@ -3,6 +3,12 @@
 The same types serve the graph state and the ``Send`` payloads. Lists grow through
 ``operator.add`` so the parallel tasks of one stage each add their own result; nothing a
 finished task wrote is lost when a sibling fails.
+
+Each piece is checkpointed once (docs/STORAGE.md): an accepted answer is stored as what it
+became (a draft, a critique, the decision), not again in its call record; a ``Send`` carries
+only the part of the council its agent uses (``Brief``); the completed event is a function of
+the state, so it is not checkpointed (``result`` is an ``UntrackedValue``) but rebuilt from the
+state and ``finished_at`` when needed (``nodes.publish.completed_event``).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, NotRequired, Required
 
+from langgraph.channels import UntrackedValue
 from typing_extensions import TypedDict
 
 
@@ -88,6 +95,17 @@ class Change(TypedDict):
     """The defect (as the critic put it)."""
     response: str
     """The change made, or why the defect is rejected."""
+
+
+class Brief(TypedDict):
+    """What an agent's task needs of its council (not the other members, not the judge)."""
+
+    role: str
+    """The council's role (its prompts)."""
+    rubric: dict[str, Criterion]
+    """Criterion -> meaning, weight and anchors."""
+    constraints: str
+    """Constraints every agent must respect (empty: none)."""
 
 
 class Draft(TypedDict):
@@ -176,8 +194,10 @@ class CallRecord(TypedDict):
     """1 for the first attempt; more when an answer was rejected."""
     model: str | None
     """Model that answered, as the server named it."""
-    content: str
-    """The answer, reasoning removed."""
+    content: NotRequired[str]
+    """The answer, reasoning removed: kept on rejected attempts only. An accepted answer is
+    stored once, as what it became (the draft, the critique or the decision); the log has
+    every answer in full."""
     reasoning: str
     """Reasoning (``<think>`` or the server's reasoning field), never shown to peers."""
     finish_reason: str | None
@@ -282,10 +302,14 @@ class CouncilState(InputState, total=False):
     """The peer vote."""
     decision: Decision
     """Select's outcome."""
-    result: dict[str, Any]
-    """The completed event, as published."""
+    result: Annotated[dict[str, Any], UntrackedValue]
+    """The completed event, as published: in the run's output, never checkpointed (rebuilt
+    from the state with ``finished_at``)."""
     published: dict[str, Any]
-    """JetStream's acknowledgement of the completed event (stream, seq, duplicate)."""
+    """JetStream's acknowledgement of the completed event (stream, seq, duplicate); present
+    (empty when not published) once the deliberation has finished."""
+    finished_at: str
+    """When the completed event was built (ISO 8601, UTC): its ``timestamp``."""
 
 
 class OutputState(TypedDict, total=False):
@@ -295,8 +319,8 @@ class OutputState(TypedDict, total=False):
     """Id of the deliberation."""
     decision: Decision
     """The winner, why, and the ranking."""
-    result: dict[str, Any]
-    """The completed event (``orchestration.deliberation.completed``)."""
+    result: Annotated[dict[str, Any], UntrackedValue]
+    """The completed event (``orchestration.deliberation.completed``); not checkpointed."""
     published: dict[str, Any]
     """Where the event went (stream, seq), empty when not published."""
 
@@ -308,8 +332,8 @@ class AgentTask(TypedDict, total=False):
     """The deliberation."""
     task: Required[str]
     """The software task."""
-    council: Required[Council]
-    """The effective council (role, rubric, constraints)."""
+    council: Required[Brief]
+    """What the agent needs of the effective council (role, rubric, constraints)."""
     agent: Required[Agent]
     """Who does the work."""
     round: int

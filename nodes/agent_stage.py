@@ -8,7 +8,7 @@ from langgraph.config import get_stream_writer
 from pydantic import BaseModel
 
 from graph import settings
-from graph.state import AgentTask, CallRecord
+from graph.state import AgentTask
 from nodes import llm_client, prompt_files
 
 
@@ -33,12 +33,13 @@ def labelled(order: list[str], proposals: dict[str, str]) -> tuple[dict[str, str
     return labels, text
 
 
-def announce(stage: str, task: AgentTask, record: CallRecord) -> None:
+def announce(stage: str, task: AgentTask, answer: llm_client.Answer) -> None:
     """Tell streaming clients (stream mode ``custom``) that an agent finished a stage."""
     try:
         writer = get_stream_writer()
     except RuntimeError:  # not running inside a graph
         return
+    record = answer.records[-1]
     writer(
         {
             "event": "agent_finished",
@@ -47,7 +48,7 @@ def announce(stage: str, task: AgentTask, record: CallRecord) -> None:
             "round": task.get("round", 0),
             "completion_tokens": record["completion_tokens"],
             "latency_s": record["latency_s"],
-            "content": record["content"],
+            "content": answer.content,
         }
     )
 
@@ -85,5 +86,5 @@ async def run_agent(
         response_format=response_format,
         validate=validate,
     )
-    announce(stage, task, result.records[-1])
+    announce(stage, task, result)
     return result

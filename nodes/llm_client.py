@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import httpx2
@@ -219,14 +219,19 @@ class Answer:
     """An accepted answer and the records of every attempt that led to it."""
 
     records: list[CallRecord]
-    """Every finished attempt; the last one is accepted."""
+    """Every finished attempt; the last one is accepted, and stored without its content (the
+    stage stores that as what it became: a draft, a critique, the decision)."""
+    content: str
+    """The accepted answer's text."""
     parsed: Any = None
     """``validate``'s result for the accepted answer."""
 
-    @property
-    def content(self) -> str:
-        """The accepted answer's text."""
-        return self.records[-1]["content"]
+
+def without_content(record: CallRecord) -> CallRecord:
+    """``record`` without its answer text (stored elsewhere once accepted)."""
+    kept = dict(record)
+    kept.pop("content", None)
+    return cast(CallRecord, kept)
 
 
 def _problem(
@@ -306,7 +311,7 @@ async def call(
         records.append(record)
         metrics.observe_call(record)
         if not problem:
-            return Answer(records, parsed)
+            return Answer(records[:-1] + [without_content(record)], record["content"], parsed)
         if record["finish_reason"] == "length":
             budget *= 2  # truncated: retry with room to finish
     metrics.DELIBERATIONS_FAILED.labels(agent["role"], stage).inc()

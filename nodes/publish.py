@@ -1,25 +1,43 @@
-"""publish (terminal): the completed event, validated, to JetStream with ``Nats-Msg-Id``."""
+"""publish (terminal): the completed event, validated, to JetStream with ``Nats-Msg-Id``.
+
+The event is a function of the state and of the time it was built (``finished_at``), so the
+checkpoint keeps only those: ``completed_event`` rebuilds the same event from a finished
+deliberation's values (the runner, the worker's republish, ``council resume``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, cast
 
 import structlog
 
 from graph import settings
 from graph.state import CouncilState
-from nodes.events import COMPLETED_SUBJECT, build_completed
+from nodes.events import COMPLETED_SUBJECT, DeliberationCompleted, build_completed, utcnow
 from nodes.metrics import DELIBERATION_SECONDS, DELIBERATIONS_COMPLETED
 from nodes.nats_publisher import publisher
 
 log = structlog.get_logger("council.publish")
 
 
+def completed_event(values: Mapping[str, Any]) -> DeliberationCompleted | None:
+    """The completed event of a finished deliberation's values, as it was published (None
+    before it finished)."""
+    if "finished_at" not in values:
+        return None
+    finished = datetime.fromisoformat(values["finished_at"])
+    return build_completed(cast(CouncilState, values), now=finished)
+
+
 async def publish(state: CouncilState) -> dict[str, Any]:
     """The completed event, and where JetStream stored it."""
-    event = build_completed(state)
+    now = utcnow()
+    event = build_completed(state, now=now)
     DELIBERATIONS_COMPLETED.labels(event.role).inc()
     DELIBERATION_SECONDS.labels(event.role).observe(event.duration_ms / 1000)
+    done = {"result": event.model_dump(mode="json"), "finished_at": now.isoformat()}
     url = settings.current().nats_url
     if not url:
         log.warning(
@@ -27,9 +45,9 @@ async def publish(state: CouncilState) -> dict[str, Any]:
             deliberation_id=event.deliberation_id,
             reason="no NATS server configured (NATS_URL unset)",
         )
-        return {"result": event.model_dump(mode="json"), "published": {}}
+        return {**done, "published": {}}
     ack = await publisher(url).publish(
         COMPLETED_SUBJECT, event, f"{event.deliberation_id}:completed"
     )
     log.info("event.published", deliberation_id=event.deliberation_id, **ack)
-    return {"result": event.model_dump(mode="json"), "published": ack}
+    return {**done, "published": ack}

@@ -1,8 +1,10 @@
 """council's HTTP app, mounted by the LangGraph server beside its own API (``langgraph.json``).
 
 - ``GET/POST /councils``, ``GET/DELETE /councils/{name}``: councils as data, in Valkey.
-- ``GET /healthz``: Valkey, NATS and the LLM, each reported; 503 when one is down.
-- ``GET /metrics``: Prometheus (deliberations, durations, LLM calls and tokens).
+- ``GET /healthz``: Valkey, NATS and the LLM, each reported; 503 when one is down; Valkey's
+  memory and the retained deliberations (``server.retention``).
+- ``GET /metrics``: Prometheus (deliberations, durations, LLM calls and tokens, Valkey memory
+  and retained deliberations).
 - A middleware in front of the LangGraph API's run endpoints resolves each run's input and
   context with ``graph.request.resolve`` before the run is created: a refusal is one line
   naming the field and the limit, and nothing is stored.
@@ -26,6 +28,7 @@ from graph import settings
 from graph.persistence import CouncilStore
 from graph.request import RequestError, parse_context, parse_council, resolve
 from nodes.nats_publisher import connect_once
+from server import retention
 
 _RUN_PATHS = re.compile(r"^/(threads/[^/]+/)?runs(/wait|/stream)?/?$")
 _store: CouncilStore | None = None
@@ -167,6 +170,7 @@ async def healthz(_: Request) -> Response:
     try:
         await store().ping()
         report["valkey"] = {"ok": True}
+        report["storage"] = await retention.health(store().client)  # memory, retained
     except Exception as e:  # noqa: BLE001 - reported, not raised
         report["valkey"] = {"ok": False, "error": str(e)}
     report["nats"] = await _check_nats(current.nats_url)
@@ -188,6 +192,7 @@ app = Starlette(
         Route("/councils/{name}", delete_council, methods=["DELETE"]),
         Route("/healthz", healthz),
         Route("/metrics", metrics),
-    ]
+    ],
+    lifespan=retention.lifespan,  # the periodic retention sweep (server.retention)
 )
 app.add_middleware(RunInputMiddleware)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from graph.request import MAX_AGENTS, MAX_ROUNDS, MAX_TASK_CHARS, MIN_AGENTS, ROLES, RequestError
 from graph.settings import DEFAULT_BASE_URL, SettingsError, from_environment
-from server import commands
+from server import commands, prune
 from server.render import say
 
 
@@ -147,6 +147,7 @@ def parser() -> argparse.ArgumentParser:
     _deliberation_commands(sub)
     _service_commands(sub)
     _file_commands(sub)
+    prune.add_cli(sub)
     from sim_vllm import add_cli
 
     add_cli(sub)

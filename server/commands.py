@@ -30,8 +30,8 @@ from graph.request import parse_context, parse_input, resolve
 from graph.settings import Settings
 from nodes.errors import CouncilError
 from nodes.nats_publisher import close_publishers
-from server import runner
-from server.render import Progress, print_result, say
+from server import retention, runner
+from server.render import Progress, print_result, pruned_line, say
 from server.services import services
 
 
@@ -89,7 +89,9 @@ async def _deliberate(
         assert current.valkey_url is not None
         async with valkey_saver(current.valkey_url, current.valkey_pool) as saver:
             if inp is None:
-                if await runner.stored_state_council(saver, thread_id) is None:
+                if await runner.stored_state_council(saver, thread_id) is None and not (
+                    await retention.done_marker(saver.client, thread_id)
+                ):
                     raise UsageError(f"no deliberation {thread_id!r} in {current.valkey_url}")
             else:  # refused here, before anything is stored, as at every other door
                 stored = await stored_council(current.valkey_url, context.council)
@@ -107,6 +109,9 @@ async def _deliberate(
                 return 3
             finally:
                 await close_publishers()
+    if outcome.status == "pruned":
+        say(pruned_line(thread_id, outcome.marker or {}))
+        return 0
     if outcome.status == "interrupted":
         asks = json.dumps(outcome.interrupts, default=str)[:2000]
         say(f"council: deliberation {thread_id} is waiting at {outcome.pending}: {asks}")

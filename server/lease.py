@@ -23,6 +23,11 @@ _RENEW = (
 )
 
 
+def lease_key(thread_id: str) -> str:
+    """The lease's key: in the thread's hash slot (``{thread_id}``), beside its checkpoints."""
+    return f"council:lease:{{{thread_id}}}"
+
+
 class LeaseBusy(RuntimeError):
     """Another worker is deliberating on this thread right now."""
 
@@ -31,7 +36,7 @@ class Lease:
     """Held for the duration of an ``async with``; expires by itself if its holder dies."""
 
     def __init__(self, client: Any, thread_id: str, owner: str, ttl_s: float):
-        self.client, self.key, self.owner = client, f"council:lease:{{{thread_id}}}", owner
+        self.client, self.key, self.owner = client, lease_key(thread_id), owner
         self.ttl_ms = max(1000, int(ttl_s * 1000))
         self._renewer: asyncio.Task[None] | None = None
 

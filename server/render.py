@@ -94,3 +94,17 @@ def print_result(values: dict[str, Any], as_json: bool) -> None:
     )
     print(f"Deliberation id: {event['deliberation_id']}\n")
     print("Winning proposal:\n" + event["winner"]["content"])
+
+
+def pruned_line(thread_id: str, marker: dict[str, Any]) -> str:
+    """A deliberation retention pruned: when it finished and where its event is."""
+    where = marker.get("published") or {}
+    event = (
+        f"its completed event is {where.get('stream')} seq {where.get('seq')}"
+        if where
+        else "its completed event was not published"
+    )
+    return (
+        f"council: deliberation {thread_id} finished at {marker.get('finished_at')}; "
+        f"its checkpoints were pruned (retention) and {event}"
+    )

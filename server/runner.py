@@ -2,6 +2,9 @@
 
 ``run`` starts, resumes or re-reads the deliberation on a thread and returns a typed
 ``Outcome``; the graph runs under the given process settings (``graph.settings.using``).
+A finished deliberation's values carry its completed event as ``result`` (rebuilt from the
+state: the checkpoint does not keep it), and retention applies as soon as it finishes
+(``server.retention.after_finish``); one whose checkpoints retention removed is ``pruned``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from graph.builder import compile_graph
 from graph.context import Context
 from graph.settings import Settings
 from graph.state import Council, CouncilState, InputState, OutputState
+from nodes.publish import completed_event
+from server import retention
 
 Compiled = CompiledStateGraph[CouncilState, Context, InputState, OutputState]
 _graphs: weakref.WeakKeyDictionary[BaseCheckpointSaver, Compiled] = weakref.WeakKeyDictionary()
@@ -42,14 +47,25 @@ def thread_config(thread_id: str) -> RunnableConfig:
 class Outcome:
     """What became of a deliberation after ``run``."""
 
-    status: Literal["completed", "replayed", "interrupted"]
-    """completed now; replayed: it had finished before (no LLM call); interrupted: waiting."""
+    status: Literal["completed", "replayed", "interrupted", "pruned"]
+    """completed now; replayed: it had finished before (no LLM call); interrupted: waiting;
+    pruned: it finished before and retention removed its checkpoints (see ``marker``)."""
     values: dict[str, Any]
-    """The state's values."""
+    """The state's values; once finished, with the completed event as ``result``."""
     pending: list[str] = field(default_factory=list)
     """Nodes waiting to run (interrupted)."""
     interrupts: list[Any] = field(default_factory=list)
     """What each interrupt asks (interrupted)."""
+    marker: dict[str, Any] | None = None
+    """pruned: when it finished and where its completed event is (stream, seq)."""
+
+
+def finished_values(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the completed event as ``result`` once the deliberation finished."""
+    event = completed_event(values)
+    if event is not None:
+        values["result"] = event.model_dump(mode="json")
+    return values
 
 
 async def run(
@@ -71,8 +87,14 @@ async def run(
     config = thread_config(thread_id)
     with settings_mod.using(settings):
         snap = await graph.aget_state(config)
-        if snap.values and not snap.next and "result" in snap.values:
-            return Outcome("replayed", dict(snap.values))
+        if snap.values and not snap.next and "published" in snap.values:
+            return Outcome("replayed", finished_values(dict(snap.values)))
+        client = retention.saver_client(checkpointer)
+        marker = (
+            None if snap.values or not client else await retention.done_marker(client, thread_id)
+        )
+        if marker is not None:
+            return Outcome("pruned", {}, marker=marker)
         start = None if snap.next else inp
         stream = graph.astream(
             cast(InputState | None, start),
@@ -92,7 +114,8 @@ async def run(
             list(snap.next),
             [i.value for task in snap.tasks for i in task.interrupts],
         )
-    return Outcome("completed", dict(snap.values))
+    await retention.after_finish(checkpointer, thread_id, settings)
+    return Outcome("completed", finished_values(dict(snap.values)))
 
 
 async def stored_state_council(checkpointer: BaseCheckpointSaver, thread_id: str) -> Council | None:

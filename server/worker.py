@@ -6,7 +6,8 @@
   by the stored council named after the role (``dev``, ``qa``, ...; edit it over HTTP).
 - The thread id comes from the event (story, plan, role): a redelivered event resumes its
   deliberations from their checkpoints; a finished one is re-published (JetStream drops the
-  duplicate by ``Nats-Msg-Id``) and the message acked.
+  duplicate by ``Nats-Msg-Id``) and the message acked; one that retention pruned (its done
+  marker remains, ``server.retention``) is acked without running again.
 - Ack only after every role's completed event is acknowledged by JetStream; ``in_progress()``
   while deliberating; ``nak(delay)`` on failures (the checkpoint stays, the next delivery
   resumes); ``term()`` on poison messages and refused requests with an
@@ -45,7 +46,7 @@ from nodes.events import (
     DeliberationFailed,
 )
 from nodes.nats_publisher import ensure_stream, publisher
-from server import runner
+from server import retention, runner
 from server.lease import Lease, LeaseBusy
 from server.planning import (
     DURABLE,
@@ -106,7 +107,12 @@ class Worker:
         self.sub = await self.js.pull_subscribe_bind(DURABLE, stream=PLANNING_STREAM)
 
     async def run(self) -> None:
-        """Fetch and handle messages until ``stopping`` is set, then shut down."""
+        """Fetch and handle messages until ``stopping`` is set, then shut down; retention
+        sweeps in the background meanwhile (``server.retention.sweeping``)."""
+        async with retention.sweeping(self.settings, owner=self.name):
+            await self._run()
+
+    async def _run(self) -> None:
         await self.setup()
         log.info(
             "worker.started",
@@ -259,6 +265,8 @@ class Worker:
             )
         if outcome.status == "interrupted":
             raise RuntimeError(f"deliberation {thread_id} is waiting at {outcome.pending}")
+        if outcome.status == "pruned":  # finished and published long ago; nothing to redo
+            log.info("worker.already_finished", thread_id=thread_id, marker=outcome.marker)
         if outcome.status == "replayed":  # a redelivery: JetStream drops the duplicate
             completed = DeliberationCompleted.model_validate(outcome.values["result"])
             ack = await self.publisher.publish(
