@@ -20,6 +20,13 @@ graphs under ``using(settings)``; the served graph (``langgraph.json``) reads th
 | ``COUNCIL_DATA_DIR`` | ``./.council-data`` | embedded servers' data, logs |
 | ``COUNCIL_PROMPTS_DIR`` | the installed ``prompts`` | prompt files, read on every call |
 | ``COUNCIL_VALKEY_POOL`` | ``32`` | Valkey connections per process |
+| ``NATS_CREDS`` | unset | NATS credentials file (JWT + nkey seed) for ``NATS_URL`` |
+| ``COUNCIL_SERVE_JOBS`` | ``10`` | runs the LangGraph server executes at once (``council serve``) |
+| ``COUNCIL_JWT_SECRET`` / ``_FILE`` | unset | HS256 shared secret: accept JWTs signed with it |
+| ``COUNCIL_JWT_JWKS_URL`` | unset | accept JWTs signed by a key of this JWKS (RS256, ES256) |
+| ``COUNCIL_JWT_AUDIENCE``, ``_ISSUER`` | unset | required ``aud`` / ``iss`` of accepted JWTs |
+| ``COUNCIL_METRICS_PORT`` | ``0`` | ``council worker`` serves ``/metrics`` on this port (0: none) |
+| ``COUNCIL_LOG_FILE`` | unset | served graph's structured logs (``council serve`` sets it) |
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_BASE_URL = "http://localhost:8000/v1"
 DEFAULT_MAX_TOKENS: dict[str, int] = {
@@ -69,6 +77,11 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type = floa
     if value < 0:
         raise SettingsError(f"{name}: {raw!r} must not be negative")
     return value
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    return Path(raw).resolve() if raw else None
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool | None:
@@ -116,6 +129,22 @@ class Settings:
     """Embedded servers' data and the log file."""
     prompts_dir: Path | None = None
     """Prompt files to read instead of the installed ones."""
+    nats_creds: Path | None = None
+    """NATS credentials file (``.creds``: user JWT and nkey seed), for every NATS connection."""
+    serve_jobs: int = 10
+    """Runs one ``council serve`` executes at once (LangGraph's ``--n-jobs-per-worker``)."""
+    jwt_secret: str | None = field(default=None, repr=False)
+    """HS256 shared secret; a bearer JWT signed with it is accepted (``server.auth``)."""
+    jwt_jwks_url: str | None = None
+    """JWKS URL; a bearer JWT signed by one of its keys (RS256, ES256) is accepted."""
+    jwt_audience: str | None = None
+    """When set, an accepted JWT must name this audience (``aud``)."""
+    jwt_issuer: str | None = None
+    """When set, an accepted JWT must come from this issuer (``iss``)."""
+    metrics_port: int = 0
+    """``council worker`` serves Prometheus ``/metrics`` on 127.0.0.1 at this port (0: none)."""
+    log_file: Path | None = None
+    """Structured logs of the served graph (``council serve`` points it into the data dir)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -135,11 +164,36 @@ class Settings:
             nats_url=env.get("NATS_URL") or None,
             data_dir=Path(env.get("COUNCIL_DATA_DIR") or ".council-data").resolve(),
             prompts_dir=Path(prompts).resolve() if prompts else None,
+            nats_creds=_path(env, "NATS_CREDS"),
+            serve_jobs=int(_number(env, "COUNCIL_SERVE_JOBS", 10, int)) or 1,
+            jwt_secret=_secret(env, "COUNCIL_JWT_SECRET", "") or None,
+            jwt_jwks_url=env.get("COUNCIL_JWT_JWKS_URL") or None,
+            jwt_audience=env.get("COUNCIL_JWT_AUDIENCE") or None,
+            jwt_issuer=env.get("COUNCIL_JWT_ISSUER") or None,
+            metrics_port=int(_number(env, "COUNCIL_METRICS_PORT", 0, int)),
+            log_file=_path(env, "COUNCIL_LOG_FILE"),
         )
+
+    @property
+    def jwt_configured(self) -> bool:
+        """True when bearer JWTs can be checked (a shared secret or a JWKS URL)."""
+        return bool(self.jwt_secret or self.jwt_jwks_url)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` (``None`` values are ignored: an unset flag keeps the value)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def display_url(url: str | None) -> str:
+    """``url`` fit to print or log: a password in it becomes ``***``."""
+    if not url:
+        return str(url)
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 @functools.cache

@@ -6,6 +6,12 @@
 - A middleware in front of the LangGraph API's run endpoints resolves each run's input and
   context with ``graph.request.resolve`` before the run is created: a refusal is one line
   naming the field and the limit, and nothing is stored.
+
+Authentication runs first (``server.auth``; ``langgraph.json``: ``enable_custom_route_auth``,
+``middleware_order: auth_first``), so nothing here answers a caller without a valid token but
+``/healthz`` and ``/metrics``. Creating and deleting councils needs the ``council:admin`` scope.
+The development runtime's unauthenticated maintenance routes (``/internal/...``, which can
+truncate every thread, and ``/deploy``) are closed.
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ import re
 from typing import Any
 
 import httpx
-import nats
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,8 +31,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from graph import settings
 from graph.persistence import CouncilStore
 from graph.request import RequestError, parse_context, parse_council, resolve
+from nodes.metrics import refused as count_refused
+from nodes.nats_publisher import connect as nats_connect
+from server import logs
+from server.keys import ADMIN_SCOPE
 
 _RUN_PATHS = re.compile(r"^/(threads/[^/]+/)?runs(/wait|/stream)?/?$")
+_BATCH_PATH = re.compile(r"^/runs/batch/?$")
+_CLOSED_PATHS = re.compile(r"^/(internal|deploy)(/|$)")
 _store: CouncilStore | None = None
 
 
@@ -70,10 +81,14 @@ class RunInputMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _CLOSED_PATHS.match(scope["path"]):
+            await _problem(404, "Not Found")(scope, receive, send)
+            return
+        batch = scope["type"] == "http" and bool(_BATCH_PATH.match(scope["path"]))
         if (
             scope["type"] != "http"
             or scope["method"] != "POST"
-            or not _RUN_PATHS.match(scope["path"])
+            or not (batch or _RUN_PATHS.match(scope["path"]))
         ):
             await self.app(scope, receive, send)
             return
@@ -86,11 +101,13 @@ class RunInputMiddleware:
         raw = b"".join(chunks)
         try:
             body = json.loads(raw or b"{}")
-            if isinstance(body, dict):
-                await resolve_run_body(body)
+            for run in body if batch and isinstance(body, list) else [body]:
+                if isinstance(run, dict):
+                    await resolve_run_body(run)
         except json.JSONDecodeError:
             pass  # the LangGraph API answers malformed JSON itself
         except RequestError as e:
+            count_refused("input")
             await _problem(e.status, str(e))(scope, receive, send)
             return
         sent = False
@@ -105,13 +122,33 @@ class RunInputMiddleware:
         await self.app(scope, replay, send)
 
 
-async def list_councils(_: Request) -> Response:
+def _scopes(request: Request) -> list[str]:
+    """The caller's scopes (none when no authentication ran: deny by default)."""
+    credentials = request.scope.get("auth")
+    return list(getattr(credentials, "scopes", None) or [])
+
+
+def _refused(request: Request, admin: bool = False) -> Response | None:
+    """401 for an anonymous caller; 403 for a non-admin where ``admin`` is needed."""
+    user = request.scope.get("user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return _problem(401, "authentication required: send `Authorization: Bearer <key>`")
+    if admin and ADMIN_SCOPE not in _scopes(request):
+        return _problem(403, f"managing councils needs the {ADMIN_SCOPE} scope")
+    return None
+
+
+async def list_councils(request: Request) -> Response:
     """Every stored council."""
+    if refused := _refused(request):
+        return refused
     return JSONResponse([c.model_dump() for c in await store().list()])
 
 
 async def get_council(request: Request) -> Response:
     """One stored council."""
+    if refused := _refused(request):
+        return refused
     council = await store().get(request.path_params["name"])
     if council is None:
         return _problem(404, f"council {request.path_params['name']!r} does not exist")
@@ -119,7 +156,9 @@ async def get_council(request: Request) -> Response:
 
 
 async def create_council(request: Request) -> Response:
-    """Store a new council (409 when the name is taken)."""
+    """Store a new council (409 when the name is taken); admins only."""
+    if refused := _refused(request, admin=True):
+        return refused
     try:
         council = parse_council(await request.json())
     except json.JSONDecodeError as e:
@@ -132,7 +171,9 @@ async def create_council(request: Request) -> Response:
 
 
 async def delete_council(request: Request) -> Response:
-    """Remove a stored council."""
+    """Remove a stored council; admins only."""
+    if refused := _refused(request, admin=True):
+        return refused
     if not await store().delete(request.path_params["name"]):
         return _problem(404, f"council {request.path_params['name']!r} does not exist")
     return Response(status_code=204)
@@ -142,7 +183,7 @@ async def _check_nats(url: str | None) -> dict[str, Any]:
     if not url:
         return {"ok": False, "error": "NATS_URL is not set: events are not published"}
     try:
-        nc = await nats.connect(
+        nc = await nats_connect(
             url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
         )
         await nc.close()
@@ -181,6 +222,9 @@ async def metrics(_: Request) -> Response:
     """Prometheus metrics of this process."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+
+if settings.current().log_file is not None:  # council serve: council's logs to its file
+    logs.to_file(settings.current().log_file)  # type: ignore[arg-type]
 
 app = Starlette(
     routes=[
