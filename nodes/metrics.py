@@ -13,7 +13,9 @@ Deliberations are counted, not attempts:
   ``valkey``; ``nats``; ``other``), ``stage`` where (``door``, ``prepare``, ``propose`` ...,
   ``publish``, ``checkpoint``). The graph counts its own failures (``FailureCounter``, one per
   failed run whichever door started it); the doors count the requests they refuse (``refused``).
-  A deliberation that fails, is resumed and completes counts once in each.
+  A deliberation that fails, is resumed and completes counts once in each. A worker's trouble
+  outside a graph run (its Valkey lease, re-publishing a finished deliberation) is logged and
+  the message redelivered, not counted here.
 
 Served at ``/metrics`` by ``council serve`` and by ``council worker --metrics-port``.
 """

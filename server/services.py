@@ -259,7 +259,6 @@ class EmbeddedValkey(EmbeddedProcess):
 
         password = kept_password(self.dir / "password")
         config = owner_only_file(self.dir / "valkey.conf", f'requirepass "{password}"\n')
-        self.password = password
         return [
             str(get_binary_path()),
             str(config),

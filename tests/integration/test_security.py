@@ -204,6 +204,11 @@ def test_without_a_valid_token_no_request_reaches_a_thread_run_or_council(served
     assert studio.post("/internal/truncate").status_code == 404
     assert studio.get(f"/internal/debug/thread/{thread}").status_code == 404
     assert studio.get("/deploy").status_code == 404
+    # routes that would create runs around the input validation are not served at all
+    for path in ("/mcp", "/a2a/council"):
+        gone = admin.post(path, json={"jsonrpc": "2.0", "id": 1, "method": "message/send"})
+        assert gone.status_code == 404 and gone.json()["detail"] == "Not Found", path
+    assert admin.get("/.well-known/agent-card.json").status_code == 404
 
     assert len(sim_requests(sim)) == calls
     assert sorted(c["name"] for c in admin.get("/councils").json()) == councils
@@ -285,6 +290,14 @@ def test_managing_councils_and_assistants_needs_the_admin_scope(served, bob):
     assert b.get("/councils/dev").status_code == 200
     assert b.post("/assistants", json={"graph_id": "council"}).status_code == 403
     assert b.post("/assistants/search", json={}).status_code == 200
+    # deny by default: what council does not use is closed to every caller, admins too
+    cron = {"assistant_id": "council", "schedule": "* * * * *", "input": {"task": TASK}}
+    item = {"namespace": ["n"], "key": "k", "value": {}}
+    for caller in (b, served.http):
+        assert caller.post("/runs/crons", json=cron).status_code == 403
+        assert caller.put("/store/items", json=item).status_code == 403
+        search = {"namespace_prefix": ["n"]}
+        assert caller.post("/store/items/search", json=search).status_code == 403
 
     assert served.http.post("/councils", json=spec).status_code == 201
     assert name in [c["name"] for c in b.get("/councils").json()]
@@ -412,6 +425,21 @@ def test_bad_runs_are_refused_before_anything_is_stored(
     assert http.get(f"/threads/{thread}/runs").json() == []
     assert http.get(f"/threads/{thread}/state").json()["checkpoint"] is None
     assert len(sim_requests(sim)) == calls
+
+
+def test_served_logs_go_to_the_log_file_not_the_console(served):
+    thread = served.http.post("/threads", json={}).json()["thread_id"]
+    assert deliberate(served.http, thread).status_code == 200
+    logged = Path(served.env["COUNCIL_DATA_DIR"]) / "logs" / "council.jsonl"
+    calls = [
+        json.loads(line)
+        for line in logged.read_text().splitlines()
+        if f'"{thread}"' in line and '"llm.call"' in line
+    ]
+    assert len(calls) == 4 and {c["deliberation_id"] for c in calls} == {thread}
+    assert "llm.call" not in served.log.read_text()  # the server's console
+    assert not (ROOT / ".langgraph_api").exists()
+    assert (Path(served.env["COUNCIL_DATA_DIR"]) / "api" / ".langgraph_api").is_dir()
 
 
 # ---- concurrency ------------------------------------------------------------------------------
