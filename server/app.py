@@ -5,7 +5,8 @@
 - ``GET /metrics``: Prometheus (deliberations, durations, LLM calls and tokens).
 - A middleware in front of the LangGraph API's run endpoints resolves each run's input and
   context with ``graph.request.resolve`` before the run is created: a refusal is one line
-  naming the field and the limit, and nothing is stored.
+  naming the field and the limit, and nothing is stored. A run's ``command`` may only
+  ``resume``, and a new thread may not carry ``supersteps``: the state is written by runs.
 
 Authentication runs first (``server.auth``; ``langgraph.json``: ``enable_custom_route_auth``,
 ``middleware_order: auth_first``), so nothing here answers a caller without a valid token but
@@ -38,6 +39,7 @@ from server.keys import ADMIN_SCOPE
 
 _RUN_PATHS = re.compile(r"^/(threads/[^/]+/)?runs(/wait|/stream)?/?$")
 _BATCH_PATH = re.compile(r"^/runs/batch/?$")
+_THREADS_PATH = re.compile(r"^/threads/?$")
 _CLOSED_PATHS = re.compile(r"^/(internal|deploy)(/|$)")
 _store: CouncilStore | None = None
 
@@ -59,6 +61,10 @@ def _problem(status: int, detail: str) -> JSONResponse:
 
 async def resolve_run_body(body: dict[str, Any]) -> dict[str, Any]:
     """Validate a run request's input and context (``RequestError`` names the field)."""
+    command = body.get("command")
+    if command is not None and (not isinstance(command, dict) or command.keys() - {"resume"}):
+        # Command(update=..., goto=...) would write the state around every check
+        raise RequestError("command", "only `resume` (a human's answer) is accepted")
     if body.get("input") is None:  # resuming (Command) or continuing a thread
         if body.get("context") is not None:
             parse_context(body["context"])
@@ -84,12 +90,9 @@ class RunInputMiddleware:
         if scope["type"] == "http" and _CLOSED_PATHS.match(scope["path"]):
             await _problem(404, "Not Found")(scope, receive, send)
             return
-        batch = scope["type"] == "http" and bool(_BATCH_PATH.match(scope["path"]))
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or not (batch or _RUN_PATHS.match(scope["path"]))
-        ):
+        path = scope["path"] if scope["type"] == "http" and scope["method"] == "POST" else ""
+        batch, new_thread = bool(_BATCH_PATH.match(path)), bool(_THREADS_PATH.match(path))
+        if not (batch or new_thread or _RUN_PATHS.match(path)):
             await self.app(scope, receive, send)
             return
         chunks = []
@@ -101,13 +104,18 @@ class RunInputMiddleware:
         raw = b"".join(chunks)
         try:
             body = json.loads(raw or b"{}")
-            for run in body if batch and isinstance(body, list) else [body]:
-                if isinstance(run, dict):
-                    await resolve_run_body(run)
+            if new_thread:
+                if isinstance(body, dict) and body.get("supersteps"):
+                    raise RequestError("supersteps", "the state is written by runs, not by callers")
+            else:
+                for run in body if batch and isinstance(body, list) else [body]:
+                    if isinstance(run, dict):
+                        await resolve_run_body(run)
         except json.JSONDecodeError:
             pass  # the LangGraph API answers malformed JSON itself
         except RequestError as e:
-            count_refused("input")
+            if not new_thread:
+                count_refused("input")
             await _problem(e.status, str(e))(scope, receive, send)
             return
         sent = False

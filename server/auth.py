@@ -25,7 +25,9 @@ Anything else is 401. Authorization, deny by default:
 
 A thread's owner is stamped into its metadata when it is created (and on every run, update and
 search) and every read, search, update, delete and run is filtered by it, so another caller's
-thread answers 404 as if it did not exist.
+thread answers 404 as if it did not exist. Nobody writes a thread's state directly (``POST
+/threads/{id}/state``, ``supersteps``): a planted ``council`` could name another endpoint; the
+state changes only by runs, whose input, context and command are checked (``server.app``).
 """
 
 from __future__ import annotations
@@ -178,6 +180,13 @@ async def own_threads(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.Fil
         return None
     if not ctx.user.is_authenticated:
         raise Auth.exceptions.HTTPException(status_code=401, detail="authentication required")
+    if ctx.action == "update" and isinstance(value, dict) and not value.keys() - {"thread_id"}:
+        # a write of the state itself (POST /threads/{id}/state, or supersteps on create):
+        # it could plant a council with another endpoint; deliberations change only by running
+        raise Auth.exceptions.HTTPException(
+            status_code=403,
+            detail="a deliberation's state is written only by its runs; resume with a run",
+        )
     owner = ctx.user.identity
     if ctx.action in ("create", "create_run", "update", "search") and isinstance(value, dict):
         if value.get("metadata") is None:

@@ -346,6 +346,22 @@ def test_a_caller_chosen_endpoint_is_refused_and_no_request_leaves(served, sim, 
         spec = {"name": "leak", "role": "DEV", "agents": [agent, {"agent_id": "b"}]}
         r = http.post("/councils", json=spec)
         assert r.status_code == 422 and "unknown field" in r.json()["detail"]
+    # nor can a council with another endpoint be planted in a deliberation's state
+    planted = {
+        "role": "DEV",
+        "agents": [{"agent_id": "a", "role": "DEV", "model": "m", "base_url": url}],
+    }
+    write = http.post(
+        f"/threads/{thread}/state", json={"values": {"council": planted}, "as_node": "prepare"}
+    )
+    assert write.status_code == 403, write.text
+    superstep = {"updates": [{"values": {"council": planted}, "as_node": "prepare"}]}
+    refused_thread = http.post("/threads", json={"supersteps": [superstep]})
+    assert refused_thread.status_code == 422 and "supersteps" in refused_thread.json()["detail"]
+    for command in ({"update": {"council": planted}}, {"goto": "propose"}, "resume"):
+        body = {"assistant_id": "council", "command": command}
+        r = http.post(f"/threads/{thread}/runs/wait", json=body)
+        assert r.status_code == 422 and r.json()["detail"].startswith("command: "), r.text
     # a configurable the graph never reads is inert: the run uses the server's LLM
     ignored = http.post(
         "/runs/wait",
@@ -541,6 +557,31 @@ def test_two_processes_on_one_data_directory_cannot_both_start_servers(tmp_path,
     assert valkey_servers_on(tmp_path / "data") == []
 
 
+# ---- credentials ------------------------------------------------------------------------------
+
+
+def test_valkey_acl_users_and_nats_users_in_the_urls(tmp_path, valkey_url, nats_url, sim):
+    admin = valkey.from_url(client_url(valkey_url))
+    password = uuid.uuid4().hex
+    admin.execute_command("ACL", "SETUSER", "council-ci", "on", f">{password}", "~*", "+@all")
+    host = valkey_url.split("://", 1)[1].rsplit("@", 1)[-1]
+    acl_url = f"valkey://council-ci:{password}@{host}"
+    env = cli_env(
+        tmp_path, VALKEY_URL=acl_url, NATS_URL=nats_url, COUNCIL_LLM_BASE_URL=sim.base_url
+    )
+    ok = council("deliberate", TASK, "--rounds", "0", "--quiet", "--json", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["winner"]["content"]
+
+    wrong = {**env, "VALKEY_URL": f"valkey://council-ci:wrong-{password}@{host}"}
+    refused = council("deliberate", TASK, "--rounds", "0", "--quiet", env=wrong)
+    assert refused.returncode == 4, refused.stderr
+    errors = error_lines(refused.stderr)
+    assert len(errors) == 1 and "Valkey at valkey://council-ci:***@" in errors[0]
+    assert password not in refused.stderr and "resume" not in refused.stderr
+    admin.execute_command("ACL", "DELUSER", "council-ci")
+
+
 # ---- failures named in one line ---------------------------------------------------------------
 
 
@@ -653,6 +694,33 @@ def test_an_llm_down_at_preflight_gives_no_resume_hint(tmp_path, valkey_url, nat
     errors = error_lines(run.stderr)
     assert len(errors) == 1 and "preflight" in errors[0] and "127.0.0.1" in errors[0]
     assert "resume" not in run.stderr and "Traceback" not in run.stderr
+
+
+def test_an_llm_timeout_names_the_stage_the_agent_and_the_url(tmp_path, valkey_url, nats_url):
+    with ServerThread(SimVLLM(SimConfig(time_scale=0.002))) as sim:
+        stall = {
+            "kind": "stall",
+            "stage": "critique",
+            "agent": "agent-dev-002",
+            "stall_seconds": 30,
+        }
+        assert httpx.post(sim_admin(sim, "/admin/faults"), json=stall).status_code == 200
+        env = cli_env(
+            tmp_path,
+            VALKEY_URL=valkey_url,
+            NATS_URL=nats_url,
+            COUNCIL_LLM_BASE_URL=sim.base_url,
+            COUNCIL_LLM_TIMEOUT="1",
+        )
+        thread = f"timeout-{uuid.uuid4().hex[:8]}"
+        run = council("deliberate", TASK, "--rounds", "1", "--id", thread, "--quiet", env=env)
+    assert run.returncode == 3, run.stderr
+    errors = error_lines(run.stderr)
+    assert errors == [
+        f"council: error: critique failed for agent-dev-002: the LLM at {sim.base_url} "
+        "timed out after retries"
+    ]
+    assert f"resume: council resume {thread}" in run.stderr and "Traceback" not in run.stderr
 
 
 # ---- metrics --------------------------------------------------------------------------------
