@@ -133,37 +133,44 @@ def key_store_url() -> Iterator[str]:
         yield started.valkey_url
 
 
+async def _create(store: KeyStore, args: argparse.Namespace) -> int:
+    scopes = [ADMIN_SCOPE] if args.admin else []
+    token, record = await store.create(args.owner, scopes, args.label or "")
+    if args.json:
+        print(json.dumps({"key": token, **record.public()}))
+        return 0
+    print(token)
+    say(
+        f"key {record.key_id} for {record.owner} (scopes: {', '.join(record.scopes) or 'none'}); "
+        "it is shown only now: send it as `Authorization: Bearer <key>`"
+    )
+    return 0
+
+
+async def _list(store: KeyStore, args: argparse.Namespace) -> int:
+    records = await store.list()
+    if args.json:
+        print(json.dumps([r.public() for r in records]))
+        return 0
+    for r in records:
+        scopes = ",".join(r.scopes) or "-"
+        print(f"{r.key_id}  {r.owner:<20} {scopes:<14} {r.created_at}  {r.label}")
+    return 0
+
+
+async def _revoke(store: KeyStore, args: argparse.Namespace) -> int:
+    if not await store.revoke(args.key_id):
+        say(f"council: error: no key {args.key_id!r}")
+        return 2
+    say(f"key {args.key_id} revoked")
+    return 0
+
+
 async def _keys(args: argparse.Namespace, url: str) -> int:
     store = KeyStore(url)
     try:
-        if args.keys_cmd == "create":
-            scopes = [ADMIN_SCOPE] if args.admin else []
-            token, record = await store.create(args.owner, scopes, args.label or "")
-            if args.json:
-                print(json.dumps({"key": token, **record.public()}))
-            else:
-                print(token)
-                say(
-                    f"key {record.key_id} for {record.owner} "
-                    f"(scopes: {', '.join(record.scopes) or 'none'}); it is shown only now: "
-                    "send it as `Authorization: Bearer <key>`"
-                )
-            return 0
-        if args.keys_cmd == "list":
-            records = await store.list()
-            if args.json:
-                print(json.dumps([r.public() for r in records]))
-            for r in [] if args.json else records:
-                print(
-                    f"{r.key_id}  {r.owner:<20} {','.join(r.scopes) or '-':<14} "
-                    f"{r.created_at}  {r.label}"
-                )
-            return 0
-        if not await store.revoke(args.key_id):
-            say(f"council: error: no key {args.key_id!r}")
-            return 2
-        say(f"key {args.key_id} revoked")
-        return 0
+        command = {"create": _create, "list": _list, "revoke": _revoke}[args.keys_cmd]
+        return await command(store, args)
     finally:
         await store.aclose()
 
