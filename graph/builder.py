@@ -29,6 +29,7 @@ from nodes.approve import approve
 from nodes.critique import critique
 from nodes.errors import broken_stream
 from nodes.judge import judge
+from nodes.metrics import FailureCounter
 from nodes.prepare import prepare
 from nodes.propose import propose
 from nodes.publish import publish
@@ -83,7 +84,9 @@ def compile_graph(
     checkpointer: Any = None,
 ) -> CompiledStateGraph[CouncilState, Context, InputState, OutputState]:
     """The compiled graph, on ``checkpointer`` (none: the LangGraph server supplies one)."""
-    return build().compile(checkpointer=checkpointer, name="council")
+    compiled = build().compile(checkpointer=checkpointer, name="council")
+    # every failed run is counted once, whichever door started it (nodes.metrics)
+    return compiled.with_config(callbacks=[FailureCounter()])
 
 
 # Served by the LangGraph server (langgraph.json); it supplies the checkpointer.

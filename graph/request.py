@@ -202,6 +202,13 @@ def default_council(
     return CouncilSpec(name=name or role.lower(), role=role, agents=members)
 
 
+def _clipped(value: Any) -> str:
+    """``repr(value)``, shortened when long: a refusal never echoes 10 KB back."""
+    if isinstance(value, str) and len(value) > 64:
+        return f"{value[:32]!r}... ({len(value)} characters)"
+    return repr(value)
+
+
 def one_line(e: ValidationError, prefix: str = "") -> RequestError:
     """The first problem of a pydantic error as ``field: message`` (the limit included)."""
     err = e.errors()[0]
@@ -211,7 +218,7 @@ def one_line(e: ValidationError, prefix: str = "") -> RequestError:
     if err["type"] in ("string_too_long", "too_long") and isinstance(given, str | list | dict):
         msg = f"{msg} (got {len(given)})"
     elif err["type"] == "string_pattern_mismatch":
-        msg = f"{given!r} does not match {err['ctx']['pattern']}"
+        msg = f"{_clipped(given)} does not match {err['ctx']['pattern']}"
     elif err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         msg = "unknown field"
     more = len(e.errors()) - 1

@@ -22,6 +22,13 @@ graphs under ``using(settings)``; the served graph (``langgraph.json``) reads th
 | ``COUNCIL_DATA_DIR`` | ``./.council-data`` | embedded servers' data, logs |
 | ``COUNCIL_PROMPTS_DIR`` | the installed ``prompts`` | prompt files, read on every call |
 | ``COUNCIL_VALKEY_POOL`` | ``32`` | Valkey connections per process |
+| ``NATS_CREDS`` | unset | NATS credentials file (JWT + nkey seed) for ``NATS_URL`` |
+| ``COUNCIL_SERVE_JOBS`` | ``10`` | runs the LangGraph server executes at once (``council serve``) |
+| ``COUNCIL_JWT_SECRET`` / ``_FILE`` | unset | HS256 shared secret: accept JWTs signed with it |
+| ``COUNCIL_JWT_JWKS_URL`` | unset | accept JWTs signed by a key of this JWKS (RS256, ES256) |
+| ``COUNCIL_JWT_AUDIENCE``, ``_ISSUER`` | unset | required ``aud`` / ``iss`` of accepted JWTs |
+| ``COUNCIL_METRICS_PORT`` | ``0`` | ``council worker`` serves ``/metrics`` on this port (0: none) |
+| ``COUNCIL_LOG_FILE`` | unset | served graph's structured logs (``council serve`` sets it) |
 | ``COUNCIL_RETAIN_HISTORY`` | ``0`` | a finished deliberation's whole history, then compacted |
 | ``COUNCIL_RETAIN_FINISHED`` | ``24h`` | its final checkpoint, from the finish (``never``: kept) |
 | ``COUNCIL_RETAIN_UNFINISHED`` | ``never`` | failed, waiting, unfinished ones untouched this long |
@@ -45,6 +52,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_BASE_URL = "http://localhost:8000/v1"
 DEFAULT_MAX_TOKENS: dict[str, int] = {
@@ -133,6 +141,11 @@ def _share(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    return Path(raw).resolve() if raw else None
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool | None:
     raw = (env.get(name) or "").strip().lower()
     if not raw:
@@ -202,6 +215,23 @@ class Settings:
     """Warn in the log when Valkey's used memory passes this share of its ``maxmemory`` (of the
     machine's memory when ``maxmemory`` is 0)."""
 
+    nats_creds: Path | None = None
+    """NATS credentials file (``.creds``: user JWT and nkey seed), for every NATS connection."""
+    serve_jobs: int = 10
+    """Runs one ``council serve`` executes at once (LangGraph's ``--n-jobs-per-worker``)."""
+    jwt_secret: str | None = field(default=None, repr=False)
+    """HS256 shared secret; a bearer JWT signed with it is accepted (``server.auth``)."""
+    jwt_jwks_url: str | None = None
+    """JWKS URL; a bearer JWT signed by one of its keys (RS256, ES256) is accepted."""
+    jwt_audience: str | None = None
+    """When set, an accepted JWT must name this audience (``aud``)."""
+    jwt_issuer: str | None = None
+    """When set, an accepted JWT must come from this issuer (``iss``)."""
+    metrics_port: int = 0
+    """``council worker`` serves Prometheus ``/metrics`` on 127.0.0.1 at this port (0: none)."""
+    log_file: Path | None = None
+    """Structured logs of the served graph (``council serve`` points it into the data dir)."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Settings from an environment mapping; a bad value raises ``SettingsError``."""
@@ -232,7 +262,20 @@ class Settings:
             retain_marker_s=_duration(env, "COUNCIL_RETAIN_MARKER", 30 * 86400.0) or 0.0,
             prune_interval_s=_duration(env, "COUNCIL_PRUNE_INTERVAL", 300.0) or 0.0,
             valkey_memory_warn=_share(env, "COUNCIL_VALKEY_MEMORY_WARN", 0.8),
+            nats_creds=_path(env, "NATS_CREDS"),
+            serve_jobs=int(_number(env, "COUNCIL_SERVE_JOBS", 10, int)) or 1,
+            jwt_secret=_secret(env, "COUNCIL_JWT_SECRET", "") or None,
+            jwt_jwks_url=env.get("COUNCIL_JWT_JWKS_URL") or None,
+            jwt_audience=env.get("COUNCIL_JWT_AUDIENCE") or None,
+            jwt_issuer=env.get("COUNCIL_JWT_ISSUER") or None,
+            metrics_port=int(_number(env, "COUNCIL_METRICS_PORT", 0, int)),
+            log_file=_path(env, "COUNCIL_LOG_FILE"),
         )
+
+    @property
+    def jwt_configured(self) -> bool:
+        """True when bearer JWTs can be checked (a shared secret or a JWKS URL)."""
+        return bool(self.jwt_secret or self.jwt_jwks_url)
 
     def allows(self, base_url: str) -> bool:
         """Whether a council may send calls (and keys) to ``base_url``."""
@@ -248,6 +291,18 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` (``None`` values are ignored: an unset flag keeps the value)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def display_url(url: str | None) -> str:
+    """``url`` fit to print or log: a password in it becomes ``***``."""
+    if not url:
+        return str(url)
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 @functools.cache

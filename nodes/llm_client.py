@@ -289,7 +289,6 @@ async def call(
                 started = time.monotonic()
                 msg = await llm.ainvoke(messages, **params)
         except (openai.APIError, httpx.TransportError, httpx2.TransportError) as e:
-            metrics.DELIBERATIONS_FAILED.labels(agent["role"], stage).inc()
             raise _request_error(e, stage, agent) from e
         record = _record(
             agent,
@@ -314,7 +313,6 @@ async def call(
             return Answer(records[:-1] + [without_content(record)], record["content"], parsed)
         if record["finish_reason"] == "length":
             budget *= 2  # truncated: retry with room to finish
-    metrics.DELIBERATIONS_FAILED.labels(agent["role"], stage).inc()
     raise CouncilError(stage, agent["agent_id"], f"{problem} after {attempts} attempts")
 
 

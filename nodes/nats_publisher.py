@@ -16,6 +16,8 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel
 
+from graph import settings
+
 STREAM = "ORCHESTRATOR_EVENTS"
 
 # The replaced system's streams (limits retention, discard old, one replica), with a 24 h
@@ -60,6 +62,15 @@ async def declare_streams(js: JetStreamContext, replicas: int = 1) -> list[str]:
     return done
 
 
+async def connect(url: str, **options: Any) -> nats.NATS:
+    """A connection to ``url`` (``nats://user:password@host`` is honoured) with the
+    credentials file of the settings (``NATS_CREDS``), if any: every NATS client uses this."""
+    creds = settings.current().nats_creds
+    if creds is not None:
+        options.setdefault("user_credentials", str(creds))
+    return await nats.connect(url, **options)
+
+
 async def ensure_stream(js: JetStreamContext, name: str) -> None:
     """Create the named stream (file storage) unless a stream already holds its subjects."""
     spec = STREAMS[name]
@@ -77,7 +88,7 @@ async def connect_once(url: str, timeout: float = 5.0) -> nats.NATS:
     """A connection for a short job, or an error within ``timeout`` (nats-py's
     ``max_reconnect_attempts=0`` would retry the first connect forever)."""
     return await asyncio.wait_for(
-        nats.connect(
+        connect(
             url,
             connect_timeout=min(2.0, timeout),
             max_reconnect_attempts=1,
@@ -102,7 +113,7 @@ class Publisher:
         async with self._lock:
             if self.js is not None and self.nc is not None and self.nc.is_connected:
                 return self.js
-            self.nc = await nats.connect(
+            self.nc = await connect(
                 self.url, connect_timeout=5, max_reconnect_attempts=5, allow_reconnect=True
             )
             self.js = self.nc.jetstream(timeout=10)

@@ -2,7 +2,9 @@
 
 The event is a function of the state and of the time it was built (``finished_at``), so the
 checkpoint keeps only those: ``completed_event`` rebuilds the same event from a finished
-deliberation's values (the runner, the worker's republish, ``council resume``).
+deliberation's values (the runner, the worker's republish, ``council resume``). The
+deliberation counts as completed when JetStream acknowledges the event as new; a failed publish
+raises ``PublishFailed`` naming the NATS URL, and the deliberation resumes here.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
 
+import nats.errors
 import structlog
 
 from graph import settings
+from graph.settings import display_url
 from graph.state import CouncilState
+from nodes import metrics
+from nodes.errors import PublishFailed
 from nodes.events import COMPLETED_SUBJECT, DeliberationCompleted, build_completed, utcnow
-from nodes.metrics import DELIBERATION_SECONDS, DELIBERATIONS_COMPLETED
 from nodes.nats_publisher import publisher
 
 log = structlog.get_logger("council.publish")
@@ -35,8 +40,7 @@ async def publish(state: CouncilState) -> dict[str, Any]:
     """The completed event, and where JetStream stored it."""
     now = utcnow()
     event = build_completed(state, now=now)
-    DELIBERATIONS_COMPLETED.labels(event.role).inc()
-    DELIBERATION_SECONDS.labels(event.role).observe(event.duration_ms / 1000)
+    seconds = event.duration_ms / 1000
     done = {"result": event.model_dump(mode="json"), "finished_at": now.isoformat()}
     url = settings.current().nats_url
     if not url:
@@ -45,9 +49,16 @@ async def publish(state: CouncilState) -> dict[str, Any]:
             deliberation_id=event.deliberation_id,
             reason="no NATS server configured (NATS_URL unset)",
         )
+        metrics.completed(event.role, seconds)
         return {**done, "published": {}}
-    ack = await publisher(url).publish(
-        COMPLETED_SUBJECT, event, f"{event.deliberation_id}:completed"
-    )
+    try:
+        ack = await publisher(url).publish(
+            COMPLETED_SUBJECT, event, f"{event.deliberation_id}:completed"
+        )
+    except (nats.errors.Error, OSError, TimeoutError) as e:
+        cause = f"{type(e).__name__}: {e}".rstrip(": ")
+        raise PublishFailed(display_url(url), cause) from e
     log.info("event.published", deliberation_id=event.deliberation_id, **ack)
+    if not ack["duplicate"]:
+        metrics.completed(event.role, seconds)
     return {**done, "published": ack}

@@ -7,7 +7,14 @@
   and retained deliberations).
 - A middleware in front of the LangGraph API's run endpoints resolves each run's input and
   context with ``graph.request.resolve`` before the run is created: a refusal is one line
-  naming the field and the limit, and nothing is stored.
+  naming the field and the limit, and nothing is stored. A run's ``command`` may only
+  ``resume``, and a new thread may not carry ``supersteps``: the state is written by runs.
+
+Authentication runs first (``server.auth``; ``langgraph.json``: ``enable_custom_route_auth``,
+``middleware_order: auth_first``), so nothing here answers a caller without a valid token but
+``/healthz`` and ``/metrics``. Creating and deleting councils needs the ``council:admin`` scope.
+The development runtime's unauthenticated maintenance routes (``/internal/...``, which can
+truncate every thread, and ``/deploy``) are closed.
 """
 
 from __future__ import annotations
@@ -27,10 +34,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from graph import settings
 from graph.persistence import CouncilStore
 from graph.request import RequestError, parse_context, parse_council, resolve
+from nodes.metrics import refused as count_refused
 from nodes.nats_publisher import connect_once
-from server import retention
+from server import logs, retention
+from server.keys import ADMIN_SCOPE
 
 _RUN_PATHS = re.compile(r"^/(threads/[^/]+/)?runs(/wait|/stream)?/?$")
+_BATCH_PATH = re.compile(r"^/runs/batch/?$")
+_THREADS_PATH = re.compile(r"^/threads/?$")
+_CLOSED_PATHS = re.compile(r"^/(internal|deploy)(/|$)")
 _store: CouncilStore | None = None
 
 
@@ -51,6 +63,10 @@ def _problem(status: int, detail: str) -> JSONResponse:
 
 async def resolve_run_body(body: dict[str, Any]) -> dict[str, Any]:
     """Validate a run request's input and context (``RequestError`` names the field)."""
+    command = body.get("command")
+    if command is not None and (not isinstance(command, dict) or command.keys() - {"resume"}):
+        # Command(update=..., goto=...) would write the state around every check
+        raise RequestError("command", "only `resume` (a human's answer) is accepted")
     if body.get("input") is None:  # resuming (Command) or continuing a thread
         if body.get("context") is not None:
             parse_context(body["context"])
@@ -73,11 +89,12 @@ class RunInputMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or not _RUN_PATHS.match(scope["path"])
-        ):
+        if scope["type"] == "http" and _CLOSED_PATHS.match(scope["path"]):
+            await _problem(404, "Not Found")(scope, receive, send)
+            return
+        path = scope["path"] if scope["type"] == "http" and scope["method"] == "POST" else ""
+        batch, new_thread = bool(_BATCH_PATH.match(path)), bool(_THREADS_PATH.match(path))
+        if not (batch or new_thread or _RUN_PATHS.match(path)):
             await self.app(scope, receive, send)
             return
         chunks = []
@@ -89,11 +106,18 @@ class RunInputMiddleware:
         raw = b"".join(chunks)
         try:
             body = json.loads(raw or b"{}")
-            if isinstance(body, dict):
-                await resolve_run_body(body)
+            if new_thread:
+                if isinstance(body, dict) and body.get("supersteps"):
+                    raise RequestError("supersteps", "the state is written by runs, not by callers")
+            else:
+                for run in body if batch and isinstance(body, list) else [body]:
+                    if isinstance(run, dict):
+                        await resolve_run_body(run)
         except json.JSONDecodeError:
             pass  # the LangGraph API answers malformed JSON itself
         except RequestError as e:
+            if not new_thread:
+                count_refused("input")
             await _problem(e.status, str(e))(scope, receive, send)
             return
         sent = False
@@ -108,13 +132,33 @@ class RunInputMiddleware:
         await self.app(scope, replay, send)
 
 
-async def list_councils(_: Request) -> Response:
+def _scopes(request: Request) -> list[str]:
+    """The caller's scopes (none when no authentication ran: deny by default)."""
+    credentials = request.scope.get("auth")
+    return list(getattr(credentials, "scopes", None) or [])
+
+
+def _refused(request: Request, admin: bool = False) -> Response | None:
+    """401 for an anonymous caller; 403 for a non-admin where ``admin`` is needed."""
+    user = request.scope.get("user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return _problem(401, "authentication required: send `Authorization: Bearer <key>`")
+    if admin and ADMIN_SCOPE not in _scopes(request):
+        return _problem(403, f"managing councils needs the {ADMIN_SCOPE} scope")
+    return None
+
+
+async def list_councils(request: Request) -> Response:
     """Every stored council."""
+    if refused := _refused(request):
+        return refused
     return JSONResponse([c.model_dump() for c in await store().list()])
 
 
 async def get_council(request: Request) -> Response:
     """One stored council."""
+    if refused := _refused(request):
+        return refused
     council = await store().get(request.path_params["name"])
     if council is None:
         return _problem(404, f"council {request.path_params['name']!r} does not exist")
@@ -122,7 +166,9 @@ async def get_council(request: Request) -> Response:
 
 
 async def create_council(request: Request) -> Response:
-    """Store a new council (409 when the name is taken)."""
+    """Store a new council (409 when the name is taken); admins only."""
+    if refused := _refused(request, admin=True):
+        return refused
     try:
         council = parse_council(await request.json())
     except json.JSONDecodeError as e:
@@ -135,7 +181,9 @@ async def create_council(request: Request) -> Response:
 
 
 async def delete_council(request: Request) -> Response:
-    """Remove a stored council."""
+    """Remove a stored council; admins only."""
+    if refused := _refused(request, admin=True):
+        return refused
     if not await store().delete(request.path_params["name"]):
         return _problem(404, f"council {request.path_params['name']!r} does not exist")
     return Response(status_code=204)
@@ -183,6 +231,9 @@ async def metrics(_: Request) -> Response:
     """Prometheus metrics of this process."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+
+if settings.current().log_file is not None:  # council serve: council's logs to its file
+    logs.to_file(settings.current().log_file)  # type: ignore[arg-type]
 
 app = Starlette(
     routes=[

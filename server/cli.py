@@ -1,8 +1,20 @@
 """``council``: run deliberations, the demo, the server, the worker, the simulated vLLM.
 
-Exit codes: 0 done; 2 bad input (the message names the field and the limit); 3 the LLM was
-unreachable or refused; 1 any other failure. A stopped deliberation keeps its checkpoints:
-``council resume ID``.
+Exit codes (one line on stderr names what failed, with its URL, the stage and the agent; the
+traceback is in the log file):
+
+| code | what failed |
+|---|---|
+| 0 | nothing: done (or waiting for an approval) |
+| 1 | anything else (e.g. the data directory is in use by another process) |
+| 2 | bad input: the message names the field and the limit |
+| 3 | the LLM: unreachable, timing out, refusing, or answering garbage |
+| 4 | Valkey: unreachable or failing |
+| 5 | NATS: unreachable, or the completed event was not acknowledged |
+| 130 | interrupted (Ctrl-C) |
+
+A deliberation that stopped after ``prepare`` keeps its checkpoints; only then does the error
+end with ``resume: council resume ID``.
 """
 
 from __future__ import annotations
@@ -12,9 +24,12 @@ import os
 import sys
 from pathlib import Path
 
+import structlog
+
 from graph.request import MAX_AGENTS, MAX_ROUNDS, MAX_TASK_CHARS, MIN_AGENTS, ROLES, RequestError
 from graph.settings import DEFAULT_BASE_URL, SettingsError, from_environment
-from server import commands, prune
+from nodes.errors import describe
+from server import commands, keys, logs, prune
 from server.render import say
 
 
@@ -89,6 +104,14 @@ def _service_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     v.add_argument("--port", type=int, default=8123)
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--reload", action="store_true", help="reload on code changes")
+    v.add_argument(
+        "--jobs", type=int, help="runs executed at once (env COUNCIL_SERVE_JOBS, default 10)"
+    )
+    v.add_argument(
+        "--dev-studio",
+        action="store_true",
+        help="local development: let LangGraph Studio in without a token (loopback only)",
+    )
     _llm_flags(v)
     v.set_defaults(func=commands.cmd_serve)
 
@@ -103,6 +126,11 @@ def _service_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     k.add_argument(
         "--grace", type=float, default=30.0, help="seconds running deliberations get on SIGTERM"
+    )
+    k.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus /metrics on 127.0.0.1:PORT (env COUNCIL_METRICS_PORT; 0: none)",
     )
     _llm_flags(k)
     k.set_defaults(func=commands.cmd_worker)
@@ -148,6 +176,7 @@ def parser() -> argparse.ArgumentParser:
     _service_commands(sub)
     _file_commands(sub)
     prune.add_cli(sub)
+    keys.add_cli(sub)
     from sim_vllm import add_cli
 
     add_cli(sub)
@@ -155,9 +184,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a ``council`` command; returns its exit code."""
+    """Run a ``council`` command; returns its exit code (see the table above)."""
     args = parser().parse_args(argv)
-    from server import logs
 
     try:
         if args.cmd not in ("schemas", "draw"):
@@ -175,11 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         say(f"council: error: {e}")
         return 2
     except KeyboardInterrupt:
-        say("council: interrupted; resume with `council resume ID`")
+        say("council: interrupted; a deliberation that had started resumes: council resume ID")
         return 130
     except Exception as e:  # noqa: BLE001 - the CLI's last word: one line, non-zero exit
-        say(f"council: error: {type(e).__name__}: {e}")
-        return 1
+        failure = describe(e)
+        log = structlog.get_logger("council.cli")
+        log.error("command.failed", error=failure.message, exc_info=e)
+        say(f"council: error: {failure.message}")
+        return failure.exit_code
 
 
 if __name__ == "__main__":

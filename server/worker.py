@@ -45,6 +45,8 @@ from nodes.events import (
     DeliberationCompleted,
     DeliberationFailed,
 )
+from nodes.metrics import refused
+from nodes.nats_publisher import connect as nats_connect
 from nodes.nats_publisher import ensure_stream, publisher
 from server import retention, runner
 from server.lease import Lease, LeaseBusy
@@ -92,7 +94,7 @@ class Worker:
 
     async def setup(self) -> None:
         """Connect, ensure the streams and the durable consumer, and bind to it."""
-        self.nc = await nats.connect(
+        self.nc = await nats_connect(
             self.nats_url, name=f"council-worker-{self.name}", max_reconnect_attempts=-1
         )
         self.js = self.nc.jetstream(timeout=10)
@@ -298,6 +300,7 @@ class Worker:
 
     async def fail_poison(self, msg: Msg, reason: str) -> None:
         """Publish why a message can never be processed, and terminate it."""
+        refused("input")
         seq = msg.metadata.sequence.stream
         ev = DeliberationFailed(
             deliberation_id=f"poison.{PLANNING_STREAM}.{seq}",

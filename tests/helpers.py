@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
 
 from graph.request import resolve
 from graph.settings import Settings
 from graph.state import Council
+from server.keys import ADMIN_SCOPE, KeyStore
+from server.services import free_port
 from sim_vllm import ServerThread
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = [
@@ -39,3 +53,99 @@ def council(role: str = "QA", agents: int = 3, rounds: int = 1, **inp: Any) -> C
         {"task": "t", "role": role, "rounds": rounds, **inp}, {"agents": agents}, None, settings
     )
     return resolved
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from sync or async test code (in a thread of its own)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def api_key(valkey_url: str, owner: str, admin: bool = False) -> str:
+    """A new API key for ``owner`` in the Valkey at ``valkey_url`` (as ``council keys create``)."""
+
+    async def create() -> str:
+        store = KeyStore(valkey_url)
+        try:
+            token, _ = await store.create(owner, [ADMIN_SCOPE] if admin else [])
+            return token
+        finally:
+            await store.aclose()
+
+    return run_sync(create())
+
+
+class Served:
+    """``council serve`` in a subprocess on a free port, with an admin API key (``token``)."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        valkey_url: str,
+        nats_url: str,
+        llm_url: str,
+        *,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        owner: str = "tester",
+    ):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.valkey_url = valkey_url
+        self.env = dict(os.environ)
+        self.env.update(
+            VALKEY_URL=valkey_url,
+            NATS_URL=nats_url,
+            COUNCIL_LLM_BASE_URL=llm_url,
+            COUNCIL_DATA_DIR=str(tmp_path / "data"),
+            PYTHONPATH=str(ROOT),
+            **(env or {}),
+        )
+        self.extra_args = extra_args
+        self.log = tmp_path / f"serve-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.token = api_key(valkey_url, owner, admin=True)
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+        self.http = httpx.Client(base_url=self.url, headers=self.headers, timeout=120)
+
+    def client(self, token: str | None = None) -> LangGraphClient:
+        """A ``langgraph_sdk`` client with this server's admin key (or ``token``)."""
+        return get_client(url=self.url, headers={"Authorization": f"Bearer {token or self.token}"})
+
+    def as_(self, token: str | None) -> httpx.Client:
+        """An HTTP client sending ``token`` (None: no Authorization header)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
+
+    def start(self) -> Served:
+        """Start and wait until the API answers."""
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)]
+            + list(self.extra_args),
+            env=self.env,
+            cwd=ROOT,
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/ok", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.25)
+        raise RuntimeError(f"langgraph server did not start: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        """Stop the server and its process group."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()

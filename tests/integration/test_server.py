@@ -3,73 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 
 import httpx
 import pytest
 import valkey.asyncio as avalkey
-from langgraph_sdk import get_client
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.services import free_port
 from sim_vllm import ServerThread, SimConfig, SimVLLM
-from tests.helpers import ROOT
+from tests.helpers import Served
 
 TASK = (
     "Choose between server-sent events and WebSockets for live order-status updates "
     "to 200k clients."
 )
-
-
-class Served:
-    def __init__(self, tmp_path, valkey_url: str, nats_url: str, llm_url: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items()}
-        self.env.update(
-            VALKEY_URL=valkey_url,
-            NATS_URL=nats_url,
-            COUNCIL_LLM_BASE_URL=llm_url,
-            COUNCIL_DATA_DIR=str(tmp_path / "data"),
-            PYTHONPATH=str(ROOT),
-        )
-        self.log = tmp_path / f"serve-{self.port}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Served:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
-            env=self.env,
-            cwd=ROOT,
-            stdout=open(self.log, "ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/ok", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.25)
-        raise RuntimeError(f"langgraph server did not start: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +34,7 @@ def server(tmp_path_factory, valkey_url, nats_url, llm):
 
 
 async def test_run_to_completion_and_state_history(server, valkey_url):
-    client = get_client(url=server.url)
+    client = server.client()
     thread = await client.threads.create()
     out = await client.runs.wait(
         thread["thread_id"],
@@ -108,7 +56,7 @@ async def test_run_to_completion_and_state_history(server, valkey_url):
 
 
 async def test_stream_updates_custom_and_tokens(server):
-    client = get_client(url=server.url)
+    client = server.client()
     thread = await client.threads.create()
     seen: dict[str, list] = {"updates": [], "custom": [], "messages": []}
     async for part in client.runs.stream(
@@ -135,7 +83,7 @@ async def test_stream_updates_custom_and_tokens(server):
 
 
 async def test_interrupt_before_select_then_approve_or_override(server):
-    client = get_client(url=server.url)
+    client = server.client()
     # approve
     t1 = await client.threads.create()
     await client.runs.wait(
@@ -215,7 +163,7 @@ async def test_interrupt_before_select_then_approve_or_override(server):
     ],
 )
 def test_bad_run_requests_name_the_field(server, inp, status, needle):
-    thread = httpx.post(server.url + "/threads", json={}).json()
+    thread = server.http.post("/threads", json={}).json()
     inp = dict(inp)
     context = inp.pop("__context__", None)
     for path in (
@@ -223,15 +171,15 @@ def test_bad_run_requests_name_the_field(server, inp, status, needle):
         f"/threads/{thread['thread_id']}/runs/wait",
         "/runs/wait",
     ):
-        r = httpx.post(
-            server.url + path, json={"assistant_id": "council", "input": inp, "context": context}
+        r = server.http.post(
+            path, json={"assistant_id": "council", "input": inp, "context": context}
         )
         assert r.status_code == status, (path, r.text)
         assert needle in r.json()["detail"]
 
 
 async def test_councils_crud_use_and_survive_restart(server, tmp_path, valkey_url, nats_url, llm):
-    names = [c["name"] for c in httpx.get(server.url + "/councils").json()]
+    names = [c["name"] for c in server.http.get("/councils").json()]
     assert {"dev", "qa", "architect", "devops", "data"} <= set(names)
     name = f"pair-{uuid.uuid4().hex[:6]}"
     council = {
@@ -244,16 +192,16 @@ async def test_councils_crud_use_and_survive_restart(server, tmp_path, valkey_ur
             {"agent_id": "qa-bob", "temperature": 0.9},
         ],
     }
-    assert httpx.post(server.url + "/councils", json=council).status_code == 201
-    assert httpx.post(server.url + "/councils", json=council).status_code == 409
-    bad = httpx.post(server.url + "/councils", json={**council, "name": "x", "role": "CEO"})
+    assert server.http.post("/councils", json=council).status_code == 201
+    assert server.http.post("/councils", json=council).status_code == 409
+    bad = server.http.post("/councils", json={**council, "name": "x", "role": "CEO"})
     assert bad.status_code == 422 and "role: unknown role 'CEO'" in bad.json()["detail"]
-    one = httpx.post(
-        server.url + "/councils", json={**council, "name": "y", "agents": council["agents"][:1]}
+    one = server.http.post(
+        "/councils", json={**council, "name": "y", "agents": council["agents"][:1]}
     )
     assert one.status_code == 422 and "agents" in one.json()["detail"]
 
-    client = get_client(url=server.url)
+    client = server.client()
     thread = await client.threads.create()
     out = await client.runs.wait(
         thread["thread_id"], "council", input={"task": TASK}, context={"council": name}
@@ -270,24 +218,22 @@ async def test_councils_crud_use_and_survive_restart(server, tmp_path, valkey_ur
     server.stop()
     other.start()
     try:
-        assert (
-            httpx.get(f"{other.url}/councils/{name}").json()["agents"][0]["agent_id"] == "qa-alice"
-        )
-        assert httpx.delete(f"{other.url}/councils/{name}").status_code == 204
-        assert httpx.get(f"{other.url}/councils/{name}").status_code == 404
-        assert httpx.delete(f"{other.url}/councils/{name}").status_code == 404
+        assert other.http.get(f"/councils/{name}").json()["agents"][0]["agent_id"] == "qa-alice"
+        assert other.http.delete(f"/councils/{name}").status_code == 204
+        assert other.http.get(f"/councils/{name}").status_code == 404
+        assert other.http.delete(f"/councils/{name}").status_code == 404
     finally:
         other.stop()
         server.start()
 
 
 def test_healthz_and_metrics(server):
-    h = httpx.get(server.url + "/healthz")
+    h = server.http.get("/healthz")
     assert h.status_code == 200, h.text
     body = h.json()
     assert body["valkey"]["ok"] and body["nats"]["ok"] and body["llm"]["ok"]
-    r = httpx.post(
-        server.url + "/runs/wait",
+    r = server.http.post(
+        "/runs/wait",
         json={
             "assistant_id": "council",
             "input": {
@@ -299,7 +245,7 @@ def test_healthz_and_metrics(server):
         timeout=60,
     )
     assert r.status_code == 200, r.text
-    text = httpx.get(server.url + "/metrics").text
+    text = server.http.get("/metrics").text
     fams = {f.name: f for f in text_string_to_metric_families(text)}
     for name in (
         "council_deliberations_started",
@@ -333,7 +279,7 @@ def test_healthz_reports_a_down_llm(tmp_path, valkey_url, nats_url):
 
 
 async def test_served_schemas_hold_only_what_a_caller_fills_in(server):
-    client = get_client(url=server.url)
+    client = server.client()
     assistant = (await client.assistants.search(graph_id="council"))[0]
     schemas = await client.assistants.get_schemas(assistant["assistant_id"])
     inp, out, ctx = schemas["input_schema"], schemas["output_schema"], schemas["context_schema"]

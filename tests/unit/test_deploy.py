@@ -37,7 +37,6 @@ COUNCIL = Path(sys.executable).parent / "council"
 # fails until it is removed from here.
 PENDING = {
     ("serve", "--production"),
-    ("serve", "--jobs"),
     ("worker", "--http-port"),
 }
 

@@ -1,0 +1,116 @@
+"""The fast tier of the trust boundary: failure kinds, metrics per run, secrets kept out of
+sight, tokens and scopes (the real-server tier is tests/integration/test_security.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import nats
+import pytest
+import valkey.exceptions
+from langgraph.checkpoint.memory import InMemorySaver
+from prometheus_client import REGISTRY
+
+from graph import settings as settings_mod
+from graph.context import Context
+from graph.request import RequestError
+from graph.settings import Settings, display_url
+from nodes import nats_publisher
+from nodes.errors import CouncilError, LLMUnreachable, PublishFailed, describe
+from server import runner
+from server.auth import scopes_of
+from server.commands import is_loopback
+from server.keys import KeyStore
+from sim_vllm import ServerThread, SimConfig, SimVLLM
+from tests.helpers import sim_admin
+
+
+def wrapped(outer: Exception, cause: BaseException) -> Exception:
+    outer.__cause__ = cause
+    return outer
+
+
+@pytest.mark.parametrize(
+    "exc,kind,stage,code",
+    [
+        (RequestError("rounds", "too many"), "input", "prepare", 2),
+        (LLMUnreachable("preflight", "-", "down"), "llm", "prepare", 3),
+        (CouncilError("critique", "agent-a", "garbage"), "llm", "critique", 3),
+        (PublishFailed("nats://h:1", "NoServersError"), "nats", "publish", 5),
+        (valkey.exceptions.ConnectionError("refused"), "valkey", "checkpoint", 4),
+        (
+            wrapped(RuntimeError("x"), valkey.exceptions.TimeoutError("t")),
+            "valkey",
+            "checkpoint",
+            4,
+        ),
+        (nats.errors.NoServersError(), "nats", "publish", 5),
+        (KeyError("x"), "other", "-", 1),
+    ],
+)
+def test_every_failure_has_a_kind_a_stage_and_an_exit_code(exc, kind, stage, code):
+    failure = describe(exc)
+    assert (failure.kind, failure.stage, failure.exit_code) == (kind, stage, code)
+    assert "\n" not in failure.message
+
+
+def test_urls_are_shown_without_their_password():
+    assert display_url("valkey://:s3cret@127.0.0.1:6379/0") == "valkey://:***@127.0.0.1:6379/0"
+    assert display_url("nats://council:s3cret@h:4222") == "nats://council:***@h:4222"
+    assert display_url("nats://h:4222") == "nats://h:4222"
+    assert "s3cret" not in str(PublishFailed(display_url("nats://u:s3cret@h:1"), "down"))
+
+
+async def test_every_nats_connection_carries_the_credentials_file(monkeypatch, tmp_path):
+    seen: dict[str, Any] = {}
+
+    async def fake_connect(url: str, **options: Any) -> str:
+        seen.update(options, url=url)
+        return "connection"
+
+    monkeypatch.setattr(nats, "connect", fake_connect)
+    creds = tmp_path / "council.creds"
+    with settings_mod.using(Settings(nats_creds=creds)):
+        assert await nats_publisher.connect("nats://h:4222", name="x") == "connection"
+    assert seen == {"url": "nats://h:4222", "name": "x", "user_credentials": str(creds)}
+
+
+def test_scopes_come_from_the_usual_claims():
+    assert scopes_of({"scope": "council:admin read"}) == ["council:admin", "read"]
+    assert scopes_of({"scp": ["a"], "permissions": ["b"], "scopes": "c"}) == ["a", "b", "c"]
+    assert scopes_of({"sub": "x"}) == []
+
+
+async def test_malformed_keys_are_refused_without_a_lookup():
+    store = KeyStore("valkey://127.0.0.1:9")  # nothing listens: a lookup would raise
+    for token in ("", "ck_", "ck_xyz_abc", "ck_0123456789ab_" + "A" * 42, "Bearer ck_x"):
+        assert await store.verify(token) is None
+
+
+def test_only_loopback_counts_as_local():
+    assert all(map(is_loopback, ("127.0.0.1", "::1", "localhost", "127.0.0.2")))
+    assert not any(map(is_loopback, ("0.0.0.0", "::", "192.168.1.4", "example.org")))
+
+
+def failed_runs() -> dict[tuple[str, str], float]:
+    return {
+        (s.labels["kind"], s.labels["stage"]): s.value
+        for m in REGISTRY.collect()
+        if m.name == "council_deliberations_failed"
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
+
+
+async def test_a_failed_run_counts_once_though_its_parallel_tasks_all_fail():
+    with ServerThread(SimVLLM(SimConfig(time_scale=0))) as sim:
+        fault = {"kind": "http_500", "stage": "critique"}
+        assert httpx.post(sim_admin(sim, "/admin/faults"), json=fault).status_code == 200
+        settings = Settings(llm_base_url=sim.base_url, llm_max_retries=0)
+        before = failed_runs().get(("llm", "critique"), 0)
+        with pytest.raises(LLMUnreachable, match="^critique failed for agent-dev-00"):
+            await runner.run(
+                InMemorySaver(), "six-critiques", {"task": "t", "rounds": 1}, Context(), settings
+            )
+    assert failed_runs()[("llm", "critique")] == before + 1  # six critique calls failed
