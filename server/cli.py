@@ -105,6 +105,12 @@ def _service_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--reload", action="store_true", help="reload on code changes")
     v.add_argument(
+        "--production",
+        action="store_true",
+        help="the production HTTP runtime (uvicorn, no reload, no Studio bypass; needs "
+        "VALKEY_URL and NATS_URL): docs/DEPLOY.md",
+    )
+    v.add_argument(
         "--jobs", type=int, help="runs executed at once (env COUNCIL_SERVE_JOBS, default 10)"
     )
     v.add_argument(
@@ -130,7 +136,12 @@ def _service_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     k.add_argument(
         "--metrics-port",
         type=int,
-        help="serve Prometheus /metrics on 127.0.0.1:PORT (env COUNCIL_METRICS_PORT; 0: none)",
+        help="serve /metrics and /healthz on PORT (env COUNCIL_METRICS_PORT; 0: none)",
+    )
+    k.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address of that endpoint (a container: 0.0.0.0)",
     )
     _llm_flags(k)
     k.set_defaults(func=commands.cmd_worker)

@@ -332,10 +332,71 @@ def serve_environment(current: Settings) -> dict[str, str]:
     return env
 
 
+def production_runtime(
+    current: Settings, host: str, port: int, jobs: int
+) -> tuple[list[str], dict[str, str]]:
+    """The production HTTP runtime (docs/DEPLOY.md): langgraph-api's app on the in-memory
+    runtime under one uvicorn process, configured from the same ``server/langgraph.json`` as
+    ``langgraph dev``; no reload, no Studio bypass, ``jobs`` runs at once."""
+    config = serve_config()
+    env = {
+        **serve_environment(current),
+        "LANGGRAPH_RUNTIME_EDITION": "inmem",
+        "LANGSERVE_GRAPHS": json.dumps(config["graphs"]),
+        "LANGGRAPH_CHECKPOINTER": json.dumps(config["checkpointer"]),
+        "LANGGRAPH_HTTP": json.dumps(config["http"]),
+        "LANGGRAPH_AUTH": json.dumps(config["auth"]),
+        "N_JOBS_PER_WORKER": str(jobs),
+        "DATABASE_URI": ":memory:",
+        "REDIS_URI": "fake",
+        "MIGRATIONS_PATH": "__inmem",
+    }
+    env.pop("LANGSMITH_LANGGRAPH_API_VARIANT", None)  # "local_dev" turns on Studio's bypass
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "langgraph_api.server:app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "30",
+    ]
+    return argv, env
+
+
+def serve_production(args: argparse.Namespace) -> int:
+    """``council serve --production``: replaces this process with the production runtime."""
+    current = process_settings(args)
+    if not (current.valkey_url and current.nats_url):
+        raise UsageError(
+            "--production: set VALKEY_URL and NATS_URL (no embedded servers in production)"
+        )
+    if args.reload or args.dev_studio:
+        raise UsageError("--production: --reload and --dev-studio are for development")
+    check_exposure(args, current)
+    argv, env = production_runtime(current, args.host, args.port, args.jobs or current.serve_jobs)
+    current.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chdir(current.data_dir)  # .langgraph_api/ is written here: a volume in a container
+    say(
+        f"council API (production runtime) on http://{args.host}:{args.port}; "
+        f"{env['N_JOBS_PER_WORKER']} runs at once; bearer token required"
+    )
+    os.execvpe(argv[0], argv, env)
+    return 0  # not reached
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """The LangGraph server (offline) with council's graph, Valkey checkpointer and HTTP app."""
     if args.port == 2024:
         raise UsageError("--port: 2024 is taken on these machines; pick another")
+    if args.production:
+        return serve_production(args)
     exe = Path(sys.executable).parent / "langgraph"
     if not exe.exists():
         raise UsageError("the langgraph CLI is not installed: pip install 'council[serve]'")
@@ -403,10 +464,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     with services(process_settings(args), announce=say) as current:
         port = current.metrics_port if args.metrics_port is None else args.metrics_port
         if port:
-            from prometheus_client import start_http_server
+            from server import worker_http
 
-            start_http_server(port, addr="127.0.0.1")
-            say(f"worker: metrics on http://127.0.0.1:{port}/metrics")
+            worker_http.start(current, args.metrics_host, port)
+            say(f"worker: /metrics and /healthz on http://{args.metrics_host}:{port}")
         say(f"worker: LLM {current.llm_base_url}, concurrency {args.concurrency}")
         asyncio.run(main(current))
     return 0
