@@ -322,7 +322,19 @@ def main() -> int:
         stack.api()
         base, llm = f"http://127.0.0.1:{stack.ports['api']}", stack.env["COUNCIL_LLM_BASE_URL"]
         llm_admin = llm.removesuffix("/v1")
-        http = httpx.Client(timeout=120)
+        key = subprocess.run(  # the first API key, as docs/DEPLOY.md creates it
+            [str(stack.venv / "bin" / "council"), "keys", "create", "--owner", "smoke", "--admin"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={
+                **stack.env,
+                "VALKEY_URL": stack.urls["valkey_url"],
+                "COUNCIL_DATA_DIR": str(stack.data),
+            },
+        ).stdout.split()[-1]
+        check(httpx.post(f"{base}/threads", json={}).status_code == 401, "no token: 401")
+        http = httpx.Client(timeout=120, headers={"Authorization": f"Bearer {key}"})
         print(f"API: {stack.api_mode}; temporary directory {root}")
         check(http.get(f"{base}/ok").status_code == 200, "GET /ok answers 200")
         health = http.get(f"{base}/healthz").json()
@@ -344,7 +356,7 @@ def main() -> int:
 
         http.delete(f"{llm_admin}/admin/requests")
         n = 6
-        with httpx.Client(timeout=300) as pool_client:
+        with httpx.Client(timeout=300, headers=http.headers) as pool_client:
             import concurrent.futures
 
             with concurrent.futures.ThreadPoolExecutor(n) as pool:
@@ -397,7 +409,8 @@ def main() -> int:
         state = http.get(f"{base}/threads/{thread}/state")
         check(
             state.status_code == 200
-            and state.json()["values"]["result"]["stop_reason"] == "rounds_completed",
+            and state.json()["values"]["decision"]["stop_reason"] == "rounds_completed"
+            and state.json()["values"]["published"]["stream"] == "ORCHESTRATOR_EVENTS",
             "after an API restart the thread and its state are there",
         )
 

@@ -170,7 +170,7 @@ async def create_council(request: Request) -> Response:
     if refused := _refused(request, admin=True):
         return refused
     try:
-        council = parse_council(await request.json())
+        council = parse_council(await request.json(), settings.current())
     except json.JSONDecodeError as e:
         return _problem(400, f"body: malformed JSON: {e}")
     except RequestError as e:

@@ -271,7 +271,7 @@ def test_one_owner_cannot_read_or_touch_another_owners_thread(served, alice, bob
     assert own not in [t["thread_id"] for t in a.post("/threads/search", json={}).json()]
     # alice's thread is intact
     state = a.get(f"/threads/{tid}/state").json()
-    assert state["values"]["result"]["deliberation_id"] == tid
+    assert state["values"]["deliberation_id"] == tid and state["values"]["published"]
     assert a.get(f"/threads/{tid}/runs").json()[0]["status"] == "success"
 
 
@@ -342,10 +342,13 @@ def test_a_caller_chosen_endpoint_is_refused_and_no_request_leaves(served, sim, 
             assert needle in r.json()["detail"] and "\n" not in r.json()["detail"]
         batch = http.post("/runs/batch", json=[body])
         assert batch.status_code == 422 and needle in batch.json()["detail"]
-    for agent in ({"agent_id": "a", "base_url": url}, {"agent_id": "a", "api_key": "k"}):
+    for agent, needle in (
+        ({"agent_id": "a", "base_url": url}, "not on the server's allow-list"),
+        ({"agent_id": "a", "api_key": "k"}, "unknown field"),
+    ):
         spec = {"name": "leak", "role": "DEV", "agents": [agent, {"agent_id": "b"}]}
         r = http.post("/councils", json=spec)
-        assert r.status_code == 422 and "unknown field" in r.json()["detail"]
+        assert r.status_code == 422 and needle in r.json()["detail"], r.text
     # nor can a council with another endpoint be planted in a deliberation's state
     planted = {
         "role": "DEV",
@@ -373,13 +376,15 @@ def test_a_caller_chosen_endpoint_is_refused_and_no_request_leaves(served, sim, 
     )
     assert ignored.status_code == 200 and ignored.json()["result"]["winner"]
     assert listener.requests == []
-    assert len(sim_requests(sim)) == calls + 4  # only the inert run's 3 proposals and judge
+    assert (
+        len(sim_requests(sim)) == calls + 8
+    )  # only the inert run: 3 proposals, 2 judgements, 3 ballots
     assert http.get(f"/threads/{thread}/runs").json() == []
 
 
 BAD_COUNCILS = [
     ({"agents": [{"agent_id": "a", "budget": 3}, {"agent_id": "b"}]}, "agents.0.budget"),
-    ({"agents": [{"agent_id": "a"}, {"agent_id": "a"}]}, "agent ids must be unique"),
+    ({"agents": [{"agent_id": "a"}, {"agent_id": "a"}]}, "must be unique"),
     ({"rubric": {}}, "rubric"),
     ({"agents": [{"agent_id": "a", "temperature": 99}, {"agent_id": "b"}]}, "temperature"),
     ({"agents": [{"agent_id": "a", "max_tokens": 0}, {"agent_id": "b"}]}, "max_tokens"),
@@ -452,7 +457,7 @@ def test_served_logs_go_to_the_log_file_not_the_console(served):
         for line in logged.read_text().splitlines()
         if f'"{thread}"' in line and '"llm.call"' in line
     ]
-    assert len(calls) == 4 and {c["deliberation_id"] for c in calls} == {thread}
+    assert len(calls) == 8 and {c["deliberation_id"] for c in calls} == {thread}  # 3+2+3
     assert "llm.call" not in served.log.read_text()  # the server's console
     assert not (ROOT / ".langgraph_api").exists()
     assert (Path(served.env["COUNCIL_DATA_DIR"]) / "api" / ".langgraph_api").is_dir()
@@ -619,7 +624,7 @@ def test_nats_down_at_publish_is_one_named_line_and_resumable(tmp_path, valkey_u
     assert nats_server.url.split(":")[2].split("@")[0] not in run.stderr  # the password
     assert "Traceback" in (tmp_path / "data" / "logs" / "council.jsonl").read_text()
     calls = len([e for e in sim_requests(sim) if e["deliberation"] == thread])
-    assert calls == 4  # 3 proposals and the judge, checkpointed
+    assert calls == 8  # 3 proposals, 2 judgements, 3 ballots: checkpointed
 
     with nats_server:
         resumed = council("resume", thread, "--json", env=env)
@@ -679,7 +684,7 @@ def test_valkey_killed_mid_run_is_one_named_line_and_resumable(tmp_path, nats_ur
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["deliberation_id"] == thread
     again = len([e for e in sim_requests(sim) if e["deliberation"] == thread]) - first
-    assert again < 3 + 6 + 3 + 1  # finished calls were not made again
+    assert again < 3 + 6 + 3 + 2 + 3  # finished calls were not made again
 
 
 def test_an_llm_down_at_preflight_gives_no_resume_hint(tmp_path, valkey_url, nats_url):
