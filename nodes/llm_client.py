@@ -270,6 +270,12 @@ async def call(
     """One LLM call with answer checks; rejected answers are kept, logged and retried
     ``settings.answer_retries`` times (a truncated one with twice the budget), then the stage
     fails with an error naming the stage and the agent."""
+    if not settings.allows(agent["base_url"]):  # whatever wrote the state, keys stay home
+        raise CouncilError(
+            stage,
+            agent["agent_id"],
+            f"{agent['base_url']} is not on this server's allow-list (COUNCIL_LLM_ALLOWED_URLS)",
+        )
     records: list[CallRecord] = []
     attempts = 1 + settings.answer_retries
     budget, problem = max_tokens, ""

@@ -110,3 +110,28 @@ def test_only_a_stream_broken_mid_answer_is_retried_by_the_stage():
     assert broken_stream(wrap) and broken_stream(mid_stream)
     assert not broken_stream(refused) and not broken_stream(ValueError("no"))
     assert not broken_stream(httpx.ConnectError("legacy"))
+
+
+async def test_a_call_to_an_endpoint_off_the_allow_list_is_refused_before_it_leaves():
+    from nodes import llm_client
+    from nodes.errors import CouncilError
+
+    agent = {
+        "agent_id": "a",
+        "role": "DEV",
+        "model": "m",
+        "base_url": "http://127.0.0.1:9/v1",
+        "api_key_name": None,
+        "temperature": 0.0,
+        "seed": None,
+    }
+    with pytest.raises(CouncilError, match="is not on this server's allow-list"):
+        await llm_client.call(
+            Settings(llm_base_url="http://127.0.0.1:8/v1"),
+            agent,
+            [],
+            stage="propose",
+            round_=0,
+            deliberation_id="d",
+            max_tokens=10,
+        )
