@@ -6,7 +6,8 @@
 1. ``settings.llm_context_window`` (``COUNCIL_LLM_CONTEXT_WINDOW``) overrides the server;
 2. ``GET {base}/models``: vLLM's ``max_model_len``, llama.cpp's ``meta.n_ctx`` (per slot);
 3. ``GET {root}/props``: llama.cpp's ``default_generation_settings.n_ctx`` (per slot);
-4. a context-length 400 names it (vLLM's and llama.cpp's messages are parsed, ``overflow``).
+4. a context-length 400 names it (vLLM's and llama.cpp's messages are parsed, ``overflow``);
+   the server's word beats a setting or report until the window is asked again.
 
 Unknown (a server that reports none): calls go as they are, and the first 400 teaches it.
 
@@ -563,7 +564,7 @@ def learn(agent: Agent, seen: Overflow, sent: Fitted) -> None:
     known = _endpoints.get(_key(agent))
     if known is None:
         return
-    if seen.window is not None and known.source != "setting":
+    if seen.window is not None:  # the server's word beats any setting or report
         known.window, known.source, known.learned_at = seen.window, "error", time.monotonic()
     if seen.prompt_tokens and (sent.fit is None or sent.fit["counted_by"] == "estimate"):
         raw = estimate(sent.messages)
