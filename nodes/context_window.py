@@ -21,7 +21,8 @@ prompt itself: vLLM's ``POST /tokenize`` (messages, with the chat template), lla
 **The rule**, for each attempt with completion budget ``B`` (the stage's, doubled after a
 truncated answer), with ``room = window - MARGIN``:
 
-- the answer keeps at least ``floor = max(MIN_ANSWER, B // 2)`` tokens (at most ``B``);
+- the answer keeps at least ``floor = max(MIN_ANSWER, B // 2)`` tokens (at most ``B``); on a
+  retry (``B`` doubled) no more than half the window, nor less than the first attempt's floor;
 - ``prompt + B <= room``: sent as it is;
 - ``prompt + floor <= room``: ``max_tokens = room - prompt``;
 - otherwise the stage's inputs are shortened, in the stage's order of sacrifice, until
@@ -193,7 +194,8 @@ def _text(message: BaseMessage) -> str:
     return message.content if isinstance(message.content, str) else str(message.content)
 
 
-def _wire(messages: list[BaseMessage]) -> list[dict[str, str]]:
+def wire(messages: list[BaseMessage]) -> list[dict[str, str]]:
+    """Messages as the OpenAI API sends them."""
     roles = {"system": "system", "human": "user", "ai": "assistant"}
     return [{"role": roles.get(m.type, m.type), "content": _text(m)} for m in messages]
 
@@ -224,7 +226,7 @@ async def _server_count(
     if tokenizer == "vllm":
         body: dict[str, Any] = {
             "model": agent["model"],
-            "messages": _wire(messages),
+            "messages": wire(messages),
             "add_generation_prompt": True,
         }
         if settings.enable_thinking is not None:
@@ -233,7 +235,7 @@ async def _server_count(
         response.raise_for_status()
         return int(response.json()["count"])
     response = await client.post(
-        root + "/apply-template", json={"messages": _wire(messages)}, headers=headers
+        root + "/apply-template", json={"messages": wire(messages)}, headers=headers
     )
     response.raise_for_status()
     prompt = response.json()["prompt"]
@@ -332,18 +334,17 @@ class Critiques:
             return self._join(lines, {}), None
         text = self._join(lines, dropped)
         cut = ", ".join(f"{n} {kind}" for kind, n in counts.items())
-        return text, f"critiques: {sum(counts.values())} lines omitted ({cut})"
+        total = sum(counts.values())
+        return text, f"critiques: {total} line{'s' if total != 1 else ''} omitted ({cut})"
 
     def _join(self, lines: list[list[str]], dropped: Mapping[int, set[int]]) -> str:
         parts = []
         for ci, critique_lines in enumerate(lines):
             gone = dropped.get(ci, set())
-            kept = [line for li, line in enumerate(critique_lines) if li not in gone]
-            if gone:
-                omitted = sum(len(critique_lines[li]) + 1 for li in gone)
-                kept.append(_marker(omitted))
-            parts.append("\n".join(kept))
-        return "\n\n".join(parts) or "(none)"
+            parts.append("\n".join(x for li, x in enumerate(critique_lines) if li not in gone))
+        text = "\n\n".join(parts) or "(none)"
+        omitted = sum(len(lines[ci][li]) + 1 for ci, gone in dropped.items() for li in gone)
+        return text + ("\n\n" + _marker(omitted) if omitted else "")
 
 
 @dataclass
@@ -436,9 +437,11 @@ async def fit(
     budget: int,
     *,
     stage: str,
+    base: int | None = None,
     overflows: int = 0,
 ) -> Fitted:
-    """The call's messages and ``max_tokens``, fitted into the endpoint's window."""
+    """The call's messages and ``max_tokens``, fitted into the endpoint's window. ``budget`` is
+    this attempt's, ``base`` the stage's (a retry after a truncated answer asks for more)."""
     known = await endpoint(settings, agent)
     if isinstance(prompt, Prompt):
         messages, cuts = prompt.render({})
@@ -450,16 +453,17 @@ async def fit(
     if estimate(messages) * known.scale + budget <= room and not overflows:
         return Fitted(messages, budget)
     tokens, counted_by = await count(settings, agent, messages, known)
-    need = floor(budget)
+    least = floor(base or budget)
+    need = min(floor(budget), max(least, room // 2))
     if tokens + need > room and isinstance(prompt, Prompt) and prompt.pieces:
         messages, cuts, tokens, counted_by = await _shorten(
             settings, agent, prompt, known, messages, tokens, room - need
         )
-    if tokens + need > room:
+    if tokens + least > room:
         raise ContextOverflow(
             stage,
             agent["agent_id"],
-            f"the prompt is {tokens} tokens ({counted_by}) and the answer needs at least {need}: "
+            f"the prompt is {tokens} tokens ({counted_by}) and the answer needs at least {least}: "
             f"over the context window of {agent['model']} at {agent['base_url']} "
             f"({known.window} tokens){', with its inputs shortened' if cuts else ''}",
         )

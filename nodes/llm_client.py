@@ -276,6 +276,7 @@ async def call(
             agent,
             messages,
             budget,
+            base=max_tokens,
             stage=stage,
             round_=round_,
             deliberation_id=deliberation_id,
@@ -309,6 +310,7 @@ async def _send(
     messages: list[BaseMessage] | context_window.Prompt,
     budget: int,
     *,
+    base: int,
     stage: str,
     round_: int,
     deliberation_id: str,
@@ -320,7 +322,7 @@ async def _send(
     while True:
         try:
             sent = await context_window.fit(
-                settings, agent, messages, budget, stage=stage, overflows=overflows
+                settings, agent, messages, budget, stage=stage, base=base, overflows=overflows
             )
         except context_window.ContextOverflow:
             metrics.DELIBERATIONS_FAILED.labels(agent["role"], stage).inc()
