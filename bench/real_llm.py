@@ -296,7 +296,7 @@ async def measure_tokens(base_url: str, model: str, results: list[dict]) -> str:
         if "council" not in values:
             continue
         council = values["council"]
-        agent: Agent = council["agents"][0]
+        agent = Agent(**{**council["agents"][0], "base_url": base_url, "model": model})
         task = AgentTask(deliberation_id="m", task=values["task"], council=council, agent=agent)
         drafts = values.get("drafts", [])
         finals = {d["agent_id"]: d["content"] for d in drafts}

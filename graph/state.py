@@ -169,7 +169,7 @@ class ContextFit(TypedDict):
     prompt_tokens: int
     """Prompt tokens counted before sending, after any shortening."""
     counted_by: str
-    """``server`` (its tokenizer, ``/tokenize``) or ``estimate`` (bytes / 3, an upper bound)."""
+    """``server`` (its tokenizer, ``/tokenize``) or ``estimate`` (an upper bound from bytes)."""
     asked: int
     """The completion budget the stage asked for (this attempt)."""
     max_tokens: int

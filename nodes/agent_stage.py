@@ -170,9 +170,12 @@ async def check_fits(current: Settings, council: Council, task: str, deliberatio
         if known.window is None:
             continue
         messages, _ = prompt.render({})
-        tokens, counted_by = await context_window.count(current, agent, messages, known)
         need = context_window.floor(current.max_tokens[stage])
-        if tokens + need > known.window - context_window.MARGIN:
+        room = known.window - context_window.MARGIN
+        if context_window.estimate(messages) * known.scale + need <= room:
+            continue  # clearly fits: no need to ask the server
+        tokens, counted_by = await context_window.count(current, agent, messages, known)
+        if tokens + need > room:
             raise RequestError(
                 "task",
                 f"does not fit the context window of {agent['model']} at {agent['base_url']} "

@@ -68,9 +68,10 @@ from nodes.errors import CouncilError
 
 log = structlog.get_logger("council.llm")
 
-BYTES_PER_TOKEN = 3
-"""Estimate: at most one token per this many UTF-8 bytes of prompt text (measured upper bound
-on council's prompts for Gemma 3, SmolLM2 and the simulator: docs/REAL_LLM.md)."""
+BYTES_PER_TOKEN = 2.5
+"""Estimate: at most one token per this many UTF-8 bytes of prompt text. Measured: SmolLM2's
+tokenizer 3.1 bytes a token on council's Markdown and JSON (3.6 on Python), the simulator's
+2.7-2.9, Gemma 3's more (docs/REAL_LLM.md)."""
 PER_MESSAGE = 8
 """Estimate: chat-template tokens per message (role markers), plus the same once more."""
 MARGIN = 16
@@ -139,6 +140,8 @@ async def endpoint(settings: Settings, agent: Agent) -> Endpoint:
         known.source == "setting" or time.monotonic() - known.learned_at < TTL_S
     ):
         return known
+    if known is not None:
+        known.learned_at = time.monotonic()  # other calls keep using it while this one asks
     learned = await _probe(settings, agent)
     configured = settings.context_window_for(agent["base_url"])
     if configured is not None:

@@ -322,3 +322,41 @@ async def test_a_call_too_long_even_when_shortened_fails_naming_the_numbers():
                 deliberation_id="hopeless",
                 max_tokens=768,
             )
+
+
+async def test_a_large_window_costs_no_extra_request(monkeypatch):
+    asked: list[int] = []
+    real_count = context_window._server_count
+
+    async def counting(*args, **kwargs):
+        asked.append(1)
+        return await real_count(*args, **kwargs)
+
+    monkeypatch.setattr(context_window, "_server_count", counting)
+    with ServerThread(SimVLLM(SimConfig(time_scale=0))) as sim:  # 32,768 tokens
+        outcome = await runner.run(
+            InMemorySaver(),
+            "roomy",
+            {"task": TASKS[1]["task"], "rounds": 1},
+            None,
+            Settings(llm_base_url=sim.base_url),
+        )
+    assert outcome.status == "completed"
+    assert not any("context_fit" in c for c in outcome.values["calls"])
+    assert asked == []  # the estimate decided every call and the up-front check
+
+
+async def test_a_server_without_a_tokenizer_is_counted_by_the_estimate(small_sim):
+    settings = Settings(llm_base_url=small_sim.base_url)
+    member = agent(small_sim.base_url)
+    known = await context_window.endpoint(settings, member)
+    known.tokenizer = "llama.cpp"  # the simulator has no /apply-template: the count falls back
+    messages, _ = stage_prompt(_task(small_sim), "propose").render({})
+    counted, by = await context_window.count(settings, member, messages, known)
+    assert (counted, by) == (context_window.estimate(messages), "estimate")
+    assert known.tokenizer is None  # not asked again
+    served = httpx.post(
+        sim_admin(small_sim, "/tokenize"),
+        json={"model": MODEL, "messages": context_window.wire(messages)},
+    ).json()["count"]
+    assert counted >= served  # the estimate is an upper bound on the simulator's count too
