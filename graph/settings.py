@@ -17,6 +17,7 @@ graphs under ``using(settings)``; the served graph (``langgraph.json``) reads th
 | ``COUNCIL_LLM_MAX_CONNECTIONS`` | ``64`` | HTTP connections per LLM server |
 | ``COUNCIL_LLM_CONCURRENCY`` | ``0`` | calls in flight per LLM server (0: no limit) |
 | ``COUNCIL_ENABLE_THINKING`` | unset | ``true``/``false``: Qwen3's ``enable_thinking`` |
+| ``COUNCIL_LLM_CONTEXT_WINDOW`` | learned | context window: ``N``, or ``URL=N,...`` per endpoint |
 | ``VALKEY_URL`` | embedded | checkpoints and stored councils |
 | ``NATS_URL`` | embedded | JetStream for events |
 | ``COUNCIL_DATA_DIR`` | ``./.council-data`` | embedded servers' data, logs |
@@ -146,6 +147,19 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(raw).resolve() if raw else None
 
 
+def _windows(env: Mapping[str, str], name: str) -> dict[str, int]:
+    """``N`` (every endpoint) or ``URL=N,URL=N`` (per endpoint) as ``{normal URL or "": N}``."""
+    windows: dict[str, int] = {}
+    for item in (env.get(name) or "").split(","):
+        url, _, size = item.strip().rpartition("=")
+        if not size:
+            continue
+        if not size.isdigit() or int(size) < 256:
+            raise SettingsError(f"{name}: {item.strip()!r} is not a window of at least 256 tokens")
+        windows[normal_url(url) if url else ""] = int(size)
+    return windows
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool | None:
     raw = (env.get(name) or "").strip().lower()
     if not raw:
@@ -186,6 +200,9 @@ class Settings:
     """Completion-token budget per stage (reasoning included when it is inline)."""
     enable_thinking: bool | None = None
     """Send ``chat_template_kwargs.enable_thinking`` (Qwen3 on vLLM); ``None`` sends nothing."""
+    llm_context_window: Mapping[str, int] = field(default_factory=dict)
+    """Context window (prompt + answer tokens) by base URL, ``""`` for every endpoint; overrides
+    what the server reports (``nodes.context_window``). Empty: learned from each server."""
     valkey_url: str | None = None
     """Valkey for checkpoints and stored councils; ``None``: the CLI embeds one."""
     valkey_pool: int = 32
@@ -251,6 +268,7 @@ class Settings:
             llm_max_connections=int(_number(env, "COUNCIL_LLM_MAX_CONNECTIONS", 64, int)) or 1,
             llm_concurrency=int(_number(env, "COUNCIL_LLM_CONCURRENCY", 0, int)),
             enable_thinking=_flag(env, "COUNCIL_ENABLE_THINKING"),
+            llm_context_window=_windows(env, "COUNCIL_LLM_CONTEXT_WINDOW"),
             valkey_url=env.get("VALKEY_URL") or None,
             valkey_pool=int(_number(env, "COUNCIL_VALKEY_POOL", 32, int)) or 1,
             nats_url=env.get("NATS_URL") or None,
@@ -287,6 +305,11 @@ class Settings:
         if name is None:
             return self.api_key
         return self.api_keys.get(name) or "EMPTY"
+
+    def context_window_for(self, base_url: str) -> int | None:
+        """The configured context window of ``base_url`` (None: learn it from the server)."""
+        windows = self.llm_context_window
+        return windows.get(normal_url(base_url)) or windows.get("") or None
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` (``None`` values are ignored: an unset flag keeps the value)."""

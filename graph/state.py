@@ -179,6 +179,25 @@ class Ballot(TypedDict):
     """Why, in the voter's words."""
 
 
+class ContextFit(TypedDict):
+    """How a call was fitted into its model's context window (``nodes.context_window``)."""
+
+    window: int
+    """The endpoint's context window: prompt plus answer tokens."""
+    prompt_tokens: int
+    """Prompt tokens counted before sending, after any shortening."""
+    counted_by: str
+    """``server`` (its tokenizer, ``/tokenize``) or ``estimate`` (an upper bound from bytes)."""
+    asked: int
+    """The completion budget the stage asked for (this attempt)."""
+    max_tokens: int
+    """The completion budget sent: at most what the window leaves after the prompt."""
+    shortened: list[str]
+    """Each input cut to make room, and by how much (empty: only ``max_tokens`` was capped)."""
+    overflows: int
+    """Context-length rejections (400) the server sent before this fit was accepted."""
+
+
 class CallRecord(TypedDict):
     """One finished LLM call (every attempt is recorded, rejected ones too)."""
 
@@ -214,6 +233,9 @@ class CallRecord(TypedDict):
     """False when the answer was rejected (empty, garbage, invalid) and retried."""
     problem: str | None
     """Why it was rejected."""
+    context_fit: NotRequired[ContextFit]
+    """Present when the call was fitted into the context window: ``max_tokens`` capped, inputs
+    shortened, or sent again after a context-length rejection."""
 
 
 class RankEntry(TypedDict):

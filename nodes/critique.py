@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from graph.state import AgentTask, Critique, Defect
 from nodes.agent_stage import run_agent
+from nodes.context_window import Oldest
 
 
 class _Doc(BaseModel):
@@ -58,8 +59,8 @@ async def critique(task: AgentTask) -> dict[str, Any]:
         answer=CritiqueAnswer,
         author=task["author"],
         version=task["round"] - 1,
-        proposal=task["proposal"],
         round=task["round"],
+        pieces={"proposal": Oldest("proposal under critique", task["proposal"])},
     )
     doc: CritiqueAnswer = answer.parsed
     written = Critique(

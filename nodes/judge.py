@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from graph.state import AgentTask, Assessment, Criterion, Judgement
-from nodes.agent_stage import labelled, run_agent
+from nodes.agent_stage import labels_for, proposals_piece, run_agent
 
 
 @functools.lru_cache(maxsize=256)
@@ -49,10 +49,15 @@ def weighted_total(scores: Mapping[str, float], rubric: Mapping[str, Criterion])
 async def judge(task: AgentTask) -> dict[str, Any]:
     """One judgement, mapped back to the agents."""
     council = task["council"]
-    labels, text = labelled(task["order"], task["proposals"])
+    labels = labels_for(task["order"])
     model = judgement_model(tuple(labels), tuple(council["rubric"]))
     answer = await run_agent(
-        task, "judge", system="roles/judge", answer=model, proposals=text, labels=", ".join(labels)
+        task,
+        "judge",
+        system="roles/judge",
+        answer=model,
+        labels=", ".join(labels),
+        pieces={"proposals": proposals_piece(task["order"], task["proposals"])},
     )
     doc = answer.parsed.model_dump(by_alias=True)
     assessments: dict[str, Assessment] = {labels[label]: doc[label] for label in labels}

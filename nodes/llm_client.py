@@ -4,7 +4,8 @@ One call gives one finished record per attempt (content, reasoning, usage, laten
 full at INFO with the deliberation, agent, role and stage. Failed requests (5xx, 429, timeouts,
 refused connections) are retried by the openai client with backoff; empty, garbage or invalid
 answers are retried here; a stream that breaks mid-answer is retried by the stage's
-``RetryPolicy`` (``nodes.errors.broken_stream``).
+``RetryPolicy`` (``nodes.errors.broken_stream``). Every attempt is fitted into the model's
+context window (``nodes.context_window``), and a context-length 400 is fitted and sent again.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pydantic import BaseModel, SecretStr
 
 from graph.settings import Settings
 from graph.state import Agent, CallRecord
-from nodes import metrics
+from nodes import context_window, metrics
 from nodes.errors import CouncilError, LLMUnreachable
 
 log = structlog.get_logger("council.llm")
@@ -258,7 +259,7 @@ def _problem(
 async def call(
     settings: Settings,
     agent: Agent,
-    messages: list[BaseMessage],
+    messages: list[BaseMessage] | context_window.Prompt,
     *,
     stage: str,
     round_: int,
@@ -269,7 +270,8 @@ async def call(
 ) -> Answer:
     """One LLM call with answer checks; rejected answers are kept, logged and retried
     ``settings.answer_retries`` times (a truncated one with twice the budget), then the stage
-    fails with an error naming the stage and the agent."""
+    fails with an error naming the stage and the agent. Every attempt is fitted into the
+    model's context window first (``nodes.context_window``; a ``Prompt`` can be shortened)."""
     if not settings.allows(agent["base_url"]):  # whatever wrote the state, keys stay home
         raise CouncilError(
             stage,
@@ -280,30 +282,20 @@ async def call(
     attempts = 1 + settings.answer_retries
     budget, problem = max_tokens, ""
     for attempt in range(1, attempts + 1):
-        llm = chat_model(settings, agent)
-        params = call_params(
+        sent, msg, latency = await _send(
             settings,
             agent,
+            messages,
+            budget,
+            base=max_tokens,
             stage=stage,
             round_=round_,
-            max_tokens=budget,
             deliberation_id=deliberation_id,
             response_format=response_format,
         )
-        try:
-            async with _limit(settings, agent["base_url"]):
-                started = time.monotonic()
-                msg = await llm.ainvoke(messages, **params)
-        except (openai.APIError, httpx.TransportError, httpx2.TransportError) as e:
-            raise _request_error(e, stage, agent) from e
-        record = _record(
-            agent,
-            msg,
-            stage=stage,
-            round_=round_,
-            attempt=attempt,
-            latency=time.monotonic() - started,
-        )
+        record = _record(agent, msg, stage=stage, round_=round_, attempt=attempt, latency=latency)
+        if sent.fit is not None:
+            record["context_fit"] = sent.fit
         problem, parsed = _problem(
             record["content"],
             record["reasoning"],
@@ -320,6 +312,66 @@ async def call(
         if record["finish_reason"] == "length":
             budget *= 2  # truncated: retry with room to finish
     raise CouncilError(stage, agent["agent_id"], f"{problem} after {attempts} attempts")
+
+
+async def _send(
+    settings: Settings,
+    agent: Agent,
+    messages: list[BaseMessage] | context_window.Prompt,
+    budget: int,
+    *,
+    base: int,
+    stage: str,
+    round_: int,
+    deliberation_id: str,
+    response_format: dict[str, Any] | None,
+) -> tuple[context_window.Fitted, AIMessage, float]:
+    """Fit, send, and fit again after a context-length rejection (``REFITS`` times)."""
+    llm = chat_model(settings, agent)
+    overflows = 0
+    while True:
+        sent = await context_window.fit(
+            settings, agent, messages, budget, stage=stage, base=base, overflows=overflows
+        )
+        if sent.fit is not None:
+            log.info(
+                "llm.context_fit",
+                deliberation_id=deliberation_id,
+                agent_id=agent["agent_id"],
+                stage=stage,
+                round=round_,
+                **sent.fit,
+            )
+        params = call_params(
+            settings,
+            agent,
+            stage=stage,
+            round_=round_,
+            max_tokens=sent.max_tokens,
+            deliberation_id=deliberation_id,
+            response_format=response_format,
+        )
+        try:
+            async with _limit(settings, agent["base_url"]):
+                started = time.monotonic()
+                msg = await llm.ainvoke(sent.messages, **params)
+            return sent, msg, time.monotonic() - started
+        except (openai.APIError, httpx.TransportError, httpx2.TransportError) as e:
+            seen = context_window.overflow(e)
+            if seen is not None and overflows < context_window.REFITS:
+                overflows += 1
+                context_window.learn(agent, seen, sent)
+                log.warning(
+                    "llm.context_overflow",
+                    deliberation_id=deliberation_id,
+                    agent_id=agent["agent_id"],
+                    stage=stage,
+                    window=seen.window,
+                    prompt_tokens=seen.prompt_tokens,
+                    message=seen.message,
+                )
+                continue
+            raise _request_error(e, stage, agent) from e
 
 
 def _record(

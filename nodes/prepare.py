@@ -1,4 +1,8 @@
-"""prepare: validate the request, check the LLM, and fix the effective council."""
+"""prepare: validate the request, check the LLMs, and fix the effective council.
+
+A deliberation whose shortest prompts cannot fit an agent's context window (the task,
+constraints and rubric are never shortened) is refused here, with the numbers.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from graph.context import Context
 from graph.persistence import stored_council
 from graph.request import parse_context, resolve
 from graph.state import CouncilState, InputState
-from nodes import llm_client
+from nodes import agent_stage, llm_client
 from nodes.metrics import DELIBERATIONS_STARTED
 
 INPUT_KEYS = InputState.__required_keys__ | InputState.__optional_keys__
@@ -28,11 +32,14 @@ async def prepare(state: CouncilState, runtime: Runtime[Context]) -> dict[str, A
     request, council = resolve(
         {k: v for k, v in state.items() if k in INPUT_KEYS}, context, stored, current
     )
-    DELIBERATIONS_STARTED.labels(council["role"]).inc()
     thread_id = get_config()["configurable"].get("thread_id") or ""
+    deliberation_id = request.deliberation_id or str(thread_id)
+    await llm_client.check_endpoints(current, [*council["agents"], council["judge"]])
+    await agent_stage.check_fits(current, council, request.task, deliberation_id)
+    DELIBERATIONS_STARTED.labels(council["role"]).inc()
     return {
         **request.model_dump(exclude_none=True),
-        "deliberation_id": request.deliberation_id or str(thread_id),
+        "deliberation_id": deliberation_id,
         "council": council,
         "started_at": time.time(),
     }

@@ -10,8 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from graph.state import AgentTask, Change, Critique, Draft
+from graph.state import AgentTask, Change, Draft
 from nodes.agent_stage import run_agent
+from nodes.context_window import Critiques, Oldest
 
 
 class ChangeAnswer(BaseModel):
@@ -31,11 +32,6 @@ class RevisionAnswer(BaseModel):
     proposal: str = Field(min_length=1)
 
 
-def critiques_text(critiques: list[Critique]) -> str:
-    """The critiques as the author reads them, one section per critic."""
-    return "\n\n".join(c["content"] for c in critiques) or "(none)"
-
-
 async def revise(task: AgentTask) -> dict[str, Any]:
     """The agent's version ``round``."""
     agent_id = task["agent"]["agent_id"]
@@ -45,9 +41,11 @@ async def revise(task: AgentTask) -> dict[str, Any]:
         answer=RevisionAnswer,
         author=agent_id,
         version=task["round"] - 1,
-        proposal=task["proposal"],
-        critiques=critiques_text(task.get("critiques", [])),
         round=task["round"],
+        pieces={  # shortened in this order when the context window needs it
+            "critiques": Critiques(task.get("critiques", [])),
+            "proposal": Oldest("proposal under revision", task["proposal"]),
+        },
     )
     doc: RevisionAnswer = answer.parsed
     draft = Draft(

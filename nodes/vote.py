@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from graph.state import AgentTask, Ballot
-from nodes.agent_stage import labelled, run_agent
+from nodes.agent_stage import labels_for, proposals_piece, run_agent
 
 
 @functools.lru_cache(maxsize=64)
@@ -81,9 +81,13 @@ def copeland(ballots: list[Ballot], agent_ids: list[str]) -> dict[str, float]:
 
 async def vote(task: AgentTask) -> dict[str, Any]:
     """The agent's ranking of its peers."""
-    labels, text = labelled(task["order"], task["proposals"])
+    labels = labels_for(task["order"])
     answer = await run_agent(
-        task, "vote", answer=ballot_model(tuple(labels)), proposals=text, labels=", ".join(labels)
+        task,
+        "vote",
+        answer=ballot_model(tuple(labels)),
+        labels=", ".join(labels),
+        pieces={"proposals": proposals_piece(task["order"], task["proposals"])},
     )
     ballot = Ballot(
         voter=task["agent"]["agent_id"],

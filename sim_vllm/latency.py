@@ -23,6 +23,9 @@ class SimConfig:
     num_cache_blocks: int = 16384
     max_model_len: int = 32768
     reasoning_parser: bool = False
+    vllm_version: str = "0.11.0"
+    """The vLLM release whose protocol is simulated where releases differ: the reasoning
+    field's name, the context-length error's wording (``sim_vllm.server``, docs/SIMULATOR.md)."""
     seed: int = 0
     mean_tokens: dict[str, int] = field(
         default_factory=lambda: {

