@@ -141,6 +141,9 @@ def parser() -> argparse.ArgumentParser:
     _deliberation_commands(sub)
     _service_commands(sub)
     _file_commands(sub)
+    from server.eval.command import add_cli as add_eval_cli
+
+    add_eval_cli(sub)
     from sim_vllm import add_cli
 
     add_cli(sub)
