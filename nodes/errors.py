@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx2
 
 
@@ -14,6 +16,13 @@ class CouncilError(RuntimeError):
     def __init__(self, stage: str, agent_id: str, cause: str):
         super().__init__(f"{stage} failed for {agent_id}: {cause}")
         self.stage, self.agent_id, self.cause = stage, agent_id, cause
+        self.records: list[Any] = []
+        """The ``CallRecord`` of every attempt that finished before the failure (what it cost)."""
+
+    def after(self, records: list[Any]) -> CouncilError:
+        """This error, carrying the records of the attempts that led to it."""
+        self.records = list(records)
+        return self
 
 
 class LLMUnreachable(CouncilError):

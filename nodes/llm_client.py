@@ -285,7 +285,7 @@ async def call(
                 msg = await llm.ainvoke(messages, **params)
         except (openai.APIError, httpx.TransportError, httpx2.TransportError) as e:
             metrics.DELIBERATIONS_FAILED.labels(agent["role"], stage).inc()
-            raise _request_error(e, stage, agent) from e
+            raise _request_error(e, stage, agent).after(records) from e
         record = _record(
             agent,
             msg,
@@ -310,7 +310,9 @@ async def call(
         if record["finish_reason"] == "length":
             budget *= 2  # truncated: retry with room to finish
     metrics.DELIBERATIONS_FAILED.labels(agent["role"], stage).inc()
-    raise CouncilError(stage, agent["agent_id"], f"{problem} after {attempts} attempts")
+    raise CouncilError(stage, agent["agent_id"], f"{problem} after {attempts} attempts").after(
+        records
+    )
 
 
 def _record(

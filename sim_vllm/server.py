@@ -197,7 +197,7 @@ class SimVLLM:
                 int(who.get("round") or 0),
                 schema,
             )
-            if self.humaneval is not None
+            if self.humaneval is not None and kind != "garbage"
             else None
         )
         if scripted is not None:

@@ -209,40 +209,57 @@ class Runner:
             problem, answer, timeout=self.plan.timeout_s, memory_mb=self.plan.memory_mb
         )
 
-    async def answer(self, problem: Problem, thread: str, agent_index: int) -> dict[str, Any]:
-        """One agent's first-round answer: the ``propose`` node, outside a graph."""
+    async def answer(
+        self, problem: Problem, thread: str, agent_index: int
+    ) -> tuple[str, list[CallRecord], str]:
+        """One agent's first-round answer (the ``propose`` node, outside a graph): the text
+        ("" when the agent gave none the council accepts), every attempt's record, and why
+        there is no answer."""
         council: Council = self.council
-        return await propose(
-            AgentTask(
-                deliberation_id=thread,
-                task=task_text(problem),
-                council=council,
-                agent=council["agents"][agent_index],
-                round=0,
-            )
+        task = AgentTask(
+            deliberation_id=thread,
+            task=task_text(problem),
+            council=council,
+            agent=council["agents"][agent_index],
+            round=0,
         )
+        try:
+            update = await propose(task)
+        except LLMUnreachable:
+            raise
+        except CouncilError as e:  # e.g. answers rejected as garbage after the retries
+            return "", e.records, f"no answer: {e}"[:300]
+        return update["drafts"][0]["content"], update["calls"], ""
 
     async def single(self, problem: Problem) -> list[ProblemResult]:
         """The first agent's answer."""
         started = time.perf_counter()
-        update = await self.answer(problem, self.thread(problem, "single"), 0)
-        answer = update["drafts"][0]["content"]
-        outcome = await self.score(problem, answer)
+        answer, calls, failure = await self.answer(problem, self.thread(problem, "single"), 0)
+        outcome = Outcome("error", failure, 0.0) if failure else await self.score(problem, answer)
         wall = time.perf_counter() - started
-        return [_record(problem, "single", outcome, update["calls"], wall, answer)]
+        return [_record(problem, "single", outcome, calls, wall, answer)]
 
     async def sampled(self, problem: Problem, wanted: list[Strategy]) -> list[ProblemResult]:
         """N answers; ``vote`` picks by agreement, ``oracle`` passes when any passes."""
         started = time.perf_counter()
         thread = self.thread(problem, "samples")
-        updates = await asyncio.gather(
+        asked = await asyncio.gather(
             *(self.answer(problem, thread, i) for i in range(self.plan.samples))
         )
-        answers = [u["drafts"][0]["content"] for u in updates]
-        calls = [c for u in updates for c in u["calls"]]
+        answers = [text for text, _, _ in asked]
+        calls = [c for _, records, _ in asked for c in records]
+
+        async def scored(index: int) -> Outcome:
+            failure = asked[index][2]
+            return (
+                Outcome("error", failure, 0.0)
+                if failure
+                else await self.score(problem, answers[index])
+            )
+
         chosen, outcomes = await asyncio.gather(
             choose(problem, answers, timeout=self.plan.timeout_s, memory_mb=self.plan.memory_mb),
-            asyncio.gather(*(self.score(problem, a) for a in answers)),
+            asyncio.gather(*(scored(i) for i in range(len(answers)))),
         )
         wall = time.perf_counter() - started
         passing = [i for i, o in enumerate(outcomes) if o.passed]
@@ -284,12 +301,12 @@ class Runner:
         except LLMUnreachable:
             raise
         except CouncilError as e:  # the council could not decide: a failure, the eval goes on
-            values = (
-                await runner.graph_for(self.saver).aget_state(runner.thread_config(thread))
-            ).values
+            # what finished (a failed step's finished tasks included) and the failed call
+            state = await runner.graph_for(self.saver).aget_state(runner.thread_config(thread))
+            calls = [*state.values.get("calls", []), *e.records]
             failed = Outcome("error", f"the deliberation failed: {e}"[:300], 0.0)
             wall = time.perf_counter() - started
-            return [_record(problem, strategy.name, failed, values.get("calls", []), wall, "")]
+            return [_record(problem, strategy.name, failed, calls, wall, "")]
         values = outcome.values
         winner = values["decision"]["winner"]
         finals = latest_drafts(values)  # type: ignore[arg-type]

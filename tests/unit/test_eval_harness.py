@@ -16,7 +16,7 @@ from server.eval.humaneval import load_problems
 from server.eval.report import RESULTS_FILE, read_results, write_report
 from server.eval.stats import summarize
 from server.eval.strategies import STRATEGIES
-from sim_vllm import HumanEvalScript, ServerThread, SimConfig, SimVLLM
+from sim_vllm import FaultRule, HumanEvalScript, ServerThread, SimConfig, SimVLLM
 from tests.eval_script import SCRIPT, N, expected
 from tests.helpers import sim_requests
 
@@ -158,3 +158,30 @@ def test_an_out_dir_of_another_model_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="holds an eval with model 'a', not 'b'"):
         run_id(tmp_path, {"model": "b", "samples": 3})
+
+
+def test_an_agent_without_an_acceptable_answer_is_a_failure_with_its_cost(tmp_path):
+    """Garbage from the first agent, three times: single fails and counts the three attempts;
+    vote goes on with the answers it has; the eval goes on."""
+    sim = SimVLLM(
+        SimConfig(time_scale=0),
+        faults=[FaultRule(kind="garbage", stage="propose", agent="agent-dev-001")],
+        humaneval=HumanEvalScript(correct=1.0),
+    )
+    with ServerThread(sim) as server:
+        assert run_eval(server, tmp_path, ["single", "vote", "judge"], PROBLEMS[:2]) == 6
+        log = sim_requests(server)
+    results = {(r["task_id"], r["strategy"]): r for r in read_results(tmp_path / RESULTS_FILE)}
+    single = results["HumanEval/82", "single"]
+    assert (single["passed"], single["status"], single["llm_calls"]) == (False, "error", 3)
+    assert single["reason"].startswith("no answer: propose failed for agent-dev-001: garbage")
+    asked = [e for e in log if e["deliberation"].endswith("HumanEval-82.single")]
+    assert single["completion_tokens"] == sum(e["completion_tokens"] for e in asked) > 0
+    vote = results["HumanEval/82", "vote"]
+    assert vote["passed"] and vote["llm_calls"] == 3 + 2 and vote["chosen"] == "agent-dev-002"
+    judge = results["HumanEval/82", "judge"]  # the deliberation cannot start without agent 1
+    assert judge["status"] == "error" and "propose failed for agent-dev-001" in judge["reason"]
+    asked = [e for e in log if e["deliberation"].endswith("HumanEval-82.judge")]
+    assert judge["llm_calls"] == len(asked) and judge["prompt_tokens"] == sum(
+        e["prompt_tokens"] for e in asked
+    )
