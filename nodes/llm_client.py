@@ -282,17 +282,20 @@ async def call(
     attempts = 1 + settings.answer_retries
     budget, problem = max_tokens, ""
     for attempt in range(1, attempts + 1):
-        sent, msg, latency = await _send(
-            settings,
-            agent,
-            messages,
-            budget,
-            base=max_tokens,
-            stage=stage,
-            round_=round_,
-            deliberation_id=deliberation_id,
-            response_format=response_format,
-        )
+        try:
+            sent, msg, latency = await _send(
+                settings,
+                agent,
+                messages,
+                budget,
+                base=max_tokens,
+                stage=stage,
+                round_=round_,
+                deliberation_id=deliberation_id,
+                response_format=response_format,
+            )
+        except CouncilError as e:  # what the earlier attempts cost goes with the error
+            raise e.after(records) from e.__cause__
         record = _record(agent, msg, stage=stage, round_=round_, attempt=attempt, latency=latency)
         if sent.fit is not None:
             record["context_fit"] = sent.fit
@@ -311,7 +314,9 @@ async def call(
             return Answer(records[:-1] + [without_content(record)], record["content"], parsed)
         if record["finish_reason"] == "length":
             budget *= 2  # truncated: retry with room to finish
-    raise CouncilError(stage, agent["agent_id"], f"{problem} after {attempts} attempts")
+    raise CouncilError(stage, agent["agent_id"], f"{problem} after {attempts} attempts").after(
+        records
+    )
 
 
 async def _send(
