@@ -85,6 +85,7 @@ def _deliberation_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
 
     r = sub.add_parser("resume", help="finish a deliberation that stopped (crash, error, approval)")
     r.add_argument("id")
+    _llm_flags(r)  # the endpoint the deliberation uses must be one this process allows
     _output_flags(r)
     r.set_defaults(func=commands.cmd_resume)
 

@@ -178,7 +178,7 @@ def test_killed_mid_critique_resumes_without_repeating_finished_calls(tmp_path):
             proc.wait()
         before = sim_requests(sim)
         httpx.delete(sim_admin(sim, "/admin/faults"))
-        r = council(tmp_path, "resume", did, "--json")
+        r = council(tmp_path, "resume", did, "--json", "--base-url", sim.base_url)
         assert r.returncode == 0, r.stderr
         after = sim_requests(sim)[len(before) :]
     event = json.loads(r.stdout)
@@ -224,7 +224,7 @@ def test_garbage_llm_fails_named_then_resume_finishes(tmp_path):
         assert "council resume garbage-1" in r.stderr
         httpx.delete(sim_admin(sim, "/admin/faults"))
         n = len(sim_requests(sim))
-        r = council(tmp_path, "resume", "garbage-1", "--json")
+        r = council(tmp_path, "resume", "garbage-1", "--json", "--base-url", sim.base_url)
         assert r.returncode == 0, r.stderr
         again = [(e["stage"], e["agent"]) for e in sim_requests(sim)[n:]]
         assert again[0] == ("propose", "agent-qa-002")
