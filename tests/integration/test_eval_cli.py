@@ -191,3 +191,27 @@ def test_sim_vllm_flag_answers_humaneval_by_script(tmp_path):
         proc.terminate()
         proc.wait()
     assert solution_code(problem).strip("\n") in answer["choices"][0]["message"]["content"]
+
+
+def test_a_server_with_several_models_gets_a_mixed_council_stored(valkey_url, monkeypatch):
+    from graph.persistence import stored_council
+    from graph.settings import Settings
+    from nodes import llm_client
+    from server.eval.command import mixed_council
+
+    async def served(base_url: str, api_key: str) -> list[str]:
+        return ["model-a", "model-b"]
+
+    monkeypatch.setattr(llm_client, "served_models", served)
+    settings = Settings(valkey_url=valkey_url, model="model-a")
+    name = asyncio.run(mixed_council(settings, 3, None))
+    assert name is not None and name.startswith("eval-mixed-")
+    spec = asyncio.run(stored_council(valkey_url, name))
+    assert spec is not None and [a.model for a in spec.agents] == ["model-a", "model-b", "model-a"]
+    assert asyncio.run(mixed_council(settings, 3, None)) == name  # the same mix, the same council
+
+    async def one(base_url: str, api_key: str) -> list[str]:
+        return ["model-a"]
+
+    monkeypatch.setattr(llm_client, "served_models", one)
+    assert asyncio.run(mixed_council(settings, 3, None)) is None

@@ -19,6 +19,7 @@ from server.eval.strategies import STRATEGIES
 from sim_vllm import FaultRule, HumanEvalScript, ServerThread, SimConfig, SimVLLM
 from tests.eval_script import SCRIPT, N, expected
 from tests.helpers import sim_requests
+from tests.unit.test_prompts import STAGE_VALUES
 
 PROBLEMS = load_problems("test", 6)
 ALL = ["single", "vote", "judge", "peervote", "council1", "council2", "oracle"]
@@ -185,3 +186,18 @@ def test_an_agent_without_an_acceptable_answer_is_a_failure_with_its_cost(tmp_pa
     assert judge["llm_calls"] == len(asked) and judge["prompt_tokens"] == sum(
         e["prompt_tokens"] for e in asked
     )
+
+
+@pytest.mark.parametrize("stage", list(STAGE_VALUES))
+def test_eval_prompts_render_for_every_stage(stage):
+    """The eval's prompt files (package data) know every placeholder they use; proposals shown
+    to judges and voters are followed by the assignment (where the simulator finds their end)."""
+    from graph import settings as settings_mod
+    from nodes import prompt_files
+
+    with settings_mod.using(eval_settings(Settings())):
+        text = prompt_files.render(stage, **STAGE_VALUES[stage])
+        system = prompt_files.render("roles/judge" if stage == "judge" else "roles/dev", role="DEV")
+    assert text.startswith("T") and "Python" in system
+    if stage in ("judge", "vote"):
+        assert "P\n\n## Your assignment" in text
