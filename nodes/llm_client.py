@@ -322,7 +322,14 @@ async def _send(
     while True:
         try:
             sent = await context_window.fit(
-                settings, agent, messages, budget, stage=stage, base=base, overflows=overflows
+                settings,
+                agent,
+                messages,
+                budget,
+                stage=stage,
+                base=base,
+                overflows=overflows,
+                response_format=response_format,
             )
         except context_window.ContextOverflow:
             metrics.DELIBERATIONS_FAILED.labels(agent["role"], stage).inc()
@@ -343,7 +350,7 @@ async def _send(
             round_=round_,
             max_tokens=sent.max_tokens,
             deliberation_id=deliberation_id,
-            response_format=response_format,
+            response_format=sent.response_format,
         )
         try:
             async with _limit(settings, agent["base_url"]):
