@@ -40,6 +40,10 @@ truncated answer), with ``room = window - MARGIN``:
   Every cut leaves a marker in the text saying how much was omitted and why; each shortening is
   a line of the call record's ``context_fit.shortened`` and of the log (``llm.context_fit``).
 
+- a fitted call's structured answer is fitted too (``fit_answer``): its JSON Schema's lists and
+  strings are bounded so that the grammar ends the document within ``max_tokens`` (a retry of
+  a cut answer that the window cannot give twice the budget plans half the document instead).
+
 A context-length 400 that still happens (an estimate the server disagrees with, a window that
 shrank) is not a failure: the window and the server's prompt count are learned from the error
 and the call is fitted and sent again, at most ``REFITS`` times.
@@ -477,8 +481,9 @@ async def fit(
     max_tokens = min(budget, room - tokens)
     if max_tokens == budget and not cuts and not overflows:
         return Fitted(messages, budget, response_format=response_format)
-    if response_format is not None:
-        response_format, note = fit_answer(response_format, max_tokens)
+    if response_format is not None:  # a retry of a cut answer plans a shorter document
+        planned = max_tokens * (base or budget) // budget
+        response_format, note = fit_answer(response_format, planned)
         cuts = [*cuts, note] if note else cuts
     record = ContextFit(
         window=known.window,
