@@ -336,7 +336,14 @@ async def _send(
     overflows = 0
     while True:
         sent = await context_window.fit(
-            settings, agent, messages, budget, stage=stage, base=base, overflows=overflows
+            settings,
+            agent,
+            messages,
+            budget,
+            stage=stage,
+            base=base,
+            overflows=overflows,
+            response_format=response_format,
         )
         if sent.fit is not None:
             log.info(
@@ -354,7 +361,7 @@ async def _send(
             round_=round_,
             max_tokens=sent.max_tokens,
             deliberation_id=deliberation_id,
-            response_format=response_format,
+            response_format=sent.response_format,
         )
         try:
             async with _limit(settings, agent["base_url"]):
