@@ -31,30 +31,46 @@ from server.runner import graph_for
 from server.services import EmbeddedNats, EmbeddedValkey
 
 
-async def deliberate(graph, did: str, task: dict, rounds: int) -> list[float]:
-    """Run one deliberation; return the overhead of each of its super-steps (seconds)."""
+def cpu_seconds() -> float:
+    """CPU time of this process (user + system, every thread); the simulator, Valkey and NATS
+    run in processes of their own, so this is council's alone."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def deliberate(
+    graph, did: str, task: dict, rounds: int
+) -> tuple[list[tuple[str, float]], int]:
+    """Run one deliberation; return each super-step's node and overhead (seconds), and the
+    number of LLM calls it made."""
     config = {"configurable": {"thread_id": did}}
-    overheads: list[float] = []
+    overheads: list[tuple[str, float]] = []
+    calls = 0
     last = time.perf_counter()
     step_llm = 0.0
+    node = "input"
     async for _mode, chunk in graph.astream(
         {"task": task["task"], "role": task["role"], "rounds": rounds},
         config,
         stream_mode=["debug"],
         durability="sync",
     ):
-        if chunk["type"] == "task_result":
+        if chunk["type"] == "task":
+            node = chunk["payload"]["name"]
+        elif chunk["type"] == "task_result":
             for call in dict(chunk["payload"]["result"]).get("calls") or []:
                 step_llm = max(step_llm, call["latency_s"])
+                calls += 1
         elif chunk["type"] == "checkpoint":
             now = time.perf_counter()
-            overheads.append(max(0.0, (now - last) - step_llm))
+            overheads.append((node, max(0.0, (now - last) - step_llm)))
             last, step_llm = now, 0.0
-    return overheads
+    return overheads, calls
 
 
 async def scenario(saver, sim: SimProcess, nats_url: str, n: int, rounds: int) -> dict:
     graph = graph_for(saver)
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     with settings_mod.using(Settings(llm_base_url=sim.base_url, nats_url=nats_url)):
         results = await asyncio.gather(
@@ -64,13 +80,23 @@ async def scenario(saver, sim: SimProcess, nats_url: str, n: int, rounds: int) -
             )
         )
     wall = time.perf_counter() - t0
-    steps = [x for r in results for x in r]
+    cpu = cpu_seconds() - cpu0
+    steps = [x for r, _ in results for _, x in r]
+    by_node: dict[str, list[float]] = {}
+    for r, _ in results:
+        for node, x in r:
+            by_node.setdefault(node, []).append(x)
+    calls = sum(c for _, c in results)
     return {
         "n": n,
         "steps": len(steps),
+        "calls": calls,
+        "cpu_s": cpu,
+        "cpu_per_call": cpu / calls * 1000 if calls else float("nan"),
         "p50": pct(steps, 50) * 1000,
         "p99": pct(steps, 99) * 1000,
         "wall": wall,
+        "by_node": {k: (pct(v, 50) * 1000, pct(v, 99) * 1000) for k, v in by_node.items()},
         "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -84,6 +110,12 @@ async def main() -> None:
         type=float,
         default=0.0,
         help="0: answers at once (council's CPU is all there is); 1: realistic LLM speed",
+    )
+    ap.add_argument(
+        "--savers", nargs="+", choices=["in-memory", "valkey"], default=["in-memory", "valkey"]
+    )
+    ap.add_argument(
+        "--by-node", action="store_true", help="also the overhead of the steps of each node"
     )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="council-bench-"))
@@ -103,25 +135,32 @@ async def main() -> None:
             await scenario(vsaver, sim, nats.url, 1, args.rounds)  # warm-up
             for n in args.concurrency:
                 for name, saver in (("in-memory", InMemorySaver()), ("valkey", vsaver)):
+                    if name not in args.savers:
+                        continue
                     r = await scenario(saver, sim, nats.url, n, args.rounds)
                     rows.append((name, r))
                     print(
-                        f"  {name:>9} x{n:<4} p50 {r['p50']:7.2f} ms  p99 {r['p99']:8.2f} ms  "
+                        f"  {name:>9} x{n:<4} {r['calls']:5d} calls  "
+                        f"CPU {r['cpu_per_call']:5.2f} ms/call  "
+                        f"p50 {r['p50']:7.2f} ms  p99 {r['p99']:8.2f} ms  "
                         f"wall {r['wall']:6.2f} s  peak RSS {r['rss']:.0f} MB",
                         flush=True,
                     )
+                    if args.by_node:
+                        for node, (p50, p99) in r["by_node"].items():
+                            print(f"      after {node:<9} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms")
         await close_publishers()
     print(
-        "\n| saver | concurrent deliberations | super-steps | overhead p50 (ms/step) "
-        "| p99 (ms/step) "
+        "\n| saver | concurrent deliberations | super-steps | LLM calls | CPU (s) "
+        "| CPU per LLM call (ms) | overhead p50 (ms/step) | p99 (ms/step) "
         "| wall (s) | peak RSS (MB) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in rows:
         print(
-            f"| {name} | {r['n']} | {r['steps']} | {r['p50']:.2f} | {r['p99']:.2f} "
-            f"| {r['wall']:.2f} "
-            f"| {r['rss']:.0f} |"
+            f"| {name} | {r['n']} | {r['steps']} | {r['calls']} | {r['cpu_s']:.2f} "
+            f"| {r['cpu_per_call']:.2f} | {r['p50']:.2f} | {r['p99']:.2f} "
+            f"| {r['wall']:.2f} | {r['rss']:.0f} |"
         )
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
+import ssl
 import time
 import weakref
 from collections.abc import Callable
@@ -338,9 +340,11 @@ def _record(
     )
 
 
+@functools.lru_cache(maxsize=512)
 def structured(model: type[BaseModel], name: str) -> tuple[dict[str, Any], Callable[[str], Any]]:
     """The ``response_format`` that makes the server answer ``model``'s JSON Schema (vLLM's
-    guided decoding), and the check that parses an answer (``ValueError`` rejects it)."""
+    guided decoding), and the check that parses an answer (``ValueError`` rejects it).
+    Cached: generating a JSON Schema costs milliseconds, and the schemas are few."""
     schema = model.model_json_schema(by_alias=True)
     response_format = {
         "type": "json_schema",
@@ -353,11 +357,18 @@ def structured(model: type[BaseModel], name: str) -> tuple[dict[str, Any], Calla
     return response_format, validate
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for the preflight's clients: building one (loading the CA bundle) costs
+    tens of milliseconds of CPU, more than the rest of a deliberation's preflight."""
+    return httpx.create_ssl_context()
+
+
 async def served_models(base_url: str, api_key: str) -> list[str]:
     """The models an OpenAI-compatible server serves (``GET /models``)."""
     url = base_url.rstrip("/") + "/models"
     try:
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10, verify=_tls()) as client:
             response = await client.get(url, headers={"Authorization": f"Bearer {api_key}"})
             response.raise_for_status()
             return [m["id"] for m in response.json().get("data", [])]
