@@ -18,13 +18,16 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+from langchain_core.messages import AIMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from bench.common import TASKS, SimProcess, machine, pct
 from graph import settings as settings_mod
 from graph.persistence import valkey_saver
 from graph.settings import Settings
+from nodes import llm_client
 from nodes.nats_publisher import close_publishers
 from server import logs
 from server.runner import graph_for
@@ -68,17 +71,53 @@ async def deliberate(
     return overheads, calls
 
 
-async def scenario(saver, sim: SimProcess, nats_url: str, n: int, rounds: int) -> dict:
+class Replay:
+    """The LLM replaced by an in-process replay of answers the simulator gave (one per stage,
+    recorded during the warm-up): no HTTP, no openai or langchain-openai, so what remains is
+    LangGraph, council's nodes and the checkpointer. Installed over ``llm_client.chat_model``."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, AIMessage] = {}
+        self.recording = True
+        self.real = llm_client.chat_model
+
+    def chat_model(self, settings: Settings, agent: Any) -> Any:
+        real = self.real(settings, agent)
+        replay = self
+
+        class Model:
+            async def ainvoke(self, messages: Any, **params: Any) -> AIMessage:
+                stage = params["extra_headers"]["X-Council-Stage"]
+                if replay.recording:
+                    replay.answers[stage] = await real.ainvoke(messages, **params)
+                await asyncio.sleep(0)
+                return replay.answers[stage]
+
+        return Model()
+
+
+async def scenario(
+    saver,
+    sim: SimProcess,
+    nats_url: str,
+    n: int,
+    rounds: int,
+    tasks: list[dict] = TASKS,
+    arrivals: float = 0.0,
+) -> dict:
+    """``n`` deliberations in this process, started together (or one every ``arrivals / n``
+    seconds); their CPU, step overheads and wall time."""
     graph = graph_for(saver)
+
+    async def one(i: int) -> tuple[list[tuple[str, float]], int]:
+        await asyncio.sleep(arrivals * i / n)
+        did = f"ovh-{n}-{i}-{time.time_ns()}"
+        return await deliberate(graph, did, tasks[i % len(tasks)], rounds)
+
     cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     with settings_mod.using(Settings(llm_base_url=sim.base_url, nats_url=nats_url)):
-        results = await asyncio.gather(
-            *(
-                deliberate(graph, f"ovh-{n}-{i}-{time.time_ns()}", TASKS[i % len(TASKS)], rounds)
-                for i in range(n)
-            )
-        )
+        results = await asyncio.gather(*(one(i) for i in range(n)))
     wall = time.perf_counter() - t0
     cpu = cpu_seconds() - cpu0
     steps = [x for r, _ in results for _, x in r]
@@ -101,29 +140,21 @@ async def scenario(saver, sim: SimProcess, nats_url: str, n: int, rounds: int) -
     }
 
 
-async def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 100])
-    ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument(
-        "--time-scale",
-        type=float,
-        default=0.0,
-        help="0: answers at once (council's CPU is all there is); 1: realistic LLM speed",
-    )
-    ap.add_argument(
-        "--savers", nargs="+", choices=["in-memory", "valkey"], default=["in-memory", "valkey"]
-    )
-    ap.add_argument(
-        "--by-node", action="store_true", help="also the overhead of the steps of each node"
-    )
-    args = ap.parse_args()
+async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="council-bench-"))
-    logs.configure(level="WARNING", file=tmp / "bench.jsonl")
+    logs.configure(level=args.log_level, file=tmp / "bench.jsonl")
+    replay = Replay() if args.llm == "replay" else None
+    if replay is not None:
+        llm_client.chat_model = replay.chat_model  # type: ignore[assignment]
+    # the replay answers one task's schemas (its rubric, its labels): every deliberation runs it
+    tasks = TASKS[:1] if replay is not None else TASKS
     print(f"machine: {machine()}")
     print(
-        f"3 agents, {args.rounds} round(s), simulated vLLM at time scale {args.time_scale}, "
-        "events to embedded NATS\n"
+        f"3 agents, {args.rounds} round(s), LLM: "
+        + ("in-process replay" if replay else f"simulated vLLM at time scale {args.time_scale}")
+        + f", event loop: {args.loop}, log level {args.log_level}, events to embedded NATS, "
+        + (f"arrivals spread over {args.arrivals:g} s" if args.arrivals else "all started at once")
+        + "\n"
     )
     rows = []
     with (
@@ -132,12 +163,15 @@ async def main() -> None:
         SimProcess("--time-scale", str(args.time_scale), "--max-num-seqs", "1024") as sim,
     ):
         async with valkey_saver(v.url) as vsaver:
-            await scenario(vsaver, sim, nats.url, 1, args.rounds)  # warm-up
+            await scenario(vsaver, sim, nats.url, 1, args.rounds, tasks)  # warm-up
+            if replay is not None:
+                replay.recording = False
+                await scenario(vsaver, sim, nats.url, 2, args.rounds, tasks)
             for n in args.concurrency:
                 for name, saver in (("in-memory", InMemorySaver()), ("valkey", vsaver)):
                     if name not in args.savers:
                         continue
-                    r = await scenario(saver, sim, nats.url, n, args.rounds)
+                    r = await scenario(saver, sim, nats.url, n, args.rounds, tasks, args.arrivals)
                     rows.append((name, r))
                     print(
                         f"  {name:>9} x{n:<4} {r['calls']:5d} calls  "
@@ -164,5 +198,45 @@ async def main() -> None:
         )
 
 
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 100])
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.0,
+        help="0: answers at once (council's CPU is all there is); 1: realistic LLM speed",
+    )
+    ap.add_argument(
+        "--savers", nargs="+", choices=["in-memory", "valkey"], default=["in-memory", "valkey"]
+    )
+    ap.add_argument(
+        "--llm",
+        choices=["sim", "replay"],
+        default="sim",
+        help="replay: answers replayed in-process, no LLM client (LangGraph + council + saver)",
+    )
+    ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    ap.add_argument("--log-level", default="WARNING", help="INFO logs every call, as served")
+    ap.add_argument(
+        "--arrivals",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="start the deliberations evenly over this many seconds (0: all at once)",
+    )
+    ap.add_argument(
+        "--by-node", action="store_true", help="also the overhead of the steps of each node"
+    )
+    return ap.parse_args()
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    arguments = parse_args()
+    if arguments.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main(arguments))
+    else:
+        asyncio.run(main(arguments))
