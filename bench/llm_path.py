@@ -11,7 +11,8 @@ prompts, ``max_tokens`` 768, the critique's JSON Schema as ``response_format``) 
 * ``openai`` / ``openai+aiohttp``: ``AsyncOpenAI.chat.completions.create`` (its default
   transport, httpx2, or its ``aiohttp`` extra);
 * ``ChatOpenAI`` / ``ChatOpenAI+aiohttp``: council's ``llm_client.chat_model`` and
-  ``ainvoke`` with council's call parameters, as a node calls it.
+  ``ainvoke`` with council's call parameters, as a node calls it (``COUNCIL_LLM_HTTP=httpx``
+  and ``aiohttp``, the default).
 
 Reports CPU milliseconds per call (process user + system time / calls), each layer measured
 twice, interleaved, and the lower figure shown.
@@ -143,16 +144,9 @@ async def main() -> None:
             api_key="EMPTY",
             http_client=openai.DefaultAioHttpClient(limits=limits),
         )
-        chat = llm_client.chat_model(settings, agent)
-        chat_aiohttp = chat.model_copy(
-            update={
-                "async_client": openai.AsyncOpenAI(
-                    base_url=sim.base_url,
-                    api_key="EMPTY",
-                    http_client=openai.DefaultAioHttpClient(limits=limits),
-                ).chat.completions
-            }
-        )
+        # council's own clients (llm_client.chat_model), on each of its transports
+        chat = llm_client.chat_model(settings.replace(llm_http="httpx"), agent)
+        chat_aiohttp = llm_client.chat_model(settings.replace(llm_http="aiohttp"), agent)
 
         async def via_httpx() -> Any:
             response = await raw_httpx.post(url, json=body, headers=headers)
@@ -190,6 +184,8 @@ async def main() -> None:
                 print(f"  {name:<20} {ms:6.2f} ms CPU per call", flush=True)
         await raw_httpx.aclose()
         await raw_aiohttp.close()
+        await sdk.close()
+        await sdk_aiohttp.close()
     print(
         f"\n{args.calls} critique calls, {n} in flight, simulated vLLM at time scale 0\n\n"
         "| layer | CPU per call (ms) |\n|---|---|"
