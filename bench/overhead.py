@@ -1,13 +1,17 @@
-"""Benchmark 2: council's own time per super-step, Valkey saver vs in-memory, at 1/10/100 at once.
+"""Benchmark 2: council's own time per super-step and CPU per LLM call, at 1/10/100 at once.
 
-    python -m bench.overhead [--concurrency 1 10 100] [--rounds 1]
+    python -m bench.overhead [--concurrency 1 10 100] [--rounds 1] [--time-scale 0]
+        [--savers in-memory valkey] [--llm sim|replay] [--loop asyncio|uvloop]
+        [--log-level WARNING] [--arrivals SECONDS] [--by-node]
 
 The simulated vLLM runs in its own process, by default at time scale 0 (answers at once), so
 what remains is council: graph scheduling, checkpoint writes, the event publish, HTTP to the LLM.
-For every
-super-step of every deliberation: overhead = step wall time - the slowest LLM call of that step
-(client-side latency as recorded in the call records). Reports p50/p99 per step and the
-process's peak RSS.
+For every super-step of every deliberation: overhead = step wall time - the slowest LLM call of
+that step (client-side latency as recorded in the call records). Reports p50/p99 per step, CPU
+per LLM call (this process's CPU time over the run / its LLM calls: the simulator, Valkey and
+NATS run in processes of their own) and the process's peak RSS. ``--llm replay`` answers every
+call in-process with an answer the simulator gave in the warm-up (no HTTP, no openai, no
+langchain-openai): what LangGraph, council's nodes and the saver cost alone.
 """
 
 from __future__ import annotations
