@@ -1,13 +1,17 @@
-"""Benchmark 2: council's own time per super-step, Valkey saver vs in-memory, at 1/10/100 at once.
+"""Benchmark 2: council's own time per super-step and CPU per LLM call, at 1/10/100 at once.
 
-    python -m bench.overhead [--concurrency 1 10 100] [--rounds 1]
+    python -m bench.overhead [--concurrency 1 10 100] [--rounds 1] [--time-scale 0]
+        [--savers in-memory valkey] [--llm sim|replay] [--loop asyncio|uvloop]
+        [--log-level WARNING] [--arrivals SECONDS] [--by-node]
 
 The simulated vLLM runs in its own process, by default at time scale 0 (answers at once), so
 what remains is council: graph scheduling, checkpoint writes, the event publish, HTTP to the LLM.
-For every
-super-step of every deliberation: overhead = step wall time - the slowest LLM call of that step
-(client-side latency as recorded in the call records). Reports p50/p99 per step and the
-process's peak RSS.
+For every super-step of every deliberation: overhead = step wall time - the slowest LLM call of
+that step (client-side latency as recorded in the call records). Reports p50/p99 per step, CPU
+per LLM call (this process's CPU time over the run / its LLM calls: the simulator, Valkey and
+NATS run in processes of their own) and the process's peak RSS. ``--llm replay`` answers every
+call in-process with an answer the simulator gave in the warm-up (no HTTP, no openai, no
+langchain-openai): what LangGraph, council's nodes and the saver cost alone.
 """
 
 from __future__ import annotations
@@ -18,80 +22,143 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+from langchain_core.messages import AIMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from bench.common import TASKS, SimProcess, machine, pct
 from graph import settings as settings_mod
 from graph.persistence import valkey_saver
 from graph.settings import Settings
+from nodes import llm_client
 from nodes.nats_publisher import close_publishers
 from server import logs
 from server.runner import graph_for
 from server.services import EmbeddedNats, EmbeddedValkey
 
 
-async def deliberate(graph, did: str, task: dict, rounds: int) -> list[float]:
-    """Run one deliberation; return the overhead of each of its super-steps (seconds)."""
+def cpu_seconds() -> float:
+    """CPU time of this process (user + system, every thread); the simulator, Valkey and NATS
+    run in processes of their own, so this is council's alone."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def deliberate(
+    graph, did: str, task: dict, rounds: int
+) -> tuple[list[tuple[str, float]], int]:
+    """Run one deliberation; return each super-step's node and overhead (seconds), and the
+    number of LLM calls it made."""
     config = {"configurable": {"thread_id": did}}
-    overheads: list[float] = []
+    overheads: list[tuple[str, float]] = []
+    calls = 0
     last = time.perf_counter()
     step_llm = 0.0
+    node = "input"
     async for _mode, chunk in graph.astream(
         {"task": task["task"], "role": task["role"], "rounds": rounds},
         config,
         stream_mode=["debug"],
         durability="sync",
     ):
-        if chunk["type"] == "task_result":
+        if chunk["type"] == "task":
+            node = chunk["payload"]["name"]
+        elif chunk["type"] == "task_result":
             for call in dict(chunk["payload"]["result"]).get("calls") or []:
                 step_llm = max(step_llm, call["latency_s"])
+                calls += 1
         elif chunk["type"] == "checkpoint":
             now = time.perf_counter()
-            overheads.append(max(0.0, (now - last) - step_llm))
+            overheads.append((node, max(0.0, (now - last) - step_llm)))
             last, step_llm = now, 0.0
-    return overheads
+    return overheads, calls
 
 
-async def scenario(saver, sim: SimProcess, nats_url: str, n: int, rounds: int) -> dict:
+class Replay:
+    """The LLM replaced by an in-process replay of answers the simulator gave (one per stage,
+    recorded during the warm-up): no HTTP, no openai or langchain-openai, so what remains is
+    LangGraph, council's nodes and the checkpointer. Installed over ``llm_client.chat_model``."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, AIMessage] = {}
+        self.recording = True
+        self.real = llm_client.chat_model
+
+    def chat_model(self, settings: Settings, agent: Any) -> Any:
+        real = self.real(settings, agent)
+        replay = self
+
+        class Model:
+            async def ainvoke(self, messages: Any, **params: Any) -> AIMessage:
+                stage = params["extra_headers"]["X-Council-Stage"]
+                if replay.recording:
+                    replay.answers[stage] = await real.ainvoke(messages, **params)
+                await asyncio.sleep(0)
+                return replay.answers[stage]
+
+        return Model()
+
+
+async def scenario(
+    saver,
+    sim: SimProcess,
+    nats_url: str,
+    n: int,
+    rounds: int,
+    tasks: list[dict] = TASKS,
+    arrivals: float = 0.0,
+) -> dict:
+    """``n`` deliberations in this process, started together (or one every ``arrivals / n``
+    seconds); their CPU, step overheads and wall time."""
     graph = graph_for(saver)
+
+    async def one(i: int) -> tuple[list[tuple[str, float]], int]:
+        await asyncio.sleep(arrivals * i / n)
+        did = f"ovh-{n}-{i}-{time.time_ns()}"
+        return await deliberate(graph, did, tasks[i % len(tasks)], rounds)
+
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     with settings_mod.using(Settings(llm_base_url=sim.base_url, nats_url=nats_url)):
-        results = await asyncio.gather(
-            *(
-                deliberate(graph, f"ovh-{n}-{i}-{time.time_ns()}", TASKS[i % len(TASKS)], rounds)
-                for i in range(n)
-            )
-        )
+        results = await asyncio.gather(*(one(i) for i in range(n)))
     wall = time.perf_counter() - t0
-    steps = [x for r in results for x in r]
+    cpu = cpu_seconds() - cpu0
+    steps = [x for r, _ in results for _, x in r]
+    by_node: dict[str, list[float]] = {}
+    for r, _ in results:
+        for node, x in r:
+            by_node.setdefault(node, []).append(x)
+    calls = sum(c for _, c in results)
     return {
         "n": n,
         "steps": len(steps),
+        "calls": calls,
+        "cpu_s": cpu,
+        "cpu_per_call": cpu / calls * 1000 if calls else float("nan"),
         "p50": pct(steps, 50) * 1000,
         "p99": pct(steps, 99) * 1000,
         "wall": wall,
+        "by_node": {k: (pct(v, 50) * 1000, pct(v, 99) * 1000) for k, v in by_node.items()},
         "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
-async def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 100])
-    ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument(
-        "--time-scale",
-        type=float,
-        default=0.0,
-        help="0: answers at once (council's CPU is all there is); 1: realistic LLM speed",
-    )
-    args = ap.parse_args()
+async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="council-bench-"))
-    logs.configure(level="WARNING", file=tmp / "bench.jsonl")
+    logs.configure(level=args.log_level, file=tmp / "bench.jsonl")
+    replay = Replay() if args.llm == "replay" else None
+    if replay is not None:
+        llm_client.chat_model = replay.chat_model  # type: ignore[assignment]
+    # the replay answers one task's schemas (its rubric, its labels): every deliberation runs it
+    tasks = TASKS[:1] if replay is not None else TASKS
     print(f"machine: {machine()}")
     print(
-        f"3 agents, {args.rounds} round(s), simulated vLLM at time scale {args.time_scale}, "
-        "events to embedded NATS\n"
+        f"3 agents, {args.rounds} round(s), LLM: "
+        + ("in-process replay" if replay else f"simulated vLLM at time scale {args.time_scale}")
+        + f", event loop: {args.loop}, log level {args.log_level}, events to embedded NATS, "
+        + (f"arrivals spread over {args.arrivals:g} s" if args.arrivals else "all started at once")
+        + "\n"
     )
     rows = []
     with (
@@ -100,30 +167,80 @@ async def main() -> None:
         SimProcess("--time-scale", str(args.time_scale), "--max-num-seqs", "1024") as sim,
     ):
         async with valkey_saver(v.url) as vsaver:
-            await scenario(vsaver, sim, nats.url, 1, args.rounds)  # warm-up
+            await scenario(vsaver, sim, nats.url, 1, args.rounds, tasks)  # warm-up
+            if replay is not None:
+                replay.recording = False
+                await scenario(vsaver, sim, nats.url, 2, args.rounds, tasks)
             for n in args.concurrency:
                 for name, saver in (("in-memory", InMemorySaver()), ("valkey", vsaver)):
-                    r = await scenario(saver, sim, nats.url, n, args.rounds)
+                    if name not in args.savers:
+                        continue
+                    r = await scenario(saver, sim, nats.url, n, args.rounds, tasks, args.arrivals)
                     rows.append((name, r))
                     print(
-                        f"  {name:>9} x{n:<4} p50 {r['p50']:7.2f} ms  p99 {r['p99']:8.2f} ms  "
+                        f"  {name:>9} x{n:<4} {r['calls']:5d} calls  "
+                        f"CPU {r['cpu_per_call']:5.2f} ms/call  "
+                        f"p50 {r['p50']:7.2f} ms  p99 {r['p99']:8.2f} ms  "
                         f"wall {r['wall']:6.2f} s  peak RSS {r['rss']:.0f} MB",
                         flush=True,
                     )
+                    if args.by_node:
+                        for node, (p50, p99) in r["by_node"].items():
+                            print(f"      after {node:<9} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms")
         await close_publishers()
     print(
-        "\n| saver | concurrent deliberations | super-steps | overhead p50 (ms/step) "
-        "| p99 (ms/step) "
+        "\n| saver | concurrent deliberations | super-steps | LLM calls | CPU (s) "
+        "| CPU per LLM call (ms) | overhead p50 (ms/step) | p99 (ms/step) "
         "| wall (s) | peak RSS (MB) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in rows:
         print(
-            f"| {name} | {r['n']} | {r['steps']} | {r['p50']:.2f} | {r['p99']:.2f} "
-            f"| {r['wall']:.2f} "
-            f"| {r['rss']:.0f} |"
+            f"| {name} | {r['n']} | {r['steps']} | {r['calls']} | {r['cpu_s']:.2f} "
+            f"| {r['cpu_per_call']:.2f} | {r['p50']:.2f} | {r['p99']:.2f} "
+            f"| {r['wall']:.2f} | {r['rss']:.0f} |"
         )
 
 
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 100])
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.0,
+        help="0: answers at once (council's CPU is all there is); 1: realistic LLM speed",
+    )
+    ap.add_argument(
+        "--savers", nargs="+", choices=["in-memory", "valkey"], default=["in-memory", "valkey"]
+    )
+    ap.add_argument(
+        "--llm",
+        choices=["sim", "replay"],
+        default="sim",
+        help="replay: answers replayed in-process, no LLM client (LangGraph + council + saver)",
+    )
+    ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    ap.add_argument("--log-level", default="WARNING", help="INFO logs every call, as served")
+    ap.add_argument(
+        "--arrivals",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="start the deliberations evenly over this many seconds (0: all at once)",
+    )
+    ap.add_argument(
+        "--by-node", action="store_true", help="also the overhead of the steps of each node"
+    )
+    return ap.parse_args()
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    arguments = parse_args()
+    if arguments.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main(arguments))
+    else:
+        asyncio.run(main(arguments))

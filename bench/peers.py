@@ -3,11 +3,15 @@
     .venv/bin/python -m bench.peers                      # task t01, 3 runs each, time scale 1
     .venv/bin/python -m bench.peers --runs 1 --frameworks council,crewai
 
-One deliberation, written the way each framework's users write it: 3 DEV agents each
-propose, every peer critiques every other proposal (6 critiques), each author revises its own
-proposal from the critiques it got, a judge scores the revisions on the task's rubric
-(JSON-schema structured output) and names the winner. Same task (``bench/tasks.jsonl``),
-council's prompt files, council's ``max_tokens`` per stage, temperatures and seeds.
+One deliberation, written the way each framework's users write it, following council's
+protocol (docs/DECISIONS.md): 3 DEV agents each propose; every peer critiques every other
+proposal (6 critiques, JSON documents with severities); each author revises its own proposal
+from the critiques it got (a JSON document); two judgements of the revisions in opposite
+orders under neutral labels, and each agent ranks its peers' revisions (2 + 3 calls, JSON
+documents): 17 LLM calls. The winner is council's own aggregation (``nodes.select.decide``,
+no LLM call) of each framework's judgements and ballots. Same task (``server/tasks.jsonl``),
+council's prompt files and answer schemas, council's ``max_tokens`` per stage
+(``graph.settings.DEFAULT_MAX_TOKENS``), temperatures and seeds.
 
 * ``council``: ``council deliberate ... --json`` (its CLI, with embedded Valkey and NATS).
 * ``autogen``: AgentChat's ``GraphFlow`` (``bench/peers/autogen_run.py``).
@@ -23,11 +27,11 @@ started here), one deliberation at a time, each from an empty prefix cache. Ever
 its caller (``X-Council-*`` headers), so the figures come from the simulator's request log
 (``GET /admin/requests``): LLM calls; prompt, cached and completion tokens; the peak number of
 calls in flight (between arrival ``t_in`` and answer ``t_out``); the stage bound (per stage the
-slowest call, summed: the wall of an overhead-free orchestrator that waits for each stage); and
-the time with no call of the deliberation in flight (orchestration, and set-up before the first
-call and after the last). Wall time is the deliberation's own, measured in each process around
-the run (council's ``duration_ms``): imports and council's embedded servers are outside it, the
-whole process's time is shown apart.
+slowest call, summed: the wall of an overhead-free orchestrator that waits for each stage, the
+judgements and ballots being one stage); and the time with no call of the deliberation in
+flight (orchestration, and set-up before the first call and after the last). Wall time is the
+deliberation's own, measured in each process around the run (council's ``duration_ms``):
+imports and council's embedded servers are outside it, the whole process's time is shown apart.
 """
 
 from __future__ import annotations
@@ -48,6 +52,13 @@ from typing import Any
 
 import httpx
 
+from graph.request import normal_rubric
+from graph.routing import latest_drafts
+from graph.settings import DEFAULT_MAX_TOKENS
+from nodes.judge import weighted_total
+from nodes.prompt_files import rubric_text
+from nodes.select import decide
+
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "bench" / "peers"
 FRAMEWORKS = ("council", "autogen", "crewai", "crewai-sequential")
@@ -66,7 +77,8 @@ LOGGED = (
     "cached_tokens",
     "completion_tokens",
 )  # of each call, in --out
-MAX_TOKENS = {"propose": 1536, "critique": 768, "revise": 1536, "select": 1536}  # council's
+STAGES = ("propose", "critique", "revise", "judge", "vote")
+SELECTION = ("judge", "vote")  # one stage: the judgements and the ballots run together
 
 
 def load_task(task_id: str) -> dict[str, Any]:
@@ -222,6 +234,7 @@ def run_peer(
 ) -> dict[str, Any]:
     """A peer's script in its own virtualenv; it prints one JSON line with its own wall time."""
     runner, extra = PEER_RUNS[name]
+    rubric = normal_rubric(task["rubric"])
     spec = {
         "framework": name,
         **extra,
@@ -232,8 +245,9 @@ def run_peer(
         "role": task["role"],
         "task": task["task"],
         "constraints": "",
-        "rubric": task["rubric"],
-        "max_tokens": MAX_TOKENS,
+        "rubric": rubric,
+        "rubric_text": rubric_text(rubric),
+        "max_tokens": DEFAULT_MAX_TOKENS,
         "agents": [
             {
                 "agent_id": f"agent-{task['role'].lower()}-{i:03d}",
@@ -263,11 +277,31 @@ def run_peer(
     return {
         "wall_s": result["wall_s"],
         "process_s": process_s,
-        "winner": result["winner"],
+        "winner": winner(task, spec["agents"], result["judgements"], result["ballots"]),
         "version": result["version"],
         "started": result["started"],
         "ended": result["ended"],
     }
+
+
+def winner(
+    task: dict[str, Any],
+    agents: list[dict[str, Any]],
+    judgements: list[dict[str, Any]],
+    ballots: list[dict[str, Any]],
+) -> str:
+    """council's own aggregation (judge+vote) of a peer's judgements and ballots."""
+    rubric = normal_rubric(task["rubric"])
+    for j in judgements:
+        j["totals"] = {a: weighted_total(x["scores"], rubric) for a, x in j["assessments"].items()}
+    state: Any = {
+        "council": {"rubric": rubric, "aggregator": "judge+vote", "rounds": 1},
+        "drafts": [{"agent_id": a["agent_id"], "version": 1, "content": ""} for a in agents],
+        "judgements": judgements,
+        "ballots": ballots,
+    }
+    assert sorted(latest_drafts(state)) == sorted(a["agent_id"] for a in agents)
+    return decide(state)["winner"]
 
 
 def council_version() -> str:
@@ -293,10 +327,12 @@ def peak_in_flight(calls: list[dict[str, Any]]) -> int:
 
 
 def stage_bound(calls: list[dict[str, Any]]) -> float:
-    """Per stage, the slowest call, summed: a zero-overhead stage-by-stage orchestrator's wall."""
+    """Per stage, the slowest call, summed: a zero-overhead stage-by-stage orchestrator's wall
+    (the judgements and the ballots are one stage: they need the same revisions)."""
     slowest: dict[str, float] = {}
     for c in calls:
-        slowest[c["stage"]] = max(slowest.get(c["stage"], 0.0), c["t_out"] - c["t_in"])
+        stage = "select" if c["stage"] in SELECTION else c["stage"]
+        slowest[stage] = max(slowest.get(stage, 0.0), c["t_out"] - c["t_in"])
     return sum(slowest.values())
 
 
@@ -322,10 +358,7 @@ def figures(calls: list[dict[str, Any]]) -> dict[str, Any]:
         "peak_in_flight": peak_in_flight(calls),
         "stage_bound_s": stage_bound(calls),
         "busy_s": busy(calls),
-        "by_stage": {
-            s: sum(1 for c in calls if c["stage"] == s)
-            for s in ("propose", "critique", "revise", "select")
-        },
+        "by_stage": {s: sum(1 for c in calls if c["stage"] == s) for s in STAGES},
     }
 
 

@@ -16,6 +16,7 @@ from valkey.asyncio import BlockingConnectionPool
 
 from graph import settings as settings_mod
 from graph.request import ROLES, CouncilSpec, default_council
+from graph.valkey_checkpointer import CouncilValkeySaver
 
 COUNCILS_KEY = "council:councils"
 
@@ -31,7 +32,7 @@ async def valkey_saver(url: str, pool_size: int = 32) -> AsyncIterator[AsyncValk
     tasks writing at once) a write waits for one instead of failing "Too many connections"."""
     pool = BlockingConnectionPool.from_url(client_url(url), max_connections=pool_size, timeout=30)
     try:
-        async with AsyncValkeySaver.from_pool(pool) as saver:
+        async with CouncilValkeySaver.from_pool(pool) as saver:
             yield saver
     finally:
         await pool.aclose()

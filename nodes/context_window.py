@@ -40,6 +40,10 @@ truncated answer), with ``room = window - MARGIN``:
   Every cut leaves a marker in the text saying how much was omitted and why; each shortening is
   a line of the call record's ``context_fit.shortened`` and of the log (``llm.context_fit``).
 
+- a fitted call's structured answer is fitted too (``fit_answer``): its JSON Schema's lists and
+  strings are bounded so that the grammar ends the document within ``max_tokens`` (a retry of
+  a cut answer that the window cannot give twice the budget plans half the document instead).
+
 A context-length 400 that still happens (an estimate the server disagrees with, a window that
 shrank) is not a failure: the window and the server's prompt count are learned from the error
 and the call is fitted and sent again, at most ``REFITS`` times.
@@ -426,6 +430,8 @@ class Fitted:
     max_tokens: int
     fit: ContextFit | None = None
     """Set when anything was changed to fit (``CallRecord.context_fit``)."""
+    response_format: dict[str, Any] | None = None
+    """The answer's format, its schema fitted to ``max_tokens`` when the call was fitted."""
 
 
 def floor(budget: int) -> int:
@@ -442,19 +448,21 @@ async def fit(
     stage: str,
     base: int | None = None,
     overflows: int = 0,
+    response_format: dict[str, Any] | None = None,
 ) -> Fitted:
-    """The call's messages and ``max_tokens``, fitted into the endpoint's window. ``budget`` is
-    this attempt's, ``base`` the stage's (a retry after a truncated answer asks for more)."""
+    """The call's messages, ``max_tokens`` and ``response_format``, fitted into the endpoint's
+    window. ``budget`` is this attempt's, ``base`` the stage's (a retry after a truncated
+    answer asks for more); a fitted call's answer schema is fitted too (``fit_answer``)."""
     known = await endpoint(settings, agent)
     if isinstance(prompt, Prompt):
         messages, cuts = prompt.render({})
     else:
         messages, cuts = prompt, []
     if known.window is None:
-        return Fitted(messages, budget)
+        return Fitted(messages, budget, response_format=response_format)
     room = known.window - MARGIN
     if estimate(messages) * known.scale + budget <= room and not overflows:
-        return Fitted(messages, budget)
+        return Fitted(messages, budget, response_format=response_format)
     tokens, counted_by = await count(settings, agent, messages, known)
     least = floor(base or budget)
     need = min(floor(budget), max(least, room // 2))
@@ -472,7 +480,11 @@ async def fit(
         )
     max_tokens = min(budget, room - tokens)
     if max_tokens == budget and not cuts and not overflows:
-        return Fitted(messages, budget)
+        return Fitted(messages, budget, response_format=response_format)
+    if response_format is not None:  # a retry of a cut answer plans a shorter document
+        planned = max_tokens * (base or budget) // budget
+        response_format, note = fit_answer(response_format, planned)
+        cuts = [*cuts, note] if note else cuts
     record = ContextFit(
         window=known.window,
         prompt_tokens=tokens,
@@ -482,7 +494,7 @@ async def fit(
         shortened=cuts,
         overflows=overflows,
     )
-    return Fitted(messages, max_tokens, record)
+    return Fitted(messages, max_tokens, record, response_format)
 
 
 async def _shorten(
@@ -515,6 +527,127 @@ async def _shorten(
         if all(limit == 0 for limit in limits.values()):
             break
     return messages, cuts, tokens, counted_by
+
+
+# ---- the answer's schema ------------------------------------------------------------------
+
+ANSWER_CHARS_PER_TOKEN = 2.5
+"""A fitted structured answer is planned at this many characters a token (JSON with English
+strings runs at 3 or more: a margin)."""
+ITEM_STRING = 400
+"""The planned length of a string the schema leaves unbounded inside a list or a nested object
+(an unbounded string of the document itself, such as a revision's ``proposal``, may take the
+whole room)."""
+KEEP = 0.5
+"""Lists keep as many items as they can while every string keeps at least this share of its
+length."""
+LEAST = 0.15
+"""Lists keep one item (a critique one defect) while strings keep at least this share."""
+
+
+def fit_answer(
+    response_format: dict[str, Any], max_tokens: int
+) -> tuple[dict[str, Any], str | None]:
+    """``response_format`` whose JSON Schema cannot produce a document longer than
+    ``max_tokens`` allows: lists at most ``K`` items (never below their own minimum) and every
+    string at most a share ``f`` of its length (the schema's ``maxLength``, else
+    ``ITEM_STRING``, else the room), with the largest ``K`` that keeps ``f >= KEEP`` (one
+    item while ``f >= LEAST``: a critique keeps a defect to report). The
+    grammar (vLLM's guided decoding, llama.cpp's) then ends the document inside the room;
+    the answer is still checked against the stage's own, looser model."""
+    spec = response_format.get("json_schema") or {}
+    schema = spec.get("schema")
+    if response_format.get("type") != "json_schema" or not isinstance(schema, dict):
+        return response_format, None
+    room = int(max_tokens * ANSWER_CHARS_PER_TOKEN)
+    defs = schema.get("$defs", {})
+    if sum(_size(schema, defs, None, room, True)) <= room:
+        return response_format, None
+    choice: tuple[int, float] | None = None
+    for items in (None, 12, 8, 6, 4, 3, 2, 1, 0):
+        fixed, stretch = _size(schema, defs, items, room, True)
+        share = min(1.0, max(0.0, (room - fixed) / stretch)) if stretch else 1.0
+        if items is None:
+            if share >= 1.0:
+                return response_format, None
+            continue
+        if share >= KEEP or (items == 1 and share >= LEAST) or items == 0:
+            choice = (items, share)
+            break
+    assert choice is not None
+    items, share = choice
+    capped = _capped(schema, defs, items, share, room, True)
+    note = (
+        f"answer schema: lists at most {items} items, strings cut to {share:.0%} of their "
+        f"length, to end within {max_tokens} tokens"
+    )
+    return {**response_format, "json_schema": {**spec, "schema": capped}}, note
+
+
+def _string_bound(node: dict[str, Any], room: int, top: bool) -> int:
+    own = node.get("maxLength")
+    return own if isinstance(own, int) else (room if top else ITEM_STRING)
+
+
+def _size(
+    node: Any, defs: dict[str, Any], items: int | None, room: int, top: bool
+) -> tuple[int, int]:
+    """The longest JSON text a schema allows, as (fixed characters, string characters), with
+    lists at most ``items`` (None: their own bound, 64 when unbounded)."""
+    if not isinstance(node, dict):
+        return 8, 0
+    if "$ref" in node:
+        return _size(defs.get(node["$ref"].rsplit("/", 1)[-1], {}), defs, items, room, top)
+    if "enum" in node or "const" in node:
+        values = node.get("enum", [node.get("const")])
+        return max(len(str(v)) + 2 for v in values), 0
+    options = node.get("anyOf") or node.get("oneOf")
+    if options:
+        sizes = [_size(o, defs, items, room, top) for o in options]
+        return max(sizes, key=sum)
+    if node.get("type") == "object" or "properties" in node:
+        fixed, stretch = 2, 0
+        for key, value in node.get("properties", {}).items():
+            f, s = _size(value, defs, items, room, top)
+            fixed, stretch = fixed + len(key) + 6 + f, stretch + s
+        return fixed, stretch
+    if node.get("type") == "array":
+        count = _count(node, items)
+        f, s = _size(node.get("items", {}), defs, items, room, False)
+        return 2 + count * (2 + f), count * s
+    if node.get("type") == "string":
+        return 2, _string_bound(node, room, top)
+    return 8, 0  # numbers, booleans, null
+
+
+def _count(node: dict[str, Any], items: int | None) -> int:
+    own = node.get("maxItems")
+    bound = own if isinstance(own, int) else 64
+    return bound if items is None else max(node.get("minItems", 0), min(bound, items))
+
+
+def _capped(node: Any, defs: dict[str, Any], items: int, share: float, room: int, top: bool) -> Any:
+    """A copy of ``node``: lists at most ``items``, strings at ``share`` of their length."""
+    if isinstance(node, list):
+        return [_capped(x, defs, items, share, room, top) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "$defs":  # definitions are used inside the document, never at its top
+            out[key] = {k: _capped(v, defs, items, share, room, False) for k, v in value.items()}
+        elif key == "properties":
+            out[key] = {k: _capped(v, defs, items, share, room, top) for k, v in value.items()}
+        elif key == "items":
+            out[key] = _capped(value, defs, items, share, room, False)
+        else:
+            out[key] = _capped(value, defs, items, share, room, top)
+    if node.get("type") == "array":
+        out["maxItems"] = _count(node, items)
+    if node.get("type") == "string" and "enum" not in node and "const" not in node:
+        least = node.get("minLength", 0)
+        out["maxLength"] = max(least, int(_string_bound(node, room, top) * share))
+    return out
 
 
 # ---- context-length rejections ---------------------------------------------------------------

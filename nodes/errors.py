@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import httpx2
 import nats.errors
@@ -26,6 +26,13 @@ class CouncilError(RuntimeError):
         who = "" if agent_id == "-" else f" for {agent_id}"
         super().__init__(f"{stage} failed{who}: {cause}")
         self.stage, self.agent_id, self.cause = stage, agent_id, cause
+        self.records: list[Any] = []
+        """The ``CallRecord`` of every attempt that finished before the failure (what it cost)."""
+
+    def after(self, records: list[Any]) -> CouncilError:
+        """This error, carrying the records of the attempts that led to it."""
+        self.records = list(records)
+        return self
 
 
 class LLMUnreachable(CouncilError):

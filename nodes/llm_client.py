@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import re
+import ssl
 import time
 import weakref
 from collections.abc import Callable
@@ -99,11 +102,24 @@ def looks_like_garbage(text: str) -> bool:
 
 class _LoopClients:
     """The clients of one event loop: async HTTP connections belong to the loop that opened
-    them. Kept in a ``WeakKeyDictionary`` by loop, so a closed loop's clients go with it."""
+    them. Kept in a ``WeakKeyDictionary`` by loop, so a closed loop's clients go with it; their
+    connections are closed when the loop shuts down (``asyncio.run`` cancels every task first)."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.models: dict[tuple[Any, ...], ChatOpenAI] = {}
         self.limits: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self.http: list[httpx2.AsyncClient] = []
+        self.closer = loop.create_task(
+            self._close_at_shutdown(), name="council-llm-clients", context=contextvars.Context()
+        )
+
+    async def _close_at_shutdown(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            for http in self.http:
+                with contextlib.suppress(Exception):
+                    await http.aclose()
 
 
 _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = (
@@ -114,7 +130,7 @@ _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = 
 def _clients() -> _LoopClients:
     loop = asyncio.get_running_loop()
     if loop not in _per_loop:
-        _per_loop[loop] = _LoopClients()
+        _per_loop[loop] = _LoopClients(loop)
     return _per_loop[loop]
 
 
@@ -141,15 +157,23 @@ def chat_model(settings: Settings, agent: Agent) -> ChatOpenAI:
         settings.llm_timeout_s,
         settings.llm_max_retries,
         settings.llm_max_connections,
+        settings.llm_http,
     )
     if key not in models:
-        # A bounded pool: the HTTP pool scans every pooled connection per request, so an
-        # unbounded one costs O(connections) CPU per call; more calls wait, as in vLLM's queue.
+        # A bounded pool (more calls wait, as in vLLM's queue). aiohttp, the openai SDK's
+        # documented alternative transport, costs about a millisecond of CPU less per call
+        # than httpx2, whose pool also scans every pooled connection per request.
         n = settings.llm_max_connections
-        http = openai.DefaultAsyncHttpxClient(
+        transport = (
+            openai.DefaultAioHttpClient
+            if settings.llm_http == "aiohttp"
+            else openai.DefaultAsyncHttpxClient
+        )
+        http = transport(
             limits=httpx2.Limits(max_connections=n, max_keepalive_connections=n),
             timeout=settings.llm_timeout_s,
         )
+        _clients().http.append(http)
         models[key] = VLLMChatOpenAI(
             model=agent["model"],
             base_url=agent["base_url"],
@@ -282,17 +306,20 @@ async def call(
     attempts = 1 + settings.answer_retries
     budget, problem = max_tokens, ""
     for attempt in range(1, attempts + 1):
-        sent, msg, latency = await _send(
-            settings,
-            agent,
-            messages,
-            budget,
-            base=max_tokens,
-            stage=stage,
-            round_=round_,
-            deliberation_id=deliberation_id,
-            response_format=response_format,
-        )
+        try:
+            sent, msg, latency = await _send(
+                settings,
+                agent,
+                messages,
+                budget,
+                base=max_tokens,
+                stage=stage,
+                round_=round_,
+                deliberation_id=deliberation_id,
+                response_format=response_format,
+            )
+        except CouncilError as e:  # what the earlier attempts cost goes with the error
+            raise e.after(records) from e.__cause__
         record = _record(agent, msg, stage=stage, round_=round_, attempt=attempt, latency=latency)
         if sent.fit is not None:
             record["context_fit"] = sent.fit
@@ -311,7 +338,9 @@ async def call(
             return Answer(records[:-1] + [without_content(record)], record["content"], parsed)
         if record["finish_reason"] == "length":
             budget *= 2  # truncated: retry with room to finish
-    raise CouncilError(stage, agent["agent_id"], f"{problem} after {attempts} attempts")
+    raise CouncilError(stage, agent["agent_id"], f"{problem} after {attempts} attempts").after(
+        records
+    )
 
 
 async def _send(
@@ -331,7 +360,14 @@ async def _send(
     overflows = 0
     while True:
         sent = await context_window.fit(
-            settings, agent, messages, budget, stage=stage, base=base, overflows=overflows
+            settings,
+            agent,
+            messages,
+            budget,
+            stage=stage,
+            base=base,
+            overflows=overflows,
+            response_format=response_format,
         )
         if sent.fit is not None:
             log.info(
@@ -349,7 +385,7 @@ async def _send(
             round_=round_,
             max_tokens=sent.max_tokens,
             deliberation_id=deliberation_id,
-            response_format=response_format,
+            response_format=sent.response_format,
         )
         try:
             async with _limit(settings, agent["base_url"]):
@@ -399,9 +435,11 @@ def _record(
     )
 
 
+@functools.lru_cache(maxsize=512)
 def structured(model: type[BaseModel], name: str) -> tuple[dict[str, Any], Callable[[str], Any]]:
     """The ``response_format`` that makes the server answer ``model``'s JSON Schema (vLLM's
-    guided decoding), and the check that parses an answer (``ValueError`` rejects it)."""
+    guided decoding), and the check that parses an answer (``ValueError`` rejects it).
+    Cached: generating a JSON Schema costs milliseconds, and the schemas are few."""
     schema = model.model_json_schema(by_alias=True)
     response_format = {
         "type": "json_schema",
@@ -414,11 +452,18 @@ def structured(model: type[BaseModel], name: str) -> tuple[dict[str, Any], Calla
     return response_format, validate
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for the preflight's clients: building one (loading the CA bundle) costs
+    tens of milliseconds of CPU, more than the rest of a deliberation's preflight."""
+    return httpx.create_ssl_context()
+
+
 async def served_models(base_url: str, api_key: str) -> list[str]:
     """The models an OpenAI-compatible server serves (``GET /models``)."""
     url = base_url.rstrip("/") + "/models"
     try:
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10, verify=_tls()) as client:
             response = await client.get(url, headers={"Authorization": f"Bearer {api_key}"})
             response.raise_for_status()
             return [m["id"] for m in response.json().get("data", [])]

@@ -189,6 +189,9 @@ def parser() -> argparse.ArgumentParser:
     _file_commands(sub)
     prune.add_cli(sub)
     keys.add_cli(sub)
+    from server.eval.command import add_cli as add_eval_cli
+
+    add_eval_cli(sub)
     from sim_vllm import add_cli
 
     add_cli(sub)

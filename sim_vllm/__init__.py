@@ -33,8 +33,18 @@ model-time components, token counts, the batch sizes it saw, and who asked (``X-
 """
 
 from sim_vllm.faults import FaultRule
+from sim_vllm.humaneval import HumanEvalScript
 from sim_vllm.latency import SimConfig
 from sim_vllm.server import ServerThread, SimVLLM, add_cli, create_app
 from sim_vllm.truth import Truth
 
-__all__ = ["FaultRule", "ServerThread", "SimConfig", "SimVLLM", "Truth", "add_cli", "create_app"]
+__all__ = [
+    "FaultRule",
+    "HumanEvalScript",
+    "ServerThread",
+    "SimConfig",
+    "SimVLLM",
+    "Truth",
+    "add_cli",
+    "create_app",
+]

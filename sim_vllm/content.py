@@ -330,7 +330,7 @@ def _gen(s: Any, rng: random.Random, defs: dict, kws: list[str], path: str, dept
             out[name] = rng.choice(kws)
         return out
     if t == "array":
-        lo = int(s.get("minItems", 1))
+        lo = int(s.get("minItems", min(1, int(s.get("maxItems", 1)))))  # one item if allowed
         hi = int(s.get("maxItems", max(lo, 3)))
         if lo > hi:
             raise SchemaError(f"{path}: minItems {lo} > maxItems {hi}")

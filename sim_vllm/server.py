@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from sim_vllm import content, truth
 from sim_vllm.faults import FaultRule
+from sim_vllm.humaneval import HumanEvalScript
 from sim_vllm.latency import PrefixCache, SimConfig, render_prompt
 
 disable_created_metrics()
@@ -54,8 +55,15 @@ class ChatRequest(BaseModel):
 class SimVLLM:
     """State of one simulated server: engine, prefix cache, metrics, request log, faults."""
 
-    def __init__(self, config: SimConfig | None = None, faults: list[FaultRule] | None = None):
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        faults: list[FaultRule] | None = None,
+        humaneval: HumanEvalScript | None = None,
+    ):
         self.config = config or SimConfig()
+        self.humaneval = humaneval
+        """Scripted answers to HumanEval problems (``sim_vllm.humaneval``); None: off."""
         self.faults: list[FaultRule] = list(faults or [])
         self.log: list[dict[str, Any]] = []
         self.cache = PrefixCache(self.config.block_size, self.config.num_cache_blocks)
@@ -186,7 +194,20 @@ class SimVLLM:
         reasoning = content.make_thinking(rng, prompt) if thinking_on else ""
         finish = "stop"
         kind = fault.kind if fault else None
-        if kind == "garbage":
+        scripted = (
+            self.humaneval.answer(
+                stage,
+                prompt,
+                who.get("agent") or f"seed-{req.seed}",
+                int(who.get("round") or 0),
+                schema,
+            )
+            if self.humaneval is not None and kind != "garbage"
+            else None
+        )
+        if scripted is not None:
+            reasoning, body = "", scripted
+        elif kind == "garbage":
             body = content.make_garbage(rng, 40)
         elif schema is not None:
             doc = content.from_schema(schema, rng, prompt)
@@ -787,6 +808,22 @@ def add_cli(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--humaneval-correct",
+        type=float,
+        metavar="SHARE",
+        help="answer HumanEval problems with this share of correct first answers "
+        "(sim_vllm.humaneval; needs the eval extra)",
+    )
+    p.add_argument(
+        "--humaneval-fix", type=float, default=0.0, help="chance a revision fixes broken code"
+    )
+    p.add_argument(
+        "--humaneval-judge-accuracy",
+        type=float,
+        default=1.0,
+        help="share of problems where judges and voters prefer correct code",
+    )
+    p.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -812,11 +849,24 @@ def _run_cli(args) -> int:
         seed=args.seed,
     )
     faults = [FaultRule.parse_flag(f) for f in args.fault]
+    humaneval = (
+        None
+        if args.humaneval_correct is None
+        else HumanEvalScript(
+            correct=args.humaneval_correct,
+            fix=args.humaneval_fix,
+            judge_accuracy=args.humaneval_judge_accuracy,
+            seed=args.seed,
+        )
+    )
     print(
         f"SIMULATED vLLM (not a model) serving {cfg.model} on http://{args.host}:{args.port}/v1",
         flush=True,
     )
     uvicorn.run(
-        create_app(SimVLLM(cfg, faults)), host=args.host, port=args.port, log_level="warning"
+        create_app(SimVLLM(cfg, faults, humaneval)),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
     )
     return 0

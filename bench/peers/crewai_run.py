@@ -6,23 +6,27 @@ openai 3): ``python crewai_run.py SPEC.json``.
 A sequential crew (``Process.sequential``) with CrewAI's documented parallelism: tasks marked
 ``async_execution=True`` start without waiting, and a later task whose ``context`` names them
 waits for them. CrewAI allows an asynchronous task to read an asynchronous task only when a
-synchronous task lies between the two (its ``Crew`` validators refuse it otherwise), and a
-synchronous task starts only once every asynchronous task before it is done. So the most
-parallel crew CrewAI accepts for this deliberation is::
+synchronous task lies between the two, a synchronous task starts only once every asynchronous
+task before it is done, and a crew may end with at most one asynchronous task (its ``Crew``
+validators refuse the rest). So the most parallel crew CrewAI accepts for this deliberation
+is::
 
     propose x3 (async) | critique 1 (sync) | critique x5 (async) | revise 1 (sync)
-    | revise x2 (async) | judge (sync, reads the three revisions)
+    | revise x2 (async) | judge A (sync) | judge B, vote x2 (async) | vote 3 (sync)
 
-One critique and one revision run alone (before their stage's other calls start, not
-alongside them): two more calls on the critical path than council's four stages. With
+Three calls run alone (one critique, one revision, one judgement) and a fourth (the last
+ballot) after the other selection calls, where council has four stages. With
 ``"sequential": true`` in the spec every task is synchronous: the crew as CrewAI's quick start
 and most of its examples write it, one call at a time.
 
 Each council member is one CrewAI ``Agent`` per stage, because an ``Agent`` carries its ``LLM``
 and the ``LLM`` carries ``max_tokens`` (council's budget differs per stage) and, as headers, who
-is calling (for the simulator's log). The role prompt is the agent's backstory; the task
-description is council's stage prompt, whose proposal and critiques arrive as CrewAI context.
-The judge's task has ``output_pydantic``, the same schema council's judge answers.
+is calling (for the simulator's log). The role prompt is the agent's backstory (the judges':
+``roles/judge.md``); the task description is council's stage prompt, whose proposal, critiques
+and revisions arrive as CrewAI context: each task's whole output, so a critique arrives as its
+JSON document and a revision with its lists of addressed and rejected defects. Critiques,
+revisions, judgements and ballots are ``output_pydantic`` tasks with council's schemas. Judges
+and voters read the revisions in council's presentation orders, under neutral labels.
 """
 
 from __future__ import annotations
@@ -37,13 +41,19 @@ os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
 
 import shared  # noqa: E402
 from crewai import LLM, Agent, Crew, Process, Task  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
 
 EXPECTED = {
-    "propose": "Your proposal in Markdown: approach, steps, risks with a way back, verification.",
-    "critique": "Your critique of the proposal in Markdown: strengths, weaknesses, suggestions.",
-    "revise": "Your full revised proposal in Markdown.",
-    "select": "The JSON document with every score, the winner and the justification.",
+    "propose": "Your proposal in Markdown, with the six sections the assignment names.",
+    "critique": "The JSON document with the defects, the violations and a summary.",
+    "revise": "The JSON document with the addressed and rejected defects and the proposal.",
+    "judge": "The JSON document with every proposal's evidence, scores and verdict.",
+    "vote": "The JSON document with your reason and the ranking.",
 }
+
+
+def context_note(what: str) -> str:
+    return f"(the output of {what}, in the context below)"
 
 
 class Members:
@@ -52,6 +62,7 @@ class Members:
     def __init__(self, spec: dict[str, Any]):
         self.spec = spec
         self.backstory = shared.render(spec, f"roles/{spec['role'].lower()}", role=spec["role"])
+        self.judge_backstory = shared.render(spec, "roles/judge", role=spec["role"])
 
     def agent(self, member: dict[str, Any], stage: str) -> Agent:
         spec = self.spec
@@ -64,10 +75,11 @@ class Members:
             seed=member["seed"],
             default_headers=shared.headers(spec, member["agent_id"], stage),
         )
+        judging = stage == "judge"
         return Agent(
-            role=f"{member['agent_id']}, {spec['role']} engineer",
+            role=f"{member['agent_id']}, {'judge' if judging else spec['role'] + ' engineer'}",
             goal="The best solution to the council's task, as the rubric judges it",
-            backstory=self.backstory,
+            backstory=self.judge_backstory if judging else self.backstory,
             llm=llm,
             allow_delegation=False,
             verbose=False,
@@ -82,7 +94,10 @@ class Deliberation:
         self.members = Members(spec)
         self.values = shared.shared_values(spec)
         self.ids = [m["agent_id"] for m in spec["agents"]]
+        self.by_id = {m["agent_id"]: m for m in spec["agents"]}
         self.tasks: list[Task] = []
+        self.judges: list[tuple[list[str], Task]] = []
+        self.voters: list[tuple[str, list[str], Task]] = []
 
     def task(
         self,
@@ -91,7 +106,7 @@ class Deliberation:
         context: list[Task],
         sync: bool,
         prompt: dict[str, object],
-        **options: Any,
+        answer: type[BaseModel] | None = None,
     ) -> Task:
         one_at_a_time = bool(self.spec.get("sequential"))
         task = Task(
@@ -100,19 +115,19 @@ class Deliberation:
             agent=self.members.agent(member, stage),
             context=context,
             async_execution=not (sync or one_at_a_time),
-            **options,
+            output_pydantic=answer,
         )
         self.tasks.append(task)
         return task
 
     def crew(self) -> Crew:
         proposals = {
-            m["agent_id"]: self.task("propose", m, [], False, {"agent_id": m["agent_id"]})
-            for m in self.spec["agents"]
+            aid: self.task("propose", self.by_id[aid], [], False, {"agent_id": aid})
+            for aid in self.ids
         }
         critiques = self.critiques(proposals)
         revisions = self.revisions(proposals, critiques)
-        self.judge(revisions)
+        self.selection(revisions)
         agents = list({id(t.agent): t.agent for t in self.tasks}.values())
         return Crew(agents=agents, tasks=self.tasks, process=Process.sequential, verbose=False)
 
@@ -120,21 +135,21 @@ class Deliberation:
         """Every peer critiques every other proposal; the first critique must be synchronous."""
         out: dict[str, list[Task]] = {aid: [] for aid in self.ids}
         for author in self.ids:
-            for critic in (m for m in self.spec["agents"] if m["agent_id"] != author):
+            for critic in (a for a in self.ids if a != author):
                 out[author].append(
                     self.task(
                         "critique",
-                        critic,
+                        self.by_id[critic],
                         [proposals[author]],
                         sync=not any(out.values()),
                         prompt={
                             "author": author,
                             "version": 0,
                             "round": 1,
-                            "agent_id": critic["agent_id"],
-                            "proposal": f"(the output of {author}'s proposal task, in the "
-                            "context below)",
+                            "agent_id": critic,
+                            "proposal": context_note(f"{author}'s proposal task"),
                         },
+                        answer=shared.CritiqueAnswer,
                     )
                 )
         return out
@@ -146,7 +161,7 @@ class Deliberation:
         return {
             aid: self.task(
                 "revise",
-                member,
+                self.by_id[aid],
                 [proposals[aid], *critiques[aid]],
                 sync=i == 0,
                 prompt={
@@ -154,46 +169,67 @@ class Deliberation:
                     "version": 0,
                     "round": 1,
                     "agent_id": aid,
-                    "proposal": f"(the output of {aid}'s proposal task, first in the context "
-                    "below)",
-                    "critiques": "(the outputs of the critique tasks, after it in the context "
-                    "below)",
+                    "proposal": context_note(f"{aid}'s proposal task, first"),
+                    "critiques": context_note("the critique tasks, after it"),
                 },
+                answer=shared.RevisionAnswer,
             )
-            for i, (aid, member) in enumerate(zip(self.ids, self.spec["agents"], strict=False))
+            for i, aid in enumerate(self.ids)
         }
 
-    def judge(self, revisions: dict[str, Task]) -> Task:
-        order = shared.judge_order(self.spec, self.ids)
-        proposals = "\n\n".join(
-            f"## Proposal by {aid} (version 1)\n(the output of {aid}'s "
-            "revision task in the context below)"
-            for aid in order
-        )
-        verdict = shared.judgement_model(self.ids, list(self.spec["rubric"]))
-        return self.task(
-            "select",
-            self.spec["judge"],
-            [revisions[aid] for aid in order],
-            True,
-            {"proposals": proposals, "candidates": ", ".join(order)},
-            output_pydantic=verdict,
-        )
+    def selection(self, revisions: dict[str, Task]) -> None:
+        """Two judgements in opposite orders and a ballot per agent; the first judgement and
+        the last ballot must be synchronous."""
+        order = shared.presentation_order(self.spec, self.ids)
+        criteria = tuple(self.spec["rubric"])
+        for i, shown in enumerate((order, order[::-1])):
+            labels = shared.labels_for(shown)
+            text = "\n\n".join(
+                f"## Proposal {label}\n" + context_note(f"revision {n} of {len(labels)}")
+                for n, label in enumerate(labels, 1)
+            )
+            task = self.task(
+                "judge",
+                self.spec["judge"],
+                [revisions[a] for a in shown],
+                sync=i == 0,
+                prompt={"proposals": text, "labels": ", ".join(labels)},
+                answer=shared.judgement_model(tuple(labels), criteria),
+            )
+            self.judges.append((shown, task))
+        for i, voter in enumerate(self.ids):
+            shown = [a for a in shared.presentation_order(self.spec, self.ids, voter) if a != voter]
+            labels = shared.labels_for(shown)
+            text = "\n\n".join(
+                f"## Proposal {label}\n" + context_note(f"revision {n} of {len(labels)}")
+                for n, label in enumerate(labels, 1)
+            )
+            task = self.task(
+                "vote",
+                self.by_id[voter],
+                [revisions[a] for a in shown],
+                sync=i == len(self.ids) - 1,
+                prompt={"proposals": text, "labels": ", ".join(labels), "agent_id": voter},
+                answer=shared.ballot_model(tuple(labels)),
+            )
+            self.voters.append((voter, shown, task))
 
 
 def main() -> None:
     spec = shared.load_spec()
-    crew = Deliberation(spec).crew()
+    deliberation = Deliberation(spec)
+    crew = deliberation.crew()
     with shared.Clock() as clock:
         result = crew.kickoff()
-    verdict = result.pydantic
+    judgements = [
+        shared.judgement(spec, shown, task.output.pydantic) for shown, task in deliberation.judges
+    ]
+    ballots = [
+        shared.ballot(voter, shown, task.output.pydantic)
+        for voter, shown, task in deliberation.voters
+    ]
     shared.report(
-        spec,
-        version("crewai"),
-        clock,
-        verdict.winner,
-        verdict.justification,
-        tasks=len(result.tasks_output),
+        spec, version("crewai"), clock, judgements, ballots, tasks=len(result.tasks_output)
     )
 
 

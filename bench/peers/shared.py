@@ -1,11 +1,14 @@
-"""What the peer runners share: the run spec, council's prompt files, the judge's schema.
+"""What the peer runners share: the run spec, council's prompt files, the answer schemas.
 
 Runs inside each framework's own virtualenv (see ``bench/peers.py``), so it imports only the
-standard library and pydantic (which both AutoGen and CrewAI depend on), never council.
+standard library and pydantic (which both AutoGen and CrewAI depend on), never council. The
+schemas are copies of council's (``nodes/critique.py``, ``nodes/revise.py``, ``nodes/judge.py``,
+``nodes/vote.py``), so every framework asks the server for the same JSON documents.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import sys
@@ -14,9 +17,9 @@ from pathlib import Path
 from string import Template
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-SHARED_HEADINGS = ("## Task", "## Constraints", "## Rubric")
+STAGE_ROUND = {"propose": 0, "critique": 1, "revise": 1, "judge": 1, "vote": 1}
 
 
 def load_spec() -> dict[str, Any]:
@@ -30,17 +33,12 @@ def render(spec: dict[str, Any], name: str, **values: object) -> str:
     return Template(text).substitute({k: str(v) for k, v in values.items()}).strip()
 
 
-def rubric_text(rubric: dict[str, str]) -> str:
-    """The rubric as council lists it in every prompt."""
-    return "\n".join(f"- **{k}**: {v}" for k, v in rubric.items())
-
-
 def shared_values(spec: dict[str, Any]) -> dict[str, str]:
-    """Task, constraints and rubric: the block every stage prompt opens with."""
+    """Task, constraints and rubric (as council lists it): the block every stage opens with."""
     return {
         "task": spec["task"],
         "constraints": spec["constraints"] or "(none)",
-        "rubric": rubric_text(spec["rubric"]),
+        "rubric": spec["rubric_text"],
     }
 
 
@@ -58,40 +56,123 @@ def split_shared(text: str) -> tuple[str, str]:
     return "\n".join(lines[:cut]).strip(), "\n".join(lines[cut:]).strip()
 
 
-def judge_order(spec: dict[str, Any], ids: list[str]) -> list[str]:
-    """The order the judge reads the proposals in, shuffled by the deliberation id (as council)."""
+def presentation_order(spec: dict[str, Any], ids: list[str], salt: str = "") -> list[str]:
+    """council's fixed shuffle per deliberation (``graph.routing.presentation_order``)."""
     order = sorted(ids)
-    random.Random(spec["deliberation_id"]).shuffle(order)
+    random.Random(f"{spec['deliberation_id']}{salt}").shuffle(order)
     return order
 
 
-def judgement_model(agent_ids: list[str], criteria: list[str]) -> type[BaseModel]:
-    """The judge's answer, the same shape council asks for: integer scores 0-10 per criterion
-    per proposal, a rationale each, the winner and a justification."""
-    forbid = ConfigDict(extra="forbid")
-    scores = create_model(
-        "CriterionScores",
+def labels_for(order: list[str]) -> dict[str, str]:
+    """Neutral labels P1, P2, ... in presentation order -> agent id."""
+    return {f"P{i}": agent_id for i, agent_id in enumerate(order, 1)}
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DefectAnswer(_Doc):
+    """One defect."""
+
+    severity: Literal["blocker", "major", "minor"]
+    where: str = Field(max_length=200)
+    what: str = Field(min_length=1, max_length=800)
+    fix: str = Field(max_length=800)
+
+
+class CritiqueAnswer(_Doc):
+    """What a critic answers."""
+
+    defects: list[DefectAnswer] = Field(max_length=12)
+    violations: list[str] = Field(max_length=8)
+    summary: str = Field(max_length=800)
+
+
+class ChangeAnswer(_Doc):
+    """One defect and the author's response to it."""
+
+    defect: str = Field(max_length=800)
+    response: str = Field(max_length=800)
+
+
+class RevisionAnswer(_Doc):
+    """What an author answers."""
+
+    addressed: list[ChangeAnswer] = Field(max_length=24)
+    rejected: list[ChangeAnswer] = Field(max_length=24)
+    proposal: str = Field(min_length=1)
+
+
+@functools.lru_cache(maxsize=16)
+def judgement_model(labels: tuple[str, ...], criteria: tuple[str, ...]) -> type[BaseModel]:
+    """What a judge answers: per label, evidence, integer scores per criterion, a verdict."""
+    forbid = ConfigDict(extra="forbid", populate_by_name=False)
+    per_criterion: dict[str, Any] = {
+        f"c{i}": (int, Field(ge=0, le=10, alias=name)) for i, name in enumerate(criteria)
+    }
+    scores = create_model("Scores", __config__=forbid, **per_criterion)
+    assessment = create_model(
+        "Assessment",
         __config__=forbid,
-        **{f"c{i}": (int, Field(ge=0, le=10, alias=name)) for i, name in enumerate(criteria)},
-    )
-    proposal = create_model(
-        "ProposalScore",
-        __config__=forbid,
+        strengths=(list[str], Field(max_length=6)),
+        defects=(list[str], Field(max_length=6)),
         scores=(scores, ...),
-        rationale=(str, Field(min_length=1)),
+        verdict=(str, Field(min_length=1, max_length=600)),
     )
-    per_agent = create_model(
-        "Scores",
-        __config__=forbid,
-        **{f"a{i}": (proposal, Field(alias=aid)) for i, aid in enumerate(agent_ids)},
-    )
+    per_label: dict[str, Any] = {
+        f"p{i}": (assessment, Field(alias=label)) for i, label in enumerate(labels)
+    }
+    return create_model("Judgement", __config__=forbid, **per_label)
+
+
+@functools.lru_cache(maxsize=16)
+def ballot_model(labels: tuple[str, ...]) -> type[BaseModel]:
+    """What a voter answers: a reason, then every label exactly once, best first."""
+    label = Literal[labels]  # type: ignore[valid-type]
+
+    def every_label_once(cls: type, ranking: list[str]) -> list[str]:
+        if sorted(ranking) != sorted(labels):
+            raise ValueError(f"rank every proposal exactly once: {', '.join(labels)}")
+        return ranking
+
     return create_model(
-        "Judgement",
-        __config__=forbid,
-        scores=(per_agent, ...),
-        winner=(Literal[tuple(agent_ids)], ...),  # type: ignore[valid-type]
-        justification=(str, Field(min_length=1)),
+        "Ballot",
+        __config__=ConfigDict(extra="forbid"),
+        __validators__={
+            "_every_label_once": field_validator("ranking")(classmethod(every_label_once))  # type: ignore[dict-item]
+        },
+        reason=(str, Field(min_length=1, max_length=800)),
+        ranking=(
+            list[label],
+            Field(
+                min_length=len(labels),
+                max_length=len(labels),
+                json_schema_extra={"uniqueItems": True},
+            ),
+        ),
     )
+
+
+def judgement(spec: dict[str, Any], order: list[str], answer: BaseModel) -> dict[str, Any]:
+    """A judge's answer mapped back from labels to agent ids (council's ``Judgement``)."""
+    doc = answer.model_dump(by_alias=True)
+    return {
+        "judge": spec["judge"]["agent_id"],
+        "model": spec["model"],
+        "order": order,
+        "assessments": {agent_id: doc[label] for label, agent_id in labels_for(order).items()},
+    }
+
+
+def ballot(voter: str, order: list[str], answer: Any) -> dict[str, Any]:
+    """A voter's answer mapped back from labels to agent ids (council's ``Ballot``)."""
+    labels = labels_for(order)
+    return {
+        "voter": voter,
+        "ranking": [labels[label] for label in answer.ranking],
+        "reason": answer.reason,
+    }
 
 
 def headers(spec: dict[str, Any], agent_id: str, stage: str) -> dict[str, str]:
@@ -100,7 +181,7 @@ def headers(spec: dict[str, Any], agent_id: str, stage: str) -> dict[str, str]:
         "X-Council-Deliberation": spec["deliberation_id"],
         "X-Council-Agent": agent_id,
         "X-Council-Stage": stage,
-        "X-Council-Round": "0" if stage == "propose" else "1",
+        "X-Council-Round": str(STAGE_ROUND[stage]),
     }
 
 
@@ -118,9 +199,15 @@ class Clock:
 
 
 def report(
-    spec: dict[str, Any], version: str, clock: Clock, winner: str, justification: str, **extra: Any
+    spec: dict[str, Any],
+    version: str,
+    clock: Clock,
+    judgements: list[dict[str, Any]],
+    ballots: list[dict[str, Any]],
+    **extra: Any,
 ) -> None:
-    """The runner's result: one JSON line on stdout, read by ``bench/peers.py``."""
+    """The runner's result: one JSON line on stdout, read by ``bench/peers.py`` (which decides
+    the winner from the judgements and ballots with council's own aggregation)."""
     print(
         json.dumps(
             {
@@ -129,8 +216,8 @@ def report(
                 "wall_s": round(clock.wall_s, 3),
                 "started": clock.started,
                 "ended": clock.ended,
-                "winner": winner,
-                "justification": justification,
+                "judgements": judgements,
+                "ballots": ballots,
                 **extra,
             }
         ),

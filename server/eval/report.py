@@ -90,6 +90,33 @@ def markdown_summary(summaries: Sequence[StrategySummary], title: str = "") -> s
     return "\n".join(lines) + "\n"
 
 
+def reachable_gain(summaries: Sequence[StrategySummary], baseline: str = "single") -> str:
+    """How much of the gain an oracle shows possible (``oracle@N`` minus ``baseline``) each
+    strategy captured, as Markdown lines ("" without an oracle, a baseline or a gain)."""
+    by_name = {s["strategy"]: s for s in summaries}
+    oracle = next((s for s in summaries if s["strategy"].startswith("oracle@")), None)
+    base = by_name.get(baseline)
+    if oracle is None or base is None:
+        return ""
+    reachable = oracle["pass_at_1"] - base["pass_at_1"]
+    if reachable <= 0:
+        return (
+            f"{oracle['strategy']} is no better than {baseline} here: no selection among "
+            "these answers could have gained anything.\n"
+        )
+    lines = [
+        f"Reachable gain ({oracle['strategy']} − {baseline}): {100 * reachable:.1f} pts. "
+        "Captured by each strategy:",
+        "",
+    ]
+    for s in summaries:
+        if s["strategy"] in (baseline, oracle["strategy"]):
+            continue
+        captured = (s["pass_at_1"] - base["pass_at_1"]) / reachable
+        lines.append(f"- {s['strategy']}: {100 * captured:.0f} %")
+    return "\n".join(lines) + "\n"
+
+
 def plot_pass_vs_tokens(
     summaries: Sequence[StrategySummary],
     path: Path,
@@ -152,7 +179,9 @@ def write_report(
     """
     summaries = summarize(results, baseline)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / SUMMARY_FILE).write_text(markdown_summary(summaries, title), encoding="utf-8")
+    gain = reachable_gain(summaries, baseline)
+    text = markdown_summary(summaries, title) + (f"\n{gain}" if gain else "")
+    (out_dir / SUMMARY_FILE).write_text(text, encoding="utf-8")
     if summaries:
         plot_pass_vs_tokens(
             summaries, out_dir / PLOT_FILE, title=title or "pass@1 against tokens per problem"

@@ -52,6 +52,7 @@ code in a throwaway VM or container, e.g. with gVisor, nsjail or firejail, inste
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -59,7 +60,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -168,19 +169,7 @@ def defines(code: str, name: str) -> bool:
 
 def build_program(problem: Problem, code: str) -> str:
     """The program the child runs: prompt, the answer's code, the tests, ``check(entry)``."""
-    prompt, entry = problem["prompt"], problem["entry_point"]
-    if defines(code, entry):
-        # A whole function: keep what the prompt has before its stub (imports, helper functions)
-        # and let the answer's code stand for the stub.
-        stubs = list(
-            re.finditer(
-                rf"^(?:async[ \t]+)?def[ \t]+{re.escape(entry)}[ \t]*\(", prompt, re.MULTILINE
-            )
-        )
-        body = (prompt[: stubs[-1].start()] if stubs else prompt + "\n\n") + code
-    else:
-        body = prompt + code  # a body that completes the prompt
-    return f"{body}\n\n{problem['test']}\n\ncheck({entry})\n"
+    return f"{_defined(problem, code)}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
 
 
 def _clean_env(workdir: str) -> dict[str, str]:
@@ -247,21 +236,27 @@ def _classify(
     return "error", f"exit status {code}" + (f": {reason}" if reason else "")
 
 
-async def run_tests(
-    problem: Problem,
-    code: str,
-    *,
-    timeout: float = DEFAULT_TIMEOUT_S,
-    memory_mb: int = DEFAULT_MEMORY_MB,
-) -> Outcome:
-    """Run ``code`` against ``problem``'s tests in a limited child process (see module docs)."""
+def _defined(problem: Problem, code: str) -> str:
+    """The prompt's context (imports, helper functions) and the answer's code, which defines the
+    entry point (a whole function) or completes the prompt (a body)."""
+    prompt, entry = problem["prompt"], problem["entry_point"]
+    if not defines(code, entry):
+        return prompt + code
+    # A whole function: keep what the prompt has before its stub and let the code stand for it.
+    stubs = list(
+        re.finditer(rf"^(?:async[ \t]+)?def[ \t]+{re.escape(entry)}[ \t]*\(", prompt, re.MULTILINE)
+    )
+    return (prompt[: stubs[-1].start()] if stubs else prompt + "\n\n") + code
+
+
+async def _execute(program: str, timeout: float, memory_mb: int) -> tuple[Status, str, str, float]:
+    """Run ``program`` in a limited child (see module docs): status, reason, stdout's tail and
+    seconds. ``passed`` means the program ran to its end."""
     started = time.perf_counter()
-    if not code.strip():
-        return Outcome("error", "the answer has no code", 0.0)
     nonce = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="council-eval-", ignore_cleanup_errors=True) as workdir:
         work = Path(workdir)
-        (work / "solution.py").write_text(build_program(problem, code), encoding="utf-8")
+        (work / "solution.py").write_text(program, encoding="utf-8")
         with (work / ".stdout").open("wb") as out, (work / ".stderr").open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -289,11 +284,85 @@ async def run_tests(
                 await proc.wait()
         elapsed = time.perf_counter() - started
         if returncode is None:
-            return Outcome("timeout", f"no result within {timeout:g} s", elapsed)
-        status, reason = _classify(
-            returncode, _tail(work / ".stdout"), _tail(work / ".stderr"), nonce, memory_mb
-        )
-        return Outcome(status, reason, elapsed)
+            return "timeout", f"no result within {timeout:g} s", "", elapsed
+        stdout = _tail(work / ".stdout", 1 << 16)
+        status, reason = _classify(returncode, stdout, _tail(work / ".stderr"), nonce, memory_mb)
+        return status, reason, stdout, elapsed
+
+
+async def run_tests(
+    problem: Problem,
+    code: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+) -> Outcome:
+    """Run ``code`` against ``problem``'s tests in a limited child process (see module docs)."""
+    if not code.strip():
+        return Outcome("error", "the answer has no code", 0.0)
+    status, reason, _, elapsed = await _execute(build_program(problem, code), timeout, memory_mb)
+    return Outcome(status, reason, elapsed)
+
+
+# Evaluates each example call and prints the outputs' reprs (exceptions as "!Name") as one JSON
+# line; sets are shown sorted (string hashing differs between processes).
+_EXAMPLES = """
+
+def _council_outputs(calls):
+    import json
+
+    def shown(value):
+        if isinstance(value, (set, frozenset)):
+            try:
+                return type(value).__name__ + repr(sorted(value))
+            except TypeError:
+                pass
+        return repr(value)[:300]
+
+    outputs = []
+    for call in calls:
+        try:
+            outputs.append(shown(eval(call)))
+        except Exception as e:
+            outputs.append("!" + type(e).__name__)
+    print("\\n@@outputs " + json.dumps(outputs))
+
+
+_council_outputs({calls!r})
+"""
+
+
+@dataclass(frozen=True)
+class Examples:
+    """What one answer's code returned on a problem's example inputs."""
+
+    status: Status
+    """``passed`` when the code ran through every call (each may have raised)."""
+    reason: str
+    outputs: tuple[str, ...]
+    """Per call, the result's ``repr`` or ``!ExceptionName`` (empty unless ``passed``)."""
+
+
+async def run_examples(
+    problem: Problem,
+    code: str,
+    calls: Sequence[str],
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+) -> Examples:
+    """Run ``code`` on ``calls`` (Python expressions such as ``f(1, 2)``) in a limited child,
+    never on the problem's tests: what the vote strategy compares answers by."""
+    if not code.strip():
+        return Examples("error", "the answer has no code", ())
+    program = _defined(problem, code) + _EXAMPLES.format(calls=list(calls))
+    status, reason, stdout, _ = await _execute(program, timeout, memory_mb)
+    if status != "passed":
+        return Examples(status, reason, ())
+    marks = [line for line in stdout.splitlines() if line.startswith("@@outputs ")]
+    if not marks:
+        return Examples("error", "the outputs were not printed", ())
+    return Examples("passed", "", tuple(json.loads(marks[-1].removeprefix("@@outputs "))))
 
 
 async def score_answer(

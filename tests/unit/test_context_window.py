@@ -360,3 +360,37 @@ async def test_a_server_without_a_tokenizer_is_counted_by_the_estimate(small_sim
         json={"model": MODEL, "messages": context_window.wire(messages)},
     ).json()["count"]
     assert counted >= served  # the estimate is an upper bound on the simulator's count too
+
+
+@pytest.mark.parametrize("max_tokens", [300, 800, 1500])
+def test_a_fitted_answer_schema_ends_inside_the_room(max_tokens):
+    import json
+    import random
+
+    from nodes.critique import CritiqueAnswer
+    from nodes.judge import judgement_model
+    from nodes.revise import RevisionAnswer
+    from nodes.vote import ballot_model
+    from sim_vllm.content import from_schema
+
+    models = {
+        "critique": CritiqueAnswer,
+        "revise": RevisionAnswer,
+        "judge": judgement_model(("P1", "P2", "P3"), ("correctness", "risk")),
+        "vote": ballot_model(("P1", "P2")),
+    }
+    for name, model in models.items():
+        response_format, validate = llm_client.structured(model, name)
+        fitted, note = context_window.fit_answer(response_format, max_tokens)
+        schema = fitted["json_schema"]["schema"]
+        room = int(max_tokens * context_window.ANSWER_CHARS_PER_TOKEN)
+        fixed, strings = context_window._size(schema, schema.get("$defs", {}), None, room, True)
+        assert fixed + strings <= room
+        if name == "vote":  # the ranking keeps every label; untouched when short enough
+            assert schema["properties"]["ranking"]["maxItems"] == 2
+            assert (fitted == response_format) == (max_tokens >= 400)
+        else:
+            assert note is not None and note.startswith("answer schema: lists at most ")
+        for seed in range(5):  # whatever the grammar lets through, the stage's model accepts
+            document = from_schema(schema, random.Random(seed), "rollout canary migration")
+            validate(json.dumps(document))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 from bench.peers import busy, peak_in_flight, stage_bound
+from graph.request import normal_rubric
+from nodes import prompt_files
+from nodes.prompt_files import rubric_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,18 +40,20 @@ def test_stage_bound_sums_the_slowest_call_of_each_stage():
 def _shared():
     spec = importlib.util.spec_from_file_location("peers_shared", ROOT / "bench/peers/shared.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the models' annotations through it
     spec.loader.exec_module(module)
     return module
 
 
 @pytest.mark.parametrize("stage", ["propose", "critique", "revise", "judge", "vote"])
-def test_every_stage_prompt_splits_into_the_same_task_block_and_its_own_assignment(stage):
+def test_peers_render_councils_prompts_and_split_off_the_same_task_block(stage):
     shared = _shared()
+    rubric = normal_rubric({"correctness": "it works"})
     run = {
         "prompts_dir": str(ROOT / "prompts"),
         "task": "Fix the bug.",
         "constraints": "",
-        "rubric": {"correctness": "it works"},
+        "rubric_text": rubric_text(rubric),
     }
     values = {
         "agent_id": "a",
@@ -55,14 +62,43 @@ def test_every_stage_prompt_splits_into_the_same_task_block_and_its_own_assignme
         "round": 1,
         "proposal": "P",
         "critiques": "C",
-        "proposals": "## Proposal by a (version 1)\nP",
-        "candidates": "a",
+        "proposals": "## Proposal P1\nP",
         "labels": "P1",
     }
     common = shared.shared_values(run)
-    block, rest = shared.split_shared(shared.render(run, stage, **common, **values))
+    rendered = shared.render(run, stage, **common, **values)
+    assert rendered == prompt_files.render(stage, **common, **values)
+    block, rest = shared.split_shared(rendered)
     expected, _ = shared.split_shared(shared.render(run, "propose", **common, agent_id="a"))
     assert block == expected
     assert block.startswith("## Task\nFix the bug.")
-    assert block.endswith("- **correctness**: it works")
+    assert block.endswith(run["rubric_text"])
     assert rest.startswith("## ") and "## Your assignment" in rest
+
+
+@pytest.mark.parametrize(
+    ("peers", "council"),
+    [
+        ("CritiqueAnswer", "nodes.critique:CritiqueAnswer"),
+        ("RevisionAnswer", "nodes.revise:RevisionAnswer"),
+    ],
+)
+def test_peers_ask_for_councils_answer_schemas(peers, council):
+    module, name = council.split(":")
+    theirs = getattr(importlib.import_module(module), name).model_json_schema()
+    assert getattr(_shared(), peers).model_json_schema() == theirs
+
+
+def test_peers_judge_and_ballot_schemas_are_councils():
+    from nodes.judge import judgement_model
+    from nodes.vote import ballot_model
+
+    shared = _shared()
+    labels, criteria = ("P1", "P2", "P3"), ("correctness", "tests")
+    assert shared.judgement_model(labels, criteria).model_json_schema(
+        by_alias=True
+    ) == judgement_model(labels, criteria).model_json_schema(by_alias=True)
+    assert (
+        shared.ballot_model(labels[:2]).model_json_schema()
+        == ballot_model(labels[:2]).model_json_schema()
+    )

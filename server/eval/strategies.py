@@ -1,0 +1,112 @@
+"""The strategies ``council eval`` compares, and how each one is run.
+
+All of them answer with the same agents (the built-in DEV council of ``samples`` agents:
+``agent-dev-001`` ... with seeds 1001 ..., temperature 0.7) and the same first-round prompt
+(``server/eval/prompts/propose.md``), so on a server that honours seeds they start from the
+same first answers and differ only in what they do with them:
+
+| strategy | what | LLM calls per problem (N agents) |
+|---|---|---|
+| ``single`` | the first agent's one answer | 1 |
+| ``vote`` | N answers; the one whose outputs on the docstring's examples most answers share (:mod:`server.eval.agreement`) | N |
+| ``judge`` | a council with 0 rounds and aggregator ``judge``: N answers, two judgements in opposite orders pick (the peer vote runs too: it is part of every deliberation) | 2N + 2 |
+| ``peervote`` | a council with 0 rounds and aggregator ``vote``: the agents rank each other's answers | 2N |
+| ``council1`` / ``council2`` | the full deliberation, 1 or 2 rounds, aggregator ``judge+vote`` (a round stops early when no critique finds a blocker or major defect) | 1 round: N + N(N-1) + N + 2 + N |
+| ``mixed`` | ``council1`` with a stored council whose agents use different models | as ``council1`` |
+| ``oracle`` | ``oracle@N``: passed when any of the N answers of ``vote`` passes; the ceiling of any selection among them (no extra call; its cost is the N answers') | N |
+"""  # noqa: E501
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["single", "samples", "council"]
+Aggregator = Literal["judge", "vote", "judge+vote"]
+
+RUBRIC: dict[str, dict[str, object]] = {
+    "correctness": {
+        "meaning": "returns what the docstring asks for every input it allows, edge cases too",
+        "weight": 3,
+        "anchors": {
+            "0": "wrong on the docstring's own examples, or crashes",
+            "5": "right on the examples, wrong on some edge case",
+            "10": "right on every input the docstring allows",
+        },
+    },
+    "completeness": {
+        "meaning": "one complete, runnable function: signature, imports, no placeholder",
+        "weight": 1,
+        "anchors": {
+            "0": "no function, or code missing",
+            "5": "runs, with leftover or unused parts",
+            "10": "complete and clean",
+        },
+    },
+}
+"""The rubric every eval council's judges score on (the deliberation input's ``rubric``)."""
+
+EVAL_MAX_TOKENS: dict[str, int] = {
+    "propose": 512,
+    "critique": 384,
+    "revise": 768,
+    "judge": 768,
+    "vote": 256,
+}
+"""Completion tokens per stage: enough for one function, its critique, its revision."""
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One way to answer a problem."""
+
+    name: str
+    """As asked on the command line: ``single``, ``vote``, ``council1``, ..."""
+    kind: Kind
+    """``single``: one call; ``samples``: N calls (``vote``, ``oracle``); ``council``: a
+    deliberation on its own thread."""
+    rounds: int = 0
+    """Council rounds (ceiling)."""
+    aggregator: Aggregator = "judge+vote"
+    """Council aggregator."""
+    mixed: bool = False
+    """A council with several models (a stored council)."""
+
+    def label(self, samples: int) -> str:
+        """The name in the results: ``oracle@N`` for the oracle, else the name."""
+        return f"oracle@{samples}" if self.name == "oracle" else self.name
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("single", "single"),
+        Strategy("vote", "samples"),
+        Strategy("judge", "council", rounds=0, aggregator="judge"),
+        Strategy("peervote", "council", rounds=0, aggregator="vote"),
+        Strategy("council1", "council", rounds=1),
+        Strategy("council2", "council", rounds=2),
+        Strategy("mixed", "council", rounds=1, mixed=True),
+        Strategy("oracle", "samples"),
+    )
+}
+DEFAULT_STRATEGIES = ("single", "vote", "judge", "council1", "council2", "oracle")
+"""What runs when ``--strategies`` is not given (plus ``mixed`` when several models are on
+offer)."""
+
+
+class StrategyError(ValueError):
+    """A strategy list that cannot run: an unknown name, or none at all."""
+
+
+def parse_strategies(text: str) -> list[Strategy]:
+    """``single,vote,...`` -> the strategies, in the order given, each once."""
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    if not names:
+        raise StrategyError("--strategies: give at least one of " + ", ".join(STRATEGIES))
+    unknown = [name for name in names if name not in STRATEGIES]
+    if unknown:
+        raise StrategyError(
+            f"--strategies: unknown strategy {unknown[0]!r}; known: {', '.join(STRATEGIES)}"
+        )
+    return [STRATEGIES[name] for name in dict.fromkeys(names)]

@@ -1,0 +1,200 @@
+"""Scripted HumanEval answers, so ``council eval`` can be checked exactly (opt-in).
+
+``council sim-vllm --humaneval-correct 0.4`` (or ``SimVLLM(humaneval=HumanEvalScript(0.4))``)
+makes the simulator recognise a HumanEval problem in a request (the problem's prompt, as
+``server.eval.humaneval.task_text`` shows it) and answer it as this script says. Every draw is
+a hash of (the script's seed, the problem, the agent, ...), so the same request always gets the
+same answer, and a test can work out every answer, and so every strategy's outcome, in advance:
+
+- first answers (``propose``, or any plain-text request): the canonical solution when
+  ``draw("propose", problem, agent) < correct``, else a broken variant
+  (``server.eval.scripted``); the agent is the ``X-Council-Agent`` header, else ``seed-<seed>``;
+- critiques: one ``blocker`` when the code under review is broken, no defect when it is correct
+  (so a round where every answer is correct converges);
+- revisions: the same code, made correct when it was broken and
+  ``draw("fix", problem, agent, round) < fix``;
+- judges: every criterion 8 for correct code and 3 for broken code, and voters rank correct
+  code first; on the problems where ``draw("judge", problem) >= judge_accuracy`` both prefer
+  broken code instead.
+
+Every answer is fixed text without a reasoning block, so token counts follow from the script
+too. Requests about anything else get the simulator's usual answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sim_vllm import content
+
+_SECTION = re.compile(
+    r"^## Proposal (P\d+)\n(.*?)(?=^## Proposal P\d+\n|^## Your assignment|\Z)", re.S | re.M
+)
+_DEF = re.compile(r"def\s+(\w+)\s*\(")
+SCORE_CORRECT, SCORE_BROKEN = 8, 3
+
+
+def _problems() -> list[dict[str, Any]]:
+    from server.eval.humaneval import load_problems  # the eval extra: imported when used
+
+    return [dict(problem) for problem in load_problems("all")]
+
+
+@dataclass
+class HumanEvalScript:
+    """How often first answers are right, revisions fix them, and judges prefer correct code."""
+
+    correct: float = 0.5
+    """Share of first answers that are the canonical solution (per problem and agent)."""
+    fix: float = 0.0
+    """Chance that a revision makes broken code correct (per problem, agent and round)."""
+    judge_accuracy: float = 1.0
+    """Share of problems on which judges and voters prefer correct code (else broken code)."""
+    seed: int = 0
+    """Varies every draw."""
+    _by_name: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def draw(self, *parts: object) -> float:
+        """A uniform number in [0, 1) fixed by ``parts`` and the seed."""
+        key = "|".join(map(str, (self.seed, *parts))).encode()
+        return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
+
+    def first_correct(self, problem: dict[str, Any], agent: str) -> bool:
+        """Whether ``agent``'s first answer to ``problem`` is correct."""
+        return self.draw("propose", problem["index"], agent) < self.correct
+
+    def fixes(self, problem: dict[str, Any], agent: str, round_: int) -> bool:
+        """Whether ``agent``'s revision in ``round_`` makes broken code correct."""
+        return self.draw("fix", problem["index"], agent, round_) < self.fix
+
+    def judges_right(self, problem: dict[str, Any]) -> bool:
+        """Whether judges and voters prefer correct code on ``problem``."""
+        return self.draw("judge", problem["index"]) < self.judge_accuracy
+
+    def problem_in(self, text: str) -> dict[str, Any] | None:
+        """The HumanEval problem whose prompt ``text`` shows, if any."""
+        if not self._by_name:
+            for problem in _problems():
+                self._by_name.setdefault(problem["entry_point"], []).append(problem)
+        for name in dict.fromkeys(_DEF.findall(text)):
+            for problem in self._by_name.get(name, []):
+                if problem["prompt"].strip() in text:
+                    return problem
+        return None
+
+    def answer(
+        self, stage: str, prompt: str, agent: str, round_: int, schema: dict[str, Any] | None
+    ) -> str | None:
+        """The scripted answer to a request, or None when it is not about a HumanEval problem
+        (or asks for a document this script does not write)."""
+        problem = self.problem_in(prompt)
+        if problem is None:
+            return None
+        if schema is None:
+            return first_answer(problem, self.first_correct(problem, agent))
+        right = self.judges_right(problem)
+        if stage == "critique":
+            return content.dumps(critique_doc(is_correct(problem, prompt)))
+        if stage == "revise":
+            before = is_correct(problem, prompt)
+            after = before or self.fixes(problem, agent, round_)
+            return content.dumps(revise_doc(problem, before, after))
+        if stage == "judge":
+            return content.dumps(judge_doc(candidates(problem, prompt), criteria(schema), right))
+        if stage == "vote":
+            return content.dumps(vote_doc(candidates(problem, prompt), right))
+        return None
+
+
+def first_answer(problem: dict[str, Any], correct: bool) -> str:
+    """A first answer: the canonical solution or its broken variant, in a python block."""
+    from server.eval.scripted import answer_text, broken_kind_for
+
+    return answer_text(problem, correct, broken_kind_for(problem))  # type: ignore[arg-type]
+
+
+def correct_code(problem: dict[str, Any]) -> str:
+    """The canonical whole function, as it appears in an answer."""
+    from server.eval.scripted import solution_code
+
+    return solution_code(problem, True).strip("\n")  # type: ignore[arg-type]
+
+
+def is_correct(problem: dict[str, Any], text: str) -> bool:
+    """Whether ``text`` (a critique or revise prompt, a proposal) holds the correct code."""
+    return correct_code(problem) in text
+
+
+def candidates(problem: dict[str, Any], prompt: str) -> list[tuple[str, bool]]:
+    """``(label, correct)`` for each ``## Proposal P<k>`` section of a judge or vote prompt."""
+    return [(label, is_correct(problem, text)) for label, text in _SECTION.findall(prompt)]
+
+
+def _resolved(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = schema.get("$defs", {})[node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def criteria(schema: dict[str, Any]) -> list[str]:
+    """The rubric's criteria in a judgement schema (the keys of a proposal's ``scores``)."""
+    first = _resolved(schema, next(iter(schema["properties"].values())))
+    return list(_resolved(schema, first["properties"]["scores"])["properties"])
+
+
+def critique_doc(correct: bool) -> dict[str, Any]:
+    """A critique: a blocker for broken code, nothing for correct code."""
+    defects = (
+        []
+        if correct
+        else [
+            {
+                "severity": "blocker",
+                "where": "the first line of the body",
+                "what": "it returns before computing anything, so every example fails",
+                "fix": "remove that line",
+            }
+        ]
+    )
+    summary = "Right on the docstring's examples." if correct else "Wrong on every example."
+    return {"defects": defects, "violations": [], "summary": summary}
+
+
+def revise_doc(problem: dict[str, Any], before: bool, after: bool) -> dict[str, Any]:
+    """A revision: the code, fixed or not."""
+    addressed = [] if before else [{"defect": "returns too early", "response": "changed it"}]
+    return {
+        "addressed": addressed,
+        "rejected": [],
+        "proposal": first_answer(problem, after),
+    }
+
+
+def judge_doc(shown: list[tuple[str, bool]], names: list[str], right: bool) -> dict[str, Any]:
+    """A judgement: 8 for the preferred code on every criterion, 3 for the other."""
+    doc = {}
+    for label, correct in shown:
+        preferred = correct == right
+        score = SCORE_CORRECT if preferred else SCORE_BROKEN
+        doc[label] = {
+            "strengths": ["right on the examples"] if preferred else [],
+            "defects": [] if preferred else ["wrong on the examples"],
+            "scores": dict.fromkeys(names, score),
+            "verdict": "Correct." if preferred else "Incorrect.",
+        }
+    return doc
+
+
+def vote_doc(shown: list[tuple[str, bool]], right: bool) -> dict[str, Any]:
+    """A ballot: the preferred code first, each group in label order."""
+    ranking = [label for label, correct in shown if correct == right]
+    ranking += [label for label, correct in shown if correct != right]
+    return {"reason": "Ranked by the examples.", "ranking": ranking}
+
+
+def completion_tokens(doc: dict[str, Any] | str) -> int:
+    """The tokens the simulator counts for an answer (a document as it is sent)."""
+    return content.count_tokens(doc if isinstance(doc, str) else content.dumps(doc))
