@@ -231,8 +231,7 @@ async def _session(
         bar.close()
     first, last = problems[0]["task_id"], problems[-1]["task_id"]
     title = (
-        f"HumanEval {args.split} split, {first}..{last} ({len(problems)} problems), "
-        f"{settings.model}, {args.samples} agents"
+        f"HumanEval {args.split} split, {first}..{last}, {settings.model}, {args.samples} agents"
     )
     write_report(in_plan(), out, title=title)
     print((out / "summary.md").read_text(encoding="utf-8"))
