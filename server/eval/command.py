@@ -90,7 +90,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Run the eval, write results.jsonl, summary.md and the plot; print the summary."""
     from nodes import llm_client
     from nodes.errors import LLMUnreachable
-    from server.commands import process_settings
+    from server.commands import UsageError, process_settings
+    from server.eval.harness import EvalError
     from server.render import say
     from server.services import services
 
@@ -106,6 +107,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with services(settings, need_nats=False, announce=announce) as current:
         try:
             return asyncio.run(_session(args, checked, current, out))
+        except EvalError as e:
+            raise UsageError(str(e)) from None
         except LLMUnreachable as e:
             say(f"council: error: {e}")
             say(f"council: the results so far are in {out}; run the same command to resume")
@@ -228,8 +231,7 @@ async def _session(
         bar.close()
     first, last = problems[0]["task_id"], problems[-1]["task_id"]
     title = (
-        f"HumanEval {args.split} split, {first}..{last} ({len(problems)} problems), "
-        f"{settings.model}, {args.samples} agents"
+        f"HumanEval {args.split} split, {first}..{last}, {settings.model}, {args.samples} agents"
     )
     write_report(in_plan(), out, title=title)
     print((out / "summary.md").read_text(encoding="utf-8"))

@@ -215,3 +215,15 @@ def test_a_server_with_several_models_gets_a_mixed_council_stored(valkey_url, mo
 
     monkeypatch.setattr(llm_client, "served_models", one)
     assert asyncio.run(mixed_council(settings, 3, None)) is None
+
+
+def test_an_out_dir_of_another_eval_is_refused_with_exit_2(tmp_path, scripted_sim):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "eval.json").write_text(
+        json.dumps({"run_id": "x", "suite": "humaneval"} | {"model": "another-model", "samples": 3})
+    )
+    r = council(tmp_path, *eval_args(scripted_sim, out, "--limit", "1"))
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "holds an eval with model 'another-model'" in lines[0]
