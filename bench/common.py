@@ -87,12 +87,13 @@ def pct(values: list[float], p: float) -> float:
 
 
 def critical_path(log: list[dict], deliberation: str) -> float:
-    """Sum over stages (and rounds) of the slowest call, in wall seconds from the server's log."""
+    """Sum over stages (and rounds) of the slowest call, in wall seconds from the server's log;
+    the judgements and the ballots run together, as one stage."""
     groups: dict[tuple, float] = {}
     for e in log:
         if e["deliberation"] != deliberation or not e.get("t_out"):
             continue
-        key = (e["stage"], e["round"])
+        key = ("select" if e["stage"] in ("judge", "vote") else e["stage"], e["round"])
         groups[key] = max(groups.get(key, 0.0), e["t_out"] - e["t_in"])
     return sum(groups.values())
 
