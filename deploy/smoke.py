@@ -16,8 +16,7 @@ worker through deploy/entrypoint.sh with its URLs read from *_FILE secrets. Then
 6. a run stopped by SIGTERM mid-deliberation finishes after the restart, resumed from Valkey.
 
 Prints one line per check and exits non-zero on the first failure. The API runs as
-``council serve --production`` when the installed council has that flag, else as the raw
-command below (``production_api``), which is what that flag must run.
+``council serve --production`` (``server.commands.production_runtime``), as the image runs it.
 """
 
 from __future__ import annotations
@@ -46,37 +45,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def production_api(venv: Path, port: int, jobs: int) -> tuple[list[str], dict[str, str]]:
-    """The production HTTP runtime: langgraph-api's app with the in-memory runtime under
-    uvicorn, one process, no reload, ``jobs`` runs at once; graph, checkpointer and HTTP app
-    named as modules so an installed wheel works from any directory."""
-    env = {
-        "LANGGRAPH_RUNTIME_EDITION": "inmem",
-        "LANGSERVE_GRAPHS": json.dumps({"council": "graph.builder:graph"}),
-        "LANGGRAPH_CHECKPOINTER": json.dumps({"path": "graph.persistence.checkpointer"}),
-        "LANGGRAPH_HTTP": json.dumps({"app": "server.app:app"}),
-        "N_JOBS_PER_WORKER": str(jobs),
-        "DATABASE_URI": ":memory:",
-        "REDIS_URI": "fake",
-        "MIGRATIONS_PATH": "__inmem",
-        "LANGSMITH_TRACING": "false",
-    }
-    argv = [
-        str(venv / "bin" / "uvicorn"),
-        "langgraph_api.server:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--timeout-graceful-shutdown",
-        "30",
-    ]
-    return argv, env
 
 
 class Stack:
@@ -199,34 +167,23 @@ class Stack:
     def api(self, jobs: int = 10) -> None:
         """The API as the image runs it (``council serve --production`` when it exists)."""
         self.data.mkdir(exist_ok=True)
-        help_text = subprocess.run(
-            [str(self.venv / "bin" / "council"), "serve", "--help"],
-            capture_output=True,
-            text=True,
-            env=self.env,
-        ).stdout
         env = {
             "VALKEY_URL": self.urls["valkey_url"],
             "NATS_URL": self.urls["nats_url"],
             "COUNCIL_DATA_DIR": str(self.data),
         }
-        if "--production" in help_text:
-            argv = [
-                str(self.venv / "bin" / "council"),
-                "serve",
-                "--production",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.ports["api"]),
-                "--jobs",
-                str(jobs),
-            ]
-            self.api_mode = "council serve --production"
-        else:
-            argv, extra = production_api(self.venv, self.ports["api"], jobs)
-            env.update(extra)
-            self.api_mode = "uvicorn langgraph_api.server:app (raw production command)"
+        argv = [
+            str(self.venv / "bin" / "council"),
+            "serve",
+            "--production",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.ports["api"]),
+            "--jobs",
+            str(jobs),
+        ]
+        self.api_mode = "council serve --production"
         self.start("api", argv, env, cwd=self.data)
         self.wait_port("api")
 
