@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -391,6 +392,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, help="llama-server threads (default: llama.cpp's)")
     ap.add_argument("--measure-tokens", action="store_true")
     args = ap.parse_args()
+    # a plain `kill` stops llama-server too (the `with` blocks run their cleanup)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not all(installed(m) for m in args.models):
         if not args.install:
             print(

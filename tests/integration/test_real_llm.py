@@ -91,7 +91,11 @@ def differences(a: dict, b: dict) -> list[str]:
 @pytest.fixture(scope="module", params=list(real_llm.MODELS))
 def served(request):
     """(llama-server base URL, the model's name), one model after the other."""
-    with real_llm.llama_server(parallel=2, ctx_per_slot=SLOT, model=request.param) as url:
+    # one thread: llama.cpp's threads wait for each other, so a CPU shared with anything else
+    # slows several threads many times over (docs/REAL_LLM.md)
+    with real_llm.llama_server(
+        parallel=2, ctx_per_slot=SLOT, model=request.param, threads=1
+    ) as url:
         yield url, real_llm.MODELS[request.param].name
 
 
