@@ -237,7 +237,7 @@ class Runner:
         answer, calls, failure = await self.answer(problem, self.thread(problem, "single"), 0)
         outcome = Outcome("error", failure, 0.0) if failure else await self.score(problem, answer)
         wall = time.perf_counter() - started
-        return [_record(problem, "single", outcome, calls, wall, answer)]
+        return [_record(problem, "single", outcome, calls, wall, answer, answered=not failure)]
 
     async def sampled(self, problem: Problem, wanted: list[Strategy]) -> list[ProblemResult]:
         """N answers; ``vote`` picks by agreement, ``oracle`` passes when any passes."""
@@ -279,6 +279,7 @@ class Runner:
                     wall,
                     answers[pick],
                     chosen=self.council["agents"][pick]["agent_id"],
+                    answered=not asked[pick][2],
                     candidates_passed=len(passing),
                     candidates=len(answers),
                 )
@@ -306,7 +307,7 @@ class Runner:
             calls = [*state.values.get("calls", []), *e.records]
             failed = Outcome("error", f"the deliberation failed: {e}"[:300], 0.0)
             wall = time.perf_counter() - started
-            return [_record(problem, strategy.name, failed, calls, wall, "")]
+            return [_record(problem, strategy.name, failed, calls, wall, "", answered=False)]
         values = outcome.values
         winner = values["decision"]["winner"]
         finals = latest_drafts(values)  # type: ignore[arg-type]

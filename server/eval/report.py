@@ -66,15 +66,16 @@ def markdown_summary(summaries: Sequence[StrategySummary], title: str = "") -> s
     baseline = next((s["vs_baseline"]["baseline"] for s in summaries if s["vs_baseline"]), None)
     lines = [f"## {title}", ""] if title else []
     lines += [
-        "| strategy | problems | passed | pass@1 | 95 % CI | completion tok / problem "
+        "| strategy | problems | passed | no answer | pass@1 | 95 % CI | completion tok / problem "
         "| prompt tok / problem | cached tok / problem | LLM calls / problem | wall s / problem "
         f"| pass@1 per 1k completion tok | vs {baseline or 'baseline'} (McNemar) |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in summaries:
         per_1k = s["pass_per_1k_completion_tokens"]
         lines.append(
-            f"| {s['strategy']} | {s['problems']} | {s['passed']} | {_pct(s['pass_at_1'])} "
+            f"| {s['strategy']} | {s['problems']} | {s['passed']} | {s['unanswered']} "
+            f"| {_pct(s['pass_at_1'])} "
             f"| {_pct(s['ci_low'])} – {_pct(s['ci_high'])} "
             f"| {s['completion_tokens_per_problem']:.0f} | {s['prompt_tokens_per_problem']:.0f} "
             f"| {s['cached_tokens_per_problem']:.0f} | {s['llm_calls_per_problem']:.1f} "
@@ -83,7 +84,9 @@ def markdown_summary(summaries: Sequence[StrategySummary], title: str = "") -> s
         )
     lines += [
         "",
-        "pass@1: share of problems whose chosen answer passed all tests. 95 % CI: Wilson "
+        "pass@1: share of problems whose chosen answer passed all tests. No answer: problems "
+        "where an agent's answers or the deliberation failed for good (counted as failed). "
+        "95 % CI: Wilson "
         "score interval. McNemar: two-sided exact test on the problems both strategies ran "
         "(won / lost: problems only this strategy / only the baseline passed).",
     ]

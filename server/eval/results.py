@@ -19,6 +19,7 @@ class ProblemResult(TypedDict):
     llm_calls: int
     wall_s: float
     answer: NotRequired[str]  # the chosen answer's text, for reading failures afterwards
+    answered: NotRequired[bool]  # False: the strategy gave no answer (agent or council failed)
 
 
 class Paired(TypedDict):
@@ -38,6 +39,7 @@ class StrategySummary(TypedDict):
     strategy: str
     problems: int
     passed: int
+    unanswered: int  # problems the strategy gave no answer to (counted as failed)
     pass_at_1: float
     ci_low: float  # 95 % Wilson interval of pass@1
     ci_high: float

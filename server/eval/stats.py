@@ -111,6 +111,7 @@ def summarize(results: Iterable[ProblemResult], baseline: str = "single") -> lis
                 strategy=name,
                 problems=n,
                 passed=passed,
+                unanswered=sum(1 for r in rows.values() if not r.get("answered", True)),
                 pass_at_1=passed / n,
                 ci_low=low,
                 ci_high=high,

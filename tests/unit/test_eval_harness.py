@@ -180,6 +180,9 @@ def test_an_agent_without_an_acceptable_answer_is_a_failure_with_its_cost(tmp_pa
     assert single["completion_tokens"] == sum(e["completion_tokens"] for e in asked) > 0
     vote = results["HumanEval/82", "vote"]
     assert vote["passed"] and vote["llm_calls"] == 3 + 2 and vote["chosen"] == "agent-dev-002"
+    assert (single["answered"], vote["answered"]) == (False, True)
+    summary = {s["strategy"]: s for s in summarize(results.values())}
+    assert [summary[name]["unanswered"] for name in ("single", "vote", "judge")] == [2, 0, 2]
     judge = results["HumanEval/82", "judge"]  # the deliberation cannot start without agent 1
     assert judge["status"] == "error" and "propose failed for agent-dev-001" in judge["reason"]
     asked = [e for e in log if e["deliberation"].endswith("HumanEval-82.judge")]
