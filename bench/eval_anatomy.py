@@ -1,0 +1,150 @@
+"""Where a council eval's deliberations gain or lose: every draft scored, every stage counted.
+
+    python -m bench.eval_anatomy --out DIR [--log FILE]
+
+Reads an eval's ``eval.json`` and ``results.jsonl`` (``council eval --out DIR``) and the council
+log its deliberations wrote (default ``COUNCIL_DATA_DIR/logs/council.jsonl``, where every LLM
+call is logged with its full content at INFO). For each council strategy it prints, per stage,
+the calls, the attempts rejected (cut at ``max_tokens`` or not matching the answer's schema)
+and the completion tokens; then it scores every accepted draft (first answers and each round's
+revisions) against the problem's tests in the eval's sandbox, and counts how many drafts still
+contain the function, how many pass, and how often a revision turned a passing draft into a
+failing one or the reverse. The figures in docs/EVAL.md ("Where the council loses") come from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from graph import settings
+from server.eval.humaneval import load_problems
+from server.eval.report import read_results
+from server.eval.sandbox import defines, extract_code, score_many
+
+STAGES = ("propose", "critique", "revise", "vote", "judge")
+
+
+def draft_text(stage: str, content: str) -> str | None:
+    """The proposal an accepted propose or revise answer carries (a revision is a JSON document
+    whose ``proposal`` holds it), else None."""
+    if stage == "propose":
+        return content
+    if stage == "revise":
+        try:
+            return str(json.loads(content)["proposal"])
+        except (ValueError, KeyError, TypeError):
+            return None
+    return None
+
+
+def read_calls(log: Path, prefix: str) -> list[dict[str, Any]]:
+    """The ``llm.call`` records of deliberations whose id starts with ``prefix``."""
+    calls = []
+    with log.open(encoding="utf-8") as lines:
+        for line in lines:
+            if prefix not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") == "llm.call" and str(
+                record.get("deliberation_id", "")
+            ).startswith(prefix):
+                calls.append(record)
+    return calls
+
+
+async def anatomy(out_dir: Path, log: Path) -> str:
+    """The report, as Markdown."""
+    run = json.loads((out_dir / "eval.json").read_text(encoding="utf-8"))
+    results = read_results(out_dir / "results.jsonl")
+    prefix = f"eval-{run['run_id']}."
+    calls = read_calls(log, prefix)
+    problems = {p["task_id"]: p for p in load_problems("all")}
+    finished = {(r["task_id"], r["strategy"]) for r in results}
+
+    # deliberation id: eval-<run>.<HumanEval-N>.<strategy>
+    by_strategy: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for call in calls:
+        _, slug, strategy = call["deliberation_id"].split(".", 2)
+        task_id = slug.replace("-", "/", 1)
+        if (task_id, strategy) in finished and strategy not in ("single", "vote", "oracle"):
+            call["task_id"] = task_id
+            by_strategy[strategy].append(call)
+
+    out = [f"Eval {run['run_id']} ({run.get('model')}, {out_dir}); log {log}", ""]
+    for strategy, records in sorted(by_strategy.items()):
+        n = len({c["task_id"] for c in records})
+        out += [f"### {strategy} ({n} problems)", ""]
+        out += ["| stage | calls | rejected | completion tokens |", "|---|---:|---:|---:|"]
+        for stage in STAGES:
+            mine = [c for c in records if c["stage"] == stage]
+            if mine:
+                rejected = sum(1 for c in mine if not c.get("accepted", True))
+                tokens = sum(int(c.get("completion_tokens") or 0) for c in mine)
+                out.append(f"| {stage} | {len(mine)} | {rejected} | {tokens} |")
+        # the drafts: (task, agent, version) -> text; accepted answers only
+        drafts: dict[tuple[str, str, int], str] = {}
+        for c in records:
+            if c.get("accepted", True) and c["stage"] in ("propose", "revise"):
+                text = draft_text(c["stage"], c.get("content") or "")
+                if text is not None:
+                    drafts[(c["task_id"], c["agent_id"], int(c.get("round") or 0))] = text
+        keys = sorted(drafts)
+        outcomes = await score_many([(problems[k[0]], drafts[k]) for k in keys])
+        passed = {k: o.passed for k, o in zip(keys, outcomes, strict=True)}
+        kept: Counter[int] = Counter()
+        total: Counter[int] = Counter()
+        won: Counter[int] = Counter()
+        for k in keys:
+            version = k[2]
+            total[version] += 1
+            won[version] += passed[k]
+            entry = problems[k[0]]["entry_point"]
+            kept[version] += defines(extract_code(drafts[k], entry), entry)
+        out += [
+            "",
+            "| draft | drafts | define the function | pass the tests |",
+            "|---|---:|---:|---:|",
+        ]
+        for version in sorted(total):
+            name = "first answer" if version == 0 else f"revision {version}"
+            out.append(f"| {name} | {total[version]} | {kept[version]} | {won[version]} |")
+        flips: Counter[tuple[bool, bool]] = Counter()
+        for task, agent, version in keys:
+            before = passed.get((task, agent, version - 1))
+            if version and before is not None:
+                flips[(before, passed[(task, agent, version)])] += 1
+        out += [
+            "",
+            f"Revisions: pass -> fail {flips[(True, False)]}, fail -> pass "
+            f"{flips[(False, True)]}, pass -> pass {flips[(True, True)]}, fail -> fail "
+            f"{flips[(False, False)]}.",
+            "",
+        ]
+    return "\n".join(out)
+
+
+def main() -> int:
+    """Parse the arguments, print the report."""
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--out", type=Path, required=True, help="the eval's results directory")
+    ap.add_argument("--log", type=Path, default=None, help="the council log (JSON lines)")
+    args = ap.parse_args()
+    log = args.log or settings.current().data_dir / "logs" / "council.jsonl"
+    if not (args.out / "eval.json").exists() or not log.exists():
+        print(f"need {args.out / 'eval.json'} and {log}", file=sys.stderr)
+        return 2
+    print(asyncio.run(anatomy(args.out, log)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
