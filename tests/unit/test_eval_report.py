@@ -10,6 +10,7 @@ from server.eval.report import (
     PLOT_FILE,
     RESULTS_FILE,
     SUMMARY_FILE,
+    _labels,
     append_result,
     markdown_summary,
     read_results,
@@ -76,3 +77,17 @@ def test_write_report_writes_the_table_and_a_png(tmp_path):
     assert "| vote |" in (tmp_path / SUMMARY_FILE).read_text()
     png = (tmp_path / PLOT_FILE).read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+
+def test_plot_labels_share_a_point_and_lift_over_a_crowded_neighbour() -> None:
+    rows = [record("HumanEval/0", "single", False, completion=160)]
+    rows += [record("HumanEval/0", "vote", False, completion=630)]
+    rows += [record("HumanEval/0", "oracle@3", False, completion=630)]
+    rows += [record("HumanEval/0", "council1", False, completion=7000)]
+    summaries = summarize(rows, "single")
+    labels = _labels(summaries, lambda s: s["completion_tokens_per_problem"], 8400.0)
+    assert [(names, lift) for _, names, lift in labels] == [
+        ("single", 0),
+        ("vote, oracle@3", 10),  # same point: one label; 470 tokens from single: lifted
+        ("council1", 0),
+    ]
