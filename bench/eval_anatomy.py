@@ -9,7 +9,7 @@ the calls, the attempts rejected (cut at ``max_tokens`` or not matching the answ
 and the completion tokens; then it scores every accepted draft (first answers and each round's
 revisions) against the problem's tests in the eval's sandbox, and counts how many drafts still
 contain the function, how many pass, and how often a revision turned a passing draft into a
-failing one or the reverse. The figures in docs/EVAL.md ("Where the council loses") come from it.
+failing one or the reverse. The anatomy tables in docs/EVAL.md come from it.
 """
 
 from __future__ import annotations
@@ -23,40 +23,44 @@ from pathlib import Path
 from typing import Any
 
 from graph import settings
+from nodes.revise import RevisionAnswer
+from server.eval.harness import thread_id
 from server.eval.humaneval import load_problems
 from server.eval.report import read_results
 from server.eval.sandbox import defines, extract_code, score_many
+from server.eval.strategies import STRATEGIES
 
 STAGES = ("propose", "critique", "revise", "vote", "judge")
 
 
 def draft_text(stage: str, content: str) -> str | None:
-    """The proposal an accepted propose or revise answer carries (a revision is a JSON document
-    whose ``proposal`` holds it), else None."""
+    """The proposal an accepted propose or revise answer carries (a revision is the revise
+    stage's own ``RevisionAnswer``), else None."""
     if stage == "propose":
         return content
     if stage == "revise":
         try:
-            return str(json.loads(content)["proposal"])
-        except (ValueError, KeyError, TypeError):
+            return RevisionAnswer.model_validate_json(content).proposal
+        except ValueError:
             return None
     return None
 
 
-def read_calls(log: Path, prefix: str) -> list[dict[str, Any]]:
-    """The ``llm.call`` records of deliberations whose id starts with ``prefix``."""
+def read_calls(log: Path, threads: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:
+    """The ``llm.call`` records of the deliberations in ``threads`` (thread id -> (task id,
+    strategy)), each with its ``task_id`` and ``strategy`` added."""
     calls = []
     with log.open(encoding="utf-8") as lines:
         for line in lines:
-            if prefix not in line:
+            if '"llm.call"' not in line:
                 continue
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if record.get("event") == "llm.call" and str(
-                record.get("deliberation_id", "")
-            ).startswith(prefix):
+            where = threads.get(str(record.get("deliberation_id")))
+            if record.get("event") == "llm.call" and where is not None:
+                record["task_id"], record["strategy"] = where
                 calls.append(record)
     return calls
 
@@ -65,19 +69,18 @@ async def anatomy(out_dir: Path, log: Path) -> str:
     """The report, as Markdown."""
     run = json.loads((out_dir / "eval.json").read_text(encoding="utf-8"))
     results = read_results(out_dir / "results.jsonl")
-    prefix = f"eval-{run['run_id']}."
-    calls = read_calls(log, prefix)
     problems = {p["task_id"]: p for p in load_problems("all")}
-    finished = {(r["task_id"], r["strategy"]) for r in results}
-
-    # deliberation id: eval-<run>.<HumanEval-N>.<strategy>
+    threads = {  # the finished council deliberations
+        thread_id(run["run_id"], problems[r["task_id"]], r["strategy"]): (
+            r["task_id"],
+            r["strategy"],
+        )
+        for r in results
+        if r["strategy"] in STRATEGIES and STRATEGIES[r["strategy"]].kind == "council"
+    }
     by_strategy: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for call in calls:
-        _, slug, strategy = call["deliberation_id"].split(".", 2)
-        task_id = slug.replace("-", "/", 1)
-        if (task_id, strategy) in finished and strategy not in ("single", "vote", "oracle"):
-            call["task_id"] = task_id
-            by_strategy[strategy].append(call)
+    for call in read_calls(log, threads):
+        by_strategy[call["strategy"]].append(call)
 
     out = [f"Eval {run['run_id']} ({run.get('model')}, {out_dir}); log {log}", ""]
     for strategy, records in sorted(by_strategy.items()):

@@ -104,6 +104,12 @@ def slug(problem: Problem) -> str:
     return problem["task_id"].replace("/", "-")
 
 
+def thread_id(rid: str, problem: Problem, name: str) -> str:
+    """The thread (deliberation id, also in every logged call) of one problem and strategy of
+    eval ``rid``: ``eval-<rid>.HumanEval-82.council1``."""
+    return f"eval-{rid}.{slug(problem)}.{name}"
+
+
 def eval_input(problem: Problem, strategy: Strategy) -> dict[str, Any]:
     """The deliberation input of a council strategy on a problem."""
     return {
@@ -173,7 +179,7 @@ class Runner:
 
     def thread(self, problem: Problem, name: str) -> str:
         """The thread (deliberation id) of one problem and strategy."""
-        return f"eval-{self.rid}.{slug(problem)}.{name}"
+        return thread_id(self.rid, problem, name)
 
     def groups(self) -> list[list[Strategy]]:
         """Jobs' strategies, in the plan's order; ``vote`` and ``oracle`` share their calls, so

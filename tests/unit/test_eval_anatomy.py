@@ -22,6 +22,11 @@ def _call(did: str, stage: str, agent: str, round_: int, content: str, **kw: obj
     }
 
 
+def revision(proposal: str) -> str:
+    """A revise answer as the stage accepts it."""
+    return json.dumps({"addressed": [], "rejected": [], "proposal": proposal})
+
+
 async def test_anatomy_scores_each_draft_and_counts_what_revisions_did(tmp_path: Path) -> None:
     problem = load_problems("test", limit=1)[0]
     good = f"```python\n{problem['prompt']}{problem['canonical_solution']}```"
@@ -33,8 +38,8 @@ async def test_anatomy_scores_each_draft_and_counts_what_revisions_did(tmp_path:
         _call(did, "critique", "agent-dev-001", 1, "{", accepted=False, tokens=384),
         _call(did, "critique", "agent-dev-001", 1, "{}"),
         # a revision that drops the code, and one that fixes it
-        _call(did, "revise", "agent-dev-001", 1, json.dumps({"proposal": "Looks complete."})),
-        _call(did, "revise", "agent-dev-002", 1, json.dumps({"proposal": good})),
+        _call(did, "revise", "agent-dev-001", 1, revision("Looks complete.")),
+        _call(did, "revise", "agent-dev-002", 1, revision(good)),
         # another eval's deliberation in the same log is not counted
         _call("eval-ffff0000.HumanEval-82.council1", "propose", "agent-dev-001", 0, good),
     ]
