@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.commands import demo_tasks
-from server.services import free_port
+from council_agents.cli.commands import demo_tasks
+from council_agents.server.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = list(demo_tasks().values())
@@ -37,7 +37,15 @@ class SimProcess:
 
     def __enter__(self) -> SimProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "sim-vllm", "--port", str(self.port), *self.args],
+            [
+                sys.executable,
+                "-m",
+                "council_agents.cli",
+                "sim-vllm",
+                "--port",
+                str(self.port),
+                *self.args,
+            ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

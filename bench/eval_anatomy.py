@@ -22,13 +22,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from graph import settings
-from nodes.revise import RevisionAnswer
-from server.eval.harness import thread_id
-from server.eval.humaneval import load_problems
-from server.eval.report import read_results
-from server.eval.sandbox import defines, extract_code, score_many
-from server.eval.strategies import STRATEGIES
+from council_agents.core import settings
+from council_agents.evals.harness import thread_id
+from council_agents.evals.humaneval import load_problems
+from council_agents.evals.report import read_results
+from council_agents.evals.sandbox import defines, extract_code, score_many
+from council_agents.evals.strategies import STRATEGIES
+from council_agents.nodes.revise import RevisionAnswer
 
 STAGES = ("propose", "critique", "revise", "vote", "judge")
 

@@ -33,11 +33,12 @@ import openai
 from langchain_core.messages import convert_to_openai_messages
 
 from bench.common import TASKS, SimProcess, machine
-from graph.request import default_council
-from graph.settings import Settings
-from nodes import llm_client, prompt_files
-from nodes.agent_stage import shared_values
-from nodes.critique import CritiqueAnswer
+from council_agents.core.request import default_council
+from council_agents.core.settings import Settings
+from council_agents.llm import client as llm_client
+from council_agents.llm import prompt_files
+from council_agents.llm.stage import shared_values
+from council_agents.nodes.critique import CritiqueAnswer
 
 
 def cpu_seconds() -> float:

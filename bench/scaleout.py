@@ -25,9 +25,9 @@ from pathlib import Path
 import nats
 
 from bench.common import ROOT, TASKS, SimProcess, machine
-from nodes.events import STREAM
-from server.services import EmbeddedNats, EmbeddedValkey
-from server.worker import publish_plan
+from council_agents.events.models import STREAM
+from council_agents.server.services import EmbeddedNats, EmbeddedValkey
+from council_agents.server.worker import publish_plan
 
 
 async def completed_count(nats_url: str) -> int:
@@ -55,7 +55,7 @@ async def trial(workers: int, args, tmp: Path, sim: SimProcess) -> float:
                 [
                     sys.executable,
                     "-m",
-                    "server.cli",
+                    "council_agents.cli",
                     "--log-level",
                     "WARNING",
                     "--log-file",

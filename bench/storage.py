@@ -387,7 +387,7 @@ def print_report(results: list[dict[str, Any]]) -> None:
 def sweep_cost(tmp: Path, nats_url: str, n: int) -> dict[str, Any]:
     """Seconds one sweep takes over ``n`` retained (compacted) deliberations and ``n // 20``
     with their history (decoded each time), copied from one real deliberation of each kind."""
-    from server import retention
+    from council_agents.server import retention
 
     with valkey_server(tmp / "valkey-sweep") as url:
         client = valkey.Valkey.from_url(url.replace("valkey://", "redis://", 1))

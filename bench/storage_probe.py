@@ -20,8 +20,7 @@ from typing import Any
 
 import valkey
 
-from graph.persistence import client_url
-from server.retention import (
+from council_agents.server.retention import (
     SERDE,
     checkpoint_key,
     decode_checkpoint,
@@ -29,6 +28,7 @@ from server.retention import (
     thread_key,
     writes_key,
 )
+from council_agents.storage.councils import client_url
 
 BOOKKEEPING = ("channel_versions", "versions_seen", "updated_channels", "id", "ts", "v")
 

@@ -63,7 +63,6 @@ class Stack:
         }
         self.env.update(
             COUNCIL_LLM_BASE_URL=f"http://127.0.0.1:{self.ports['llm']}/v1",
-            COUNCIL_PROMPTS_DIR=str(REPO / "prompts"),
             PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
         )
 

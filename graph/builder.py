@@ -22,20 +22,20 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
-from graph.context import Context
-from graph.routing import after_select, route
-from graph.state import CouncilState, InputState, OutputState
-from nodes.approve import approve
-from nodes.critique import critique
-from nodes.errors import broken_stream
-from nodes.judge import judge
-from nodes.metrics import FailureCounter
-from nodes.prepare import prepare
-from nodes.propose import propose
-from nodes.publish import publish
-from nodes.revise import revise
-from nodes.select import select
-from nodes.vote import vote
+from council_agents.core.context import Context
+from council_agents.core.errors import broken_stream
+from council_agents.core.metrics import FailureCounter
+from council_agents.core.state import CouncilState, InputState, OutputState
+from council_agents.graph.routing import after_select, route
+from council_agents.nodes.approve import approve
+from council_agents.nodes.critique import critique
+from council_agents.nodes.judge import judge
+from council_agents.nodes.prepare import prepare
+from council_agents.nodes.propose import propose
+from council_agents.nodes.publish import publish
+from council_agents.nodes.revise import revise
+from council_agents.nodes.select import select
+from council_agents.nodes.vote import vote
 
 
 async def tally(state: CouncilState) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from langgraph.types import Send
 
-from graph import settings
-from graph.state import Agent, AgentTask, Brief, Council, CouncilState, Critique
+from council_agents.core import settings
+from council_agents.core.state import Agent, AgentTask, Brief, Council, CouncilState, Critique
 
 SEVERE = ("blocker", "major")
 PROMPT_OVERHEAD_TOKENS = 700

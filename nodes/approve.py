@@ -13,7 +13,7 @@ from typing import Any
 
 from langgraph.types import interrupt
 
-from graph.state import CouncilState
+from council_agents.core.state import CouncilState
 
 
 async def approve(state: CouncilState) -> dict[str, Any]:

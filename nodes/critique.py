@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from graph.state import AgentTask, Critique, Defect
-from nodes.agent_stage import run_agent
-from nodes.context_window import Oldest
+from council_agents.core.state import AgentTask, Critique, Defect
+from council_agents.llm.context_window import Oldest
+from council_agents.llm.stage import run_agent
 
 
 class _Doc(BaseModel):

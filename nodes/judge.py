@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from graph.state import AgentTask, Assessment, Criterion, Judgement
-from nodes.agent_stage import labels_for, proposals_piece, run_agent
+from council_agents.core.state import AgentTask, Assessment, Criterion, Judgement
+from council_agents.llm.stage import labels_for, proposals_piece, run_agent
 
 
 @functools.lru_cache(maxsize=256)

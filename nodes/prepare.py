@@ -12,13 +12,14 @@ from typing import Any
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
-from graph import settings
-from graph.context import Context
-from graph.persistence import stored_council
-from graph.request import parse_context, resolve
-from graph.state import CouncilState, InputState
-from nodes import agent_stage, llm_client
-from nodes.metrics import DELIBERATIONS_STARTED
+from council_agents.core import settings
+from council_agents.core.context import Context
+from council_agents.core.metrics import DELIBERATIONS_STARTED
+from council_agents.core.request import parse_context, resolve
+from council_agents.core.state import CouncilState, InputState
+from council_agents.llm import client as llm_client
+from council_agents.llm import stage as agent_stage
+from council_agents.storage.councils import stored_council
 
 INPUT_KEYS = InputState.__required_keys__ | InputState.__optional_keys__
 

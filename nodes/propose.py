@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from graph.state import AgentTask, Draft
-from nodes.agent_stage import run_agent
+from council_agents.core.state import AgentTask, Draft
+from council_agents.llm.stage import run_agent
 
 
 async def propose(task: AgentTask) -> dict[str, Any]:

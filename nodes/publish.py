@@ -16,13 +16,17 @@ from typing import Any, cast
 import nats.errors
 import structlog
 
-from graph import settings
-from graph.settings import display_url
-from graph.state import CouncilState
-from nodes import metrics
-from nodes.errors import PublishFailed
-from nodes.events import COMPLETED_SUBJECT, DeliberationCompleted, build_completed, utcnow
-from nodes.nats_publisher import publisher
+from council_agents.core import metrics, settings
+from council_agents.core.errors import PublishFailed
+from council_agents.core.settings import display_url
+from council_agents.core.state import CouncilState
+from council_agents.events.models import (
+    COMPLETED_SUBJECT,
+    DeliberationCompleted,
+    build_completed,
+    utcnow,
+)
+from council_agents.events.publisher import publisher
 
 log = structlog.get_logger("council.publish")
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from graph.state import AgentTask, Change, Draft
-from nodes.agent_stage import run_agent
-from nodes.context_window import Critiques, Oldest
+from council_agents.core.state import AgentTask, Change, Draft
+from council_agents.llm.context_window import Critiques, Oldest
+from council_agents.llm.stage import run_agent
 
 
 class ChangeAnswer(BaseModel):

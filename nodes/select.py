@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from graph.routing import latest_drafts, stop_reason
-from graph.state import CouncilState, Decision, Judgement, RankEntry
-from nodes.judge import weighted_total
-from nodes.vote import borda, copeland
+from council_agents.core.state import CouncilState, Decision, Judgement, RankEntry
+from council_agents.graph.routing import latest_drafts, stop_reason
+from council_agents.nodes.judge import weighted_total
+from council_agents.nodes.vote import borda, copeland
 
 
 def mean_scores(judgements: list[Judgement], agent_id: str) -> dict[str, float]:

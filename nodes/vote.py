@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from graph.state import AgentTask, Ballot
-from nodes.agent_stage import labels_for, proposals_piece, run_agent
+from council_agents.core.state import AgentTask, Ballot
+from council_agents.llm.stage import labels_for, proposals_piece, run_agent
 
 
 @functools.lru_cache(maxsize=64)

@@ -31,13 +31,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from graph import settings
-from graph.persistence import CouncilStore
-from graph.request import RequestError, parse_context, parse_council, resolve
-from nodes.metrics import refused as count_refused
-from nodes.nats_publisher import connect_once
-from server import logs, retention
-from server.keys import ADMIN_SCOPE
+from council_agents.core import settings
+from council_agents.core.metrics import refused as count_refused
+from council_agents.core.request import RequestError, parse_context, parse_council, resolve
+from council_agents.events.publisher import connect_once
+from council_agents.server import logs, retention
+from council_agents.server.keys import ADMIN_SCOPE
+from council_agents.storage.councils import CouncilStore
 
 _RUN_PATHS = re.compile(r"^/(threads/[^/]+/)?runs(/wait|/stream)?/?$")
 _BATCH_PATH = re.compile(r"^/runs/batch/?$")

@@ -41,8 +41,8 @@ import jwt
 from langgraph_sdk import Auth
 from langgraph_sdk.auth.types import StudioUser
 
-from graph import settings
-from server.keys import ADMIN_SCOPE, KeyStore
+from council_agents.core import settings
+from council_agents.server.keys import ADMIN_SCOPE, KeyStore
 
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
 """Readable without a token (GET only): health and metrics carry no deliberation."""

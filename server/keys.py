@@ -30,10 +30,10 @@ from datetime import UTC, datetime
 import valkey.asyncio as avalkey
 from pydantic import BaseModel, Field
 
-from graph import settings as settings_mod
-from graph.persistence import client_url
-from graph.request import NAME_PATTERN, RequestError
-from server.render import say
+from council_agents.cli.render import say
+from council_agents.core import settings as settings_mod
+from council_agents.core.request import NAME_PATTERN, RequestError
+from council_agents.storage.councils import client_url
 
 KEYS_HASH = "council:apikeys"
 ADMIN_SCOPE = "council:admin"
@@ -118,7 +118,7 @@ class KeyStore:
 def key_store_url() -> Iterator[str]:
     """The Valkey that holds the keys: ``VALKEY_URL``, else the one a running ``council serve``
     embeds in the data directory, else an embedded one started for this command."""
-    from server.services import running_services, services
+    from council_agents.server.services import running_services, services
 
     current = settings_mod.from_environment()
     if current.valkey_url:

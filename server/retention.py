@@ -62,10 +62,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 from valkey.exceptions import WatchError
 
-from graph import settings as settings_mod
-from graph.persistence import client_url
-from graph.settings import Settings
-from server.lease import lease_key
+from council_agents.core import settings as settings_mod
+from council_agents.core.settings import Settings
+from council_agents.storage.councils import client_url
+from council_agents.storage.lease import lease_key
 
 log = structlog.get_logger("council.retention")
 

@@ -19,13 +19,13 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StreamMode
 
-from graph import settings as settings_mod
-from graph.builder import compile_graph
-from graph.context import Context
-from graph.settings import Settings
-from graph.state import Council, CouncilState, InputState, OutputState
-from nodes.publish import completed_event
-from server import retention
+from council_agents.core import settings as settings_mod
+from council_agents.core.context import Context
+from council_agents.core.settings import Settings
+from council_agents.core.state import Council, CouncilState, InputState, OutputState
+from council_agents.graph.builder import compile_graph
+from council_agents.nodes.publish import completed_event
+from council_agents.server import retention
 
 Compiled = CompiledStateGraph[CouncilState, Context, InputState, OutputState]
 _graphs: weakref.WeakKeyDictionary[BaseCheckpointSaver, Compiled] = weakref.WeakKeyDictionary()

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from graph.settings import Settings, display_url
+from council_agents.core.settings import Settings, display_url
 
 OWNER_ONLY = 0o600
 

@@ -34,23 +34,18 @@ import valkey.asyncio as avalkey
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from nats.aio.msg import Msg
 
-from graph.context import Context
-from graph.persistence import client_url
-from graph.request import RequestError
-from graph.settings import Settings
-from nodes.errors import CouncilError
-from nodes.events import (
+from council_agents.core.context import Context
+from council_agents.core.errors import CouncilError
+from council_agents.core.metrics import refused
+from council_agents.core.request import RequestError
+from council_agents.core.settings import Settings
+from council_agents.events.models import (
     COMPLETED_SUBJECT,
     FAILED_SUBJECT,
     DeliberationCompleted,
     DeliberationFailed,
 )
-from nodes.metrics import refused
-from nodes.nats_publisher import connect as nats_connect
-from nodes.nats_publisher import ensure_stream, publisher
-from server import retention, runner
-from server.lease import Lease, LeaseBusy
-from server.planning import (
+from council_agents.events.planning import (
     DURABLE,
     PLANNING_STREAM,
     Envelope,
@@ -61,6 +56,11 @@ from server.planning import (
     parse_event,
     thread_id_for,
 )
+from council_agents.events.publisher import connect as nats_connect
+from council_agents.events.publisher import ensure_stream, publisher
+from council_agents.server import retention, runner
+from council_agents.storage.councils import client_url
+from council_agents.storage.lease import Lease, LeaseBusy
 
 log = structlog.get_logger("council.worker")
 

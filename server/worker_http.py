@@ -14,9 +14,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import valkey
 from prometheus_client import make_wsgi_app
 
-from graph.persistence import client_url
-from graph.settings import Settings
-from nodes.nats_publisher import connect_once
+from council_agents.core.settings import Settings
+from council_agents.events.publisher import connect_once
+from council_agents.storage.councils import client_url
 
 
 class _Quiet(WSGIRequestHandler):

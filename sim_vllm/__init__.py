@@ -32,11 +32,11 @@ model-time components, token counts, the batch sizes it saw, and who asked (``X-
 ``deliberation/agent/stage``). Faults are injected by flag or through ``/admin/faults``.
 """
 
-from sim_vllm.faults import FaultRule
-from sim_vllm.humaneval import HumanEvalScript
-from sim_vllm.latency import SimConfig
-from sim_vllm.server import ServerThread, SimVLLM, add_cli, create_app
-from sim_vllm.truth import Truth
+from council_agents.sim_vllm.faults import FaultRule
+from council_agents.sim_vllm.humaneval import HumanEvalScript
+from council_agents.sim_vllm.latency import SimConfig
+from council_agents.sim_vllm.server import ServerThread, SimVLLM, add_cli, create_app
+from council_agents.sim_vllm.truth import Truth
 
 __all__ = [
     "FaultRule",

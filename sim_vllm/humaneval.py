@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim_vllm import content
+from council_agents.sim_vllm import content
 
 _SECTION = re.compile(
     r"^## Proposal (P\d+)\n(.*?)(?=^## Proposal P\d+\n|^## Your assignment|\Z)", re.S | re.M
@@ -38,7 +38,7 @@ SCORE_CORRECT, SCORE_BROKEN = 8, 3
 
 
 def _problems() -> list[dict[str, Any]]:
-    from server.eval.humaneval import load_problems  # the eval extra: imported when used
+    from council_agents.evals.humaneval import load_problems  # the eval extra: imported when used
 
     return [dict(problem) for problem in load_problems("all")]
 
@@ -111,14 +111,14 @@ class HumanEvalScript:
 
 def first_answer(problem: dict[str, Any], correct: bool) -> str:
     """A first answer: the canonical solution or its broken variant, in a python block."""
-    from server.eval.scripted import answer_text, broken_kind_for
+    from council_agents.sim_vllm.scripted import answer_text, broken_kind_for
 
     return answer_text(problem, correct, broken_kind_for(problem))  # type: ignore[arg-type]
 
 
 def correct_code(problem: dict[str, Any]) -> str:
     """The canonical whole function, as it appears in an answer."""
-    from server.eval.scripted import solution_code
+    from council_agents.sim_vllm.scripted import solution_code
 
     return solution_code(problem, True).strip("\n")  # type: ignore[arg-type]
 

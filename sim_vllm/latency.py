@@ -7,7 +7,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim_vllm.truth import Truth
+from council_agents.sim_vllm.truth import Truth
 
 
 @dataclass

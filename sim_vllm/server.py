@@ -27,10 +27,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from sim_vllm import content, truth
-from sim_vllm.faults import FaultRule
-from sim_vllm.humaneval import HumanEvalScript
-from sim_vllm.latency import PrefixCache, SimConfig, render_prompt
+from council_agents.sim_vllm import content, truth
+from council_agents.sim_vllm.faults import FaultRule
+from council_agents.sim_vllm.humaneval import HumanEvalScript
+from council_agents.sim_vllm.latency import PrefixCache, SimConfig, render_prompt
 
 disable_created_metrics()
 
@@ -737,7 +737,7 @@ class ServerThread:
 
         import uvicorn
 
-        from server.services import free_port
+        from council_agents.server.services import free_port
 
         self.sim = sim or SimVLLM()
         self.host, self.port = host, port or free_port()

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from server.services import EmbeddedNats, EmbeddedValkey
-from sim_vllm import ServerThread, SimConfig, SimVLLM
+from council_agents.server.services import EmbeddedNats, EmbeddedValkey
+from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 
 
 def _server_url(env: str, server_cls, tmp_path_factory):

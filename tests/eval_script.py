@@ -3,11 +3,10 @@ whether it passes, its LLM calls and its completion tokens, worked out from the 
 
 from __future__ import annotations
 
-from server.eval.agreement import example_calls, pick
-from server.eval.scripted import broken_kind_for
-from server.eval.strategies import RUBRIC, STRATEGIES
-from sim_vllm import HumanEvalScript
-from sim_vllm.humaneval import (
+from council_agents.evals.agreement import example_calls, pick
+from council_agents.evals.strategies import RUBRIC, STRATEGIES
+from council_agents.sim_vllm import HumanEvalScript
+from council_agents.sim_vllm.humaneval import (
     completion_tokens,
     critique_doc,
     first_answer,
@@ -15,6 +14,7 @@ from sim_vllm.humaneval import (
     revise_doc,
     vote_doc,
 )
+from council_agents.sim_vllm.scripted import broken_kind_for
 
 N = 3
 AGENTS = [f"agent-dev-{i:03d}" for i in range(1, N + 1)]

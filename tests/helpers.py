@@ -19,19 +19,19 @@ import httpx
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from graph.request import resolve
-from graph.settings import Settings
-from graph.state import Council
-from server.keys import ADMIN_SCOPE, KeyStore
-from server.services import free_port
-from sim_vllm import ServerThread
+from council_agents.core.request import resolve
+from council_agents.core.settings import Settings
+from council_agents.core.state import Council
+from council_agents.server.keys import ADMIN_SCOPE, KeyStore
+from council_agents.server.services import free_port
+from council_agents.sim_vllm import ServerThread
 
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = [
     json.loads(x)
-    for x in resources.files("server").joinpath("tasks.jsonl").read_text().splitlines()
+    for x in resources.files("council_agents.cli").joinpath("tasks.jsonl").read_text().splitlines()
 ]
 
 
@@ -120,7 +120,7 @@ class Served:
     def start(self) -> Served:
         """Start and wait until the API answers."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)]
+            [sys.executable, "-m", "council_agents.cli", "serve", "--port", str(self.port)]
             + list(self.extra_args),
             env=self.env,
             cwd=ROOT,

@@ -9,8 +9,8 @@ import sys
 
 from nats.aio.msg import Msg
 
-from server.cli import main
-from server.worker import Worker
+from council_agents.cli.main import main
+from council_agents.server.worker import Worker
 
 
 async def _die(self: Worker, msg: Msg) -> None:

@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graph.request import MAX_ROUNDS, MAX_TASK_CHARS
-from server.services import free_port
-from sim_vllm import ServerThread, SimConfig, SimVLLM
+from council_agents.core.request import MAX_ROUNDS, MAX_TASK_CHARS
+from council_agents.server.services import free_port
+from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 from tests.helpers import ROOT, sim_admin, sim_requests
 
-COUNCIL = [sys.executable, "-m", "server.cli"]
+COUNCIL = [sys.executable, "-m", "council_agents.cli"]
 TASK = "Add idempotent retry handling to the webhook consumer that receives payment notifications."
 
 

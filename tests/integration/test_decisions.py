@@ -11,10 +11,10 @@ import uuid
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from graph.context import Context
-from graph.settings import Settings
-from server import runner
-from sim_vllm import ServerThread, SimConfig, SimVLLM, Truth
+from council_agents.core.context import Context
+from council_agents.core.settings import Settings
+from council_agents.server import runner
+from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM, Truth
 from tests.helpers import TASKS, sim_requests
 
 TASK = TASKS[0]
@@ -111,8 +111,8 @@ async def test_budget_stops_before_it_is_exceeded():
 
 
 async def test_mixed_council_calls_each_agent_on_its_own_endpoint_and_model(valkey_url):
-    from graph.persistence import CouncilStore
-    from graph.request import parse_council
+    from council_agents.core.request import parse_council
+    from council_agents.storage.councils import CouncilStore
 
     with (
         ServerThread(SimVLLM(SimConfig(time_scale=0, model="small-a"))) as a,

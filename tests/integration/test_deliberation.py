@@ -11,13 +11,13 @@ import nats
 import pytest
 import valkey.asyncio as avalkey
 
-from graph.context import Context
-from graph.persistence import valkey_saver
-from graph.settings import Settings
-from nodes.errors import CouncilError
-from nodes.events import COMPLETED_SUBJECT, DeliberationCompleted
-from nodes.nats_publisher import STREAM, close_publishers, publisher
-from server import runner
+from council_agents.core.context import Context
+from council_agents.core.errors import CouncilError
+from council_agents.core.settings import Settings
+from council_agents.events.models import COMPLETED_SUBJECT, DeliberationCompleted
+from council_agents.events.publisher import STREAM, close_publishers, publisher
+from council_agents.server import runner
+from council_agents.storage.councils import valkey_saver
 from tests.helpers import ROOT, TASKS, sim_admin, sim_requests
 
 TASK = TASKS[4]  # t05, ARCHITECT
@@ -53,7 +53,7 @@ async def receive_for(sub, deliberation_id: str) -> tuple[dict, dict]:
 @pytest.fixture
 def timed_sim():
     """Calls long enough (tens of ms) that overlap in time means real concurrency."""
-    from sim_vllm import ServerThread, SimConfig, SimVLLM
+    from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 
     with ServerThread(SimVLLM(SimConfig(time_scale=0.05))) as s:
         yield s
@@ -206,10 +206,13 @@ async def test_garbage_from_the_judge_is_retried_then_named(sim, valkey_url):
             await runner.run(saver, did, inp, None, ctx)
         assert e.value.stage == "judge" and e.value.agent_id == "judge-architect"
         assert "invalid structured answer" in str(e.value) and "after 3 attempts" in str(e.value)
+        # the judgement that failed made its three attempts; its sibling (the other order) is
+        # cancelled by LangGraph when the first one fails, after one to three attempts of its own
+        assert [r["attempt"] for r in e.value.records] == [1, 2, 3]
         judged = [
             x for x in sim_requests(sim) if x["deliberation"] == did and x["stage"] == "judge"
         ]
-        assert len(judged) == 6  # both judgements, three attempts each
+        assert 4 <= len(judged) <= 6
         # nothing already done is lost: fix the judge, resume, only the judges run again
         httpx.delete(sim_admin(sim, "/admin/faults"))
         n = len(sim_requests(sim))
@@ -289,8 +292,8 @@ async def test_a_stream_broken_mid_answer_retries_the_stage_task(sim, valkey_url
 
 
 async def test_a_stored_council_deliberates_through_the_runner(sim, valkey_url):
-    from graph.persistence import CouncilStore
-    from graph.request import parse_council
+    from council_agents.core.request import parse_council
+    from council_agents.storage.councils import CouncilStore
 
     name = f"c{uuid.uuid4().hex[:8]}"
     store = CouncilStore(valkey_url)

@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graph.persistence import CouncilStore
-from graph.request import AgentSpec, CouncilSpec
-from server.eval.humaneval import load_problems
-from server.eval.report import read_results
-from server.services import free_port
-from sim_vllm import ServerThread, SimConfig, SimVLLM
+from council_agents.core.request import AgentSpec, CouncilSpec
+from council_agents.evals.humaneval import load_problems
+from council_agents.evals.report import read_results
+from council_agents.server.services import free_port
+from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
+from council_agents.storage.councils import CouncilStore
 from tests.eval_script import SCRIPT, expected
 from tests.helpers import sim_admin, sim_requests
 from tests.integration.test_cli import COUNCIL, ROOT, council, env
@@ -163,8 +163,8 @@ def test_a_stored_council_with_two_models_runs_the_mixed_strategy(tmp_path, valk
 
 
 def test_sim_vllm_flag_answers_humaneval_by_script(tmp_path):
-    from server.eval.humaneval import task_text
-    from server.eval.scripted import solution_code
+    from council_agents.evals.humaneval import task_text
+    from council_agents.sim_vllm.scripted import solution_code
 
     port = free_port()
     proc = subprocess.Popen(
@@ -194,10 +194,10 @@ def test_sim_vllm_flag_answers_humaneval_by_script(tmp_path):
 
 
 def test_a_server_with_several_models_gets_a_mixed_council_stored(valkey_url, monkeypatch):
-    from graph.persistence import stored_council
-    from graph.settings import Settings
-    from nodes import llm_client
-    from server.eval.command import mixed_council
+    from council_agents.cli.eval import mixed_council
+    from council_agents.core.settings import Settings
+    from council_agents.llm import client as llm_client
+    from council_agents.storage.councils import stored_council
 
     async def served(base_url: str, api_key: str) -> list[str]:
         return ["model-a", "model-b"]

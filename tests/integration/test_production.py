@@ -11,8 +11,8 @@ import time
 
 import httpx
 
-from server.services import free_port
-from sim_vllm import ServerThread, SimConfig, SimVLLM
+from council_agents.server.services import free_port
+from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 from tests.helpers import ROOT, Served
 
 TASK = "Roll out the new rate limiter behind a flag and watch its error budget."
@@ -48,7 +48,15 @@ def test_production_refuses_embedded_servers(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("VALKEY_URL", "NATS_URL")}
     env.update(COUNCIL_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
     r = subprocess.run(
-        [sys.executable, "-m", "server.cli", "serve", "--production", "--port", str(free_port())],
+        [
+            sys.executable,
+            "-m",
+            "council_agents.cli",
+            "serve",
+            "--production",
+            "--port",
+            str(free_port()),
+        ],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -72,7 +80,7 @@ def test_worker_serves_health_and_metrics(tmp_path, valkey_url, nats_url):
         "PYTHONPATH": str(ROOT),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "worker", "--metrics-port", str(port)],
+        [sys.executable, "-m", "council_agents.cli", "worker", "--metrics-port", str(port)],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

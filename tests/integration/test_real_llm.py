@@ -18,10 +18,10 @@ import openai
 import pytest
 
 from bench import real_llm
-from graph.settings import Settings
-from graph.state import Agent
-from nodes import context_window
-from sim_vllm import ServerThread, SimConfig, SimVLLM
+from council_agents.core.settings import Settings
+from council_agents.core.state import Agent
+from council_agents.llm import context_window
+from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 
 pytestmark = [
     pytest.mark.real_llm,

@@ -23,13 +23,13 @@ import structlog
 import valkey.asyncio as avalkey
 from prometheus_client import generate_latest
 
-from graph.context import Context
-from graph.persistence import client_url, valkey_saver
-from graph.settings import Settings
-from nodes.errors import CouncilError
-from nodes.nats_publisher import close_publishers
-from server import retention, runner
-from server.lease import lease_key
+from council_agents.core.context import Context
+from council_agents.core.errors import CouncilError
+from council_agents.core.settings import Settings
+from council_agents.events.publisher import close_publishers
+from council_agents.server import retention, runner
+from council_agents.storage.councils import client_url, valkey_saver
+from council_agents.storage.lease import lease_key
 from tests.helpers import ROOT, TASKS, sim_admin, sim_requests
 
 DAY = 86400.0
@@ -44,7 +44,7 @@ def council(tmp_path: Path, valkey_url: str, nats_url: str, *args: str) -> str:
         "PYTHONPATH": str(ROOT),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "server.cli", *args],
+        [sys.executable, "-m", "council_agents.cli", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -144,7 +144,7 @@ async def _waiting(saver, sim, thread_id: str) -> None:
 
 async def _unfinished(saver, sim, thread_id: str) -> None:
     """Stopped before select, as if its process had died there."""
-    from graph import settings as settings_mod
+    from council_agents.core import settings as settings_mod
 
     graph = runner.graph_for(saver)
     with settings_mod.using(Settings(llm_base_url=sim.base_url)):
@@ -280,7 +280,7 @@ async def test_the_sweep_feeds_metrics_and_health_and_warns_about_memory(sim, va
     assert health["ok"] and health["used_memory"] > 0 and health["retained"] == result.retained
 
     # the served app exposes the same figures
-    from server.app import app
+    from council_agents.server.app import app
 
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:

@@ -31,10 +31,10 @@ import valkey
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client.parser import text_string_to_metric_families
 
-from graph.persistence import COUNCILS_KEY, client_url
-from server.keys import KeyStore
-from server.services import EmbeddedNats, EmbeddedValkey, free_port
-from sim_vllm import ServerThread, SimConfig, SimVLLM
+from council_agents.server.keys import KeyStore
+from council_agents.server.services import EmbeddedNats, EmbeddedValkey, free_port
+from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
+from council_agents.storage.councils import COUNCILS_KEY, client_url
 from tests.helpers import ROOT, Served, api_key, run_sync, sim_admin, sim_requests
 
 TASK = "Add rate limiting (100 requests per minute per API key) to the public API."
@@ -94,7 +94,7 @@ def cli_env(tmp_path: Path, **env: str) -> dict[str, str]:
 def council(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
     """Run ``council ARGS`` to its end."""
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args],
+        [sys.executable, "-m", "council_agents.cli", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -523,7 +523,7 @@ def test_two_processes_on_one_data_directory_cannot_both_start_servers(tmp_path,
     env = cli_env(tmp_path, COUNCIL_LLM_BASE_URL=sim.base_url)
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "worker"],
+            [sys.executable, "-m", "council_agents.cli", "worker"],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -649,7 +649,17 @@ def test_valkey_killed_mid_run_is_one_named_line_and_resumable(tmp_path, nats_ur
     )
     thread = f"valkey-down-{uuid.uuid4().hex[:8]}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "deliberate", TASK, "--rounds", "1", "--id", thread],
+        [
+            sys.executable,
+            "-m",
+            "council_agents.cli",
+            "deliberate",
+            TASK,
+            "--rounds",
+            "1",
+            "--id",
+            thread,
+        ],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -786,7 +796,7 @@ def test_the_worker_serves_metrics(tmp_path, valkey_url, sim):
         tmp_path, VALKEY_URL=valkey_url, NATS_URL=events.url, COUNCIL_LLM_BASE_URL=sim.base_url
     )
     worker = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "worker", "--metrics-port", str(port)],
+        [sys.executable, "-m", "council_agents.cli", "worker", "--metrics-port", str(port)],
         env=env,
         cwd=ROOT,
         stderr=subprocess.PIPE,
@@ -807,7 +817,7 @@ def test_the_worker_serves_metrics(tmp_path, valkey_url, sim):
         async def publish() -> None:
             nc = await nats.connect(events.url)
             js = nc.jetstream()
-            from nodes.nats_publisher import ensure_stream
+            from council_agents.events.publisher import ensure_stream
 
             await ensure_stream(js, "PLANNING_EVENTS")
             await js.publish("planning.plan.approved", b"not json")

@@ -10,8 +10,8 @@ import pytest
 import valkey.asyncio as avalkey
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.services import free_port
-from sim_vllm import ServerThread, SimConfig, SimVLLM
+from council_agents.server.services import free_port
+from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 from tests.helpers import Served
 
 TASK = (

@@ -13,8 +13,8 @@ import pytest
 from langchain_openai import ChatOpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
-from nodes.llm_client import VLLMChatOpenAI
-from sim_vllm import ServerThread, SimConfig, SimVLLM, content
+from council_agents.llm.client import VLLMChatOpenAI
+from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM, content
 from tests.helpers import sim_admin, sim_requests
 
 MODEL = "Qwen/Qwen3-0.6B"
@@ -173,7 +173,7 @@ def test_json_schema_answers_validate(sim, stream):
 
 
 def test_pydantic_schema_from_council_judge_validates(sim):
-    from nodes.judge import judgement_model
+    from council_agents.nodes.judge import judgement_model
 
     model = judgement_model(("P1", "P2"), ("coverage", "root cause"))
     schema = model.model_json_schema(by_alias=True)
@@ -280,7 +280,7 @@ def test_truncated_invalid_and_garbage_answers(sim):
     with pytest.raises(ValueError):
         json.loads(r.choices[0].message.content.split("</think>")[-1])
     add_fault(sim, kind="garbage", nth=1)
-    from nodes.llm_client import looks_like_garbage, split_reasoning
+    from council_agents.llm.client import looks_like_garbage, split_reasoning
 
     text = c.chat.completions.create(model=MODEL, messages=MSGS).choices[0].message.content
     assert looks_like_garbage(split_reasoning(text)[0])

@@ -9,14 +9,14 @@ import sys
 
 import nats
 
-from server.services import EmbeddedNats, free_port
+from council_agents.server.services import EmbeddedNats, free_port
 from tests.helpers import ROOT
 
 
 def streams(nats_url: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "NATS_URL": nats_url, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", "streams", *args],
+        [sys.executable, "-m", "council_agents.cli", "streams", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -10,8 +10,8 @@ from langgraph.checkpoint.base import empty_checkpoint
 from langgraph_checkpoint_aws.checkpoint.valkey import AsyncValkeySaver
 from valkey.asyncio import BlockingConnectionPool
 
-from graph.persistence import client_url, valkey_saver
-from graph.valkey_checkpointer import CouncilValkeySaver
+from council_agents.storage.councils import client_url, valkey_saver
+from council_agents.storage.saver import CouncilValkeySaver
 
 
 async def _checkpoint(saver: AsyncValkeySaver, thread: str) -> dict:

@@ -17,8 +17,7 @@ import httpx
 import nats
 import pytest
 
-from nodes.nats_publisher import STREAM
-from server.planning import (
+from council_agents.events.planning import (
     DURABLE,
     PLAN_APPROVED,
     PLANNING_STREAM,
@@ -26,8 +25,9 @@ from server.planning import (
     publish_plan,
     thread_id_for,
 )
-from server.services import EmbeddedNats
-from sim_vllm import ServerThread, SimConfig, SimVLLM
+from council_agents.events.publisher import STREAM
+from council_agents.server.services import EmbeddedNats
+from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 from tests.helpers import ROOT, sim_admin, sim_requests
 
 TASK = "Kubernetes pods of the API are OOM-killed during traffic peaks; propose a fix."
@@ -51,7 +51,11 @@ class Workers:
         self.procs: list[subprocess.Popen] = []
 
     def start(
-        self, *extra: str, env: dict | None = None, name: str = "", module: str = "server.cli"
+        self,
+        *extra: str,
+        env: dict | None = None,
+        name: str = "",
+        module: str = "council_agents.cli",
     ) -> subprocess.Popen:
         name = name or f"w{len(self.procs)}"
         e = {

@@ -9,16 +9,17 @@ import openai
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from graph.context import Context
-from graph.request import RequestError
-from graph.settings import Settings
-from graph.state import Agent, Critique
-from nodes import context_window, llm_client
-from nodes.agent_stage import proposals_piece, stage_prompt
-from nodes.context_window import Critiques, Oldest, Prompt
-from nodes.critique import CritiqueAnswer, DefectAnswer, render
-from server import runner
-from sim_vllm import ServerThread, SimConfig, SimVLLM
+from council_agents.core.context import Context
+from council_agents.core.request import RequestError
+from council_agents.core.settings import Settings
+from council_agents.core.state import Agent, Critique
+from council_agents.llm import client as llm_client
+from council_agents.llm import context_window
+from council_agents.llm.context_window import Critiques, Oldest, Prompt
+from council_agents.llm.stage import proposals_piece, stage_prompt
+from council_agents.nodes.critique import CritiqueAnswer, DefectAnswer, render
+from council_agents.server import runner
+from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 from tests.helpers import TASKS, council, sim_admin, sim_requests
 
 MODEL = "Qwen/Qwen3-0.6B"
@@ -263,7 +264,7 @@ async def test_a_window_setting_overrides_the_server(small_sim):
 
 
 def _task(sim: ServerThread):
-    from graph.state import AgentTask
+    from council_agents.core.state import AgentTask
 
     return AgentTask(
         deliberation_id="d",
@@ -296,7 +297,7 @@ async def test_a_context_length_rejection_is_fitted_and_sent_again():
 
 
 def _shared(sim: ServerThread) -> dict:
-    from nodes.agent_stage import shared_values
+    from council_agents.llm.stage import shared_values
 
     return shared_values(_task(sim))
 
@@ -367,11 +368,11 @@ def test_a_fitted_answer_schema_ends_inside_the_room(max_tokens):
     import json
     import random
 
-    from nodes.critique import CritiqueAnswer
-    from nodes.judge import judgement_model
-    from nodes.revise import RevisionAnswer
-    from nodes.vote import ballot_model
-    from sim_vllm.content import from_schema
+    from council_agents.nodes.critique import CritiqueAnswer
+    from council_agents.nodes.judge import judgement_model
+    from council_agents.nodes.revise import RevisionAnswer
+    from council_agents.nodes.vote import ballot_model
+    from council_agents.sim_vllm.content import from_schema
 
     models = {
         "critique": CritiqueAnswer,

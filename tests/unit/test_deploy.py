@@ -29,7 +29,18 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 DOC = REPO / "docs" / "DEPLOY.md"
-CODE_DIRS = ("graph", "nodes", "server", "sim_vllm")
+CODE_DIRS = (
+    "core",
+    "llm",
+    "events",
+    "storage",
+    "nodes",
+    "graph",
+    "server",
+    "evals",
+    "cli",
+    "sim_vllm",
+)
 COUNCIL = Path(sys.executable).parent / "council"
 
 # Commands the deployment runs that the council CLI does not have yet; each is specified in

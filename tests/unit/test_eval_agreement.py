@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from server.eval.agreement import choose, example_calls, pick
-from server.eval.humaneval import load_problems
-from server.eval.sandbox import run_examples
-from server.eval.scripted import answer_text, solution_code
+from council_agents.evals.agreement import choose, example_calls, pick
+from council_agents.evals.humaneval import load_problems
+from council_agents.evals.sandbox import run_examples
+from council_agents.sim_vllm.scripted import answer_text, solution_code
 
 ALL = load_problems("all")
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from bench.eval_anatomy import anatomy
-from server.eval.humaneval import load_problems
+from council_agents.evals.humaneval import load_problems
 
 
 def _call(did: str, stage: str, agent: str, round_: int, content: str, **kw: object) -> dict:

@@ -9,14 +9,14 @@ import json
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from graph.settings import Settings
-from nodes import llm_client
-from server.eval.harness import Plan, Runner, eval_settings, run_id, slug
-from server.eval.humaneval import load_problems
-from server.eval.report import RESULTS_FILE, read_results, write_report
-from server.eval.stats import summarize
-from server.eval.strategies import STRATEGIES
-from sim_vllm import FaultRule, HumanEvalScript, ServerThread, SimConfig, SimVLLM
+from council_agents.core.settings import Settings
+from council_agents.evals.harness import Plan, Runner, eval_settings, run_id, slug
+from council_agents.evals.humaneval import load_problems
+from council_agents.evals.report import RESULTS_FILE, read_results, write_report
+from council_agents.evals.stats import summarize
+from council_agents.evals.strategies import STRATEGIES
+from council_agents.llm import client as llm_client
+from council_agents.sim_vllm import FaultRule, HumanEvalScript, ServerThread, SimConfig, SimVLLM
 from tests.eval_script import SCRIPT, N, expected
 from tests.helpers import sim_requests
 from tests.unit.test_prompts import STAGE_VALUES
@@ -195,8 +195,8 @@ def test_an_agent_without_an_acceptable_answer_is_a_failure_with_its_cost(tmp_pa
 def test_eval_prompts_render_for_every_stage(stage):
     """The eval's prompt files (package data) know every placeholder they use; proposals shown
     to judges and voters are followed by the assignment (where the simulator finds their end)."""
-    from graph import settings as settings_mod
-    from nodes import prompt_files
+    from council_agents.core import settings as settings_mod
+    from council_agents.llm import prompt_files
 
     with settings_mod.using(eval_settings(Settings())):
         text = prompt_files.render(stage, **STAGE_VALUES[stage])

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from server.eval.report import (
+from council_agents.evals.report import (
     PLOT_FILE,
     RESULTS_FILE,
     SUMMARY_FILE,
@@ -17,7 +17,7 @@ from server.eval.report import (
     write_report,
     write_results,
 )
-from server.eval.stats import summarize
+from council_agents.evals.stats import summarize
 
 
 def record(task: str, strategy: str, passed: bool, completion: int = 120) -> dict:

@@ -8,15 +8,20 @@ from collections import Counter
 
 import pytest
 
-from server.eval.humaneval import SuiteError, load_problems, task_text
-from server.eval.sandbox import (
+from council_agents.evals.humaneval import SuiteError, load_problems, task_text
+from council_agents.evals.sandbox import (
     build_program,
     extract_code,
     run_tests,
     score_answer_sync,
     score_many,
 )
-from server.eval.scripted import BROKEN_KINDS, answer_text, broken_kind_for, solution_code
+from council_agents.sim_vllm.scripted import (
+    BROKEN_KINDS,
+    answer_text,
+    broken_kind_for,
+    solution_code,
+)
 
 ALL = load_problems("all")
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from server.eval.stats import (
+from council_agents.evals.stats import (
     binomial_cdf_half,
     mcnemar_exact,
     paired,

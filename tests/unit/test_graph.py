@@ -10,12 +10,12 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from graph.context import Context
-from graph.request import RequestError
-from graph.settings import Settings
-from nodes.errors import LLMUnreachable, broken_stream
-from server import runner
-from sim_vllm import ServerThread, SimConfig, SimVLLM, Truth
+from council_agents.core.context import Context
+from council_agents.core.errors import LLMUnreachable, broken_stream
+from council_agents.core.request import RequestError
+from council_agents.core.settings import Settings
+from council_agents.server import runner
+from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM, Truth
 from tests.helpers import TASKS, sim_requests
 
 
@@ -81,7 +81,7 @@ async def test_approval_interrupts_then_override_names_the_reason(settings):
     assert outcome.status == "interrupted" and outcome.pending == ["approve"]
     last = outcome.interrupts[0]["ranking"][-1]["agent_id"]
     graph = runner.graph_for(saver)
-    from graph import settings as settings_mod
+    from council_agents.core import settings as settings_mod
 
     with settings_mod.using(settings):
         await graph.ainvoke(
@@ -113,8 +113,8 @@ def test_only_a_stream_broken_mid_answer_is_retried_by_the_stage():
 
 
 async def test_a_call_to_an_endpoint_off_the_allow_list_is_refused_before_it_leaves():
-    from nodes import llm_client
-    from nodes.errors import CouncilError
+    from council_agents.core.errors import CouncilError
+    from council_agents.llm import client as llm_client
 
     agent = {
         "agent_id": "a",

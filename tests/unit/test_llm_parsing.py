@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nodes.llm_client import looks_like_garbage, split_reasoning
+from council_agents.llm.client import looks_like_garbage, split_reasoning
 
 
 def test_inline_think_block_is_split_off():

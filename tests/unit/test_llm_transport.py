@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from graph.settings import Settings, SettingsError
-from nodes import llm_client
+from council_agents.core.settings import Settings, SettingsError
+from council_agents.llm import client as llm_client
 
 AGENT = {
     "agent_id": "agent-dev-001",

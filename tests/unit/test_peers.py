@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bench.peers import busy, peak_in_flight, stage_bound
-from graph.request import normal_rubric
-from nodes import prompt_files
-from nodes.prompt_files import rubric_text
+from council_agents.core.request import normal_rubric
+from council_agents.llm import prompt_files
+from council_agents.llm.prompt_files import rubric_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,8 +79,8 @@ def test_peers_render_councils_prompts_and_split_off_the_same_task_block(stage):
 @pytest.mark.parametrize(
     ("peers", "council"),
     [
-        ("CritiqueAnswer", "nodes.critique:CritiqueAnswer"),
-        ("RevisionAnswer", "nodes.revise:RevisionAnswer"),
+        ("CritiqueAnswer", "council_agents.nodes.critique:CritiqueAnswer"),
+        ("RevisionAnswer", "council_agents.nodes.revise:RevisionAnswer"),
     ],
 )
 def test_peers_ask_for_councils_answer_schemas(peers, council):
@@ -90,8 +90,8 @@ def test_peers_ask_for_councils_answer_schemas(peers, council):
 
 
 def test_peers_judge_and_ballot_schemas_are_councils():
-    from nodes.judge import judgement_model
-    from nodes.vote import ballot_model
+    from council_agents.nodes.judge import judgement_model
+    from council_agents.nodes.vote import ballot_model
 
     shared = _shared()
     labels, criteria = ("P1", "P2", "P3"), ("correctness", "tests")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from graph import settings
-from graph.settings import Settings
-from nodes import prompt_files as prompts
-from nodes.prompt_files import PromptError
+from council_agents.core import settings
+from council_agents.core.settings import Settings
+from council_agents.llm import prompt_files as prompts
+from council_agents.llm.prompt_files import PromptError
 
 STAGE_VALUES = {
     "propose": dict(task="T", constraints="C", rubric="R", agent_id="a1"),

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from graph.context import Context
-from graph.request import (
+from council_agents.core.context import Context
+from council_agents.core.request import (
     MAX_CONSTRAINTS_CHARS,
     MAX_ROUNDS,
     MAX_TASK_CHARS,
@@ -19,8 +19,8 @@ from graph.request import (
     parse_input,
     resolve,
 )
-from graph.settings import Settings
-from server.planning import PlanApproved, deliberation_input
+from council_agents.core.settings import Settings
+from council_agents.events.planning import PlanApproved, deliberation_input
 
 SETTINGS = Settings(llm_base_url="http://llm.internal:8000/v1", model="served-model")
 OK = {"task": "Split the notifications module", "role": "ARCHITECT"}

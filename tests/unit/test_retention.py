@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from langgraph.types import Send
 
-from graph.settings import Settings, SettingsError, parse_duration
-from server.retention import Plan, Policy, Thread, decide, next_nodes, status_of
+from council_agents.core.settings import Settings, SettingsError, parse_duration
+from council_agents.server.retention import Plan, Policy, Thread, decide, next_nodes, status_of
 
 NOW = 1_800_000_000.0
 HOUR, DAY = 3600.0, 86400.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from langgraph.types import Send
 
-from graph.routing import after_select, route
+from council_agents.graph.routing import after_select, route
 from tests.helpers import council
 
 

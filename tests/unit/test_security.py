@@ -12,17 +12,17 @@ import valkey.exceptions
 from langgraph.checkpoint.memory import InMemorySaver
 from prometheus_client import REGISTRY
 
-from graph import settings as settings_mod
-from graph.context import Context
-from graph.request import RequestError
-from graph.settings import Settings, display_url
-from nodes import nats_publisher
-from nodes.errors import CouncilError, LLMUnreachable, PublishFailed, describe
-from server import runner
-from server.auth import scopes_of
-from server.commands import is_loopback
-from server.keys import KeyStore
-from sim_vllm import ServerThread, SimConfig, SimVLLM
+from council_agents.cli.commands import is_loopback
+from council_agents.core import settings as settings_mod
+from council_agents.core.context import Context
+from council_agents.core.errors import CouncilError, LLMUnreachable, PublishFailed, describe
+from council_agents.core.request import RequestError
+from council_agents.core.settings import Settings, display_url
+from council_agents.events import publisher as nats_publisher
+from council_agents.server import runner
+from council_agents.server.auth import scopes_of
+from council_agents.server.keys import KeyStore
+from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 from tests.helpers import sim_admin
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from graph.request import normal_rubric
-from nodes.judge import judgement_model, weighted_total
-from nodes.select import decide, kendall_tau
-from nodes.vote import ballot_model, borda
+from council_agents.core.request import normal_rubric
+from council_agents.nodes.judge import judgement_model, weighted_total
+from council_agents.nodes.select import decide, kendall_tau
+from council_agents.nodes.vote import ballot_model, borda
 from tests.helpers import council
 
 IDS = ["agent-dev-001", "agent-dev-002", "agent-dev-003"]

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from graph.context import Context
-from graph.settings import Settings
-from server import runner
-from sim_vllm import ServerThread, SimConfig, SimVLLM
+from council_agents.core.context import Context
+from council_agents.core.settings import Settings
+from council_agents.server import runner
+from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 from tests.helpers import TASKS, sim_admin
 
 

@@ -1,0 +1,564 @@
+"""The CLI's commands: each takes the parsed arguments and returns an exit code.
+
+Exit codes (``nodes.errors.EXIT_CODES``, documented in ``server.cli``): 0 done; 2 bad input;
+3 the LLM; 4 Valkey; 5 NATS; 1 anything else. A failure is one line on stderr naming what
+failed (with its URL), the stage and the agent; its traceback goes only to the log file. A
+deliberation that stopped after ``prepare`` keeps its checkpoints, and only then is
+``council resume ID`` suggested.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+from pydantic import BaseModel
+
+from council_agents.cli.render import Progress, print_result, pruned_line, say
+from council_agents.core import settings as settings_mod
+from council_agents.core.context import Context
+from council_agents.core.errors import describe
+from council_agents.core.request import RequestError, parse_context, parse_input, resolve
+from council_agents.core.settings import Settings, display_url
+from council_agents.events.publisher import close_publishers
+from council_agents.server import logs, retention, runner
+from council_agents.server.services import services
+from council_agents.storage.councils import stored_council, valkey_saver
+
+log = structlog.get_logger("council.cli")
+
+
+class UsageError(Exception):
+    """Bad input: exit 2."""
+
+
+@cache
+def demo_tasks() -> dict[str, dict[str, Any]]:
+    """The realistic tasks shipped with council (``server/tasks.jsonl``), by id."""
+    text = resources.files("council_agents.cli").joinpath("tasks.jsonl").read_text(encoding="utf-8")
+    return {t["id"]: t for t in map(json.loads, text.splitlines())}
+
+
+def load_rubric(path: str | None) -> dict[str, str] | None:
+    """A rubric from a JSON file (``--rubric``)."""
+    if not path:
+        return None
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--rubric: file {path} does not exist") from None
+    except ValueError as e:
+        raise UsageError(f"--rubric: {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--rubric: {path} must be a JSON object of criterion -> description")
+    return data
+
+
+def process_settings(args: argparse.Namespace) -> Settings:
+    """The environment's settings with this command's flags applied."""
+    return settings_mod.from_environment().replace(
+        llm_base_url=getattr(args, "base_url", None), model=getattr(args, "model", None)
+    )
+
+
+def run_context(args: argparse.Namespace) -> Context:
+    """The run context from the command's council flags."""
+    return parse_context(
+        {
+            "council": getattr(args, "council", None),
+            "agents": getattr(args, "agents", None),
+            "require_approval": True if getattr(args, "approval", False) else None,
+            "aggregator": getattr(args, "aggregator", None),
+            "token_budget": getattr(args, "token_budget", None),
+        }
+    )
+
+
+class Tracker:
+    """Progress on stderr, and where the deliberation is: what a failure message names."""
+
+    def __init__(self, progress: Progress, resuming: bool):
+        self.progress = progress
+        self.prepared = False
+        """True once the council is fixed: from then on there is something to resume."""
+        self.stage = "resuming" if resuming else "starting"
+        """The stage running (the last one that reported)."""
+
+    def __call__(self, mode: str, chunk: Any) -> None:
+        self.progress(mode, chunk)
+        if mode == "custom" and isinstance(chunk, dict) and chunk.get("stage"):
+            self.stage = str(chunk["stage"])
+        if mode == "updates" and isinstance(chunk, dict):
+            for node in chunk:
+                if node == "prepare":
+                    self.prepared = True
+                if node not in ("tally", "__interrupt__"):
+                    self.stage = f"after {node}"
+
+
+def failure_line(e: BaseException, current: Settings, stage: str) -> tuple[str, int]:
+    """One line naming what failed (its URL), where and for whom; and the exit code."""
+    failure = describe(e)
+    if failure.kind == "valkey":
+        line = f"Valkey at {display_url(current.valkey_url)} failed ({stage}): {failure.message}"
+    elif failure.kind == "nats" and failure.stage != "publish":
+        line = f"NATS at {display_url(current.nats_url)} failed ({stage}): {failure.message}"
+    elif failure.kind == "other":
+        line = f"{failure.message} ({stage})"
+    else:
+        line = failure.message
+    return line, failure.exit_code
+
+
+def report_failure(e: BaseException, thread_id: str, current: Settings, where: Tracker) -> int:
+    """Say what failed in one line (the traceback goes to the log file); the exit code."""
+    line, code = failure_line(e, current, where.stage)
+    log.error("deliberation.failed", deliberation_id=thread_id, error=line, exc_info=e)
+    say(f"council: error: {line}")
+    if where.prepared:
+        say(
+            f"council: deliberation {thread_id} keeps what was done; "
+            f"resume: council resume {thread_id}"
+        )
+    if logs.log_file() is not None:
+        say(f"council: details in {logs.log_file()}")
+    return code
+
+
+async def _deliberate(
+    args: argparse.Namespace, inp: dict[str, Any] | None, thread_id: str, context: Context
+) -> int:
+    quiet = (lambda *_: None) if args.quiet else say
+    with services(process_settings(args), announce=quiet) as current:
+        assert current.valkey_url is not None
+        where = Tracker(Progress(args.quiet), resuming=inp is None)
+        try:
+            async with valkey_saver(current.valkey_url, current.valkey_pool) as saver:
+                if inp is None:
+                    if await runner.stored_state_council(saver, thread_id) is None and not (
+                        await retention.done_marker(saver.client, thread_id)
+                    ):
+                        url = display_url(current.valkey_url)
+                        raise UsageError(f"no deliberation {thread_id!r} in {url}")
+                    where.prepared = True
+                else:  # refused here, before anything is stored, as at every other door
+                    stored = await stored_council(current.valkey_url, context.council)
+                    resolve(inp, context, stored, current)
+                outcome = await runner.run(saver, thread_id, inp, context, current, where)
+        except (UsageError, RequestError):
+            raise
+        except Exception as e:  # noqa: BLE001 - one named line and an exit code per kind
+            return report_failure(e, thread_id, current, where)
+        finally:
+            await close_publishers()
+    if outcome.status == "pruned":
+        say(pruned_line(thread_id, outcome.marker or {}))
+        return 0
+    if outcome.status == "interrupted":
+        asks = json.dumps(outcome.interrupts, default=str)[:2000]
+        say(f"council: deliberation {thread_id} is waiting at {outcome.pending}: {asks}")
+        return 0
+    print_result(outcome.values, args.json)
+    return 0
+
+
+def cmd_deliberate(args: argparse.Namespace) -> int:
+    """Run one deliberation against the configured LLM."""
+    thread_id = args.id or f"delib-{uuid.uuid4().hex[:12]}"
+    optional = {
+        "role": args.role,
+        "rounds": args.rounds,
+        "rubric": load_rubric(args.rubric),
+        "constraints": args.constraints,
+        "story_id": args.story_id,
+        "task_id": args.task_id,
+    }
+    inp = {
+        "task": args.task,
+        "deliberation_id": thread_id,
+        **{k: v for k, v in optional.items() if v is not None},
+    }
+    parse_input(inp)  # bad input is refused before any server starts
+    context = run_context(args)
+    say(f"deliberation {thread_id}")
+    return asyncio.run(_deliberate(args, inp, thread_id, context))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Finish a deliberation that stopped (crash, error, approval)."""
+    return asyncio.run(_deliberate(args, None, args.id, Context()))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """One deliberation on a shipped task, against a simulated vLLM started for it."""
+    from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
+
+    task = demo_tasks().get(args.task)
+    if task is None:
+        raise UsageError(f"--task: no task {args.task!r}; known: {', '.join(demo_tasks())}")
+    thread_id = args.id or f"demo-{uuid.uuid4().hex[:12]}"
+    inp = {
+        "task": task["task"],
+        "role": task["role"],
+        "rounds": args.rounds,
+        "rubric": task["rubric"],
+        "story_id": "demo",
+        "task_id": task["id"],
+        "deliberation_id": thread_id,
+    }
+    parse_input(inp)
+    context = run_context(args)
+    with ServerThread(SimVLLM(SimConfig(time_scale=args.time_scale))) as sim:
+        say(f"demo: SIMULATED vLLM (not a model) on {sim.base_url}, time scale {args.time_scale}")
+        say(f"demo: task {task['id']} ({task['role']}): {task['task']}")
+        say(f"deliberation {thread_id}")
+        args.base_url, args.model = sim.base_url, None
+        return asyncio.run(_deliberate(args, inp, thread_id, context))
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    """Write (or --check) the events' JSON Schemas."""
+    from council_agents.events.models import EVENT_MODELS
+    from council_agents.events.planning import Envelope, PlanApproved
+
+    out = Path(args.out)
+    stale = []
+    models: dict[str, type[BaseModel]] = {
+        **EVENT_MODELS,
+        "planning.plan.approved": PlanApproved,
+        "planning.envelope": Envelope,
+    }
+    for name, model in models.items():
+        schema = model.model_json_schema(mode="serialization")
+        text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        path = out / f"{name}.schema.json"
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(path)
+    if stale:
+        say("stale event schemas (run `council schemas`): " + ", ".join(stale))
+        return 1
+    return 0
+
+
+def serve_config(dev_studio: bool = False) -> dict[str, Any]:
+    """The LangGraph server's configuration, by module (works from an installed wheel).
+
+    ``dev_studio`` lets Studio's ``x-auth-scheme: langsmith`` header in (local development).
+    """
+    text = (
+        resources.files("council_agents.server")
+        .joinpath("langgraph.json")
+        .read_text(encoding="utf-8")
+    )
+    config: dict[str, Any] = json.loads(text)
+    if dev_studio:
+        config["auth"]["disable_studio_auth"] = False
+        config["http"].pop("disable_event_streaming", None)
+    return config
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address (or ``localhost``) only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _api_keys(valkey_url: str) -> int:
+    from council_agents.server.keys import KeyStore
+
+    store = KeyStore(valkey_url)
+    try:
+        return await store.count()
+    finally:
+        await store.aclose()
+
+
+def check_exposure(args: argparse.Namespace, current: Settings) -> None:
+    """Refuse to serve beyond loopback without authentication, or with Studio's bypass."""
+    if args.dev_studio and not is_loopback(args.host):
+        raise UsageError(
+            f"--dev-studio: Studio's header bypass admits anyone who reaches the port; it is "
+            f"for local development and cannot be used with --host {args.host}"
+        )
+    assert current.valkey_url is not None
+    keys = asyncio.run(_api_keys(current.valkey_url))
+    if not is_loopback(args.host) and not (keys or current.jwt_configured):
+        raise UsageError(
+            f"--host {args.host}: refusing to serve beyond this machine without "
+            "authentication: create an API key (`council keys create --owner NAME --admin`) "
+            "or set COUNCIL_JWT_SECRET or COUNCIL_JWT_JWKS_URL"
+        )
+    if not (keys or current.jwt_configured):
+        say(
+            "no API key exists yet: every request but /healthz and /metrics is refused; "
+            "create one: council keys create --owner NAME --admin"
+        )
+
+
+def serve_environment(current: Settings) -> dict[str, str]:
+    """The LangGraph server process's environment: settings as variables, logs to the file."""
+    env = {
+        **os.environ,
+        "VALKEY_URL": current.valkey_url or "",
+        "NATS_URL": current.nats_url or "",
+        "COUNCIL_LLM_BASE_URL": current.llm_base_url,
+        "COUNCIL_DATA_DIR": str(current.data_dir),
+        "COUNCIL_LOG_FILE": str(current.log_file or current.data_dir / "logs" / "council.jsonl"),
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGGRAPH_NO_VERSION_CHECK": "true",
+    }
+    env.setdefault("LANGSMITH_TRACING", "false")
+    if current.model:
+        env["COUNCIL_MODEL"] = current.model
+    return env
+
+
+def production_runtime(
+    current: Settings, host: str, port: int, jobs: int
+) -> tuple[list[str], dict[str, str]]:
+    """The production HTTP runtime (docs/DEPLOY.md): langgraph-api's app on the in-memory
+    runtime under one uvicorn process, configured from the same ``server/langgraph.json`` as
+    ``langgraph dev``; no reload, no Studio bypass, ``jobs`` runs at once."""
+    config = serve_config()
+    env = {
+        **serve_environment(current),
+        "LANGGRAPH_RUNTIME_EDITION": "inmem",
+        "LANGSERVE_GRAPHS": json.dumps(config["graphs"]),
+        "LANGGRAPH_CHECKPOINTER": json.dumps(config["checkpointer"]),
+        "LANGGRAPH_HTTP": json.dumps(config["http"]),
+        "LANGGRAPH_AUTH": json.dumps(config["auth"]),
+        "N_JOBS_PER_WORKER": str(jobs),
+        "DATABASE_URI": ":memory:",
+        "REDIS_URI": "fake",
+        "MIGRATIONS_PATH": "__inmem",
+    }
+    env.pop("LANGSMITH_LANGGRAPH_API_VARIANT", None)  # "local_dev" turns on Studio's bypass
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "langgraph_api.server:app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "30",
+    ]
+    return argv, env
+
+
+def serve_production(args: argparse.Namespace) -> int:
+    """``council serve --production``: replaces this process with the production runtime."""
+    current = process_settings(args)
+    if not (current.valkey_url and current.nats_url):
+        raise UsageError(
+            "--production: set VALKEY_URL and NATS_URL (no embedded servers in production)"
+        )
+    if args.reload or args.dev_studio:
+        raise UsageError("--production: --reload and --dev-studio are for development")
+    check_exposure(args, current)
+    argv, env = production_runtime(current, args.host, args.port, args.jobs or current.serve_jobs)
+    current.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chdir(current.data_dir)  # .langgraph_api/ is written here: a volume in a container
+    say(
+        f"council API (production runtime) on http://{args.host}:{args.port}; "
+        f"{env['N_JOBS_PER_WORKER']} runs at once; bearer token required"
+    )
+    os.execvpe(argv[0], argv, env)
+    return 0  # not reached
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The LangGraph server (offline) with council's graph, Valkey checkpointer and HTTP app."""
+    if args.port == 2024:
+        raise UsageError("--port: 2024 is taken on these machines; pick another")
+    if args.production:
+        return serve_production(args)
+    exe = Path(sys.executable).parent / "langgraph"
+    if not exe.exists():
+        raise UsageError("the langgraph CLI is not installed: pip install 'council-agents[serve]'")
+    with services(process_settings(args), announce=say) as current:
+        check_exposure(args, current)
+        jobs = args.jobs or current.serve_jobs
+        # runtime files (.langgraph_api/) and the generated config live in the data directory
+        workdir = current.data_dir / "api"
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = serve_config(dev_studio=args.dev_studio)
+        (workdir / "langgraph.json").write_text(json.dumps(config, indent=2))
+        cmd = [
+            str(exe),
+            "dev",
+            "--port",
+            str(args.port),
+            "--host",
+            args.host,
+            "--no-browser",
+            "--n-jobs-per-worker",
+            str(jobs),
+            "--config",
+            str(workdir / "langgraph.json"),
+        ]
+        if not args.reload:
+            cmd.append("--no-reload")
+        base = f"http://{args.host}:{args.port}"
+        say(
+            f"council API on {base} (docs: {base}/docs; councils: {base}/councils; "
+            f"health: {base}/healthz); {jobs} runs at once; bearer token required"
+        )
+        if args.dev_studio:
+            say(
+                "--dev-studio: requests with `x-auth-scheme: langsmith` skip authentication "
+                "(local development only)"
+            )
+            say(f"LangGraph Studio: https://smith.langchain.com/studio/?baseUrl={base}")
+        say(f"LLM: {current.llm_base_url}")
+        proc = subprocess.Popen(cmd, env=serve_environment(current), cwd=workdir)
+
+        def forward(signum: int, _frame: FrameType | None) -> None:
+            proc.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        return proc.wait()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Consume planning.plan.approved and deliberate, until SIGTERM."""
+    from council_agents.server.worker import serve
+
+    async def main(current: Settings) -> None:
+        assert current.valkey_url is not None
+        async with valkey_saver(current.valkey_url, current.valkey_pool) as saver:
+            await serve(
+                saver,
+                current,
+                concurrency=args.concurrency,
+                max_deliver=args.max_deliver,
+                ack_wait=args.ack_wait,
+                grace=args.grace,
+            )
+
+    with services(process_settings(args), announce=say) as current:
+        port = current.metrics_port if args.metrics_port is None else args.metrics_port
+        if port:
+            from council_agents.server import worker_http
+
+            worker_http.start(current, args.metrics_host, port)
+            say(f"worker: /metrics and /healthz on http://{args.metrics_host}:{port}")
+        say(f"worker: LLM {current.llm_base_url}, concurrency {args.concurrency}")
+        asyncio.run(main(current))
+    return 0
+
+
+def cmd_publish_plan(args: argparse.Namespace) -> int:
+    """Send a planning.plan.approved event by hand."""
+    from council_agents.events.planning import PoisonMessage, publish_plan
+
+    if args.file:
+        try:
+            event = json.loads(Path(args.file).read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--file: {e}") from None
+    else:
+        if not (args.story_id and args.plan_id and args.roles and args.task):
+            raise UsageError("give --file, or --story-id, --plan-id, --roles and --task")
+        event = {
+            "story_id": args.story_id,
+            "plan_id": args.plan_id,
+            "approved_by": args.approved_by,
+            "roles": [r.strip() for r in args.roles.split(",") if r.strip()],
+            "task": args.task,
+            "timestamp": datetime.now(UTC).isoformat(),
+        }
+        if args.rounds is not None:
+            event["rounds"] = args.rounds
+    nats_url = settings_mod.from_environment().nats_url
+    if not nats_url:
+        raise UsageError("set NATS_URL to the JetStream server the workers use")
+    try:
+        ack = asyncio.run(publish_plan(nats_url, event))
+    except PoisonMessage as e:
+        raise UsageError(f"the event would be rejected: {e}") from None
+    print(json.dumps(ack))
+    return 0
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    """The compiled graph as Mermaid (docs/graph.mmd), or --check that the drawing is current."""
+    from council_agents.graph.builder import graph
+
+    text = graph.get_graph().draw_mermaid()
+    path = Path(args.out)
+    if args.check:
+        if not path.exists() or path.read_text() != text:
+            say(f"stale graph drawing {path} (run `council draw`)")
+            return 1
+        return 0
+    path.write_text(text)
+    print(path)
+    return 0
+
+
+def cmd_streams(args: argparse.Namespace) -> int:
+    """Create or update the JetStream streams and the workers' durable consumer."""
+    from council_agents.events.planning import PLANNING_STREAM, consumer_config
+    from council_agents.events.publisher import connect_once, declare_streams
+
+    nats_url = settings_mod.from_environment().nats_url
+    if not nats_url:
+        raise UsageError("set NATS_URL to the JetStream server the workers use")
+
+    async def declare() -> list[str]:
+        nc = await connect_once(nats_url, timeout=10)
+        try:
+            js = nc.jetstream(timeout=10)
+            done = await declare_streams(js, args.replicas)
+            config = consumer_config(args.ack_wait, args.max_deliver)
+            await js.add_consumer(PLANNING_STREAM, config)
+            done.append(
+                f"consumer {config.durable_name} on {PLANNING_STREAM} "
+                f"(ack wait {args.ack_wait:g} s, max deliver {args.max_deliver})"
+            )
+            return done
+        finally:
+            await nc.close()
+
+    try:
+        for line in asyncio.run(declare()):
+            print(line)
+    except (OSError, TimeoutError) as e:
+        say(f"council: error: cannot reach NATS at {nats_url}: {type(e).__name__}: {e}")
+        return 3
+    except Exception as e:  # noqa: BLE001 - nats-py raises its own connection errors
+        if type(e).__module__.startswith("nats"):
+            say(f"council: error: NATS at {nats_url}: {type(e).__name__}: {e}")
+            return 3
+        raise
+    return 0

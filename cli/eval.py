@@ -1,0 +1,239 @@
+"""``council eval``: the command line of the eval (registered by ``server.cli``).
+
+Exit codes as every council command: 0 done; 2 bad input (an unknown suite or strategy, a
+limit below 1, an out dir of another eval), one line naming the flag; 3 the LLM could not be
+reached (before the first problem, or part way: what finished is kept, run the same command
+again to resume); 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from council_agents.core.request import MAX_AGENTS, MIN_AGENTS
+
+if TYPE_CHECKING:
+    from council_agents.core.settings import Settings
+    from council_agents.evals.results import ProblemResult
+    from council_agents.evals.strategies import Strategy
+
+SUITES = ("humaneval",)
+
+
+def add_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``council eval``."""
+    from council_agents.evals.strategies import DEFAULT_STRATEGIES, STRATEGIES
+
+    e = sub.add_parser(
+        "eval",
+        help="compare answer strategies (single, vote, judge, council) on a checkable benchmark",
+    )
+    e.add_argument("--suite", default="humaneval", help=f"benchmark: {', '.join(SUITES)}")
+    e.add_argument("--split", default="test", help="tune (problems 0-81), test (82-163) or all")
+    e.add_argument("--limit", type=int, help="the first N problems of the split")
+    e.add_argument(
+        "--strategies",
+        default=None,
+        help=f"comma-separated, of {', '.join(STRATEGIES)} (default: "
+        f"{','.join(DEFAULT_STRATEGIES)}, and mixed when several models are on offer)",
+    )
+    e.add_argument(
+        "--samples",
+        type=int,
+        default=3,
+        help=f"agents per council and answers of vote/oracle ({MIN_AGENTS}-{MAX_AGENTS})",
+    )
+    e.add_argument("--council", help="a stored DEV council with several models, for `mixed`")
+    e.add_argument("--concurrency", type=int, default=2, help="problem x strategy runs at once")
+    e.add_argument("--timeout", type=float, default=10.0, help="seconds per test run")
+    e.add_argument("--out", help="results directory (default: <data dir>/eval/<suite>-<split>)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument(
+        "--base-url",
+        help="OpenAI-compatible LLM base URL (env COUNCIL_LLM_BASE_URL)",
+    )
+    e.add_argument("--model", help="model name (env COUNCIL_MODEL; default: the server's)")
+    e.set_defaults(func=cmd_eval)
+
+
+def _checked(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that need no server, checked: named errors before anything starts."""
+    from council_agents.cli.commands import UsageError
+    from council_agents.evals.humaneval import SuiteError, load_problems
+    from council_agents.evals.strategies import DEFAULT_STRATEGIES, StrategyError, parse_strategies
+
+    if args.suite not in SUITES:
+        raise UsageError(f"--suite: unknown suite {args.suite!r}; known: {', '.join(SUITES)}")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit: must be at least 1, got {args.limit}")
+    if not MIN_AGENTS <= args.samples <= MAX_AGENTS:
+        raise UsageError(f"--samples: must be {MIN_AGENTS}..{MAX_AGENTS}, got {args.samples}")
+    if args.concurrency < 1:
+        raise UsageError(f"--concurrency: must be at least 1, got {args.concurrency}")
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout: must be above 0, got {args.timeout}")
+    try:
+        strategies = parse_strategies(args.strategies or ",".join(DEFAULT_STRATEGIES))
+        problems = load_problems(args.split, args.limit)
+    except (StrategyError, SuiteError) as e:
+        message = str(e) if str(e).startswith("--") else f"--split: {e}"
+        raise UsageError(message) from None
+    return {"strategies": strategies, "problems": problems, "explicit": args.strategies}
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run the eval, write results.jsonl, summary.md and the plot; print the summary."""
+    from council_agents.cli.commands import UsageError, process_settings
+    from council_agents.cli.render import say
+    from council_agents.core.errors import LLMUnreachable
+    from council_agents.evals.harness import EvalError
+    from council_agents.llm import client as llm_client
+    from council_agents.server.services import services
+
+    checked = _checked(args)
+    settings = process_settings(args)
+    try:
+        settings = asyncio.run(llm_client.preflight(settings))
+    except LLMUnreachable as e:
+        say(f"council: error: {e.cause}")
+        return 3
+    out = Path(args.out) if args.out else settings.data_dir / "eval" / f"humaneval-{args.split}"
+    announce = (lambda *_: None) if args.quiet else say
+    with services(settings, need_nats=False, announce=announce) as current:
+        try:
+            return asyncio.run(_session(args, checked, current, out))
+        except EvalError as e:
+            raise UsageError(str(e)) from None
+        except LLMUnreachable as e:
+            say(f"council: error: {e}")
+            say(f"council: the results so far are in {out}; run the same command to resume")
+            return 3
+        except KeyboardInterrupt:
+            say(
+                f"council: eval interrupted; the results so far are in {out}; run the same "
+                "command to resume"
+            )
+            return 130
+
+
+async def mixed_council(settings: Settings, samples: int, name: str | None) -> str | None:
+    """The stored council of the ``mixed`` strategy: ``name`` (it must use two models or more),
+    else one stored here with the server's models in turn when it serves several; None when
+    there is no mix to be had."""
+    from council_agents.cli.commands import UsageError
+    from council_agents.core.request import AgentSpec, CouncilSpec
+    from council_agents.llm import client as llm_client
+    from council_agents.storage.councils import CouncilStore, stored_council
+
+    if name is not None:
+        spec = await stored_council(settings.valkey_url, name)
+        if spec is None:
+            raise UsageError(f"--council: no stored council {name!r}")
+        models = {agent.model or settings.model for agent in spec.agents}
+        if len(models) < 2:
+            raise UsageError(
+                f"--council: {name!r} uses one model ({', '.join(map(str, models))}); "
+                "the mixed strategy needs two or more"
+            )
+        return name
+    served = list(
+        dict.fromkeys(await llm_client.served_models(settings.llm_base_url, settings.api_key))
+    )
+    if len(served) < 2:
+        return None
+    agents = [
+        AgentSpec(agent_id=f"agent-dev-{i:03d}", model=served[(i - 1) % len(served)], seed=1000 + i)
+        for i in range(1, samples + 1)
+    ]
+    digest = hashlib.sha256(json.dumps([a.model for a in agents]).encode()).hexdigest()[:8]
+    spec = CouncilSpec(name=f"eval-mixed-{digest}", role="DEV", agents=agents)
+    assert settings.valkey_url is not None
+    store = CouncilStore(settings.valkey_url)
+    try:
+        await store.create(spec)
+    finally:
+        await store.aclose()
+    return spec.name
+
+
+async def _strategies(
+    args: argparse.Namespace, checked: dict[str, Any], settings: Settings
+) -> tuple[list[Strategy], str | None]:
+    """The strategies to run, with ``mixed`` when a mix is on offer (and checked when asked)."""
+    from council_agents.cli.commands import UsageError
+    from council_agents.core.request import resolve
+    from council_agents.evals.harness import eval_context
+    from council_agents.evals.strategies import STRATEGIES
+    from council_agents.llm import client as llm_client
+    from council_agents.storage.councils import stored_council
+
+    strategies: list[Strategy] = list(checked["strategies"])
+    wanted = any(s.mixed for s in strategies)
+    mixed = None
+    if wanted or not checked["explicit"]:
+        mixed = await mixed_council(settings, args.samples, args.council)
+    if mixed is None:
+        if wanted:
+            raise UsageError(
+                f"--strategies: mixed needs several models, and {settings.llm_base_url} serves "
+                f"only {settings.model}; serve several, or name a stored council with --council"
+            )
+        return strategies, None
+    if not wanted:
+        strategies.append(STRATEGIES["mixed"])
+    context = eval_context(STRATEGIES["mixed"], args.samples, mixed)
+    stored = await stored_council(settings.valkey_url, mixed)
+    _, council = resolve({"task": "eval", "role": "DEV"}, context, stored, settings)
+    await llm_client.check_endpoints(settings, [*council["agents"], council["judge"]])
+    return strategies, mixed
+
+
+async def _session(
+    args: argparse.Namespace, checked: dict[str, Any], settings: Settings, out: Path
+) -> int:
+    from council_agents.evals.harness import Plan, ProgressBar, Runner, eval_settings, run_id
+    from council_agents.evals.report import RESULTS_FILE, read_results, write_report
+    from council_agents.storage.councils import valkey_saver
+
+    strategies, mixed = await _strategies(args, checked, settings)
+    problems = checked["problems"]
+    plan = Plan(
+        problems=problems,
+        strategies=strategies,
+        samples=args.samples,
+        out_dir=out,
+        concurrency=args.concurrency,
+        mixed_council=mixed,
+        timeout_s=args.timeout,
+    )
+    rid = run_id(out, {"suite": args.suite, "model": settings.model, "samples": args.samples})
+    labels = [s.label(args.samples) for s in strategies]
+    ids = {p["task_id"] for p in problems}
+
+    def in_plan() -> list[ProblemResult]:
+        return [
+            r
+            for r in read_results(out / RESULTS_FILE)
+            if r["task_id"] in ids and r["strategy"] in labels
+        ]
+
+    bar = ProgressBar(labels, in_plan(), len(ids) * len(labels), enabled=not args.quiet)
+    assert settings.valkey_url is not None
+    try:
+        async with valkey_saver(settings.valkey_url, settings.valkey_pool) as saver:
+            await Runner(plan, eval_settings(settings), saver, rid, on_result=bar).run()
+    finally:
+        bar.close()
+    first, last = problems[0]["task_id"], problems[-1]["task_id"]
+    title = (
+        f"HumanEval {args.split} split, {first}..{last}, {settings.model}, {args.samples} agents"
+    )
+    write_report(in_plan(), out, title=title)
+    print((out / "summary.md").read_text(encoding="utf-8"))
+    print(f"results: {out}")
+    return 0

@@ -1,0 +1,367 @@
+"""One request, one resolution: input + run context + stored council + settings -> the council.
+
+The CLI, the HTTP app, the worker and ``prepare`` all call ``resolve``; every limit is checked
+here, and every refusal is a ``RequestError`` whose message names the field and the limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from council_agents.core.context import Context
+from council_agents.core.settings import KEY_NAME, Settings
+from council_agents.core.state import Agent, Council, Criterion
+
+ROLES: tuple[str, ...] = ("DEV", "QA", "ARCHITECT", "DEVOPS", "DATA")
+AGGREGATORS: tuple[str, ...] = ("judge", "vote", "judge+vote")
+MIN_AGENTS, MAX_AGENTS, DEFAULT_AGENTS = 2, 9, 3
+MAX_ROUNDS = 5
+MAX_TASK_CHARS = 8000
+MAX_CONSTRAINTS_CHARS = 4000
+MAX_CRITERIA = 12
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""Council names and agent ids: a letter or digit, then letters, digits, ``_ . -``; <= 64."""
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+"""Deliberation, story and task ids: like names, ``:`` allowed, <= 128."""
+
+ANCHORS = {"0": "absent or wrong", "5": "adequate, with gaps", "10": "complete and convincing"}
+DEFAULT_RUBRIC: dict[str, Any] = {
+    "correctness": {
+        "meaning": "solves the task as stated, with no unsafe step",
+        "weight": 2,
+        "anchors": {
+            "0": "does not solve it, or breaks something",
+            "5": "solves the main case",
+            "10": "solves it in every case the task implies, safely",
+        },
+    },
+    "feasibility": {
+        "meaning": "can be carried out by the team with the stated constraints",
+        "weight": 1,
+        "anchors": {
+            "0": "cannot be done as written",
+            "5": "doable with unstated work",
+            "10": "every step is doable as written",
+        },
+    },
+    "risk": {
+        "meaning": "names the risks and a way back",
+        "weight": 1,
+        "anchors": {
+            "0": "no risks, no rollback",
+            "5": "main risks named",
+            "10": "risks, detection and a tested rollback",
+        },
+    },
+    "verifiability": {
+        "meaning": "acceptance criteria and tests a reviewer can check",
+        "weight": 1,
+        "anchors": {
+            "0": "nothing to check",
+            "5": "some criteria, vague tests",
+            "10": "measurable criteria and named tests",
+        },
+    },
+}
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+CriterionName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)
+]
+Meaning = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
+Constraints = Annotated[str, Field(max_length=MAX_CONSTRAINTS_CHARS)]
+BaseUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=300)]
+KeyName = Annotated[str, StringConstraints(pattern=f"^{KEY_NAME.pattern}$")]
+
+
+class RequestError(ValueError):
+    """A request council refuses: ``field: what is wrong``, with an HTTP status."""
+
+    def __init__(self, field: str, message: str, status: int = 422):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message, self.status = field, message, status
+
+
+def _role(value: str) -> str:
+    role = value.strip().upper()
+    if role not in ROLES:
+        raise ValueError(f"unknown role {value!r}; known roles: {', '.join(ROLES)}")
+    return role
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CriterionSpec(_Strict):
+    """A rubric criterion with its weight and what 0, 5 and 10 mean."""
+
+    meaning: Meaning
+    weight: float = Field(1.0, gt=0, le=10)
+    anchors: dict[Literal["0", "5", "10"], Meaning] = Field(default_factory=dict)
+
+
+def _criterion(value: Any) -> Any:
+    return {"meaning": value} if isinstance(value, str) else value
+
+
+Rubric = Annotated[
+    dict[CriterionName, Annotated[CriterionSpec, BeforeValidator(_criterion)]],
+    Field(min_length=1, max_length=MAX_CRITERIA),
+]
+
+
+class AgentSpec(_Strict):
+    """A member (or the judge) of a stored council; endpoints only from an admin."""
+
+    agent_id: Name
+    model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    temperature: float = Field(0.7, ge=0, le=2)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    base_url: BaseUrl | None = None
+    """Its own OpenAI-compatible endpoint (must be on the server's allow-list)."""
+    api_key_name: KeyName | None = None
+    """The setting that holds that endpoint's key (``COUNCIL_<NAME>_API_KEY``), never a key."""
+
+
+class CouncilSpec(_Strict):
+    """A named council as an admin stores it (``POST /councils``)."""
+
+    name: Name
+    role: str
+    agents: list[AgentSpec] = Field(min_length=MIN_AGENTS, max_length=MAX_AGENTS)
+    judge: AgentSpec | None = None
+    rounds: int = Field(1, ge=0, le=MAX_ROUNDS)
+    rubric: Rubric = Field(default_factory=lambda: dict(DEFAULT_RUBRIC), validate_default=True)
+    constraints: Constraints = ""
+    require_approval: bool = False
+    aggregator: Literal["judge", "vote", "judge+vote"] = "judge+vote"
+    token_budget: int | None = Field(None, ge=1000, le=10_000_000)
+
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, v: str) -> str:
+        return _role(v)
+
+    @model_validator(mode="after")
+    def _unique_agents(self) -> CouncilSpec:
+        ids = [a.agent_id for a in self.agents] + ([self.judge.agent_id] if self.judge else [])
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"agent ids (judge included) must be unique, got {ids}")
+        return self
+
+
+class DeliberationRequest(_Strict):
+    """A deliberation's input, validated; unset fields come from the council."""
+
+    task: str = Field(min_length=1, max_length=MAX_TASK_CHARS)
+    role: str | None = None
+    rounds: int | None = Field(None, ge=0, le=MAX_ROUNDS)
+    rubric: Rubric | None = None
+    constraints: Constraints = ""
+    story_id: Identifier | None = None
+    task_id: Identifier | None = None
+    deliberation_id: Identifier | None = None
+
+    @field_validator("task")
+    @classmethod
+    def _task_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("is empty or only whitespace")
+        return v.strip()
+
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, v: str | None) -> str | None:
+        return None if v is None else _role(v)
+
+
+def default_council(
+    role: str, agents: int = DEFAULT_AGENTS, name: str | None = None
+) -> CouncilSpec:
+    """The built-in council of a role: ``agent-<role>-001`` ... with seeds 1001 ..."""
+    members = [
+        AgentSpec(agent_id=f"agent-{role.lower()}-{i:03d}", seed=1000 + i)
+        for i in range(1, agents + 1)
+    ]
+    return CouncilSpec(name=name or role.lower(), role=role, agents=members)
+
+
+def _clipped(value: Any) -> str:
+    """``repr(value)``, shortened when long: a refusal never echoes 10 KB back."""
+    if isinstance(value, str) and len(value) > 64:
+        return f"{value[:32]!r}... ({len(value)} characters)"
+    return repr(value)
+
+
+def one_line(e: ValidationError, prefix: str = "") -> RequestError:
+    """The first problem of a pydantic error as ``field: message`` (the limit included)."""
+    err = e.errors()[0]
+    loc = ".".join(str(x) for x in (prefix, *err["loc"]) if x != "") or "input"
+    msg = err["msg"].removeprefix("Value error, ")
+    given = err.get("input")
+    if err["type"] in ("string_too_long", "too_long") and isinstance(given, str | list | dict):
+        msg = f"{msg} (got {len(given)})"
+    elif err["type"] == "string_pattern_mismatch":
+        msg = f"{_clipped(given)} does not match {err['ctx']['pattern']}"
+    elif err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        msg = "unknown field"
+    more = len(e.errors()) - 1
+    return RequestError(loc, msg + (f" (and {more} more problem(s))" if more else ""))
+
+
+_context_adapter = TypeAdapter(Context)
+
+
+def parse_context(context: Context | Mapping[str, Any] | None) -> Context:
+    """A run's context, validated (unknown keys refused)."""
+    if isinstance(context, Context):
+        context = dataclasses.asdict(context)
+    try:
+        return _context_adapter.validate_python(dict(context or {}))
+    except ValidationError as e:
+        raise one_line(e, "context") from None
+
+
+def parse_input(inp: Mapping[str, Any] | Any) -> DeliberationRequest:
+    """A run's input, validated."""
+    if not isinstance(inp, Mapping):
+        raise RequestError("input", "must be an object with at least 'task'")
+    try:
+        return DeliberationRequest.model_validate(dict(inp))
+    except ValidationError as e:
+        raise one_line(e) from None
+
+
+def parse_council(doc: Any, settings: Settings | None = None) -> CouncilSpec:
+    """A council definition, validated (and, with ``settings``, its endpoints and key names)."""
+    try:
+        council = CouncilSpec.model_validate(doc)
+    except ValidationError as e:
+        raise one_line(e) from None
+    if settings is not None:
+        _check_endpoints(council, settings)
+    return council
+
+
+_rubric_adapter: TypeAdapter[dict[str, CriterionSpec]] = TypeAdapter(Rubric)
+
+
+def normal_rubric(rubric: Mapping[str, Any]) -> dict[str, Criterion]:
+    """Every criterion with its meaning, weight and 0/5/10 anchors (defaults filled)."""
+    specs = _rubric_adapter.validate_python(
+        {k: v.model_dump() if isinstance(v, CriterionSpec) else v for k, v in rubric.items()}
+    )
+    return {
+        name: Criterion(
+            meaning=spec.meaning,
+            weight=spec.weight,
+            anchors={**ANCHORS, **{str(k): v for k, v in spec.anchors.items()}},
+        )
+        for name, spec in specs.items()
+    }
+
+
+def _check_endpoints(council: CouncilSpec, settings: Settings) -> None:
+    members = [(f"agents.{i}", a) for i, a in enumerate(council.agents)]
+    for where, spec in members + ([("judge", council.judge)] if council.judge else []):
+        if spec.base_url is not None and not settings.allows(spec.base_url):
+            raise RequestError(
+                f"{where}.base_url",
+                f"{spec.base_url} is not on the server's allow-list (COUNCIL_LLM_ALLOWED_URLS)",
+            )
+        if spec.api_key_name is not None and spec.api_key_name not in settings.api_keys:
+            raise RequestError(
+                f"{where}.api_key_name", f"no setting {spec.api_key_name} on this server"
+            )
+
+
+def _agent(spec: AgentSpec, role: str, settings: Settings) -> Agent:
+    return Agent(
+        agent_id=spec.agent_id,
+        role=role,
+        model=spec.model or settings.model or "",
+        base_url=spec.base_url or settings.llm_base_url,
+        api_key_name=spec.api_key_name,
+        temperature=spec.temperature,
+        seed=spec.seed,
+    )
+
+
+def resolve(
+    inp: Mapping[str, Any] | DeliberationRequest,
+    context: Context | Mapping[str, Any] | None,
+    stored: CouncilSpec | None,
+    settings: Settings,
+) -> tuple[DeliberationRequest, Council]:
+    """The validated input (defaults filled) and the effective council of one deliberation.
+
+    Precedence: the input, then the run context, then the stored council named by
+    ``context.council``, then the built-in council of the role. Endpoints, models and key
+    names come only from ``settings`` and the stored council (checked against the allow-list),
+    never from the caller.
+    """
+    req = inp if isinstance(inp, DeliberationRequest) else parse_input(inp)
+    ctx = parse_context(context)
+    if ctx.council is not None and stored is None:
+        raise RequestError("context.council", f"unknown council {ctx.council!r}", status=404)
+    if stored is not None and ctx.agents is not None:
+        raise RequestError(
+            "context.agents", f"council {stored.name!r} fixes its agents; leave it out"
+        )
+    role = req.role or (stored.role if stored else "DEV")
+    if stored is not None and role != stored.role:
+        raise RequestError(
+            "role", f"council {stored.name!r} is a {stored.role} council, not {role}"
+        )
+    spec = stored or default_council(role, ctx.agents or DEFAULT_AGENTS)
+    _check_endpoints(spec, settings)
+    constraints = "\n".join(x for x in (spec.constraints, req.constraints) if x)
+    if len(constraints) > MAX_CONSTRAINTS_CHARS:
+        raise RequestError(
+            "constraints",
+            f"with the council's, {len(constraints)} characters; "
+            f"the maximum is {MAX_CONSTRAINTS_CHARS}",
+        )
+    specs = req.rubric or spec.rubric
+    rubric = normal_rubric(specs)
+    req = req.model_copy(
+        update={
+            "role": role,
+            "rounds": spec.rounds if req.rounds is None else req.rounds,
+            "rubric": specs,
+            "constraints": constraints,
+        }
+    )
+    judge = spec.judge or AgentSpec(agent_id=f"judge-{role.lower()}", temperature=0.0, seed=7)
+    agents = sorted(spec.agents, key=lambda a: a.agent_id)
+    council = Council(
+        role=role,
+        name=stored.name if stored else None,
+        agents=[_agent(a, role, settings) for a in agents],
+        judge=_agent(judge, role, settings),
+        rounds=req.rounds or 0,
+        rubric=rubric,
+        constraints=constraints,
+        require_approval=bool(
+            spec.require_approval if ctx.require_approval is None else ctx.require_approval
+        ),
+        aggregator=ctx.aggregator or spec.aggregator,
+        token_budget=ctx.token_budget if ctx.token_budget is not None else spec.token_budget,
+    )
+    return req, council

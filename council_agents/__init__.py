@@ -1,0 +1,1 @@
+"""council: councils of LLM agents that deliberate on software tasks."""

@@ -1,0 +1,425 @@
+"""Running an eval: every problem with every strategy, recorded as it finishes, resumable.
+
+Each (problem, strategy) is a job. ``single`` and ``vote``/``oracle`` call the ``propose`` node
+directly (the council's own first-round call: prompt, headers, token budget, answer checks);
+the council strategies run the whole graph through :func:`server.runner.run`, each on its own
+thread ``eval-<run>.<problem>.<strategy>`` of the given checkpointer. What finished is in
+``results.jsonl``; a job whose records are there is skipped, and a council thread that stopped
+part way resumes from its last checkpoint, so a stopped eval re-asks nothing it finished.
+
+A deliberation that fails for good (answers still invalid after the retries) is recorded as a
+failure of that strategy on that problem (``status: error``) and the eval goes on; an LLM that
+cannot be reached (``LLMUnreachable``) stops the eval, to be resumed later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import secrets
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, TextIO
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from council_agents.core import settings as settings_mod
+from council_agents.core.context import Context
+from council_agents.core.errors import CouncilError, LLMUnreachable
+from council_agents.core.request import resolve
+from council_agents.core.settings import Settings
+from council_agents.core.state import AgentTask, CallRecord, Council
+from council_agents.evals.agreement import choose
+from council_agents.evals.humaneval import Problem, task_text
+from council_agents.evals.report import RESULTS_FILE, append_result, read_results
+from council_agents.evals.results import ProblemResult
+from council_agents.evals.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, Outcome, score_answer
+from council_agents.evals.strategies import EVAL_MAX_TOKENS, RUBRIC, Strategy
+from council_agents.graph.routing import latest_drafts
+from council_agents.nodes.propose import propose
+from council_agents.server import runner
+
+RUN_FILE = "eval.json"
+PROMPTS_DIR = Path(str(resources.files("council_agents.evals").joinpath("prompts")))
+
+
+class EvalError(ValueError):
+    """An eval that cannot run as asked (names the flag)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run: problems, strategies, agents, where to write."""
+
+    problems: Sequence[Problem]
+    strategies: Sequence[Strategy]
+    samples: int
+    """Agents of each council, answers of ``vote`` and ``oracle``."""
+    out_dir: Path
+    concurrency: int = 2
+    """Jobs (problem x strategy) in flight at once."""
+    mixed_council: str | None = None
+    """The stored council the ``mixed`` strategy deliberates with."""
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    memory_mb: int = DEFAULT_MEMORY_MB
+
+
+def eval_settings(settings: Settings) -> Settings:
+    """``settings`` for an eval: the eval's prompts and token budgets, and no events published
+    (an eval's deliberations are measurements, not decisions anyone should act on)."""
+    return dataclasses.replace(
+        settings,
+        prompts_dir=PROMPTS_DIR,
+        max_tokens={**settings.max_tokens, **EVAL_MAX_TOKENS},
+        nats_url=None,
+    )
+
+
+def run_id(out_dir: Path, identity: dict[str, Any]) -> str:
+    """The eval's id, kept in ``eval.json``; an out dir of another model or agent count is
+    refused (its results would not compare)."""
+    path = out_dir / RUN_FILE
+    if path.exists():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        for key, value in identity.items():
+            if stored.get(key) != value:
+                raise EvalError(
+                    f"--out: {out_dir} holds an eval with {key} {stored.get(key)!r}, not "
+                    f"{value!r}; give another --out"
+                )
+        return str(stored["run_id"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rid = secrets.token_hex(4)
+    path.write_text(json.dumps({"run_id": rid, **identity}, indent=2), encoding="utf-8")
+    return rid
+
+
+def slug(problem: Problem) -> str:
+    """A problem's id as a thread id allows it: ``HumanEval-82``."""
+    return problem["task_id"].replace("/", "-")
+
+
+def thread_id(rid: str, problem: Problem, name: str) -> str:
+    """The thread (deliberation id, also in every logged call) of one problem and strategy of
+    eval ``rid``: ``eval-<rid>.HumanEval-82.council1``."""
+    return f"eval-{rid}.{slug(problem)}.{name}"
+
+
+def eval_input(problem: Problem, strategy: Strategy) -> dict[str, Any]:
+    """The deliberation input of a council strategy on a problem."""
+    return {
+        "task": task_text(problem),
+        "role": "DEV",
+        "rounds": strategy.rounds,
+        "rubric": RUBRIC,
+        "task_id": slug(problem),
+    }
+
+
+def eval_context(strategy: Strategy, samples: int, mixed_council: str | None) -> Context:
+    """The run context of a council strategy."""
+    if strategy.mixed:
+        return Context(
+            council=mixed_council, aggregator=strategy.aggregator, require_approval=False
+        )
+    return Context(agents=samples, aggregator=strategy.aggregator, require_approval=False)
+
+
+def _record(
+    problem: Problem,
+    label: str,
+    outcome: Outcome,
+    calls: Sequence[CallRecord],
+    wall_s: float,
+    answer: str,
+    **extra: Any,
+) -> ProblemResult:
+    result = ProblemResult(
+        task_id=problem["task_id"],
+        strategy=label,
+        passed=outcome.passed,
+        status=outcome.status,
+        reason=outcome.reason,
+        prompt_tokens=sum(c["prompt_tokens"] for c in calls),
+        cached_tokens=sum(c["cached_tokens"] for c in calls),
+        completion_tokens=sum(c["completion_tokens"] for c in calls),
+        llm_calls=len(calls),
+        wall_s=round(wall_s, 3),
+        answer=answer,
+    )
+    result.update(extra)  # type: ignore[typeddict-item]
+    return result
+
+
+class Runner:
+    """Runs the jobs of one plan against one checkpointer, writing records as they finish."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        settings: Settings,
+        saver: BaseCheckpointSaver,
+        rid: str,
+        on_result: Callable[[ProblemResult], None] = lambda _: None,
+    ):
+        self.plan, self.settings, self.saver, self.rid = plan, settings, saver, rid
+        self.on_result = on_result
+        self.path = plan.out_dir / RESULTS_FILE
+        _, self.council = resolve(
+            {"task": "eval", "role": "DEV", "rubric": RUBRIC},
+            Context(agents=plan.samples),
+            None,
+            settings,
+        )
+
+    def thread(self, problem: Problem, name: str) -> str:
+        """The thread (deliberation id) of one problem and strategy."""
+        return thread_id(self.rid, problem, name)
+
+    def groups(self) -> list[list[Strategy]]:
+        """Jobs' strategies, in the plan's order; ``vote`` and ``oracle`` share their calls, so
+        they are one job (where the first of them is)."""
+        groups: list[list[Strategy]] = []
+        sampled: list[Strategy] = []
+        for strategy in self.plan.strategies:
+            if strategy.kind != "samples":
+                groups.append([strategy])
+            elif not sampled:
+                sampled.append(strategy)
+                groups.append(sampled)
+            else:
+                sampled.append(strategy)
+        return groups
+
+    def pending(self) -> list[tuple[Problem, list[Strategy]]]:
+        """The jobs whose records are not all in ``results.jsonl`` yet, problem by problem."""
+        done = {(r["task_id"], r["strategy"]) for r in read_results(self.path)}
+        jobs = []
+        for problem in self.plan.problems:
+            for group in self.groups():
+                missing = [
+                    s for s in group if (problem["task_id"], s.label(self.plan.samples)) not in done
+                ]
+                if missing:
+                    jobs.append((problem, missing))
+        return jobs
+
+    async def score(self, problem: Problem, answer: str) -> Outcome:
+        """The answer run against the problem's tests."""
+        return await score_answer(
+            problem, answer, timeout=self.plan.timeout_s, memory_mb=self.plan.memory_mb
+        )
+
+    async def answer(
+        self, problem: Problem, thread: str, agent_index: int
+    ) -> tuple[str, list[CallRecord], str]:
+        """One agent's first-round answer (the ``propose`` node, outside a graph): the text
+        ("" when the agent gave none the council accepts), every attempt's record, and why
+        there is no answer."""
+        council: Council = self.council
+        task = AgentTask(
+            deliberation_id=thread,
+            task=task_text(problem),
+            council=council,
+            agent=council["agents"][agent_index],
+            round=0,
+        )
+        try:
+            update = await propose(task)
+        except LLMUnreachable:
+            raise
+        except CouncilError as e:  # e.g. answers rejected as garbage after the retries
+            return "", e.records, f"no answer: {e}"[:300]
+        return update["drafts"][0]["content"], update["calls"], ""
+
+    async def single(self, problem: Problem) -> list[ProblemResult]:
+        """The first agent's answer."""
+        started = time.perf_counter()
+        answer, calls, failure = await self.answer(problem, self.thread(problem, "single"), 0)
+        outcome = Outcome("error", failure, 0.0) if failure else await self.score(problem, answer)
+        wall = time.perf_counter() - started
+        return [_record(problem, "single", outcome, calls, wall, answer, answered=not failure)]
+
+    async def sampled(self, problem: Problem, wanted: list[Strategy]) -> list[ProblemResult]:
+        """N answers; ``vote`` picks by agreement, ``oracle`` passes when any passes."""
+        started = time.perf_counter()
+        thread = self.thread(problem, "samples")
+        asked = await asyncio.gather(
+            *(self.answer(problem, thread, i) for i in range(self.plan.samples))
+        )
+        answers = [text for text, _, _ in asked]
+        calls = [c for _, records, _ in asked for c in records]
+
+        async def scored(index: int) -> Outcome:
+            failure = asked[index][2]
+            return (
+                Outcome("error", failure, 0.0)
+                if failure
+                else await self.score(problem, answers[index])
+            )
+
+        chosen, outcomes = await asyncio.gather(
+            choose(problem, answers, timeout=self.plan.timeout_s, memory_mb=self.plan.memory_mb),
+            asyncio.gather(*(scored(i) for i in range(len(answers)))),
+        )
+        wall = time.perf_counter() - started
+        passing = [i for i, o in enumerate(outcomes) if o.passed]
+        records = []
+        for strategy in wanted:
+            if strategy.name == "vote":
+                pick, outcome = chosen, outcomes[chosen]
+            else:  # oracle: any answer that passes, else the first
+                pick = passing[0] if passing else 0
+                outcome = outcomes[pick]
+            records.append(
+                _record(
+                    problem,
+                    strategy.label(self.plan.samples),
+                    outcome,
+                    calls,
+                    wall,
+                    answers[pick],
+                    chosen=self.council["agents"][pick]["agent_id"],
+                    answered=not asked[pick][2],
+                    candidates_passed=len(passing),
+                    candidates=len(answers),
+                )
+            )
+        return records
+
+    async def deliberate(self, problem: Problem, strategy: Strategy) -> list[ProblemResult]:
+        """A whole deliberation on its own thread; the winner's final version is scored."""
+        started = time.perf_counter()
+        thread = self.thread(problem, strategy.name)
+        try:
+            outcome = await runner.run(
+                self.saver,
+                thread,
+                eval_input(problem, strategy),
+                eval_context(strategy, self.plan.samples, self.plan.mixed_council),
+                self.settings,
+                stream_mode=("updates",),
+            )
+        except LLMUnreachable:
+            raise
+        except CouncilError as e:  # the council could not decide: a failure, the eval goes on
+            # what finished (a failed step's finished tasks included) and the failed call
+            state = await runner.graph_for(self.saver).aget_state(runner.thread_config(thread))
+            calls = [*state.values.get("calls", []), *e.records]
+            failed = Outcome("error", f"the deliberation failed: {e}"[:300], 0.0)
+            wall = time.perf_counter() - started
+            return [_record(problem, strategy.name, failed, calls, wall, "", answered=False)]
+        values = outcome.values
+        winner = values["decision"]["winner"]
+        finals = latest_drafts(values)  # type: ignore[arg-type]
+        ids = sorted(finals)
+        outcomes = await asyncio.gather(*(self.score(problem, finals[a]) for a in ids))
+        wall = time.perf_counter() - started
+        passing = sum(o.passed for o in outcomes)
+        return [
+            _record(
+                problem,
+                strategy.name,
+                outcomes[ids.index(winner)],
+                values["calls"],
+                wall,
+                finals[winner],
+                chosen=winner,
+                candidates_passed=passing,
+                candidates=len(ids),
+                rounds=values["result"]["rounds"],
+                stop_reason=values["decision"]["stop_reason"],
+                decided_by=values["decision"]["decided_by"],
+            )
+        ]
+
+    async def job(self, problem: Problem, group: list[Strategy]) -> list[ProblemResult]:
+        """Run one job and append its records."""
+        first = group[0]
+        if first.kind == "single":
+            records = await self.single(problem)
+        elif first.kind == "samples":
+            records = await self.sampled(problem, group)
+        else:
+            records = await self.deliberate(problem, first)
+        for record in records:
+            append_result(self.path, record)
+            self.on_result(record)
+        return records
+
+    async def run(self) -> int:
+        """Every pending job, ``concurrency`` at once, in problem order; the number run."""
+        jobs = self.pending()
+        gate = asyncio.Semaphore(self.plan.concurrency)
+
+        async def one(problem: Problem, group: list[Strategy]) -> None:
+            async with gate:
+                await self.job(problem, group)
+
+        with settings_mod.using(self.settings):
+            tasks = [asyncio.ensure_future(one(p, g)) for p, g in jobs]
+            try:
+                await asyncio.gather(*tasks)
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+        return len(jobs)
+
+
+class ProgressBar:
+    """A progress bar on stderr (tqdm) with each strategy's running pass rate."""
+
+    def __init__(
+        self,
+        labels: Sequence[str],
+        done: Sequence[ProblemResult],
+        total: int,
+        stream: TextIO = sys.stderr,
+        enabled: bool = True,
+    ):
+        self.labels = list(labels)
+        self.passed = dict.fromkeys(self.labels, 0)
+        self.seen = dict.fromkeys(self.labels, 0)
+        for record in done:
+            self.count(record)
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total,
+                initial=len(done),
+                unit="run",
+                file=stream,
+                dynamic_ncols=True,
+                desc="eval",
+            )
+            self.bar.set_postfix_str(self.rates(), refresh=False)
+
+    def count(self, record: ProblemResult) -> None:
+        """Count one finished record."""
+        if record["strategy"] in self.passed:
+            self.seen[record["strategy"]] += 1
+            self.passed[record["strategy"]] += record["passed"]
+
+    def rates(self) -> str:
+        """``single 3/10 · vote 4/10 ...``"""
+        return " · ".join(f"{x} {self.passed[x]}/{self.seen[x]}" for x in self.labels)
+
+    def __call__(self, record: ProblemResult) -> None:
+        self.count(record)
+        if self.bar is not None:
+            self.bar.set_postfix_str(self.rates(), refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,161 @@
+"""JetStream: the streams council uses and the publisher of its events.
+
+Every event is validated by its model and serialised to JSON before it leaves (the replaced
+system crashed here), and carries ``Nats-Msg-Id`` so JetStream drops a repeated publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+import nats
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+from pydantic import BaseModel
+
+from council_agents.core import settings
+
+STREAM = "ORCHESTRATOR_EVENTS"
+
+# The replaced system's streams (limits retention, discard old, one replica), with a 24 h
+# duplicate window so a re-published event (same Nats-Msg-Id) is dropped.
+STREAMS: dict[str, dict[str, Any]] = {
+    STREAM: {"subjects": ["orchestration.>"], "max_age": 7 * 24 * 3600, "max_msgs": 50_000},
+    "PLANNING_EVENTS": {
+        "subjects": ["planning.>"],
+        "max_age": 30 * 24 * 3600,
+        "max_msgs": 1_000_000,
+    },
+}
+
+
+def stream_config(name: str, replicas: int = 1) -> StreamConfig:
+    """The configuration of one of council's streams."""
+    spec = STREAMS[name]
+    return StreamConfig(
+        name=name,
+        subjects=spec["subjects"],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        num_replicas=replicas,
+        max_age=spec["max_age"],
+        max_msgs=spec["max_msgs"],
+        duplicate_window=24 * 3600,
+    )
+
+
+async def declare_streams(js: JetStreamContext, replicas: int = 1) -> list[str]:
+    """Create or update every stream council uses (``council streams``); what was done."""
+    done = []
+    for name in STREAMS:
+        try:
+            await js.stream_info(name)
+            await js.update_stream(stream_config(name, replicas))
+            done.append(f"updated stream {name} ({replicas} replica(s))")
+        except NotFoundError:
+            await js.add_stream(stream_config(name, replicas))
+            done.append(f"created stream {name} ({replicas} replica(s))")
+    return done
+
+
+async def connect(url: str, **options: Any) -> nats.NATS:
+    """A connection to ``url`` (``nats://user:password@host`` is honoured) with the
+    credentials file of the settings (``NATS_CREDS``), if any: every NATS client uses this."""
+    creds = settings.current().nats_creds
+    if creds is not None:
+        options.setdefault("user_credentials", str(creds))
+    return await nats.connect(url, **options)
+
+
+async def ensure_stream(js: JetStreamContext, name: str) -> None:
+    """Create the named stream (file storage) unless a stream already holds its subjects."""
+    spec = STREAMS[name]
+    try:
+        await js.find_stream_name_by_subject(spec["subjects"][0].replace(">", "x"))
+    except NotFoundError:
+        await js.add_stream(stream_config(name))
+
+
+async def _quiet(_: Exception) -> None:
+    """nats-py reports every failed attempt here; the caller names the failure once."""
+
+
+async def connect_once(url: str, timeout: float = 5.0) -> nats.NATS:
+    """A connection for a short job, or an error within ``timeout`` (nats-py's
+    ``max_reconnect_attempts=0`` would retry the first connect forever)."""
+    return await asyncio.wait_for(
+        connect(
+            url,
+            connect_timeout=min(2.0, timeout),
+            max_reconnect_attempts=1,
+            allow_reconnect=False,
+            error_cb=_quiet,
+        ),
+        timeout=timeout,
+    )
+
+
+class Publisher:
+    """One NATS connection to one server, with the orchestrator stream ensured."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.nc: nats.NATS | None = None
+        self.js: JetStreamContext | None = None
+        self._lock = asyncio.Lock()
+
+    async def connect(self) -> JetStreamContext:
+        """The JetStream context, connecting (and ensuring the stream) on first use."""
+        async with self._lock:
+            if self.js is not None and self.nc is not None and self.nc.is_connected:
+                return self.js
+            self.nc = await connect(
+                self.url, connect_timeout=5, max_reconnect_attempts=5, allow_reconnect=True
+            )
+            self.js = self.nc.jetstream(timeout=10)
+            await ensure_stream(self.js, STREAM)
+            return self.js
+
+    async def publish(self, subject: str, event: BaseModel, msg_id: str) -> dict[str, Any]:
+        """Publish a validated event as JSON; JetStream drops a repeated ``Nats-Msg-Id``."""
+        js = await self.connect()
+        ack = await js.publish(
+            subject, event.model_dump_json().encode(), headers={"Nats-Msg-Id": msg_id}
+        )
+        return {
+            "stream": ack.stream,
+            "seq": ack.seq,
+            "duplicate": bool(ack.duplicate),
+            "msg_id": msg_id,
+            "subject": subject,
+        }
+
+    async def close(self) -> None:
+        """Flush and close the connection."""
+        if self.nc is not None and not self.nc.is_closed:
+            await self.nc.flush(timeout=5)
+            await self.nc.close()
+
+
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Publisher]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def publisher(url: str) -> Publisher:
+    """This event loop's publisher to ``url`` (connections belong to the loop that opened them)."""
+    loop = asyncio.get_running_loop()
+    mine = _per_loop.setdefault(loop, {})
+    if url not in mine:
+        mine[url] = Publisher(url)
+    return mine[url]
+
+
+async def close_publishers() -> None:
+    """Close this event loop's publishers."""
+    for pub in _per_loop.pop(asyncio.get_running_loop(), {}).values():
+        await pub.close()

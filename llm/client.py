@@ -1,0 +1,510 @@
+"""LLM calls: langchain-openai ``ChatOpenAI`` against any OpenAI-compatible server (vLLM first).
+
+One call gives one finished record per attempt (content, reasoning, usage, latency), logged in
+full at INFO with the deliberation, agent, role and stage. Failed requests (5xx, 429, timeouts,
+refused connections) are retried by the openai client with backoff; empty, garbage or invalid
+answers are retried here; a stream that breaks mid-answer is retried by the stage's
+``RetryPolicy`` (``nodes.errors.broken_stream``). Every attempt is fitted into the model's
+context window (``nodes.context_window``), and a context-length 400 is fitted and sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import re
+import ssl
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import httpx
+import httpx2
+import openai
+import structlog
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_openai import ChatOpenAI
+from pydantic import BaseModel, SecretStr
+
+from council_agents.core import metrics
+from council_agents.core.errors import CouncilError, LLMUnreachable
+from council_agents.core.settings import Settings
+from council_agents.core.state import Agent, CallRecord
+from council_agents.llm import context_window
+
+log = structlog.get_logger("council.llm")
+
+_THINK = re.compile(r"^\s*<think>(.*?)(?:</think>\s*|$)", re.S)
+_NOT_WORDISH = re.compile(r"[^\w\s.,;:()'\"#*`/-]")
+
+
+class VLLMChatOpenAI(ChatOpenAI):
+    """``ChatOpenAI`` that keeps vLLM's reasoning field (ChatOpenAI drops it); vLLM >= 0.11
+    names it ``reasoning``, older versions ``reasoning_content``: both are read."""
+
+    def _create_chat_result(
+        self, response: Any, generation_info: dict[str, Any] | None = None
+    ) -> ChatResult:
+        result = super()._create_chat_result(response, generation_info)
+        choices = (
+            response.get("choices")
+            if isinstance(response, dict)
+            else getattr(response, "choices", None)
+        )
+        if choices:
+            msg = choices[0]["message"] if isinstance(choices[0], dict) else choices[0].message
+            extra = msg if isinstance(msg, dict) else (getattr(msg, "model_extra", None) or {})
+            reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+            if reasoning and isinstance(result.generations[0].message, AIMessage):
+                result.generations[0].message.additional_kwargs["reasoning_content"] = reasoning
+        return result
+
+    def _convert_chunk_to_generation_chunk(
+        self,
+        chunk: dict[str, Any],
+        default_chunk_class: type,
+        base_generation_info: dict[str, Any] | None,
+    ) -> ChatGenerationChunk | None:
+        gen = super()._convert_chunk_to_generation_chunk(
+            chunk, default_chunk_class, base_generation_info
+        )
+        choices = chunk.get("choices") or []
+        if gen is not None and choices:
+            delta = choices[0].get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if reasoning and isinstance(gen.message, AIMessageChunk):
+                gen.message.additional_kwargs["reasoning_content"] = reasoning
+        return gen
+
+
+def split_reasoning(content: str, reasoning: str | None = None) -> tuple[str, str]:
+    """``(answer, reasoning)``: a leading ``<think>`` block goes to reasoning, never to peers."""
+    reasoning = reasoning or ""
+    match = _THINK.match(content or "")
+    if match:
+        reasoning = (reasoning + "\n" + match.group(1)).strip()
+        content = content[match.end() :]
+    return content.strip(), reasoning.strip()
+
+
+def looks_like_garbage(text: str) -> bool:
+    """Text that is mostly not words (the simulator's garbage fault, a broken decode)."""
+    if not text:
+        return True
+    sample = text[:2000]
+    odd = len(_NOT_WORDISH.findall(sample)) + sum(1 for ch in sample if ch.isdigit())
+    return odd / len(sample) > 0.3 or not re.search(r"[A-Za-z]{3,}", sample)
+
+
+class _LoopClients:
+    """The clients of one event loop: async HTTP connections belong to the loop that opened
+    them. Kept in a ``WeakKeyDictionary`` by loop, so a closed loop's clients go with it; their
+    connections are closed when the loop shuts down (``asyncio.run`` cancels every task first)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.models: dict[tuple[Any, ...], ChatOpenAI] = {}
+        self.limits: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self.http: list[httpx2.AsyncClient] = []
+        self.closer = loop.create_task(
+            self._close_at_shutdown(), name="council-llm-clients", context=contextvars.Context()
+        )
+
+    async def _close_at_shutdown(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            for http in self.http:
+                with contextlib.suppress(Exception):
+                    await http.aclose()
+
+
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _clients() -> _LoopClients:
+    loop = asyncio.get_running_loop()
+    if loop not in _per_loop:
+        _per_loop[loop] = _LoopClients(loop)
+    return _per_loop[loop]
+
+
+def _limit(settings: Settings, base_url: str) -> contextlib.AbstractAsyncContextManager[Any]:
+    """The process-wide limit on calls in flight to ``base_url`` (a no-op when unlimited)."""
+    if settings.llm_concurrency <= 0:
+        return contextlib.nullcontext()
+    limits = _clients().limits
+    key = (base_url, settings.llm_concurrency)
+    if key not in limits:
+        limits[key] = asyncio.Semaphore(settings.llm_concurrency)
+    return limits[key]
+
+
+def chat_model(settings: Settings, agent: Agent) -> ChatOpenAI:
+    """One client per server, model and transport settings, reused by every call (building a
+    ChatOpenAI builds openai and HTTP clients: far too slow to do per call)."""
+    models = _clients().models
+    api_key = settings.api_key_for(agent.get("api_key_name"))
+    key = (
+        agent["base_url"],
+        agent["model"],
+        api_key,
+        settings.llm_timeout_s,
+        settings.llm_max_retries,
+        settings.llm_max_connections,
+        settings.llm_http,
+    )
+    if key not in models:
+        # A bounded pool (more calls wait, as in vLLM's queue). aiohttp, the openai SDK's
+        # documented alternative transport, costs about a millisecond of CPU less per call
+        # than httpx2, whose pool also scans every pooled connection per request.
+        n = settings.llm_max_connections
+        transport = (
+            openai.DefaultAioHttpClient
+            if settings.llm_http == "aiohttp"
+            else openai.DefaultAsyncHttpxClient
+        )
+        http = transport(
+            limits=httpx2.Limits(max_connections=n, max_keepalive_connections=n),
+            timeout=settings.llm_timeout_s,
+        )
+        _clients().http.append(http)
+        models[key] = VLLMChatOpenAI(
+            model=agent["model"],
+            base_url=agent["base_url"],
+            api_key=SecretStr(api_key),
+            timeout=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+            stream_usage=True,
+            http_async_client=http,
+        )
+    return models[key]
+
+
+def call_params(
+    settings: Settings,
+    agent: Agent,
+    *,
+    stage: str,
+    round_: int,
+    max_tokens: int,
+    deliberation_id: str,
+    response_format: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What differs per call: sampling, budget, who asks (headers the simulator logs), format."""
+    extra_body: dict[str, Any] = {}
+    if settings.enable_thinking is not None:
+        extra_body["chat_template_kwargs"] = {"enable_thinking": settings.enable_thinking}
+    if response_format is not None:
+        # In the body as-is: langchain-openai would switch to the client's parse() helper, which
+        # raises on truncated JSON instead of returning it for council to retry with more room.
+        extra_body["response_format"] = response_format
+    params: dict[str, Any] = {
+        "temperature": agent["temperature"],
+        "max_tokens": max_tokens,
+        "extra_headers": {
+            "X-Council-Deliberation": deliberation_id,
+            "X-Council-Agent": agent["agent_id"],
+            "X-Council-Stage": stage,
+            "X-Council-Round": str(round_),
+        },
+    }
+    if agent["seed"] is not None:
+        params["seed"] = agent["seed"]
+    if extra_body:
+        params["extra_body"] = extra_body
+    return params
+
+
+def _request_error(e: Exception, stage: str, agent: Agent) -> CouncilError:
+    """The one-line error of a request that failed for good."""
+    where = f"the LLM at {agent['base_url']}"
+    if isinstance(e, openai.APIStatusError):
+        if e.status_code >= 500 or e.status_code in (408, 409, 429):
+            return LLMUnreachable(
+                stage,
+                agent["agent_id"],
+                f"{where} answered {e.status_code} after retries: {e.message}",
+            )
+        return CouncilError(
+            stage, agent["agent_id"], f"{where} rejected the request ({e.status_code}): {e.message}"
+        )
+    if isinstance(e, openai.APITimeoutError):
+        return LLMUnreachable(stage, agent["agent_id"], f"{where} timed out after retries")
+    return LLMUnreachable(stage, agent["agent_id"], f"cannot reach {where}: {e}")
+
+
+@dataclass
+class Answer:
+    """An accepted answer and the records of every attempt that led to it."""
+
+    records: list[CallRecord]
+    """Every finished attempt; the last one is accepted, and stored without its content (the
+    stage stores that as what it became: a draft, a critique, the decision)."""
+    content: str
+    """The accepted answer's text."""
+    parsed: Any = None
+    """``validate``'s result for the accepted answer."""
+
+
+def without_content(record: CallRecord) -> CallRecord:
+    """``record`` without its answer text (stored elsewhere once accepted)."""
+    kept = dict(record)
+    kept.pop("content", None)
+    return cast(CallRecord, kept)
+
+
+def _problem(
+    answer: str,
+    reasoning: str,
+    finish: str | None,
+    structured: bool,
+    validate: Callable[[str], Any] | None,
+) -> tuple[str, Any]:
+    """Why an answer is rejected ("" when it is accepted) and its parsed value."""
+    if not answer:
+        used = "; reasoning used the budget" if reasoning else ""
+        return f"empty answer (finish_reason={finish}{used})", None
+    if not structured and looks_like_garbage(answer):
+        return f"garbage answer: {answer[:80]!r}", None
+    if validate is None:
+        return "", None
+    try:
+        return "", validate(answer)
+    except ValueError as e:
+        return f"invalid structured answer (finish_reason={finish}): {e}", None
+
+
+async def call(
+    settings: Settings,
+    agent: Agent,
+    messages: list[BaseMessage] | context_window.Prompt,
+    *,
+    stage: str,
+    round_: int,
+    deliberation_id: str,
+    max_tokens: int,
+    response_format: dict[str, Any] | None = None,
+    validate: Callable[[str], Any] | None = None,
+) -> Answer:
+    """One LLM call with answer checks; rejected answers are kept, logged and retried
+    ``settings.answer_retries`` times (a truncated one with twice the budget), then the stage
+    fails with an error naming the stage and the agent. Every attempt is fitted into the
+    model's context window first (``nodes.context_window``; a ``Prompt`` can be shortened)."""
+    if not settings.allows(agent["base_url"]):  # whatever wrote the state, keys stay home
+        raise CouncilError(
+            stage,
+            agent["agent_id"],
+            f"{agent['base_url']} is not on this server's allow-list (COUNCIL_LLM_ALLOWED_URLS)",
+        )
+    records: list[CallRecord] = []
+    attempts = 1 + settings.answer_retries
+    budget, problem = max_tokens, ""
+    for attempt in range(1, attempts + 1):
+        try:
+            sent, msg, latency = await _send(
+                settings,
+                agent,
+                messages,
+                budget,
+                base=max_tokens,
+                stage=stage,
+                round_=round_,
+                deliberation_id=deliberation_id,
+                response_format=response_format,
+            )
+        except CouncilError as e:  # what the earlier attempts cost goes with the error
+            raise e.after(records) from e.__cause__
+        record = _record(agent, msg, stage=stage, round_=round_, attempt=attempt, latency=latency)
+        if sent.fit is not None:
+            record["context_fit"] = sent.fit
+        problem, parsed = _problem(
+            record["content"],
+            record["reasoning"],
+            record["finish_reason"],
+            response_format is not None,
+            validate,
+        )
+        record["accepted"], record["problem"] = not problem, problem or None
+        log.info("llm.call", deliberation_id=deliberation_id, **record)
+        records.append(record)
+        metrics.observe_call(record)
+        if not problem:
+            return Answer(records[:-1] + [without_content(record)], record["content"], parsed)
+        if record["finish_reason"] == "length":
+            budget *= 2  # truncated: retry with room to finish
+    raise CouncilError(stage, agent["agent_id"], f"{problem} after {attempts} attempts").after(
+        records
+    )
+
+
+async def _send(
+    settings: Settings,
+    agent: Agent,
+    messages: list[BaseMessage] | context_window.Prompt,
+    budget: int,
+    *,
+    base: int,
+    stage: str,
+    round_: int,
+    deliberation_id: str,
+    response_format: dict[str, Any] | None,
+) -> tuple[context_window.Fitted, AIMessage, float]:
+    """Fit, send, and fit again after a context-length rejection (``REFITS`` times)."""
+    llm = chat_model(settings, agent)
+    overflows = 0
+    while True:
+        sent = await context_window.fit(
+            settings,
+            agent,
+            messages,
+            budget,
+            stage=stage,
+            base=base,
+            overflows=overflows,
+            response_format=response_format,
+        )
+        if sent.fit is not None:
+            log.info(
+                "llm.context_fit",
+                deliberation_id=deliberation_id,
+                agent_id=agent["agent_id"],
+                stage=stage,
+                round=round_,
+                **sent.fit,
+            )
+        params = call_params(
+            settings,
+            agent,
+            stage=stage,
+            round_=round_,
+            max_tokens=sent.max_tokens,
+            deliberation_id=deliberation_id,
+            response_format=sent.response_format,
+        )
+        try:
+            async with _limit(settings, agent["base_url"]):
+                started = time.monotonic()
+                msg = await llm.ainvoke(sent.messages, **params)
+            return sent, msg, time.monotonic() - started
+        except (openai.APIError, httpx.TransportError, httpx2.TransportError) as e:
+            seen = context_window.overflow(e)
+            if seen is not None and overflows < context_window.REFITS:
+                overflows += 1
+                context_window.learn(agent, seen, sent)
+                log.warning(
+                    "llm.context_overflow",
+                    deliberation_id=deliberation_id,
+                    agent_id=agent["agent_id"],
+                    stage=stage,
+                    window=seen.window,
+                    prompt_tokens=seen.prompt_tokens,
+                    message=seen.message,
+                )
+                continue
+            raise _request_error(e, stage, agent) from e
+
+
+def _record(
+    agent: Agent, msg: AIMessage, *, stage: str, round_: int, attempt: int, latency: float
+) -> CallRecord:
+    raw = msg.content if isinstance(msg.content, str) else str(msg.content)
+    answer, reasoning = split_reasoning(raw, msg.additional_kwargs.get("reasoning_content"))
+    usage: dict[str, Any] = dict(msg.usage_metadata or {})
+    return CallRecord(
+        agent_id=agent["agent_id"],
+        role=agent["role"],
+        stage=stage,
+        round=round_,
+        attempt=attempt,
+        model=msg.response_metadata.get("model_name"),
+        content=answer,
+        reasoning=reasoning,
+        finish_reason=msg.response_metadata.get("finish_reason"),
+        prompt_tokens=usage.get("input_tokens", 0),
+        completion_tokens=usage.get("output_tokens", 0),
+        cached_tokens=(usage.get("input_token_details") or {}).get("cache_read", 0) or 0,
+        latency_s=round(latency, 4),
+        accepted=False,
+        problem=None,
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def structured(model: type[BaseModel], name: str) -> tuple[dict[str, Any], Callable[[str], Any]]:
+    """The ``response_format`` that makes the server answer ``model``'s JSON Schema (vLLM's
+    guided decoding), and the check that parses an answer (``ValueError`` rejects it).
+    Cached: generating a JSON Schema costs milliseconds, and the schemas are few."""
+    schema = model.model_json_schema(by_alias=True)
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": name, "schema": schema, "strict": True},
+    }
+
+    def validate(answer: str) -> Any:
+        return model.model_validate_json(answer)
+
+    return response_format, validate
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for the preflight's clients: building one (loading the CA bundle) costs
+    tens of milliseconds of CPU, more than the rest of a deliberation's preflight."""
+    return httpx.create_ssl_context()
+
+
+async def served_models(base_url: str, api_key: str) -> list[str]:
+    """The models an OpenAI-compatible server serves (``GET /models``)."""
+    url = base_url.rstrip("/") + "/models"
+    try:
+        async with httpx.AsyncClient(timeout=10, verify=_tls()) as client:
+            response = await client.get(url, headers={"Authorization": f"Bearer {api_key}"})
+            response.raise_for_status()
+            return [m["id"] for m in response.json().get("data", [])]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+        raise LLMUnreachable(
+            "preflight", "-", f"cannot reach the LLM at {url}: {type(e).__name__}: {e}"
+        ) from e
+
+
+async def check_endpoints(settings: Settings, agents: list[Agent]) -> None:
+    """Every endpoint the agents name answers and serves their model (each checked once)."""
+    wanted: dict[tuple[str, str | None], set[str]] = {}
+    for agent in agents:
+        wanted.setdefault((agent["base_url"], agent.get("api_key_name")), set()).add(agent["model"])
+    for (base_url, key_name), models in wanted.items():
+        served = await served_models(base_url, settings.api_key_for(key_name))
+        missing = sorted(m for m in models if served and m not in served)
+        if missing:
+            raise LLMUnreachable(
+                "preflight",
+                "-",
+                f"model(s) {', '.join(missing)} not served at "
+                f"{base_url}; served: {', '.join(served)}",
+            )
+
+
+async def preflight(settings: Settings) -> Settings:
+    """Check the default LLM server answers; adopt its first model unless one is configured."""
+    served = await served_models(settings.llm_base_url, settings.api_key)
+    if settings.model is None:
+        if not served:
+            raise LLMUnreachable(
+                "preflight", "-", f"the LLM at {settings.llm_base_url} serves no model"
+            )
+        return settings.replace(model=served[0])
+    if served and settings.model not in served:
+        raise LLMUnreachable(
+            "preflight",
+            "-",
+            f"model {settings.model!r} is not served at "
+            f"{settings.llm_base_url}; served: {', '.join(served)}",
+        )
+    return settings

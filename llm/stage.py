@@ -1,0 +1,187 @@
+"""What the agent stages share: the prompt, the call, the news for streaming clients, and the
+up-front check that a deliberation's shortest prompts fit its models' context windows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.config import get_stream_writer
+from pydantic import BaseModel
+
+from council_agents.core import settings
+from council_agents.core.request import RequestError
+from council_agents.core.settings import Settings
+from council_agents.core.state import AgentTask, Council
+from council_agents.llm import client as llm_client
+from council_agents.llm import context_window, prompt_files
+
+
+def shared_values(task: AgentTask) -> dict[str, Any]:
+    """Placeholders every stage prompt can use."""
+    council = task["council"]
+    return {
+        "task": task["task"],
+        "constraints": council["constraints"] or "(none)",
+        "rubric": prompt_files.rubric_text(council["rubric"]),
+        "agent_id": task["agent"]["agent_id"],
+    }
+
+
+def labels_for(order: list[str]) -> dict[str, str]:
+    """Neutral labels (P1, P2, ... in presentation order) -> agent."""
+    return {f"P{i}": agent_id for i, agent_id in enumerate(order, 1)}
+
+
+def labelled(order: list[str], proposals: dict[str, str]) -> tuple[dict[str, str], str]:
+    """Neutral labels -> agent, and the proposals as the judge or voter reads them."""
+    labels = labels_for(order)
+    text = "\n\n".join(
+        f"## Proposal {label}\n{proposals[agent_id]}" for label, agent_id in labels.items()
+    )
+    return labels, text
+
+
+def announce(stage: str, task: AgentTask, answer: llm_client.Answer) -> None:
+    """Tell streaming clients (stream mode ``custom``) that an agent finished a stage."""
+    try:
+        writer = get_stream_writer()
+    except RuntimeError:  # not running inside a graph
+        return
+    record = answer.records[-1]
+    writer(
+        {
+            "event": "agent_finished",
+            "stage": stage,
+            "agent_id": task["agent"]["agent_id"],
+            "round": task.get("round", 0),
+            "completion_tokens": record["completion_tokens"],
+            "latency_s": record["latency_s"],
+            "content": answer.content,
+        }
+    )
+
+
+def stage_prompt(
+    task: AgentTask,
+    stage: str,
+    *,
+    system: str | None = None,
+    pieces: dict[str, context_window.Piece] | None = None,
+    **values: Any,
+) -> context_window.Prompt:
+    """``<stage>.md`` for the task's agent (system prompt: its role's, or ``system``), with
+    ``pieces``: the inputs that may be shortened to fit the context window, in order."""
+    council = task["council"]
+    return context_window.Prompt(
+        system=system or f"roles/{council['role'].lower()}",
+        stage=stage,
+        role=council["role"],
+        values={**shared_values(task), **values},
+        pieces=pieces or {},
+    )
+
+
+async def run_agent(
+    task: AgentTask,
+    stage: str,
+    *,
+    system: str | None = None,
+    answer: type[BaseModel] | None = None,
+    pieces: dict[str, context_window.Piece] | None = None,
+    **values: Any,
+) -> llm_client.Answer:
+    """Render ``<stage>.md`` for the task's agent, call its LLM (answering ``answer``'s JSON
+    Schema when given; ``pieces`` shortened if the window needs it), announce the answer."""
+    current = settings.current()
+    prompt = stage_prompt(task, stage, system=system, pieces=pieces, **values)
+    response_format, validate = (
+        llm_client.structured(answer, stage) if answer is not None else (None, None)
+    )
+    result = await llm_client.call(
+        current,
+        task["agent"],
+        prompt,
+        stage=stage,
+        round_=task.get("round", 0),
+        deliberation_id=task["deliberation_id"],
+        max_tokens=current.max_tokens[stage],
+        response_format=response_format,
+        validate=validate,
+    )
+    announce(stage, task, result)
+    return result
+
+
+def proposals_piece(order: list[str], proposals: dict[str, str]) -> context_window.EvenCap:
+    """The proposals a judge or voter reads, all cut to one length when they do not fit."""
+    return context_window.EvenCap(order, proposals, lambda o, texts: labelled(o, texts)[1])
+
+
+def shortest_prompts(council: Council, task: AgentTask) -> list[tuple[str, context_window.Prompt]]:
+    """Each stage the council runs, for ``task``'s agent, with every input that may be shortened
+    at its shortest: what must fit whatever the proposals and critiques turn out to be."""
+    stub = context_window.MARKER.format(n=0)
+    n = len(council["agents"])
+    labels = [f"P{i}" for i in range(1, n + 1)]
+    shown = {label: stub for label in labels}
+    prompts = [("propose", stage_prompt(task, "propose"))]
+    if council["rounds"] > 0 and n > 1:
+        prompts.append(
+            (
+                "critique",
+                stage_prompt(task, "critique", author="-", version=0, proposal=stub, round=1),
+            )
+        )
+        prompts.append(
+            (
+                "revise",
+                stage_prompt(
+                    task, "revise", author="-", version=0, proposal=stub, critiques=stub, round=1
+                ),
+            )
+        )
+    _, text = labelled(labels[:-1] or labels, shown)
+    prompts.append(("vote", stage_prompt(task, "vote", proposals=text, labels="P1")))
+    return prompts
+
+
+async def check_fits(current: Settings, council: Council, task: str, deliberation_id: str) -> None:
+    """Refuse (``RequestError`` on ``task``, with the numbers) a deliberation whose shortest
+    prompts do not leave their answers room in some agent's context window."""
+    checks: list[tuple[Any, str, context_window.Prompt]] = []
+    for agent in council["agents"]:
+        base = AgentTask(deliberation_id=deliberation_id, task=task, council=council, agent=agent)
+        checks += [(agent, stage, prompt) for stage, prompt in shortest_prompts(council, base)]
+    if council["aggregator"] != "vote":
+        judge = council["judge"]
+        base = AgentTask(deliberation_id=deliberation_id, task=task, council=council, agent=judge)
+        labels = [f"P{i}" for i in range(1, len(council["agents"]) + 1)]
+        stub = context_window.MARKER.format(n=0)
+        _, text = labelled(labels, dict.fromkeys(labels, stub))
+        prompt = stage_prompt(
+            base, "judge", system="roles/judge", proposals=text, labels=", ".join(labels)
+        )
+        checks.append((judge, "judge", prompt))
+    seen: set[tuple[str, str, str]] = set()
+    for agent, stage, prompt in checks:
+        key = (agent["base_url"], agent["model"], stage)
+        if key in seen:
+            continue
+        seen.add(key)
+        known = await context_window.endpoint(current, agent)
+        if known.window is None:
+            continue
+        messages, _ = prompt.render({})
+        need = context_window.floor(current.max_tokens[stage])
+        room = known.window - context_window.MARGIN
+        if context_window.estimate(messages) * known.scale + need <= room:
+            continue  # clearly fits: no need to ask the server
+        tokens, counted_by = await context_window.count(current, agent, messages, known)
+        if tokens + need > room:
+            raise RequestError(
+                "task",
+                f"does not fit the context window of {agent['model']} at {agent['base_url']} "
+                f"({known.window} tokens): the shortest {stage} prompt is {tokens} tokens "
+                f"({counted_by}) and its answer needs at least {need}; shorten the task, "
+                "constraints or rubric, or use a model with a larger window",
+            )
