@@ -34,7 +34,7 @@ from langchain_core.messages import convert_to_openai_messages
 
 from bench.common import TASKS, SimProcess, machine
 from council_agents.core.request import default_council
-from council_agents.core.settings import Settings
+from council_agents.core.settings import LLMSettings, Settings
 from council_agents.llm import client as llm_client
 from council_agents.llm import prompt_files
 from council_agents.llm.stage import shared_values
@@ -125,7 +125,7 @@ async def main() -> None:
     args = ap.parse_args()
     print(f"machine: {machine()}")
     with SimProcess("--time-scale", "0", "--max-num-seqs", "1024") as sim:
-        settings = Settings(llm_base_url=sim.base_url, model="Qwen/Qwen3-0.6B")
+        settings = Settings(llm=LLMSettings(base_url=sim.base_url, model="Qwen/Qwen3-0.6B"))
         served = await llm_client.served_models(sim.base_url, "EMPTY")
         settings = settings.replace(model=served[0])
         agent, messages, params, body = critique_request(settings)

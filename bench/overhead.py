@@ -29,7 +29,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from bench.common import TASKS, SimProcess, machine, pct
 from council_agents.core import settings as settings_mod
-from council_agents.core.settings import Settings
+from council_agents.core.settings import EventSettings, LLMSettings, Settings
 from council_agents.events.publisher import close_publishers
 from council_agents.llm import client as llm_client
 from council_agents.server import logs
@@ -120,7 +120,7 @@ async def scenario(
 
     cpu0 = cpu_seconds()
     t0 = time.perf_counter()
-    with settings_mod.using(Settings(llm_base_url=sim.base_url, nats_url=nats_url)):
+    with settings_mod.using(Settings(llm=LLMSettings(base_url=sim.base_url), events=EventSettings(nats_url=nats_url))):
         results = await asyncio.gather(*(one(i) for i in range(n)))
     wall = time.perf_counter() - t0
     cpu = cpu_seconds() - cpu0

@@ -199,9 +199,7 @@ async def deliberate_all(
 
             async def one(role: str) -> dict:
                 task = next(t for t in tasks if t["role"] == role)
-                settings = Settings(
-                    llm_base_url=base_url, model=model, nats_url=n.url, llm_timeout_s=TIMEOUT_S
-                )
+                settings = Settings(llm=LLMSettings(base_url=base_url, model=model, timeout_s=TIMEOUT_S), events=EventSettings(nats_url=n.url))
                 did = f"real-{role.lower()}-{time.time_ns()}"
                 t0 = time.perf_counter()
                 try:
@@ -304,7 +302,7 @@ async def measure_tokens(base_url: str, model: str, results: list[dict]) -> str:
     from council_agents.llm.context_window import Critiques, Oldest
     from council_agents.llm.stage import proposals_piece, stage_prompt
 
-    settings = Settings(llm_base_url=base_url, model=model)
+    settings = Settings(llm=LLMSettings(base_url=base_url, model=model))
     ratios: list[tuple[float, str]] = []
     for r in results:
         values = r["values"]

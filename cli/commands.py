@@ -1,6 +1,6 @@
 """The CLI's commands: each takes the parsed arguments and returns an exit code.
 
-Exit codes (``nodes.errors.EXIT_CODES``, documented in ``server.cli``): 0 done; 2 bad input;
+Exit codes (``cli.main.EXIT_CODES``, documented in ``cli.main``): 0 done; 2 bad input;
 3 the LLM; 4 Valkey; 5 NATS; 1 anything else. A failure is one line on stderr naming what
 failed (with its URL), the stage and the agent; its traceback goes only to the log file. A
 deliberation that stopped after ``prepare`` keeps its checkpoints, and only then is
@@ -29,15 +29,22 @@ import structlog
 from pydantic import BaseModel
 
 from council_agents.cli.render import Progress, print_result, pruned_line, say
-from council_agents.core import settings as settings_mod
 from council_agents.core.context import Context
-from council_agents.core.errors import describe
-from council_agents.core.request import RequestError, parse_context, parse_input, resolve
+from council_agents.core.errors import Failure, describe
+from council_agents.core.request import (
+    DeliberationRequest,
+    RequestError,
+    admit,
+    parse_context,
+    parse_input,
+)
 from council_agents.core.settings import Settings, display_url
-from council_agents.events.publisher import close_publishers
-from council_agents.server import logs, retention, runner
+from council_agents.core.state import Admission
+from council_agents.graph.builder import Clients, compile_graph
+from council_agents.server import logs
+from council_agents.server.runner import Deliberations, Outcome
 from council_agents.server.services import services
-from council_agents.storage.councils import stored_council, valkey_saver
+from council_agents.storage.councils import CouncilStore, valkey_saver
 
 log = structlog.get_logger("council.cli")
 
@@ -70,8 +77,8 @@ def load_rubric(path: str | None) -> dict[str, str] | None:
 
 def process_settings(args: argparse.Namespace) -> Settings:
     """The environment's settings with this command's flags applied."""
-    return settings_mod.from_environment().replace(
-        llm_base_url=getattr(args, "base_url", None), model=getattr(args, "model", None)
+    return Settings.from_environment().with_llm(
+        base_url=getattr(args, "base_url", None), model=getattr(args, "model", None)
     )
 
 
@@ -94,7 +101,7 @@ class Tracker:
     def __init__(self, progress: Progress, resuming: bool):
         self.progress = progress
         self.prepared = False
-        """True once the council is fixed: from then on there is something to resume."""
+        """True once the council is in the state: from then on there is something to resume."""
         self.stage = "resuming" if resuming else "starting"
         """The stage running (the last one that reported)."""
 
@@ -104,24 +111,35 @@ class Tracker:
             self.stage = str(chunk["stage"])
         if mode == "updates" and isinstance(chunk, dict):
             for node in chunk:
-                if node == "prepare":
+                if node == "admit":  # the council is in the state: resumable from here
                     self.prepared = True
                 if node not in ("tally", "__interrupt__"):
                     self.stage = f"after {node}"
+
+
+EXIT_CODES: dict[str, int] = {"input": 2, "llm": 3, "valkey": 4, "nats": 5, "other": 1}
+"""The exit code per kind of failure (``core.errors.describe``); ``cli.main`` documents them."""
+
+
+def exit_code(failure: Failure) -> int:
+    """The exit code of a failure."""
+    return EXIT_CODES[failure.kind]
 
 
 def failure_line(e: BaseException, current: Settings, stage: str) -> tuple[str, int]:
     """One line naming what failed (its URL), where and for whom; and the exit code."""
     failure = describe(e)
     if failure.kind == "valkey":
-        line = f"Valkey at {display_url(current.valkey_url)} failed ({stage}): {failure.message}"
+        url = display_url(current.storage.valkey_url)
+        line = f"Valkey at {url} failed ({stage}): {failure.message}"
     elif failure.kind == "nats" and failure.stage != "publish":
-        line = f"NATS at {display_url(current.nats_url)} failed ({stage}): {failure.message}"
+        url = display_url(current.events.nats_url)
+        line = f"NATS at {url} failed ({stage}): {failure.message}"
     elif failure.kind == "other":
         line = f"{failure.message} ({stage})"
     else:
         line = failure.message
-    return line, failure.exit_code
+    return line, exit_code(failure)
 
 
 def report_failure(e: BaseException, thread_id: str, current: Settings, where: Tracker) -> int:
@@ -139,40 +157,66 @@ def report_failure(e: BaseException, thread_id: str, current: Settings, where: T
     return code
 
 
+async def _admit(current: Settings, request: DeliberationRequest, context: Context) -> Admission:
+    """This request's admission: one look-up of the stored council it names (if any)."""
+    if context.council is None:
+        return admit(request, context, None, current.llm)
+    assert current.storage.valkey_url is not None
+    store = CouncilStore(current.storage.valkey_url)
+    try:
+        return admit(request, context, await store.get(context.council), current.llm)
+    finally:
+        await store.aclose()
+
+
 async def _deliberate(
-    args: argparse.Namespace, inp: dict[str, Any] | None, thread_id: str, context: Context
+    args: argparse.Namespace,
+    thread_id: str,
+    start: tuple[DeliberationRequest, Context] | None = None,
+    answer: dict[str, Any] | None = None,
 ) -> int:
+    """Start (``start``: the parsed request and its context) or resume (``answer``: a
+    human's, for one waiting) the deliberation ``thread_id``, then show how it ended."""
     quiet = (lambda *_: None) if args.quiet else say
     with services(process_settings(args), announce=quiet) as current:
-        assert current.valkey_url is not None
-        where = Tracker(Progress(args.quiet), resuming=inp is None)
+        assert current.storage.valkey_url is not None
+        where = Tracker(Progress(args.quiet), resuming=start is None)
         try:
-            async with valkey_saver(current.valkey_url, current.valkey_pool) as saver:
-                if inp is None:
-                    if await runner.stored_state_council(saver, thread_id) is None and not (
-                        await retention.done_marker(saver.client, thread_id)
-                    ):
-                        url = display_url(current.valkey_url)
-                        raise UsageError(f"no deliberation {thread_id!r} in {url}")
-                    where.prepared = True
-                else:  # refused here, before anything is stored, as at every other door
-                    stored = await stored_council(current.valkey_url, context.council)
-                    resolve(inp, context, stored, current)
-                outcome = await runner.run(saver, thread_id, inp, context, current, where)
-        except (UsageError, RequestError):
+            async with valkey_saver(
+                current.storage.valkey_url, current.storage.valkey_pool
+            ) as saver:
+                deliberations = Deliberations(current, saver)
+                try:
+                    if start is None:
+                        where.prepared = await deliberations.council(thread_id) is not None
+                        admission = None
+                    else:  # refused here, before anything is stored, as at every other door
+                        admission = await _admit(current, *start)
+                    outcome = await deliberations.run(
+                        thread_id, admission, answer=answer, on_update=where
+                    )
+                finally:
+                    await deliberations.close()
+        except RequestError:
             raise
         except Exception as e:  # noqa: BLE001 - one named line and an exit code per kind
             return report_failure(e, thread_id, current, where)
-        finally:
-            await close_publishers()
+    return _shown(outcome, thread_id, args.json)
+
+
+def _shown(outcome: Outcome, thread_id: str, as_json: bool) -> int:
     if outcome.status == "pruned":
         say(pruned_line(thread_id, outcome.marker or {}))
         return 0
     if outcome.status == "interrupted":
         asks = json.dumps(outcome.interrupts, default=str)[:2000]
         say(f"council: deliberation {thread_id} is waiting at {outcome.pending}: {asks}")
+        say(
+            f"council: approve: council resume {thread_id} --approve; or choose another: "
+            f"council resume {thread_id} --override AGENT --reason TEXT"
+        )
         return 0
-    print_result(outcome.values, args.json)
+    print_result(outcome.values, as_json)
     return 0
 
 
@@ -192,15 +236,30 @@ def cmd_deliberate(args: argparse.Namespace) -> int:
         "deliberation_id": thread_id,
         **{k: v for k, v in optional.items() if v is not None},
     }
-    parse_input(inp)  # bad input is refused before any server starts
+    request = parse_input(inp)  # bad input is refused before any server starts
     context = run_context(args)
     say(f"deliberation {thread_id}")
-    return asyncio.run(_deliberate(args, inp, thread_id, context))
+    return asyncio.run(_deliberate(args, thread_id, (request, context)))
+
+
+def approval_answer(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The human's answer ``--approve`` or ``--override AGENT --reason TEXT`` gives (the same
+    the HTTP resume takes), or None."""
+    if args.approve and args.override:
+        raise UsageError("--approve, --override: give one of them")
+    if args.override:
+        reason = (args.reason or "").strip()
+        if not reason:
+            raise UsageError("--reason: an override needs a non-empty reason")
+        return {"winner": args.override, "reason": reason}
+    if args.reason:
+        raise UsageError("--reason: goes with --override AGENT")
+    return {"approved": True} if args.approve else None
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    """Finish a deliberation that stopped (crash, error, approval)."""
-    return asyncio.run(_deliberate(args, None, args.id, Context()))
+    """Finish a deliberation that stopped (crash, error), or give the approval it waits for."""
+    return asyncio.run(_deliberate(args, args.id, answer=approval_answer(args)))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -220,14 +279,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "task_id": task["id"],
         "deliberation_id": thread_id,
     }
-    parse_input(inp)
+    request = parse_input(inp)
     context = run_context(args)
     with ServerThread(SimVLLM(SimConfig(time_scale=args.time_scale))) as sim:
         say(f"demo: SIMULATED vLLM (not a model) on {sim.base_url}, time scale {args.time_scale}")
         say(f"demo: task {task['id']} ({task['role']}): {task['task']}")
         say(f"deliberation {thread_id}")
         args.base_url, args.model = sim.base_url, None
-        return asyncio.run(_deliberate(args, inp, thread_id, context))
+        return asyncio.run(_deliberate(args, thread_id, (request, context)))
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
@@ -303,15 +362,16 @@ def check_exposure(args: argparse.Namespace, current: Settings) -> None:
             f"--dev-studio: Studio's header bypass admits anyone who reaches the port; it is "
             f"for local development and cannot be used with --host {args.host}"
         )
-    assert current.valkey_url is not None
-    keys = asyncio.run(_api_keys(current.valkey_url))
-    if not is_loopback(args.host) and not (keys or current.jwt_configured):
+    assert current.storage.valkey_url is not None
+    keys = asyncio.run(_api_keys(current.storage.valkey_url))
+    jwt = current.server.jwt_configured
+    if not is_loopback(args.host) and not (keys or jwt):
         raise UsageError(
             f"--host {args.host}: refusing to serve beyond this machine without "
             "authentication: create an API key (`council keys create --owner NAME --admin`) "
             "or set COUNCIL_JWT_SECRET or COUNCIL_JWT_JWKS_URL"
         )
-    if not (keys or current.jwt_configured):
+    if not (keys or jwt):
         say(
             "no API key exists yet: every request but /healthz and /metrics is refused; "
             "create one: council keys create --owner NAME --admin"
@@ -322,17 +382,19 @@ def serve_environment(current: Settings) -> dict[str, str]:
     """The LangGraph server process's environment: settings as variables, logs to the file."""
     env = {
         **os.environ,
-        "VALKEY_URL": current.valkey_url or "",
-        "NATS_URL": current.nats_url or "",
-        "COUNCIL_LLM_BASE_URL": current.llm_base_url,
+        "VALKEY_URL": current.storage.valkey_url or "",
+        "NATS_URL": current.events.nats_url or "",
+        "COUNCIL_LLM_BASE_URL": current.llm.base_url,
         "COUNCIL_DATA_DIR": str(current.data_dir),
-        "COUNCIL_LOG_FILE": str(current.log_file or current.data_dir / "logs" / "council.jsonl"),
+        "COUNCIL_LOG_FILE": str(
+            current.server.log_file or current.data_dir / "logs" / "council.jsonl"
+        ),
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
         "LANGGRAPH_NO_VERSION_CHECK": "true",
     }
     env.setdefault("LANGSMITH_TRACING", "false")
-    if current.model:
-        env["COUNCIL_MODEL"] = current.model
+    if current.llm.model:
+        env["COUNCIL_MODEL"] = current.llm.model
     return env
 
 
@@ -377,14 +439,15 @@ def production_runtime(
 def serve_production(args: argparse.Namespace) -> int:
     """``council serve --production``: replaces this process with the production runtime."""
     current = process_settings(args)
-    if not (current.valkey_url and current.nats_url):
+    if not (current.storage.valkey_url and current.events.nats_url):
         raise UsageError(
             "--production: set VALKEY_URL and NATS_URL (no embedded servers in production)"
         )
     if args.reload or args.dev_studio:
         raise UsageError("--production: --reload and --dev-studio are for development")
     check_exposure(args, current)
-    argv, env = production_runtime(current, args.host, args.port, args.jobs or current.serve_jobs)
+    jobs = args.jobs or current.server.serve_jobs
+    argv, env = production_runtime(current, args.host, args.port, jobs)
     current.data_dir.mkdir(parents=True, exist_ok=True)
     os.chdir(current.data_dir)  # .langgraph_api/ is written here: a volume in a container
     say(
@@ -406,7 +469,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError("the langgraph CLI is not installed: pip install 'council-agents[serve]'")
     with services(process_settings(args), announce=say) as current:
         check_exposure(args, current)
-        jobs = args.jobs or current.serve_jobs
+        jobs = args.jobs or current.server.serve_jobs
         # runtime files (.langgraph_api/) and the generated config live in the data directory
         workdir = current.data_dir / "api"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -438,7 +501,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "(local development only)"
             )
             say(f"LangGraph Studio: https://smith.langchain.com/studio/?baseUrl={base}")
-        say(f"LLM: {current.llm_base_url}")
+        say(f"LLM: {current.llm.base_url}")
         proc = subprocess.Popen(cmd, env=serve_environment(current), cwd=workdir)
 
         def forward(signum: int, _frame: FrameType | None) -> None:
@@ -454,8 +517,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from council_agents.server.worker import serve
 
     async def main(current: Settings) -> None:
-        assert current.valkey_url is not None
-        async with valkey_saver(current.valkey_url, current.valkey_pool) as saver:
+        assert current.storage.valkey_url is not None
+        async with valkey_saver(current.storage.valkey_url, current.storage.valkey_pool) as saver:
             await serve(
                 saver,
                 current,
@@ -466,13 +529,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
             )
 
     with services(process_settings(args), announce=say) as current:
-        port = current.metrics_port if args.metrics_port is None else args.metrics_port
+        port = current.server.metrics_port if args.metrics_port is None else args.metrics_port
         if port:
             from council_agents.server import worker_http
 
             worker_http.start(current, args.metrics_host, port)
             say(f"worker: /metrics and /healthz on http://{args.metrics_host}:{port}")
-        say(f"worker: LLM {current.llm_base_url}, concurrency {args.concurrency}")
+        say(f"worker: LLM {current.llm.base_url}, concurrency {args.concurrency}")
         asyncio.run(main(current))
     return 0
 
@@ -499,11 +562,11 @@ def cmd_publish_plan(args: argparse.Namespace) -> int:
         }
         if args.rounds is not None:
             event["rounds"] = args.rounds
-    nats_url = settings_mod.from_environment().nats_url
-    if not nats_url:
+    events = Settings.from_environment().events
+    if not events.nats_url:
         raise UsageError("set NATS_URL to the JetStream server the workers use")
     try:
-        ack = asyncio.run(publish_plan(nats_url, event))
+        ack = asyncio.run(publish_plan(events.nats_url, event, creds=events.nats_creds))
     except PoisonMessage as e:
         raise UsageError(f"the event would be rejected: {e}") from None
     print(json.dumps(ack))
@@ -512,8 +575,7 @@ def cmd_publish_plan(args: argparse.Namespace) -> int:
 
 def cmd_draw(args: argparse.Namespace) -> int:
     """The compiled graph as Mermaid (docs/graph.mmd), or --check that the drawing is current."""
-    from council_agents.graph.builder import graph
-
+    graph = compile_graph(Clients.of(Settings()))
     text = graph.get_graph().draw_mermaid()
     path = Path(args.out)
     if args.check:
@@ -531,12 +593,13 @@ def cmd_streams(args: argparse.Namespace) -> int:
     from council_agents.events.planning import PLANNING_STREAM, consumer_config
     from council_agents.events.publisher import connect_once, declare_streams
 
-    nats_url = settings_mod.from_environment().nats_url
+    events = Settings.from_environment().events
+    nats_url = events.nats_url
     if not nats_url:
         raise UsageError("set NATS_URL to the JetStream server the workers use")
 
     async def declare() -> list[str]:
-        nc = await connect_once(nats_url, timeout=10)
+        nc = await connect_once(nats_url, events.nats_creds, timeout=10)
         try:
             js = nc.jetstream(timeout=10)
             done = await declare_streams(js, args.replicas)
@@ -554,11 +617,13 @@ def cmd_streams(args: argparse.Namespace) -> int:
         for line in asyncio.run(declare()):
             print(line)
     except (OSError, TimeoutError) as e:
-        say(f"council: error: cannot reach NATS at {nats_url}: {type(e).__name__}: {e}")
-        return 3
+        say(
+            f"council: error: cannot reach NATS at {display_url(nats_url)}: {type(e).__name__}: {e}"
+        )
+        return EXIT_CODES["nats"]
     except Exception as e:  # noqa: BLE001 - nats-py raises its own connection errors
         if type(e).__module__.startswith("nats"):
-            say(f"council: error: NATS at {nats_url}: {type(e).__name__}: {e}")
-            return 3
+            say(f"council: error: NATS at {display_url(nats_url)}: {type(e).__name__}: {e}")
+            return EXIT_CODES["nats"]
         raise
     return 0

@@ -1,4 +1,4 @@
-"""``council eval``: the command line of the eval (registered by ``server.cli``).
+"""``council eval``: the command line of the eval (registered by ``cli.main``).
 
 Exit codes as every council command: 0 done; 2 bad input (an unknown suite or strategy, a
 limit below 1, an out dir of another eval), one line naming the flag; 3 the LLM could not be
@@ -13,21 +13,42 @@ import asyncio
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from council_agents.core.request import MAX_AGENTS, MIN_AGENTS
-
-if TYPE_CHECKING:
-    from council_agents.core.settings import Settings
-    from council_agents.evals.results import ProblemResult
-    from council_agents.evals.strategies import Strategy
+from council_agents.cli.commands import UsageError, process_settings
+from council_agents.cli.render import say
+from council_agents.core.errors import LLMUnreachable
+from council_agents.core.limits import MAX_AGENTS, MIN_AGENTS
+from council_agents.core.request import AgentSpec, CouncilSpec, admit
+from council_agents.core.settings import Settings
+from council_agents.evals.harness import (
+    EvalError,
+    Plan,
+    ProgressBar,
+    Runner,
+    eval_context,
+    eval_settings,
+    run_id,
+)
+from council_agents.evals.humaneval import SuiteError, load_problems
+from council_agents.evals.report import RESULTS_FILE, read_results, write_report
+from council_agents.evals.results import ProblemResult
+from council_agents.evals.strategies import (
+    DEFAULT_STRATEGIES,
+    STRATEGIES,
+    Strategy,
+    StrategyError,
+    parse_strategies,
+)
+from council_agents.llm.client import LLM, served_models
+from council_agents.server.services import services
+from council_agents.storage.councils import CouncilStore, valkey_saver
 
 SUITES = ("humaneval",)
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``council eval``."""
-    from council_agents.evals.strategies import DEFAULT_STRATEGIES, STRATEGIES
 
     e = sub.add_parser(
         "eval",
@@ -63,9 +84,6 @@ def add_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _checked(args: argparse.Namespace) -> dict[str, Any]:
     """The flags that need no server, checked: named errors before anything starts."""
-    from council_agents.cli.commands import UsageError
-    from council_agents.evals.humaneval import SuiteError, load_problems
-    from council_agents.evals.strategies import DEFAULT_STRATEGIES, StrategyError, parse_strategies
 
     if args.suite not in SUITES:
         raise UsageError(f"--suite: unknown suite {args.suite!r}; known: {', '.join(SUITES)}")
@@ -88,17 +106,11 @@ def _checked(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run the eval, write results.jsonl, summary.md and the plot; print the summary."""
-    from council_agents.cli.commands import UsageError, process_settings
-    from council_agents.cli.render import say
-    from council_agents.core.errors import LLMUnreachable
-    from council_agents.evals.harness import EvalError
-    from council_agents.llm import client as llm_client
-    from council_agents.server.services import services
 
     checked = _checked(args)
     settings = process_settings(args)
     try:
-        settings = asyncio.run(llm_client.preflight(settings))
+        settings = settings.with_llm(model=asyncio.run(LLM(settings.llm).default_model()))
     except LLMUnreachable as e:
         say(f"council: error: {e.cause}")
         return 3
@@ -121,29 +133,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return 130
 
 
-async def mixed_council(settings: Settings, samples: int, name: str | None) -> str | None:
+async def mixed_council(
+    settings: Settings, store: CouncilStore, samples: int, name: str | None
+) -> CouncilSpec | None:
     """The stored council of the ``mixed`` strategy: ``name`` (it must use two models or more),
     else one stored here with the server's models in turn when it serves several; None when
     there is no mix to be had."""
-    from council_agents.cli.commands import UsageError
-    from council_agents.core.request import AgentSpec, CouncilSpec
-    from council_agents.llm import client as llm_client
-    from council_agents.storage.councils import CouncilStore, stored_council
 
     if name is not None:
-        spec = await stored_council(settings.valkey_url, name)
+        spec = await store.get(name)
         if spec is None:
             raise UsageError(f"--council: no stored council {name!r}")
-        models = {agent.model or settings.model for agent in spec.agents}
+        models = {agent.model or settings.llm.model for agent in spec.agents}
         if len(models) < 2:
             raise UsageError(
                 f"--council: {name!r} uses one model ({', '.join(map(str, models))}); "
                 "the mixed strategy needs two or more"
             )
-        return name
-    served = list(
-        dict.fromkeys(await llm_client.served_models(settings.llm_base_url, settings.api_key))
-    )
+        return spec
+    served = list(dict.fromkeys(await served_models(settings.llm.base_url, settings.llm.api_key)))
     if len(served) < 2:
         return None
     agents = [
@@ -152,53 +160,44 @@ async def mixed_council(settings: Settings, samples: int, name: str | None) -> s
     ]
     digest = hashlib.sha256(json.dumps([a.model for a in agents]).encode()).hexdigest()[:8]
     spec = CouncilSpec(name=f"eval-mixed-{digest}", role="DEV", agents=agents)
-    assert settings.valkey_url is not None
-    store = CouncilStore(settings.valkey_url)
-    try:
-        await store.create(spec)
-    finally:
-        await store.aclose()
-    return spec.name
+    await store.create(spec)
+    return spec
 
 
 async def _strategies(
     args: argparse.Namespace, checked: dict[str, Any], settings: Settings
-) -> tuple[list[Strategy], str | None]:
+) -> tuple[list[Strategy], CouncilSpec | None]:
     """The strategies to run, with ``mixed`` when a mix is on offer (and checked when asked)."""
-    from council_agents.cli.commands import UsageError
-    from council_agents.core.request import resolve
-    from council_agents.evals.harness import eval_context
-    from council_agents.evals.strategies import STRATEGIES
-    from council_agents.llm import client as llm_client
-    from council_agents.storage.councils import stored_council
 
     strategies: list[Strategy] = list(checked["strategies"])
     wanted = any(s.mixed for s in strategies)
     mixed = None
     if wanted or not checked["explicit"]:
-        mixed = await mixed_council(settings, args.samples, args.council)
+        assert settings.storage.valkey_url is not None
+        store = CouncilStore(settings.storage.valkey_url)
+        try:
+            mixed = await mixed_council(settings, store, args.samples, args.council)
+        finally:
+            await store.aclose()
     if mixed is None:
         if wanted:
             raise UsageError(
-                f"--strategies: mixed needs several models, and {settings.llm_base_url} serves "
-                f"only {settings.model}; serve several, or name a stored council with --council"
+                f"--strategies: mixed needs several models, and {settings.llm.base_url} serves "
+                f"only {settings.llm.model}; serve several, or name a stored council with "
+                "--council"
             )
         return strategies, None
     if not wanted:
         strategies.append(STRATEGIES["mixed"])
-    context = eval_context(STRATEGIES["mixed"], args.samples, mixed)
-    stored = await stored_council(settings.valkey_url, mixed)
-    _, council = resolve({"task": "eval", "role": "DEV"}, context, stored, settings)
-    await llm_client.check_endpoints(settings, [*council["agents"], council["judge"]])
+    context = eval_context(STRATEGIES["mixed"], args.samples, mixed.name)
+    admitted = admit({"task": "eval", "role": "DEV"}, context, mixed, settings.llm)
+    await LLM(settings.llm).ready(admitted["council"])
     return strategies, mixed
 
 
 async def _session(
     args: argparse.Namespace, checked: dict[str, Any], settings: Settings, out: Path
 ) -> int:
-    from council_agents.evals.harness import Plan, ProgressBar, Runner, eval_settings, run_id
-    from council_agents.evals.report import RESULTS_FILE, read_results, write_report
-    from council_agents.storage.councils import valkey_saver
 
     strategies, mixed = await _strategies(args, checked, settings)
     problems = checked["problems"]
@@ -211,7 +210,7 @@ async def _session(
         mixed_council=mixed,
         timeout_s=args.timeout,
     )
-    rid = run_id(out, {"suite": args.suite, "model": settings.model, "samples": args.samples})
+    rid = run_id(out, {"suite": args.suite, "model": settings.llm.model, "samples": args.samples})
     labels = [s.label(args.samples) for s in strategies]
     ids = {p["task_id"] for p in problems}
 
@@ -223,15 +222,16 @@ async def _session(
         ]
 
     bar = ProgressBar(labels, in_plan(), len(ids) * len(labels), enabled=not args.quiet)
-    assert settings.valkey_url is not None
+    assert settings.storage.valkey_url is not None
     try:
-        async with valkey_saver(settings.valkey_url, settings.valkey_pool) as saver:
+        async with valkey_saver(settings.storage.valkey_url, settings.storage.valkey_pool) as saver:
             await Runner(plan, eval_settings(settings), saver, rid, on_result=bar).run()
     finally:
         bar.close()
     first, last = problems[0]["task_id"], problems[-1]["task_id"]
     title = (
-        f"HumanEval {args.split} split, {first}..{last}, {settings.model}, {args.samples} agents"
+        f"HumanEval {args.split} split, {first}..{last}, {settings.llm.model}, "
+        f"{args.samples} agents"
     )
     write_report(in_plan(), out, title=title)
     print((out / "summary.md").read_text(encoding="utf-8"))

@@ -29,15 +29,10 @@ import structlog
 from council_agents.cli import commands, prune
 from council_agents.cli.render import say
 from council_agents.core.errors import describe
-from council_agents.core.request import (
-    MAX_AGENTS,
-    MAX_ROUNDS,
-    MAX_TASK_CHARS,
-    MIN_AGENTS,
-    ROLES,
-    RequestError,
-)
-from council_agents.core.settings import DEFAULT_BASE_URL, SettingsError, from_environment
+from council_agents.core.limits import MAX_AGENTS, MAX_ROUNDS, MAX_TASK_CHARS, MIN_AGENTS
+from council_agents.core.request import RequestError
+from council_agents.core.settings import DEFAULT_BASE_URL, Settings, SettingsError
+from council_agents.core.terms import ROLES
 from council_agents.server import keys, logs
 
 
@@ -93,6 +88,13 @@ def _deliberation_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
 
     r = sub.add_parser("resume", help="finish a deliberation that stopped (crash, error, approval)")
     r.add_argument("id")
+    r.add_argument(
+        "--approve", action="store_true", help="approve the winner of one waiting for approval"
+    )
+    r.add_argument(
+        "--override", metavar="AGENT", help="choose another winner (needs --reason) instead"
+    )
+    r.add_argument("--reason", help="why the override (recorded as the justification)")
     _llm_flags(r)  # the endpoint the deliberation uses must be one this process allows
     _output_flags(r)
     r.set_defaults(func=commands.cmd_resume)
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             log_file = (
                 Path(args.log_file)
                 if args.log_file
-                else from_environment().data_dir / "logs" / "council.jsonl"
+                else Settings.from_environment().data_dir / "logs" / "council.jsonl"
             )
             logs.configure(
                 level=args.log_level, json_lines=True, file=log_file, stderr=args.log_stderr
@@ -233,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         log = structlog.get_logger("council.cli")
         log.error("command.failed", error=failure.message, exc_info=e)
         say(f"council: error: {failure.message}")
-        return failure.exit_code
+        return commands.exit_code(failure)
 
 
 if __name__ == "__main__":

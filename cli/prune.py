@@ -23,7 +23,6 @@ from typing import Any
 import valkey.asyncio as avalkey
 
 from council_agents.cli.render import pruned_line, say
-from council_agents.core import settings as settings_mod
 from council_agents.core.settings import Settings, parse_duration
 from council_agents.server import retention
 from council_agents.server.services import services
@@ -136,10 +135,11 @@ def report(
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """Apply the retention policy (settings, overridden by the flags) once."""
-    current = settings_mod.from_environment()
+    current = Settings.from_environment()
     policy = policy_of(args, current)
     with services(current, need_nats=False, announce=say) as current:
-        assert current.valkey_url is not None
-        result, gone = asyncio.run(prune(current.valkey_url, policy, args.thread, args.dry_run))
+        assert current.storage.valkey_url is not None
+        url = current.storage.valkey_url
+        result, gone = asyncio.run(prune(url, policy, args.thread, args.dry_run))
     report(result, gone, args.dry_run, args.json)
     return 0

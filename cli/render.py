@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Any
+
+from council_agents.core.state import CouncilState
 
 
 def say(*parts: Any) -> None:
@@ -52,48 +53,46 @@ class Progress:
         )
 
 
-def print_result(values: dict[str, Any], as_json: bool) -> None:
+def print_result(values: CouncilState, as_json: bool) -> None:
     """The completed event: as JSON, or the winner, why, how it was decided, and the cost."""
     event = values.get("result")
+    if event is None:
+        return
     if as_json:
-        print(json.dumps(event, indent=2))
+        print(event.model_dump_json(indent=2))
         return
-    if not event:
-        return
-    decision = event.get("decision") or {}
-    print(
-        f"\nWinner: {event['winner']['author']['agent_id']}  "
-        f"(decided by {decision.get('decided_by', '?')}; aggregator "
-        f"{decision.get('aggregator', '?')}; stopped: {event['stop_reason']} after "
-        f"{event['rounds']} of {event.get('max_rounds', event['rounds'])} round(s))"
+    decision = event.decision
+    how = (
+        f"decided by {decision.decided_by}; aggregator {decision.aggregator}; " if decision else ""
     )
-    print(f"Why: {event['justification']}\n")
-    if decision.get("judgements"):
-        agree = "agree" if decision["judges_agree"] else "DISAGREE"
+    print(
+        f"\nWinner: {event.winner.author.agent_id}  ({how}stopped: {event.stop_reason} after "
+        f"{event.rounds} of {event.max_rounds} round(s))"
+    )
+    print(f"Why: {event.justification}\n")
+    if decision and decision.judgements:
+        agree = "agree" if decision.judges_agree else "DISAGREE"
         print(
             f"Judges: two judgements in opposite orders {agree} on the winner "
-            f"(Kendall tau {decision['rank_agreement']:+.2f})"
+            f"(Kendall tau {decision.rank_agreement or 0:+.2f})"
         )
-    if decision.get("votes"):
+    if decision and decision.votes:
         borda = ", ".join(
-            f"{a} {p}" for a, p in sorted(decision["borda"].items(), key=lambda x: -x[1])
+            f"{a} {p}" for a, p in sorted(decision.borda.items(), key=lambda x: -x[1])
         )
-        print(f"Peer vote (Borda): {borda}; vote winner {decision['vote_winner']}")
+        print(f"Peer vote (Borda): {borda}; vote winner {decision.vote_winner}")
     print("\nRanking:")
-    for row in event["ranking"]:
-        scores = ", ".join(f"{k} {v:g}" for k, v in row["scores"].items())
-        print(
-            f"  {row['rank']}. {row['agent_id']:<16} {row['total']:5.2f}  "
-            f"borda {row.get('borda', 0)}  [{scores}]"
-        )
-    usage = event["usage"]
+    for row in event.ranking:
+        scores = ", ".join(f"{k} {v:g}" for k, v in row.scores.items())
+        print(f"  {row.rank}. {row.agent_id:<16} {row.total:5.2f}  borda {row.borda}  [{scores}]")
+    usage = event.usage
     print(
-        f"\nTokens: {usage['prompt_tokens']} prompt ({usage['cached_tokens']} cached), "
-        f"{usage['completion_tokens']} completion in {usage['calls']} calls; "
-        f"{event['duration_ms'] / 1000:.1f}s"
+        f"\nTokens: {usage.prompt_tokens} prompt ({usage.cached_tokens} cached), "
+        f"{usage.completion_tokens} completion in {usage.calls} calls; "
+        f"{event.duration_ms / 1000:.1f}s"
     )
-    print(f"Deliberation id: {event['deliberation_id']}\n")
-    print("Winning proposal:\n" + event["winner"]["content"])
+    print(f"Deliberation id: {event.deliberation_id}\n")
+    print("Winning proposal:\n" + event.winner.content)
 
 
 def pruned_line(thread_id: str, marker: dict[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """Errors of a stage, each naming the stage, the agent and the cause; and what a failure was.
 
 ``describe(exc)`` is the one classification of a failed deliberation, used by the metrics
-(``kind`` label) and the CLI (exit code, one line): bad input, the LLM, Valkey, NATS, other.
+(``kind`` label) and the CLI (one line; ``cli.commands`` maps each kind to its exit code): bad
+input, the LLM, Valkey, NATS, other.
 """
 
 from __future__ import annotations
@@ -67,8 +68,6 @@ def broken_stream(exc: BaseException) -> bool:
 
 
 Kind = Literal["input", "llm", "valkey", "nats", "other"]
-EXIT_CODES: dict[Kind, int] = {"input": 2, "llm": 3, "valkey": 4, "nats": 5, "other": 1}
-"""The CLI's exit code per kind of failure (``server.cli`` documents them)."""
 
 
 @dataclass(frozen=True)
@@ -81,11 +80,6 @@ class Failure:
     """Where: ``prepare``, a stage (``propose`` ...), ``publish``, or ``checkpoint``."""
     message: str
     """One line: what failed, where, and for which agent."""
-
-    @property
-    def exit_code(self) -> int:
-        """The CLI's exit code for this kind."""
-        return EXIT_CODES[self.kind]
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -1,15 +1,19 @@
-"""One request, one resolution: input + run context + stored council + settings -> the council.
+"""One request, one admission: input + run context + stored council + settings -> the council.
 
-The CLI, the HTTP app, the worker and ``prepare`` all call ``resolve``; every limit is checked
-here, and every refusal is a ``RequestError`` whose message names the field and the limit.
+Every door (the CLI, the HTTP middleware, the NATS worker, ``council eval``) calls ``admit``
+once per request, with the stored council it looked up once; the graph receives the result in
+its run configuration (``ADMISSION_KEY``) and ``prepare`` uses it as it is. Every limit
+(``core.limits``) is checked here, and every refusal is a ``RequestError`` whose message names
+the field and the limit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
+from langchain_core.runnables import RunnableConfig
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -23,20 +27,26 @@ from pydantic import (
 )
 
 from council_agents.core.context import Context
-from council_agents.core.settings import KEY_NAME, Settings
-from council_agents.core.state import Agent, Council, Criterion
+from council_agents.core.limits import (
+    DEFAULT_AGENTS,
+    MAX_AGENTS,
+    MAX_CONSTRAINTS_CHARS,
+    MAX_CRITERIA,
+    MAX_TASK_CHARS,
+    MIN_AGENTS,
+    Identifier,
+    Name,
+    RoleName,
+    Rounds,
+    TokenBudget,
+)
+from council_agents.core.settings import KEY_NAME, LLMSettings
+from council_agents.core.state import Admission, Agent, Council, Criterion, InputState
+from council_agents.core.terms import Aggregator, Role
 
-ROLES: tuple[str, ...] = ("DEV", "QA", "ARCHITECT", "DEVOPS", "DATA")
-AGGREGATORS: tuple[str, ...] = ("judge", "vote", "judge+vote")
-MIN_AGENTS, MAX_AGENTS, DEFAULT_AGENTS = 2, 9, 3
-MAX_ROUNDS = 5
-MAX_TASK_CHARS = 8000
-MAX_CONSTRAINTS_CHARS = 4000
-MAX_CRITERIA = 12
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-"""Council names and agent ids: a letter or digit, then letters, digits, ``_ . -``; <= 64."""
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
-"""Deliberation, story and task ids: like names, ``:`` allowed, <= 128."""
+ADMISSION_KEY = "council_admission"
+"""The run configuration's key (``configurable``) that carries a door's ``Admission`` to the
+graph: set only by council's doors, refused from callers (``server.app``)."""
 
 ANCHORS = {"0": "absent or wrong", "5": "adequate, with gaps", "10": "complete and convincing"}
 DEFAULT_RUBRIC: dict[str, Any] = {
@@ -78,8 +88,6 @@ DEFAULT_RUBRIC: dict[str, Any] = {
     },
 }
 
-Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 CriterionName = Annotated[
     str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)
 ]
@@ -95,13 +103,6 @@ class RequestError(ValueError):
     def __init__(self, field: str, message: str, status: int = 422):
         super().__init__(f"{field}: {message}")
         self.field, self.message, self.status = field, message, status
-
-
-def _role(value: str) -> str:
-    role = value.strip().upper()
-    if role not in ROLES:
-        raise ValueError(f"unknown role {value!r}; known roles: {', '.join(ROLES)}")
-    return role
 
 
 class _Strict(BaseModel):
@@ -143,20 +144,15 @@ class CouncilSpec(_Strict):
     """A named council as an admin stores it (``POST /councils``)."""
 
     name: Name
-    role: str
+    role: RoleName
     agents: list[AgentSpec] = Field(min_length=MIN_AGENTS, max_length=MAX_AGENTS)
     judge: AgentSpec | None = None
-    rounds: int = Field(1, ge=0, le=MAX_ROUNDS)
+    rounds: Rounds = 1
     rubric: Rubric = Field(default_factory=lambda: dict(DEFAULT_RUBRIC), validate_default=True)
     constraints: Constraints = ""
     require_approval: bool = False
-    aggregator: Literal["judge", "vote", "judge+vote"] = "judge+vote"
-    token_budget: int | None = Field(None, ge=1000, le=10_000_000)
-
-    @field_validator("role")
-    @classmethod
-    def _known_role(cls, v: str) -> str:
-        return _role(v)
+    aggregator: Aggregator = "judge+vote"
+    token_budget: TokenBudget | None = None
 
     @model_validator(mode="after")
     def _unique_agents(self) -> CouncilSpec:
@@ -170,8 +166,8 @@ class DeliberationRequest(_Strict):
     """A deliberation's input, validated; unset fields come from the council."""
 
     task: str = Field(min_length=1, max_length=MAX_TASK_CHARS)
-    role: str | None = None
-    rounds: int | None = Field(None, ge=0, le=MAX_ROUNDS)
+    role: RoleName | None = None
+    rounds: Rounds | None = None
     rubric: Rubric | None = None
     constraints: Constraints = ""
     story_id: Identifier | None = None
@@ -185,14 +181,9 @@ class DeliberationRequest(_Strict):
             raise ValueError("is empty or only whitespace")
         return v.strip()
 
-    @field_validator("role")
-    @classmethod
-    def _known_role(cls, v: str | None) -> str | None:
-        return None if v is None else _role(v)
-
 
 def default_council(
-    role: str, agents: int = DEFAULT_AGENTS, name: str | None = None
+    role: Role, agents: int = DEFAULT_AGENTS, name: str | None = None
 ) -> CouncilSpec:
     """The built-in council of a role: ``agent-<role>-001`` ... with seeds 1001 ..."""
     members = [
@@ -248,7 +239,7 @@ def parse_input(inp: Mapping[str, Any] | Any) -> DeliberationRequest:
         raise one_line(e) from None
 
 
-def parse_council(doc: Any, settings: Settings | None = None) -> CouncilSpec:
+def parse_council(doc: Any, settings: LLMSettings | None = None) -> CouncilSpec:
     """A council definition, validated (and, with ``settings``, its endpoints and key names)."""
     try:
         council = CouncilSpec.model_validate(doc)
@@ -277,7 +268,7 @@ def normal_rubric(rubric: Mapping[str, Any]) -> dict[str, Criterion]:
     }
 
 
-def _check_endpoints(council: CouncilSpec, settings: Settings) -> None:
+def _check_endpoints(council: CouncilSpec, settings: LLMSettings) -> None:
     members = [(f"agents.{i}", a) for i, a in enumerate(council.agents)]
     for where, spec in members + ([("judge", council.judge)] if council.judge else []):
         if spec.base_url is not None and not settings.allows(spec.base_url):
@@ -291,30 +282,31 @@ def _check_endpoints(council: CouncilSpec, settings: Settings) -> None:
             )
 
 
-def _agent(spec: AgentSpec, role: str, settings: Settings) -> Agent:
+def _agent(spec: AgentSpec, role: Role, settings: LLMSettings) -> Agent:
     return Agent(
         agent_id=spec.agent_id,
         role=role,
         model=spec.model or settings.model or "",
-        base_url=spec.base_url or settings.llm_base_url,
+        base_url=spec.base_url or settings.base_url,
         api_key_name=spec.api_key_name,
         temperature=spec.temperature,
         seed=spec.seed,
     )
 
 
-def resolve(
+def admit(
     inp: Mapping[str, Any] | DeliberationRequest,
     context: Context | Mapping[str, Any] | None,
     stored: CouncilSpec | None,
-    settings: Settings,
-) -> tuple[DeliberationRequest, Council]:
+    settings: LLMSettings,
+) -> Admission:
     """The validated input (defaults filled) and the effective council of one deliberation.
 
     Precedence: the input, then the run context, then the stored council named by
-    ``context.council``, then the built-in council of the role. Endpoints, models and key
-    names come only from ``settings`` and the stored council (checked against the allow-list),
-    never from the caller.
+    ``context.council`` (looked up once by the door), then the built-in council of the role.
+    Endpoints, models and key names come only from ``settings`` and the stored council
+    (checked against the allow-list), never from the caller; each stage's token budget is
+    fixed from the settings here.
     """
     req = inp if isinstance(inp, DeliberationRequest) else parse_input(inp)
     ctx = parse_context(context)
@@ -324,7 +316,7 @@ def resolve(
         raise RequestError(
             "context.agents", f"council {stored.name!r} fixes its agents; leave it out"
         )
-    role = req.role or (stored.role if stored else "DEV")
+    role: Role = req.role or (stored.role if stored else "DEV")
     if stored is not None and role != stored.role:
         raise RequestError(
             "role", f"council {stored.name!r} is a {stored.role} council, not {role}"
@@ -339,7 +331,6 @@ def resolve(
             f"the maximum is {MAX_CONSTRAINTS_CHARS}",
         )
     specs = req.rubric or spec.rubric
-    rubric = normal_rubric(specs)
     req = req.model_copy(
         update={
             "role": role,
@@ -356,12 +347,37 @@ def resolve(
         agents=[_agent(a, role, settings) for a in agents],
         judge=_agent(judge, role, settings),
         rounds=req.rounds or 0,
-        rubric=rubric,
+        rubric=normal_rubric(specs),
         constraints=constraints,
         require_approval=bool(
             spec.require_approval if ctx.require_approval is None else ctx.require_approval
         ),
         aggregator=ctx.aggregator or spec.aggregator,
         token_budget=ctx.token_budget if ctx.token_budget is not None else spec.token_budget,
+        max_tokens=dict(settings.max_tokens),
     )
-    return req, council
+    return Admission(
+        input=cast(InputState, req.model_dump(mode="json", exclude_none=True)), council=council
+    )
+
+
+_admission_adapter: TypeAdapter[Admission] = TypeAdapter(Admission)
+
+
+def admission_of(config: RunnableConfig) -> Admission | None:
+    """The admission a door put into a run's configuration (None: none was given). Only
+    council's doors write it (callers' ``configurable`` is refused), but it is parsed as
+    what it claims to be before the graph trusts it."""
+    raw = (config.get("configurable") or {}).get(ADMISSION_KEY)
+    if raw is None:
+        return None
+    try:
+        return _admission_adapter.validate_python(raw)
+    except ValidationError as e:
+        raise one_line(e, ADMISSION_KEY) from None
+
+
+def with_admission(config: RunnableConfig, admission: Admission) -> RunnableConfig:
+    """``config`` carrying ``admission`` to the graph."""
+    configurable = {**(config.get("configurable") or {}), ADMISSION_KEY: admission}
+    return cast(RunnableConfig, {**config, "configurable": configurable})

@@ -1,9 +1,11 @@
 """Process settings: where council connects and with which secret, read once from the environment.
 
 Nothing a caller sends can change these: a run's input and context choose *what* to deliberate
-and *how many* rounds, never an endpoint or a key. The CLI and the worker start from
-``from_environment()``, apply their flags and the URLs of the servers they embedded, and run
-graphs under ``using(settings)``; the served graph (``langgraph.json``) reads the environment.
+and *how many* rounds, never an endpoint or a key. Each door reads them once
+(``Settings.from_environment()``: the CLI and the worker, then their flags and the URLs of the
+servers they embedded; the served process in ``server.served``) and passes each part to whoever
+uses it: ``llm`` to the LLM client, ``storage`` to Valkey, ``events`` to NATS, ``retention`` to
+the sweep, ``server`` to authentication and serving. Nothing reads them from an ambient place.
 
 | variable | default | what |
 |---|---|---|
@@ -44,16 +46,13 @@ the reasoning behind the retention defaults is in docs/STORAGE.md.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import os
 import re
-from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_BASE_URL = "http://localhost:8000/v1"
@@ -161,12 +160,18 @@ def _windows(env: Mapping[str, str], name: str) -> dict[str, int]:
     return windows
 
 
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
-    """One of ``choices`` (the first when unset)."""
+Transport = Literal["aiohttp", "httpx"]
+"""The HTTP transports of LLM calls."""
+
+
+def _transport(env: Mapping[str, str], name: str) -> Transport:
+    """``aiohttp`` (when unset) or ``httpx``."""
     raw = (env.get(name) or "").strip().lower()
-    if raw and raw not in choices:
-        raise SettingsError(f"{name}: {raw!r} is not one of {', '.join(choices)}")
-    return raw or choices[0]
+    if raw in ("", "aiohttp"):
+        return "aiohttp"
+    if raw == "httpx":
+        return "httpx"
+    raise SettingsError(f"{name}: {raw!r} is not one of aiohttp, httpx")
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool | None:
@@ -181,10 +186,10 @@ def _flag(env: Mapping[str, str], name: str) -> bool | None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Settings:
-    """Everything about *where* and *with what* council runs; fixed for the process."""
+class LLMSettings:
+    """Where the agents' calls go, with which key, and how each call is bounded (``llm/``)."""
 
-    llm_base_url: str = DEFAULT_BASE_URL
+    base_url: str = DEFAULT_BASE_URL
     """OpenAI-compatible base URL of the default LLM server."""
     model: str | None = None
     """Model name; ``None`` adopts the server's first model at preflight."""
@@ -193,48 +198,83 @@ class Settings:
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     """More keys by setting name (``COUNCIL_<NAME>_API_KEY``), for councils with several
     endpoints; an agent names the setting, never the key."""
-    llm_allowed_urls: tuple[str, ...] = ()
-    """Endpoints a stored council may name besides ``llm_base_url``."""
-    llm_timeout_s: float = 120.0
+    allowed_urls: tuple[str, ...] = ()
+    """Endpoints a stored council may name besides ``base_url``."""
+    timeout_s: float = 120.0
     """Per-request timeout of an LLM call."""
-    llm_max_retries: int = 3
+    max_retries: int = 3
     """Client retries of an LLM request on 5xx, 429, timeouts and broken connections."""
-    llm_max_connections: int = 64
+    max_connections: int = 64
     """HTTP connections per LLM server (more parallel calls wait for one)."""
-    llm_concurrency: int = 0
+    concurrency: int = 0
     """At most this many calls in flight per LLM server from this process (0: no limit)."""
-    llm_http: str = "aiohttp"
+    http: Transport = "aiohttp"
     """The openai client's HTTP transport: ``aiohttp`` (its aiohttp extra, about a millisecond
     less CPU per call) or ``httpx`` (its default, httpx2)."""
     answer_retries: int = 2
-    """Extra attempts when an answer is empty, garbage or (select) invalid for its schema."""
+    """Extra attempts when an answer is empty, garbage or (structured) invalid for its schema."""
     max_tokens: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_TOKENS))
-    """Completion-token budget per stage (reasoning included when it is inline)."""
+    """Completion-token budget per stage (reasoning included when it is inline); fixed into
+    each council when it is admitted."""
     enable_thinking: bool | None = None
     """Send ``chat_template_kwargs.enable_thinking`` (Qwen3 on vLLM); ``None`` sends nothing."""
-    llm_context_window: Mapping[str, int] = field(default_factory=dict)
+    context_window: Mapping[str, int] = field(default_factory=dict)
     """Context window (prompt + answer tokens) by base URL, ``""`` for every endpoint; overrides
-    what the server reports (``nodes.context_window``). Empty: learned from each server."""
+    what the server reports (``llm.endpoints``). Empty: learned from each server."""
+    prompts_dir: Path | None = None
+    """Prompt files to read instead of the installed ones."""
+
+    def allows(self, base_url: str) -> bool:
+        """Whether a council may send calls (and keys) to ``base_url``."""
+        url = normal_url(base_url)
+        return url == normal_url(self.base_url) or url in self.allowed_urls
+
+    def api_key_for(self, name: str | None) -> str:
+        """The key held by the setting ``name`` (None: the default key)."""
+        if name is None:
+            return self.api_key
+        return self.api_keys.get(name) or "EMPTY"
+
+    def context_window_for(self, base_url: str) -> int | None:
+        """The configured context window of ``base_url`` (None: learn it from the server)."""
+        windows = self.context_window
+        return windows.get(normal_url(base_url)) or windows.get("") or None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageSettings:
+    """Valkey: checkpoints, stored councils, API keys, leases (``storage/``)."""
+
     valkey_url: str | None = None
     """Valkey for checkpoints and stored councils; ``None``: the CLI embeds one."""
     valkey_pool: int = 32
     """Valkey connections per process (a blocking pool)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventSettings:
+    """NATS JetStream, where events go and planning events come from (``events/``)."""
+
     nats_url: str | None = None
     """JetStream for events; ``None`` skips publishing (logged)."""
-    data_dir: Path = Path(".council-data")
-    """Embedded servers' data and the log file."""
-    prompts_dir: Path | None = None
-    """Prompt files to read instead of the installed ones."""
-    retain_history_s: float = 0.0
+    nats_creds: Path | None = None
+    """NATS credentials file (``.creds``: user JWT and nkey seed), for every NATS connection."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetentionSettings:
+    """How long checkpoints stay (``server/retention.py``; docs/STORAGE.md)."""
+
+    history_s: float = 0.0
     """A finished deliberation keeps every checkpoint this long, then is compacted to its final
     one (0: as soon as it finishes; set e.g. 1h to time-travel in Studio)."""
-    retain_finished_s: float | None = 24 * 3600.0
+    finished_s: float | None = 24 * 3600.0
     """A finished deliberation's final checkpoint expires this long after it finished (None:
     never); its completed event in JetStream is the durable record."""
-    retain_unfinished_s: float | None = None
+    unfinished_s: float | None = None
     """Failed, waiting and unfinished deliberations whose newest checkpoint is older than this
     are deleted (None: never, the default: they can still be resumed)."""
-    retain_marker_s: float = 30 * 24 * 3600.0
+    marker_s: float = 30 * 24 * 3600.0
     """A finished deliberation's done marker (finish time, stream and seq of its event) lives
     this long after it finished, so a redelivered plan event does not run it again."""
     prune_interval_s: float = 300.0
@@ -244,8 +284,11 @@ class Settings:
     """Warn in the log when Valkey's used memory passes this share of its ``maxmemory`` (of the
     machine's memory when ``maxmemory`` is 0)."""
 
-    nats_creds: Path | None = None
-    """NATS credentials file (``.creds``: user JWT and nkey seed), for every NATS connection."""
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    """The served API and the worker's endpoint: who may call, how many runs at once."""
+
     serve_jobs: int = 10
     """Runs one ``council serve`` executes at once (LangGraph's ``--n-jobs-per-worker``)."""
     jwt_secret: str | None = field(default=None, repr=False)
@@ -261,6 +304,30 @@ class Settings:
     log_file: Path | None = None
     """Structured logs of the served graph (``council serve`` points it into the data dir)."""
 
+    @property
+    def jwt_configured(self) -> bool:
+        """True when bearer JWTs can be checked (a shared secret or a JWKS URL)."""
+        return bool(self.jwt_secret or self.jwt_jwks_url)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything about *where* and *with what* council runs; fixed for the process and passed
+    to whoever needs a part of it (each part is grouped by who uses it)."""
+
+    llm: LLMSettings = field(default_factory=LLMSettings)
+    """The LLM servers and the calls' bounds."""
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    """Valkey."""
+    events: EventSettings = field(default_factory=EventSettings)
+    """NATS JetStream."""
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    """How long checkpoints stay."""
+    server: ServerSettings = field(default_factory=ServerSettings)
+    """The served API and the worker's endpoint."""
+    data_dir: Path = Path(".council-data")
+    """Embedded servers' data and the log file."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Settings from an environment mapping; a bad value raises ``SettingsError``."""
@@ -269,31 +336,30 @@ class Settings:
             n.removesuffix("_FILE") for n in env if KEY_NAME.fullmatch(n.removesuffix("_FILE"))
         }
         allowed = (env.get("COUNCIL_LLM_ALLOWED_URLS") or "").split(",")
-        return cls(
+        llm = LLMSettings(
             api_keys={name: _secret(env, name, "") for name in sorted(names)},
-            llm_allowed_urls=tuple(normal_url(u) for u in allowed if u.strip()),
-            llm_base_url=env.get("COUNCIL_LLM_BASE_URL") or DEFAULT_BASE_URL,
+            allowed_urls=tuple(normal_url(u) for u in allowed if u.strip()),
+            base_url=env.get("COUNCIL_LLM_BASE_URL") or DEFAULT_BASE_URL,
             model=env.get("COUNCIL_MODEL") or None,
             api_key=_secret(env, "COUNCIL_API_KEY", "") or _secret(env, "OPENAI_API_KEY", "EMPTY"),
-            llm_timeout_s=_number(env, "COUNCIL_LLM_TIMEOUT", 120.0),
-            llm_max_retries=int(_number(env, "COUNCIL_LLM_MAX_RETRIES", 3, int)),
-            llm_max_connections=int(_number(env, "COUNCIL_LLM_MAX_CONNECTIONS", 64, int)) or 1,
-            llm_concurrency=int(_number(env, "COUNCIL_LLM_CONCURRENCY", 0, int)),
-            llm_http=_choice(env, "COUNCIL_LLM_HTTP", ("aiohttp", "httpx")),
+            timeout_s=_number(env, "COUNCIL_LLM_TIMEOUT", 120.0),
+            max_retries=int(_number(env, "COUNCIL_LLM_MAX_RETRIES", 3, int)),
+            max_connections=int(_number(env, "COUNCIL_LLM_MAX_CONNECTIONS", 64, int)) or 1,
+            concurrency=int(_number(env, "COUNCIL_LLM_CONCURRENCY", 0, int)),
+            http=_transport(env, "COUNCIL_LLM_HTTP"),
             enable_thinking=_flag(env, "COUNCIL_ENABLE_THINKING"),
-            llm_context_window=_windows(env, "COUNCIL_LLM_CONTEXT_WINDOW"),
-            valkey_url=env.get("VALKEY_URL") or None,
-            valkey_pool=int(_number(env, "COUNCIL_VALKEY_POOL", 32, int)) or 1,
-            nats_url=env.get("NATS_URL") or None,
-            data_dir=Path(env.get("COUNCIL_DATA_DIR") or ".council-data").resolve(),
+            context_window=_windows(env, "COUNCIL_LLM_CONTEXT_WINDOW"),
             prompts_dir=Path(prompts).resolve() if prompts else None,
-            retain_history_s=_duration(env, "COUNCIL_RETAIN_HISTORY", 0.0) or 0.0,
-            retain_finished_s=_duration(env, "COUNCIL_RETAIN_FINISHED", 86400.0, never=True),
-            retain_unfinished_s=_duration(env, "COUNCIL_RETAIN_UNFINISHED", None, never=True),
-            retain_marker_s=_duration(env, "COUNCIL_RETAIN_MARKER", 30 * 86400.0) or 0.0,
+        )
+        retention = RetentionSettings(
+            history_s=_duration(env, "COUNCIL_RETAIN_HISTORY", 0.0) or 0.0,
+            finished_s=_duration(env, "COUNCIL_RETAIN_FINISHED", 86400.0, never=True),
+            unfinished_s=_duration(env, "COUNCIL_RETAIN_UNFINISHED", None, never=True),
+            marker_s=_duration(env, "COUNCIL_RETAIN_MARKER", 30 * 86400.0) or 0.0,
             prune_interval_s=_duration(env, "COUNCIL_PRUNE_INTERVAL", 300.0) or 0.0,
             valkey_memory_warn=_share(env, "COUNCIL_VALKEY_MEMORY_WARN", 0.8),
-            nats_creds=_path(env, "NATS_CREDS"),
+        )
+        server = ServerSettings(
             serve_jobs=int(_number(env, "COUNCIL_SERVE_JOBS", 10, int)) or 1,
             jwt_secret=_secret(env, "COUNCIL_JWT_SECRET", "") or None,
             jwt_jwks_url=env.get("COUNCIL_JWT_JWKS_URL") or None,
@@ -302,31 +368,40 @@ class Settings:
             metrics_port=int(_number(env, "COUNCIL_METRICS_PORT", 0, int)),
             log_file=_path(env, "COUNCIL_LOG_FILE"),
         )
+        return cls(
+            llm=llm,
+            storage=StorageSettings(
+                valkey_url=env.get("VALKEY_URL") or None,
+                valkey_pool=int(_number(env, "COUNCIL_VALKEY_POOL", 32, int)) or 1,
+            ),
+            events=EventSettings(
+                nats_url=env.get("NATS_URL") or None, nats_creds=_path(env, "NATS_CREDS")
+            ),
+            retention=retention,
+            server=server,
+            data_dir=Path(env.get("COUNCIL_DATA_DIR") or ".council-data").resolve(),
+        )
 
-    @property
-    def jwt_configured(self) -> bool:
-        """True when bearer JWTs can be checked (a shared secret or a JWKS URL)."""
-        return bool(self.jwt_secret or self.jwt_jwks_url)
+    @classmethod
+    def from_environment(cls) -> Settings:
+        """The process environment's settings (a door reads them once and passes them on)."""
+        return cls.from_env(os.environ)
 
-    def allows(self, base_url: str) -> bool:
-        """Whether a council may send calls (and keys) to ``base_url``."""
-        url = normal_url(base_url)
-        return url == normal_url(self.llm_base_url) or url in self.llm_allowed_urls
+    def with_llm(self, **changes: Any) -> Settings:
+        """A copy whose LLM settings take ``changes`` (``None`` values are ignored: an unset
+        flag keeps the value)."""
+        kept = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, llm=dataclasses.replace(self.llm, **kept))
 
-    def api_key_for(self, name: str | None) -> str:
-        """The key held by the setting ``name`` (None: the default key)."""
-        if name is None:
-            return self.api_key
-        return self.api_keys.get(name) or "EMPTY"
-
-    def context_window_for(self, base_url: str) -> int | None:
-        """The configured context window of ``base_url`` (None: learn it from the server)."""
-        windows = self.llm_context_window
-        return windows.get(normal_url(base_url)) or windows.get("") or None
-
-    def replace(self, **changes: Any) -> Settings:
-        """A copy with ``changes`` (``None`` values are ignored: an unset flag keeps the value)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+    def with_services(self, valkey_url: str | None, nats_url: str | None) -> Settings:
+        """A copy that uses these Valkey and NATS URLs (embedded servers'); ``None`` keeps."""
+        return dataclasses.replace(
+            self,
+            storage=dataclasses.replace(
+                self.storage, valkey_url=valkey_url or self.storage.valkey_url
+            ),
+            events=dataclasses.replace(self.events, nats_url=nats_url or self.events.nats_url),
+        )
 
 
 def display_url(url: str | None) -> str:
@@ -339,27 +414,3 @@ def display_url(url: str | None) -> str:
     user = parts.username or ""
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-@functools.cache
-def from_environment() -> Settings:
-    """The process environment's settings, read once."""
-    return Settings.from_env(os.environ)
-
-
-_current: ContextVar[Settings | None] = ContextVar("council_settings", default=None)
-
-
-def current() -> Settings:
-    """The settings of the run in progress (``using``), else the environment's."""
-    return _current.get() or from_environment()
-
-
-@contextlib.contextmanager
-def using(settings: Settings) -> Iterator[Settings]:
-    """Run graphs started in this block (and the tasks they spawn) with ``settings``."""
-    token = _current.set(settings)
-    try:
-        yield settings
-    finally:
-        _current.reset(token)

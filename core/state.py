@@ -14,10 +14,20 @@ state and ``finished_at`` when needed (``nodes.publish.completed_event``).
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, NotRequired, Required
+from typing import Annotated, NotRequired, Required
 
 from langgraph.channels import UntrackedValue
 from typing_extensions import TypedDict
+
+from council_agents.core.events import DeliberationCompleted
+from council_agents.core.terms import (
+    Aggregator,
+    DecidedBy,
+    Role,
+    Severity,
+    Stage,
+    StopReason,
+)
 
 
 class Agent(TypedDict):
@@ -25,10 +35,10 @@ class Agent(TypedDict):
 
     agent_id: str
     """Stable id, e.g. ``agent-dev-001``."""
-    role: str
+    role: Role
     """The council's role."""
     model: str
-    """Model name at the LLM server."""
+    """Model name at the LLM server ("" until ``prepare`` adopts the server's first model)."""
     base_url: str
     """OpenAI-compatible base URL of the LLM server (settings, or an admin's stored council)."""
     api_key_name: str | None
@@ -42,7 +52,7 @@ class Agent(TypedDict):
 class Council(TypedDict):
     """The effective council, fixed when a deliberation starts; resuming uses it as it is."""
 
-    role: str
+    role: Role
     """DEV, QA, ARCHITECT, DEVOPS or DATA."""
     name: str | None
     """The stored council it came from, if any."""
@@ -54,10 +64,13 @@ class Council(TypedDict):
     """Most critique and revise rounds (0: propose, then select); fewer when converged."""
     rubric: dict[str, Criterion]
     """Criterion name -> what it means, its weight and anchors; judges score each 0..10."""
-    aggregator: str
+    aggregator: Aggregator
     """How the winner is decided: ``judge``, ``vote`` or ``judge+vote``."""
     token_budget: int | None
     """Most prompt + completion tokens for the whole deliberation (None: no budget)."""
+    max_tokens: dict[str, int]
+    """Completion-token budget per stage, fixed from the settings when the council is admitted:
+    the calls use it and the router plans the token budget with it."""
     constraints: str
     """Constraints every agent must respect (empty: none)."""
     require_approval: bool
@@ -78,7 +91,7 @@ class Criterion(TypedDict):
 class Defect(TypedDict):
     """One defect a critic found."""
 
-    severity: str
+    severity: Severity
     """``blocker`` (must change), ``major`` (should change) or ``minor`` (could change)."""
     where: str
     """The part of the proposal it is in."""
@@ -100,7 +113,7 @@ class Change(TypedDict):
 class Brief(TypedDict):
     """What an agent's task needs of its council (not the other members, not the judge)."""
 
-    role: str
+    role: Role
     """The council's role (its prompts)."""
     rubric: dict[str, Criterion]
     """Criterion -> meaning, weight and anchors."""
@@ -132,11 +145,11 @@ class Critique(TypedDict):
     """Who wrote it."""
     author: str
     """Whose proposal it critiques."""
-    content: str
-    """The critique, as the author reads it (rendered from the defects)."""
-    defects: NotRequired[list[Defect]]
+    summary: str
+    """The critic's overall view, in a few sentences."""
+    defects: list[Defect]
     """What the critic found, with severities."""
-    violations: NotRequired[list[str]]
+    violations: list[str]
     """Constraints the proposal breaks (each counts as a blocker)."""
 
 
@@ -203,10 +216,10 @@ class CallRecord(TypedDict):
 
     agent_id: str
     """Who called."""
-    role: str
+    role: Role
     """The council's role."""
-    stage: str
-    """propose, critique, revise or select."""
+    stage: Stage
+    """propose, critique, revise, judge or vote."""
     round: int
     """Round of the stage (0 for propose)."""
     attempt: int
@@ -264,9 +277,9 @@ class Decision(TypedDict):
     """Why it won: always about the winner, from the same aggregation that picked it."""
     ranking: list[RankEntry]
     """Every proposal, best first."""
-    aggregator: str
+    aggregator: Aggregator
     """``judge``, ``vote`` or ``judge+vote``."""
-    decided_by: str
+    decided_by: DecidedBy
     """What decided: ``judges`` (they agreed or averaged), ``vote`` (the judges disagreed, or
     the aggregator is the vote), ``human``."""
     judges_agree: bool | None
@@ -275,7 +288,7 @@ class Decision(TypedDict):
     """Kendall's tau between the two judgements' rankings (-1..1; None: not judged)."""
     vote_winner: str | None
     """The Borda winner of the peer vote."""
-    stop_reason: str
+    stop_reason: StopReason
     """converged, budget, rounds_completed or human_override."""
     approved_by_human: NotRequired[bool]
     """True when a human approved or overrode the decision."""
@@ -283,18 +296,29 @@ class Decision(TypedDict):
     """The council's own justification, when a human overrode it."""
 
 
+class CriterionInput(TypedDict, total=False):
+    """A rubric criterion as a caller writes it (or just its meaning, as a string)."""
+
+    meaning: Required[str]
+    """What it measures."""
+    weight: float
+    """Its weight (default 1)."""
+    anchors: dict[str, str]
+    """What "0", "5" and "10" mean (defaults filled)."""
+
+
 class InputState(TypedDict, total=False):
     """What a caller gives to start a deliberation."""
 
     task: Required[str]
     """The software task to deliberate on (1..8000 characters)."""
-    role: str
+    role: Role
     """DEV, QA, ARCHITECT, DEVOPS or DATA (default: the stored council's, else DEV)."""
     rounds: int
     """Critique/revise rounds, 0..5 (default: the stored council's, else 1)."""
     constraints: str
     """Constraints for this task, added to the council's."""
-    rubric: dict[str, Any]
+    rubric: dict[str, str | CriterionInput]
     """Criterion -> what it means, or ``{meaning, weight, anchors}`` (default: the stored
     council's, else a general rubric)."""
     story_id: str | None
@@ -305,11 +329,37 @@ class InputState(TypedDict, total=False):
     """Id of this deliberation (default: the thread id)."""
 
 
+class Admission(TypedDict):
+    """What a door admitted (``core.request.admit``): the input with every default filled, and
+    the effective council. It reaches the graph in the run's configuration (``ADMISSION_KEY``),
+    never through the caller's input or context, and ``prepare`` writes it into the state."""
+
+    input: InputState
+    """The validated input, defaults filled (role, rounds, rubric, constraints)."""
+    council: Council
+    """The effective council (members, judge, endpoints, rounds, budgets)."""
+
+
+class PublishAck(TypedDict, total=False):
+    """JetStream's acknowledgement of an event (empty: not published, NATS_URL unset)."""
+
+    stream: str
+    """The stream that stored it."""
+    seq: int
+    """Its sequence number in that stream."""
+    duplicate: bool
+    """JetStream had it already (same ``Nats-Msg-Id`` within the duplicate window)."""
+    msg_id: str
+    """The ``Nats-Msg-Id`` it was published with."""
+    subject: str
+    """The subject it was published on."""
+
+
 class CouncilState(InputState, total=False):
     """The whole deliberation, as checkpointed after every super-step."""
 
     council: Council
-    """The effective council, fixed by prepare."""
+    """The effective council, fixed when the request was admitted."""
     started_at: float
     """Unix time the deliberation started."""
     drafts: Annotated[list[Draft], operator.add]
@@ -324,10 +374,10 @@ class CouncilState(InputState, total=False):
     """The peer vote."""
     decision: Decision
     """Select's outcome."""
-    result: Annotated[dict[str, Any], UntrackedValue]
+    result: Annotated[DeliberationCompleted, UntrackedValue]
     """The completed event, as published: in the run's output, never checkpointed (rebuilt
     from the state with ``finished_at``)."""
-    published: dict[str, Any]
+    published: PublishAck
     """JetStream's acknowledgement of the completed event (stream, seq, duplicate); present
     (empty when not published) once the deliberation has finished."""
     finished_at: str
@@ -341,32 +391,120 @@ class OutputState(TypedDict, total=False):
     """Id of the deliberation."""
     decision: Decision
     """The winner, why, and the ranking."""
-    result: Annotated[dict[str, Any], UntrackedValue]
+    result: Annotated[DeliberationCompleted, UntrackedValue]
     """The completed event (``orchestration.deliberation.completed``); not checkpointed."""
-    published: dict[str, Any]
+    published: PublishAck
     """Where the event went (stream, seq), empty when not published."""
 
 
-class AgentTask(TypedDict, total=False):
-    """Payload of one ``Send``: one agent's work in one stage."""
+# --- the payload of each stage's Send ---------------------------------------------------------
 
-    deliberation_id: Required[str]
+
+class _AgentTask(TypedDict):
+    """What every stage's ``Send`` carries: one agent's work."""
+
+    deliberation_id: str
     """The deliberation."""
-    task: Required[str]
+    task: str
     """The software task."""
-    council: Required[Brief]
+    council: Brief
     """What the agent needs of the effective council (role, rubric, constraints)."""
-    agent: Required[Agent]
+    agent: Agent
     """Who does the work."""
     round: int
     """Round of the stage (0 for propose)."""
+    max_tokens: int
+    """The stage's completion-token budget (the council's)."""
+
+
+class ProposeTask(_AgentTask):
+    """propose: the agent writes its first version."""
+
+
+class CritiqueTask(_AgentTask):
+    """critique: the agent critiques a peer's latest version."""
+
     author: str
-    """critique: whose proposal is critiqued."""
+    """Whose proposal is critiqued."""
     proposal: str
-    """critique and revise: the proposal's latest version."""
+    """The proposal's latest version."""
+
+
+class ReviseTask(_AgentTask):
+    """revise: the agent revises its own proposal from the critiques it received."""
+
+    proposal: str
+    """Its latest version."""
     critiques: list[Critique]
-    """revise: the critiques the author received this round."""
+    """The critiques it received this round, in critic order."""
+
+
+class ShowTask(_AgentTask):
+    """judge and vote: the final proposals, shown under neutral labels in ``order``."""
+
     order: list[str]
-    """judge and vote: the agents whose final proposals are shown, in that order."""
+    """The agents whose final proposals are shown, in that order (label P1 first)."""
     proposals: dict[str, str]
-    """judge and vote: agent id -> final proposal."""
+    """Agent id -> final proposal."""
+
+
+AgentTask = ProposeTask | CritiqueTask | ReviseTask | ShowTask
+"""Any stage's payload."""
+
+
+# --- what each node writes --------------------------------------------------------------------
+
+
+class DraftUpdate(TypedDict):
+    """propose and revise: a new version, and what its calls cost."""
+
+    drafts: list[Draft]
+    calls: list[CallRecord]
+
+
+class CritiqueUpdate(TypedDict):
+    """critique: one critique, and what its calls cost."""
+
+    critiques: list[Critique]
+    calls: list[CallRecord]
+
+
+class JudgementUpdate(TypedDict):
+    """judge: one judgement, and what its calls cost."""
+
+    judgements: list[Judgement]
+    calls: list[CallRecord]
+
+
+class BallotUpdate(TypedDict):
+    """vote: one ballot, and what its calls cost."""
+
+    ballots: list[Ballot]
+    calls: list[CallRecord]
+
+
+class DecisionUpdate(TypedDict):
+    """select and approve: the decision."""
+
+    decision: Decision
+
+
+class Admitted(InputState, total=False):
+    """admit: the admitted input (defaults filled) and the council."""
+
+    council: Council
+
+
+class Prepared(TypedDict):
+    """prepare: the council with every model named, and when the deliberation started."""
+
+    council: Council
+    started_at: float
+
+
+class Published(TypedDict):
+    """publish: the event, where it went, and when it was built."""
+
+    result: DeliberationCompleted
+    published: PublishAck
+    finished_at: str

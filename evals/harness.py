@@ -2,7 +2,7 @@
 
 Each (problem, strategy) is a job. ``single`` and ``vote``/``oracle`` call the ``propose`` node
 directly (the council's own first-round call: prompt, headers, token budget, answer checks);
-the council strategies run the whole graph through :func:`server.runner.run`, each on its own
+the council strategies run the whole graph through ``server.runner.Deliberations``, each on its own
 thread ``eval-<run>.<problem>.<strategy>`` of the given checkpointer. What finished is in
 ``results.jsonl``; a job whose records are there is skipped, and a council thread that stopped
 part way resumes from its last checkpoint, so a stopped eval re-asks nothing it finished.
@@ -28,21 +28,21 @@ from typing import Any, TextIO
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from council_agents.core import settings as settings_mod
 from council_agents.core.context import Context
 from council_agents.core.errors import CouncilError, LLMUnreachable
-from council_agents.core.request import resolve
+from council_agents.core.progress import latest_drafts
+from council_agents.core.request import CouncilSpec, admit
 from council_agents.core.settings import Settings
-from council_agents.core.state import AgentTask, CallRecord, Council
+from council_agents.core.state import CallRecord, Council, ProposeTask
 from council_agents.evals.agreement import choose
 from council_agents.evals.humaneval import Problem, task_text
 from council_agents.evals.report import RESULTS_FILE, append_result, read_results
 from council_agents.evals.results import ProblemResult
 from council_agents.evals.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, Outcome, score_answer
 from council_agents.evals.strategies import EVAL_MAX_TOKENS, RUBRIC, Strategy
-from council_agents.graph.routing import latest_drafts
+from council_agents.llm.stage import brief
 from council_agents.nodes.propose import propose
-from council_agents.server import runner
+from council_agents.server.runner import Deliberations, thread_config
 
 RUN_FILE = "eval.json"
 PROMPTS_DIR = Path(str(resources.files("council_agents.evals").joinpath("prompts")))
@@ -63,8 +63,8 @@ class Plan:
     out_dir: Path
     concurrency: int = 2
     """Jobs (problem x strategy) in flight at once."""
-    mixed_council: str | None = None
-    """The stored council the ``mixed`` strategy deliberates with."""
+    mixed_council: CouncilSpec | None = None
+    """The stored council the ``mixed`` strategy deliberates with (looked up once)."""
     timeout_s: float = DEFAULT_TIMEOUT_S
     memory_mb: int = DEFAULT_MEMORY_MB
 
@@ -72,12 +72,13 @@ class Plan:
 def eval_settings(settings: Settings) -> Settings:
     """``settings`` for an eval: the eval's prompts and token budgets, and no events published
     (an eval's deliberations are measurements, not decisions anyone should act on)."""
-    return dataclasses.replace(
-        settings,
+    llm = dataclasses.replace(
+        settings.llm,
         prompts_dir=PROMPTS_DIR,
-        max_tokens={**settings.max_tokens, **EVAL_MAX_TOKENS},
-        nats_url=None,
+        max_tokens={**settings.llm.max_tokens, **EVAL_MAX_TOKENS},
     )
+    events = dataclasses.replace(settings.events, nats_url=None)
+    return dataclasses.replace(settings, llm=llm, events=events)
 
 
 def run_id(out_dir: Path, identity: dict[str, Any]) -> str:
@@ -163,19 +164,21 @@ class Runner:
         self,
         plan: Plan,
         settings: Settings,
-        saver: BaseCheckpointSaver,
+        saver: BaseCheckpointSaver[str],
         rid: str,
         on_result: Callable[[ProblemResult], None] = lambda _: None,
     ):
-        self.plan, self.settings, self.saver, self.rid = plan, settings, saver, rid
+        self.plan, self.settings, self.rid = plan, settings, rid
+        self.deliberations = Deliberations(settings, saver)
         self.on_result = on_result
         self.path = plan.out_dir / RESULTS_FILE
-        _, self.council = resolve(
+        admitted = admit(
             {"task": "eval", "role": "DEV", "rubric": RUBRIC},
             Context(agents=plan.samples),
             None,
-            settings,
+            settings.llm,
         )
+        self.council: Council = admitted["council"]
 
     def thread(self, problem: Problem, name: str) -> str:
         """The thread (deliberation id) of one problem and strategy."""
@@ -221,16 +224,17 @@ class Runner:
         """One agent's first-round answer (the ``propose`` node, outside a graph): the text
         ("" when the agent gave none the council accepts), every attempt's record, and why
         there is no answer."""
-        council: Council = self.council
-        task = AgentTask(
+        council = self.council
+        task = ProposeTask(
             deliberation_id=thread,
             task=task_text(problem),
-            council=council,
+            council=brief(council),
             agent=council["agents"][agent_index],
             round=0,
+            max_tokens=council["max_tokens"]["propose"],
         )
         try:
-            update = await propose(task)
+            update = await propose(task, llm=self.deliberations.clients.llm)
         except LLMUnreachable:
             raise
         except CouncilError as e:  # e.g. answers rejected as garbage after the retries
@@ -297,26 +301,27 @@ class Runner:
         started = time.perf_counter()
         thread = self.thread(problem, strategy.name)
         try:
-            outcome = await runner.run(
-                self.saver,
-                thread,
+            mixed = self.plan.mixed_council
+            context = eval_context(strategy, self.plan.samples, mixed.name if mixed else None)
+            admission = admit(
                 eval_input(problem, strategy),
-                eval_context(strategy, self.plan.samples, self.plan.mixed_council),
-                self.settings,
-                stream_mode=("updates",),
+                context,
+                mixed if strategy.mixed else None,
+                self.settings.llm,
             )
+            outcome = await self.deliberations.run(thread, admission, stream_mode=("updates",))
         except LLMUnreachable:
             raise
         except CouncilError as e:  # the council could not decide: a failure, the eval goes on
             # what finished (a failed step's finished tasks included) and the failed call
-            state = await runner.graph_for(self.saver).aget_state(runner.thread_config(thread))
+            state = await self.deliberations.graph.aget_state(thread_config(thread))
             calls = [*state.values.get("calls", []), *e.records]
             failed = Outcome("error", f"the deliberation failed: {e}"[:300], 0.0)
             wall = time.perf_counter() - started
             return [_record(problem, strategy.name, failed, calls, wall, "", answered=False)]
         values = outcome.values
         winner = values["decision"]["winner"]
-        finals = latest_drafts(values)  # type: ignore[arg-type]
+        finals = latest_drafts(values)
         ids = sorted(finals)
         outcomes = await asyncio.gather(*(self.score(problem, finals[a]) for a in ids))
         wall = time.perf_counter() - started
@@ -332,7 +337,7 @@ class Runner:
                 chosen=winner,
                 candidates_passed=passing,
                 candidates=len(ids),
-                rounds=values["result"]["rounds"],
+                rounds=values["result"].rounds,
                 stop_reason=values["decision"]["stop_reason"],
                 decided_by=values["decision"]["decided_by"],
             )
@@ -361,15 +366,14 @@ class Runner:
             async with gate:
                 await self.job(problem, group)
 
-        with settings_mod.using(self.settings):
-            tasks = [asyncio.ensure_future(one(p, g)) for p, g in jobs]
-            try:
-                await asyncio.gather(*tasks)
-            except BaseException:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
+        tasks = [asyncio.ensure_future(one(p, g)) for p, g in jobs]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         return len(jobs)
 
 

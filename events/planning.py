@@ -1,7 +1,8 @@
 """Planning events the worker consumes: ``planning.plan.approved`` and its envelope.
 
-An event is validated whole before any deliberation starts, with the same request limits as
-every other entry point (``graph.request``); one that can never be processed is poison.
+An event is validated whole when it is parsed (``parse_event``: one that can never be processed
+is poison); each of its roles' deliberations is then admitted by the worker with the same
+request limits as every other door (``core.request.admit``) before its thread is created.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from council_agents.core.request import MAX_ROUNDS, ROLES, RequestError, one_line, parse_input
+from council_agents.core.limits import MAX_ROUNDS
+from council_agents.core.request import RequestError, one_line, parse_input
+from council_agents.core.terms import ROLES
 from council_agents.events.publisher import connect, ensure_stream
 
 PLANNING_STREAM = "PLANNING_EVENTS"
@@ -116,21 +120,29 @@ def parse_event(data: bytes) -> tuple[PlanApproved, Envelope | None]:
             env = Envelope.model_validate(doc)
             doc = env.payload
         event = PlanApproved.model_validate(doc)
-        for role in event.roles:  # the same limits as every other entry point
-            parse_input(deliberation_input(event, role))
     except ValidationError as e:
         raise PoisonMessage(str(one_line(e))) from None
-    except RequestError as e:
-        raise PoisonMessage(str(e)) from None
     return event, env
 
 
+def check_plan(data: bytes) -> PlanApproved:
+    """What a worker would refuse of this event, refused now: its shape (``PoisonMessage``) and
+    each role's input (``RequestError`` naming the field), for ``council publish-plan``."""
+    event, _ = parse_event(data)
+    for role in event.roles:
+        parse_input(deliberation_input(event, role))
+    return event
+
+
 async def publish_plan(
-    nats_url: str, event: dict[str, Any], msg_id: str | None = None
+    nats_url: str, event: dict[str, Any], msg_id: str | None = None, creds: Path | None = None
 ) -> dict[str, Any]:
-    """Publish a ``planning.plan.approved`` event (validated first) to ``PLANNING_EVENTS``."""
-    parse_event(json.dumps(event).encode())  # refuse to send what a worker would reject
-    nc = await connect(nats_url)
+    """Publish a ``planning.plan.approved`` event (checked first) to ``PLANNING_EVENTS``."""
+    try:
+        check_plan(json.dumps(event).encode())  # refuse to send what a worker would reject
+    except RequestError as e:
+        raise PoisonMessage(str(e)) from None
+    nc = await connect(nats_url, creds)
     try:
         js = nc.jetstream()
         await ensure_stream(js, PLANNING_STREAM)

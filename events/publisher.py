@@ -1,13 +1,16 @@
-"""JetStream: the streams council uses and the publisher of its events.
+"""JetStream: the streams council uses, its subjects, and the publisher of its events.
 
-Every event is validated by its model and serialised to JSON before it leaves (the replaced
-system crashed here), and carries ``Nats-Msg-Id`` so JetStream drops a repeated publish.
+Every event is validated by its model (``core.events``) and serialised to JSON before it leaves
+(the replaced system crashed here), and carries ``Nats-Msg-Id`` so JetStream drops a repeated
+publish. ``Events`` is one process's publisher, built from ``EventSettings`` by a door and
+passed to the graph's ``publish`` node and the worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -16,9 +19,12 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel
 
-from council_agents.core import settings
+from council_agents.core.settings import EventSettings
+from council_agents.core.state import PublishAck
 
 STREAM = "ORCHESTRATOR_EVENTS"
+COMPLETED_SUBJECT = "orchestration.deliberation.completed"
+FAILED_SUBJECT = "orchestration.deliberation.failed"
 
 # The replaced system's streams (limits retention, discard old, one replica), with a 24 h
 # duplicate window so a re-published event (same Nats-Msg-Id) is dropped.
@@ -62,10 +68,9 @@ async def declare_streams(js: JetStreamContext, replicas: int = 1) -> list[str]:
     return done
 
 
-async def connect(url: str, **options: Any) -> nats.NATS:
-    """A connection to ``url`` (``nats://user:password@host`` is honoured) with the
-    credentials file of the settings (``NATS_CREDS``), if any: every NATS client uses this."""
-    creds = settings.current().nats_creds
+async def connect(url: str, creds: Path | None = None, **options: Any) -> nats.NATS:
+    """A connection to ``url`` (``nats://user:password@host`` is honoured) with a credentials
+    file (``NATS_CREDS``), if any: every NATS client uses this."""
     if creds is not None:
         options.setdefault("user_credentials", str(creds))
     return await nats.connect(url, **options)
@@ -84,12 +89,13 @@ async def _quiet(_: Exception) -> None:
     """nats-py reports every failed attempt here; the caller names the failure once."""
 
 
-async def connect_once(url: str, timeout: float = 5.0) -> nats.NATS:
+async def connect_once(url: str, creds: Path | None = None, timeout: float = 5.0) -> nats.NATS:
     """A connection for a short job, or an error within ``timeout`` (nats-py's
     ``max_reconnect_attempts=0`` would retry the first connect forever)."""
     return await asyncio.wait_for(
         connect(
             url,
+            creds,
             connect_timeout=min(2.0, timeout),
             max_reconnect_attempts=1,
             allow_reconnect=False,
@@ -102,8 +108,8 @@ async def connect_once(url: str, timeout: float = 5.0) -> nats.NATS:
 class Publisher:
     """One NATS connection to one server, with the orchestrator stream ensured."""
 
-    def __init__(self, url: str):
-        self.url = url
+    def __init__(self, url: str, creds: Path | None = None):
+        self.url, self.creds = url, creds
         self.nc: nats.NATS | None = None
         self.js: JetStreamContext | None = None
         self._lock = asyncio.Lock()
@@ -114,25 +120,29 @@ class Publisher:
             if self.js is not None and self.nc is not None and self.nc.is_connected:
                 return self.js
             self.nc = await connect(
-                self.url, connect_timeout=5, max_reconnect_attempts=5, allow_reconnect=True
+                self.url,
+                self.creds,
+                connect_timeout=5,
+                max_reconnect_attempts=5,
+                allow_reconnect=True,
             )
             self.js = self.nc.jetstream(timeout=10)
             await ensure_stream(self.js, STREAM)
             return self.js
 
-    async def publish(self, subject: str, event: BaseModel, msg_id: str) -> dict[str, Any]:
+    async def publish(self, subject: str, event: BaseModel, msg_id: str) -> PublishAck:
         """Publish a validated event as JSON; JetStream drops a repeated ``Nats-Msg-Id``."""
         js = await self.connect()
         ack = await js.publish(
             subject, event.model_dump_json().encode(), headers={"Nats-Msg-Id": msg_id}
         )
-        return {
-            "stream": ack.stream,
-            "seq": ack.seq,
-            "duplicate": bool(ack.duplicate),
-            "msg_id": msg_id,
-            "subject": subject,
-        }
+        return PublishAck(
+            stream=ack.stream,
+            seq=ack.seq,
+            duplicate=bool(ack.duplicate),
+            msg_id=msg_id,
+            subject=subject,
+        )
 
     async def close(self) -> None:
         """Flush and close the connection."""
@@ -141,21 +151,36 @@ class Publisher:
             await self.nc.close()
 
 
-_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Publisher]] = (
-    weakref.WeakKeyDictionary()
-)
+class Events:
+    """One process's event publishing: its NATS settings and a publisher per event loop
+    (connections belong to the loop that opened them)."""
 
+    def __init__(self, settings: EventSettings) -> None:
+        self.settings = settings
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Publisher] = (
+            weakref.WeakKeyDictionary()
+        )
 
-def publisher(url: str) -> Publisher:
-    """This event loop's publisher to ``url`` (connections belong to the loop that opened them)."""
-    loop = asyncio.get_running_loop()
-    mine = _per_loop.setdefault(loop, {})
-    if url not in mine:
-        mine[url] = Publisher(url)
-    return mine[url]
+    @property
+    def url(self) -> str | None:
+        """The NATS URL events go to (None: events are not published)."""
+        return self.settings.nats_url
 
+    def publisher(self) -> Publisher:
+        """This event loop's publisher (``nats_url`` must be set)."""
+        if self.settings.nats_url is None:
+            raise RuntimeError("no NATS server configured (NATS_URL unset)")
+        loop = asyncio.get_running_loop()
+        if loop not in self._loops:
+            self._loops[loop] = Publisher(self.settings.nats_url, self.settings.nats_creds)
+        return self._loops[loop]
 
-async def close_publishers() -> None:
-    """Close this event loop's publishers."""
-    for pub in _per_loop.pop(asyncio.get_running_loop(), {}).values():
-        await pub.close()
+    async def publish(self, subject: str, event: BaseModel, msg_id: str) -> PublishAck:
+        """Publish ``event`` with ``Nats-Msg-Id: msg_id`` through this loop's publisher."""
+        return await self.publisher().publish(subject, event, msg_id)
+
+    async def close(self) -> None:
+        """Close this event loop's publisher."""
+        publisher = self._loops.pop(asyncio.get_running_loop(), None)
+        if publisher is not None:
+            await publisher.close()

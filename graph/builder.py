@@ -1,23 +1,29 @@
 """The deliberation graph.
 
-    START -> prepare -> tally --(Send x N)---------> propose  -> tally
-                             --(Send x N(N-1))----> critique -> tally
-                             --(Send x N)---------> revise   -> tally
-                             --(Send x 2 + N)-----> judge, vote -> tally
-                             ----------------------> select -> [approve] -> publish -> END
+    START -> admit -> prepare -> tally --(Send x N)---------> propose  -> tally
+                                       --(Send x N(N-1))----> critique -> tally
+                                       --(Send x N)---------> revise   -> tally
+                                       --(Send x 2 + N)-----> judge, vote -> tally
+                                       ----------------------> select -> [approve] -> publish -> END
 
-``tally`` is the join after every parallel stage: the router behind it (``graph.routing``)
-looks at what is done and sends the next stage's tasks, one per agent (or per critic/author
-pair). Rounds are counted from the drafts themselves, so resuming needs no counter; they end at
-the ceiling, when a round's critiques find nothing severe, or before the token budget would be
-exceeded. Two judgements (opposite orders) and the peer vote run together; ``select`` is
-the aggregation (no LLM call).
+``admit`` writes the door's admission (the validated input and the council) into the state;
+``prepare`` checks the LLMs. ``tally`` is the join after every parallel stage: the router
+behind it (``graph.routing``) looks at what is done and sends the next stage's tasks, one per
+agent (or per critic/author pair). Rounds are counted from the drafts themselves, so resuming
+needs no counter; they end at the ceiling, when a round's critiques find nothing severe, or
+before the token budget would be exceeded. Two judgements (opposite orders) and the peer vote
+run together; ``select`` is the aggregation (no LLM call).
+
+The graph is built for one process's clients (``Clients``: the LLM client and the event
+publisher, made from its settings by a door) and passed to the nodes that use them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from functools import partial
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
@@ -25,8 +31,12 @@ from langgraph.types import RetryPolicy
 from council_agents.core.context import Context
 from council_agents.core.errors import broken_stream
 from council_agents.core.metrics import FailureCounter
+from council_agents.core.settings import Settings
 from council_agents.core.state import CouncilState, InputState, OutputState
+from council_agents.events.publisher import Events
 from council_agents.graph.routing import after_select, route
+from council_agents.llm.client import LLM
+from council_agents.nodes.admit import admit
 from council_agents.nodes.approve import approve
 from council_agents.nodes.critique import critique
 from council_agents.nodes.judge import judge
@@ -37,37 +47,54 @@ from council_agents.nodes.revise import revise
 from council_agents.nodes.select import select
 from council_agents.nodes.vote import vote
 
+Graph = StateGraph[CouncilState, Context, InputState, OutputState]
+Compiled = CompiledStateGraph[CouncilState, Context, InputState, OutputState]
 
-async def tally(state: CouncilState) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class Clients:
+    """What the nodes call out to: one process's LLM client and event publisher."""
+
+    llm: LLM
+    events: Events
+
+    @classmethod
+    def of(cls, settings: Settings) -> Clients:
+        """The clients of a process with these settings."""
+        return cls(llm=LLM(settings.llm), events=Events(settings.events))
+
+
+async def tally(state: CouncilState) -> dict[str, object]:
     """Join point after each stage; routing happens in ``route``."""
     return {}
 
 
-Graph = StateGraph[CouncilState, Context, InputState, OutputState]
-
-
-def build() -> Graph:
+def build(clients: Clients) -> Graph:
     """The graph, not yet compiled."""
     # A stream that breaks mid-answer is retried once (the client retries failed requests).
     retry = RetryPolicy(max_attempts=2, initial_interval=1.0, retry_on=broken_stream)
+    llm = clients.llm
     graph: Graph = StateGraph(
         CouncilState, context_schema=Context, input_schema=InputState, output_schema=OutputState
     )
-    # prepare validates the request and fixes the council; tally joins each parallel stage
-    graph.add_node("prepare", prepare)
+    # admit writes the door's admission into the state; prepare checks the LLMs
+    graph.add_node("admit", admit)
+    graph.add_node("prepare", partial(prepare, llm=llm))
+    # tally joins each parallel stage
     graph.add_node("tally", tally)
-    # the agent stages run as parallel Send tasks (payload: AgentTask); select is the judge
-    graph.add_node("propose", propose, retry_policy=retry)  # type: ignore[arg-type]
-    graph.add_node("critique", critique, retry_policy=retry)  # type: ignore[arg-type]
-    graph.add_node("revise", revise, retry_policy=retry)  # type: ignore[arg-type]
-    graph.add_node("judge", judge, retry_policy=retry)  # type: ignore[arg-type]
-    graph.add_node("vote", vote, retry_policy=retry)  # type: ignore[arg-type]
+    # the agent stages run as parallel Send tasks (one payload type each)
+    graph.add_node("propose", partial(propose, llm=llm), retry_policy=retry)
+    graph.add_node("critique", partial(critique, llm=llm), retry_policy=retry)
+    graph.add_node("revise", partial(revise, llm=llm), retry_policy=retry)
+    graph.add_node("judge", partial(judge, llm=llm), retry_policy=retry)
+    graph.add_node("vote", partial(vote, llm=llm), retry_policy=retry)
     # select aggregates the judgements and ballots into one decision
     graph.add_node("select", select)
     # approve (an optional human decision) and the terminal publish
     graph.add_node("approve", approve)
-    graph.add_node("publish", publish)
-    graph.add_edge(START, "prepare")
+    graph.add_node("publish", partial(publish, events=clients.events))
+    graph.add_edge(START, "admit")
+    graph.add_edge("admit", "prepare")
     graph.add_edge("prepare", "tally")
     graph.add_conditional_edges(
         "tally", route, ["propose", "critique", "revise", "judge", "vote", "select"]
@@ -81,13 +108,9 @@ def build() -> Graph:
 
 
 def compile_graph(
-    checkpointer: Any = None,
-) -> CompiledStateGraph[CouncilState, Context, InputState, OutputState]:
+    clients: Clients, checkpointer: BaseCheckpointSaver[str] | None = None
+) -> Compiled:
     """The compiled graph, on ``checkpointer`` (none: the LangGraph server supplies one)."""
-    compiled = build().compile(checkpointer=checkpointer, name="council")
-    # every failed run is counted once, whichever door started it (nodes.metrics)
+    compiled = build(clients).compile(checkpointer=checkpointer, name="council")
+    # every failed run is counted once, whichever door started it (core.metrics)
     return compiled.with_config(callbacks=[FailureCounter()])
-
-
-# Served by the LangGraph server (langgraph.json); it supplies the checkpointer.
-graph = compile_graph()

@@ -1,64 +1,44 @@
-"""Routers: what runs next, decided from the state itself (so resuming needs no counter).
+"""Routers: what runs next, decided from the state alone (a pure function of it).
 
 Rounds go on until the ceiling, until a round's critiques find no blocker or major defect
 (converged: the revise of that round is skipped), or until the next stage could take the
-deliberation over its token budget. Then selection: two judge tasks (opposite presentation
-orders) and one vote per agent, all in parallel, then ``select`` aggregates.
+deliberation over its token budget (planned with the council's own per-stage budgets, fixed
+when it was admitted). Then selection: two judge tasks (opposite presentation orders) and one
+vote per agent, all in parallel, then ``select`` aggregates.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Any, Literal
+from typing import Literal
 
 from langgraph.types import Send
 
-from council_agents.core import settings
-from council_agents.core.state import Agent, AgentTask, Brief, Council, CouncilState, Critique
+from council_agents.core.progress import (
+    converged,
+    critiques_for,
+    latest_drafts,
+    tokens_used,
+    versions_done,
+)
+from council_agents.core.state import (
+    Agent,
+    CouncilState,
+    Critique,
+    CritiqueTask,
+    ProposeTask,
+    ReviseTask,
+    ShowTask,
+    Stage,
+)
+from council_agents.llm.prompt import critique_text
+from council_agents.llm.stage import brief
 
-SEVERE = ("blocker", "major")
 PROMPT_OVERHEAD_TOKENS = 700
 """System prompt, headings and instructions of a stage prompt (an upper estimate)."""
 
-
-def latest_drafts(state: CouncilState) -> dict[str, str]:
-    """Each agent's newest version."""
-    newest: dict[str, tuple[int, str]] = {}
-    for draft in state.get("drafts", []):
-        known = newest.get(draft["agent_id"])
-        if known is None or draft["version"] > known[0]:
-            newest[draft["agent_id"]] = (draft["version"], draft["content"])
-    return {agent_id: content for agent_id, (_, content) in newest.items()}
-
-
-def versions_done(state: CouncilState) -> dict[str, int]:
-    """Each agent's newest version number."""
-    versions: dict[str, int] = {}
-    for draft in state.get("drafts", []):
-        versions[draft["agent_id"]] = max(versions.get(draft["agent_id"], -1), draft["version"])
-    return versions
-
-
-def critiques_for(critiques: list[Critique], author: str) -> list[Critique]:
-    """The critiques of ``author``'s proposal, in critic order."""
-    return sorted((c for c in critiques if c["author"] == author), key=lambda c: c["critic"])
-
-
-def severe(critique: Critique) -> bool:
-    """A blocker, a major defect or a broken constraint."""
-    return bool(critique.get("violations")) or any(
-        d["severity"] in SEVERE for d in critique.get("defects", [])
-    )
-
-
-def converged(critiques: list[Critique]) -> bool:
-    """A round whose critiques (all in) found nothing that must or should change."""
-    return bool(critiques) and not any(severe(c) for c in critiques)
-
-
-def tokens_used(state: CouncilState) -> int:
-    """Prompt and completion tokens of every call so far."""
-    return sum(c["prompt_tokens"] + c["completion_tokens"] for c in state.get("calls", []))
+Next = Literal["propose", "critique", "revise", "judge", "vote", "select"]
+"""Where ``route`` may send the deliberation."""
 
 
 def estimate(text_chars: int, completion: int) -> int:
@@ -66,20 +46,16 @@ def estimate(text_chars: int, completion: int) -> int:
     return PROMPT_OVERHEAD_TOKENS + text_chars // 3 + completion
 
 
-def brief(council: Council) -> Brief:
-    """What an agent's task needs of the council: a ``Send`` carries only this."""
-    return Brief(role=council["role"], rubric=council["rubric"], constraints=council["constraints"])
-
-
-def _task(state: CouncilState, agent: Agent, **extra: Any) -> AgentTask:
-    task = AgentTask(
+def _base(state: CouncilState, agent: Agent, stage: Stage, round_: int) -> ProposeTask:
+    council = state["council"]
+    return ProposeTask(
         deliberation_id=state["deliberation_id"],
         task=state["task"],
-        council=brief(state["council"]),
+        council=brief(council),
         agent=agent,
+        round=round_,
+        max_tokens=council["max_tokens"][stage],
     )
-    task.update(extra)  # type: ignore[typeddict-item]
-    return task
 
 
 def presentation_order(state: CouncilState, ids: list[str], salt: str = "") -> list[str]:
@@ -89,64 +65,53 @@ def presentation_order(state: CouncilState, ids: list[str], salt: str = "") -> l
     return order
 
 
+def _show(state: CouncilState, agent: Agent, stage: Stage, order: list[str]) -> Send:
+    finals = latest_drafts(state)
+    task = ShowTask(
+        **_base(state, agent, stage, state["council"]["rounds"]),
+        order=order,
+        proposals={a: finals[a] for a in order},
+    )
+    return Send(stage, task)
+
+
 def selection(state: CouncilState) -> list[Send]:
     """The selection tasks not yet done: two judgements (one order and its reverse, unless the
     council decides by vote alone) and one ballot per agent (its peers only)."""
     council = state["council"]
-    finals = latest_drafts(state)
-    order = presentation_order(state, list(finals))
+    order = presentation_order(state, list(latest_drafts(state)))
     sends = []
     if council["aggregator"] != "vote":
         judged = [j["order"] for j in state.get("judgements", [])]
         for shown in (order, order[::-1]):
             if shown not in judged:
-                sends.append(
-                    Send(
-                        "judge",
-                        _task(
-                            state,
-                            council["judge"],
-                            order=shown,
-                            proposals=finals,
-                            round=council["rounds"],
-                        ),
-                    )
-                )
+                sends.append(_show(state, council["judge"], "judge", shown))
     voted = {b["voter"] for b in state.get("ballots", [])}
     for agent in council["agents"]:
         if agent["agent_id"] not in voted:
             peers = [
                 a
-                for a in presentation_order(state, list(finals), agent["agent_id"])
+                for a in presentation_order(state, list(order), agent["agent_id"])
                 if a != agent["agent_id"]
             ]
-            sends.append(
-                Send(
-                    "vote",
-                    _task(
-                        state,
-                        agent,
-                        order=peers,
-                        round=council["rounds"],
-                        proposals={a: finals[a] for a in peers},
-                    ),
-                )
-            )
+            sends.append(_show(state, agent, "vote", peers))
     return sends
 
 
-def over_budget(state: CouncilState, stage: str, calls: list[tuple[int, int]]) -> bool:
+def over_budget(state: CouncilState, calls: list[tuple[int, int]]) -> bool:
     """Whether the next stage (``(prompt chars, max tokens)`` per call) and the selection after
     it could take the deliberation over its token budget."""
-    budget = state["council"]["token_budget"]
+    council = state["council"]
+    budget = council["token_budget"]
     if budget is None:
         return False
     finals = latest_drafts(state)
-    n = len(finals)
     shown = sum(len(t) for t in finals.values()) + len(state["task"])
-    limit = settings.current().max_tokens
-    judges = 0 if state["council"]["aggregator"] == "vote" else 2
-    select_cost = judges * estimate(shown, limit["judge"]) + n * estimate(shown, limit["vote"])
+    limit = council["max_tokens"]
+    judges = 0 if council["aggregator"] == "vote" else 2
+    select_cost = judges * estimate(shown, limit["judge"]) + len(finals) * estimate(
+        shown, limit["vote"]
+    )
     return tokens_used(state) + sum(estimate(c, m) for c, m in calls) + select_cost > budget
 
 
@@ -158,11 +123,10 @@ def route(state: CouncilState) -> list[Send] | Literal["select"]:
     selection tasks; then select.
     """
     council = state["council"]
-    agents = council["agents"]
     versions = versions_done(state)
-    missing = [agent for agent in agents if agent["agent_id"] not in versions]
+    missing = [agent for agent in council["agents"] if agent["agent_id"] not in versions]
     if missing:
-        return [Send("propose", _task(state, agent, round=0)) for agent in missing]
+        return [Send("propose", _base(state, agent, "propose", 0)) for agent in missing]
     done = min(versions.values())
     this_round = done + 1
     received = [c for c in state.get("critiques", []) if c["round"] == this_round]
@@ -182,23 +146,21 @@ def route(state: CouncilState) -> list[Send] | Literal["select"]:
 
 def _round(state: CouncilState, this_round: int, received: list[Critique]) -> list[Send]:
     """The critique or revise tasks of a round ([] when the budget forbids them)."""
-    agents = state["council"]["agents"]
+    council = state["council"]
+    agents, limit = council["agents"], council["max_tokens"]
     finals = latest_drafts(state)
-    limit = settings.current().max_tokens
     if not received:
         pairs = [(c, a) for a in agents for c in agents if c["agent_id"] != a["agent_id"]]
         cost = [
             (len(finals[a["agent_id"]]) + len(state["task"]), limit["critique"]) for _, a in pairs
         ]
-        if over_budget(state, "critique", cost):
+        if over_budget(state, cost):
             return []
         return [
             Send(
                 "critique",
-                _task(
-                    state,
-                    critic,
-                    round=this_round,
+                CritiqueTask(
+                    **_base(state, critic, "critique", this_round),
                     author=author["agent_id"],
                     proposal=finals[author["agent_id"]],
                 ),
@@ -207,40 +169,24 @@ def _round(state: CouncilState, this_round: int, received: list[Critique]) -> li
         ]
     versions = versions_done(state)
     authors = [a for a in agents if versions[a["agent_id"]] < this_round]
+    received_chars = sum(len(critique_text(c)) for c in received)
     cost = [
-        (
-            len(finals[a["agent_id"]]) * 2
-            + sum(len(c["content"]) for c in received)
-            + len(state["task"]),
-            limit["revise"],
-        )
+        (len(finals[a["agent_id"]]) * 2 + received_chars + len(state["task"]), limit["revise"])
         for a in authors
     ]
-    if over_budget(state, "revise", cost):
+    if over_budget(state, cost):
         return []
     return [
         Send(
             "revise",
-            _task(
-                state,
-                agent,
-                round=this_round,
+            ReviseTask(
+                **_base(state, agent, "revise", this_round),
                 proposal=finals[agent["agent_id"]],
                 critiques=critiques_for(received, agent["agent_id"]),
             ),
         )
         for agent in authors
     ]
-
-
-def stop_reason(state: CouncilState) -> str:
-    """Why the rounds ended: ``rounds_completed``, ``converged`` or ``budget``."""
-    versions = versions_done(state)
-    done = min(versions.values()) if versions else 0
-    if done >= state["council"]["rounds"]:
-        return "rounds_completed"
-    received = [c for c in state.get("critiques", []) if c["round"] == done + 1]
-    return "converged" if converged(received) else "budget"
 
 
 def after_select(state: CouncilState) -> Literal["approve", "publish"]:

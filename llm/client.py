@@ -1,11 +1,14 @@
 """LLM calls: langchain-openai ``ChatOpenAI`` against any OpenAI-compatible server (vLLM first).
 
-One call gives one finished record per attempt (content, reasoning, usage, latency), logged in
-full at INFO with the deliberation, agent, role and stage. Failed requests (5xx, 429, timeouts,
-refused connections) are retried by the openai client with backoff; empty, garbage or invalid
-answers are retried here; a stream that breaks mid-answer is retried by the stage's
-``RetryPolicy`` (``nodes.errors.broken_stream``). Every attempt is fitted into the model's
-context window (``nodes.context_window``), and a context-length 400 is fitted and sent again.
+``LLM`` is one process's client, built from ``LLMSettings`` by a door and passed to the graph:
+it owns the HTTP clients (per event loop), what it learned of each endpoint's context window
+(``llm.endpoints``) and the prompt files (``llm.prompt_files``). One call gives one finished
+record per attempt (content, reasoning, usage, latency), logged in full at INFO with the
+deliberation, agent, role and stage. Failed requests (5xx, 429, timeouts, refused connections)
+are retried by the openai client with backoff; empty, garbage or invalid answers are retried
+here; a stream that breaks mid-answer is retried by the stage's ``RetryPolicy``
+(``core.errors.broken_stream``). Every attempt is fitted into the model's context window
+(``llm.fit``), and a context-length 400 is fitted and sent again.
 """
 
 from __future__ import annotations
@@ -33,9 +36,13 @@ from pydantic import BaseModel, SecretStr
 
 from council_agents.core import metrics
 from council_agents.core.errors import CouncilError, LLMUnreachable
-from council_agents.core.settings import Settings
-from council_agents.core.state import Agent, CallRecord
-from council_agents.llm import context_window
+from council_agents.core.settings import LLMSettings
+from council_agents.core.state import Agent, CallRecord, Council, Stage
+from council_agents.llm import fit as fitting
+from council_agents.llm.endpoints import Windows, overflow
+from council_agents.llm.prompt import Prompt
+from council_agents.llm.prompt_files import PromptFiles
+from council_agents.llm.tokens import estimate
 
 log = structlog.get_logger("council.llm")
 
@@ -123,75 +130,11 @@ class _LoopClients:
                     await http.aclose()
 
 
-_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _clients() -> _LoopClients:
-    loop = asyncio.get_running_loop()
-    if loop not in _per_loop:
-        _per_loop[loop] = _LoopClients(loop)
-    return _per_loop[loop]
-
-
-def _limit(settings: Settings, base_url: str) -> contextlib.AbstractAsyncContextManager[Any]:
-    """The process-wide limit on calls in flight to ``base_url`` (a no-op when unlimited)."""
-    if settings.llm_concurrency <= 0:
-        return contextlib.nullcontext()
-    limits = _clients().limits
-    key = (base_url, settings.llm_concurrency)
-    if key not in limits:
-        limits[key] = asyncio.Semaphore(settings.llm_concurrency)
-    return limits[key]
-
-
-def chat_model(settings: Settings, agent: Agent) -> ChatOpenAI:
-    """One client per server, model and transport settings, reused by every call (building a
-    ChatOpenAI builds openai and HTTP clients: far too slow to do per call)."""
-    models = _clients().models
-    api_key = settings.api_key_for(agent.get("api_key_name"))
-    key = (
-        agent["base_url"],
-        agent["model"],
-        api_key,
-        settings.llm_timeout_s,
-        settings.llm_max_retries,
-        settings.llm_max_connections,
-        settings.llm_http,
-    )
-    if key not in models:
-        # A bounded pool (more calls wait, as in vLLM's queue). aiohttp, the openai SDK's
-        # documented alternative transport, costs about a millisecond of CPU less per call
-        # than httpx2, whose pool also scans every pooled connection per request.
-        n = settings.llm_max_connections
-        transport = (
-            openai.DefaultAioHttpClient
-            if settings.llm_http == "aiohttp"
-            else openai.DefaultAsyncHttpxClient
-        )
-        http = transport(
-            limits=httpx2.Limits(max_connections=n, max_keepalive_connections=n),
-            timeout=settings.llm_timeout_s,
-        )
-        _clients().http.append(http)
-        models[key] = VLLMChatOpenAI(
-            model=agent["model"],
-            base_url=agent["base_url"],
-            api_key=SecretStr(api_key),
-            timeout=settings.llm_timeout_s,
-            max_retries=settings.llm_max_retries,
-            stream_usage=True,
-            http_async_client=http,
-        )
-    return models[key]
-
-
 def call_params(
-    settings: Settings,
+    settings: LLMSettings,
     agent: Agent,
     *,
-    stage: str,
+    stage: Stage,
     round_: int,
     max_tokens: int,
     deliberation_id: str,
@@ -281,138 +224,258 @@ def _problem(
         return f"invalid structured answer (finish_reason={finish}): {e}", None
 
 
-async def call(
-    settings: Settings,
-    agent: Agent,
-    messages: list[BaseMessage] | context_window.Prompt,
-    *,
-    stage: str,
-    round_: int,
-    deliberation_id: str,
-    max_tokens: int,
-    response_format: dict[str, Any] | None = None,
-    validate: Callable[[str], Any] | None = None,
-) -> Answer:
-    """One LLM call with answer checks; rejected answers are kept, logged and retried
-    ``settings.answer_retries`` times (a truncated one with twice the budget), then the stage
-    fails with an error naming the stage and the agent. Every attempt is fitted into the
-    model's context window first (``nodes.context_window``; a ``Prompt`` can be shortened)."""
-    if not settings.allows(agent["base_url"]):  # whatever wrote the state, keys stay home
-        raise CouncilError(
-            stage,
-            agent["agent_id"],
-            f"{agent['base_url']} is not on this server's allow-list (COUNCIL_LLM_ALLOWED_URLS)",
+class LLM:
+    """One process's LLM client: its settings, HTTP clients per event loop, what it learned of
+    each endpoint's context window, and the prompt files it renders."""
+
+    def __init__(self, settings: LLMSettings) -> None:
+        self.settings = settings
+        self.windows = Windows(settings)
+        """Each endpoint's context window, learned on first use."""
+        self.prompts = PromptFiles(settings.prompts_dir)
+        """The prompt files, read on every call."""
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = (
+            weakref.WeakKeyDictionary()
         )
-    records: list[CallRecord] = []
-    attempts = 1 + settings.answer_retries
-    budget, problem = max_tokens, ""
-    for attempt in range(1, attempts + 1):
-        try:
-            sent, msg, latency = await _send(
-                settings,
+
+    def _clients(self) -> _LoopClients:
+        loop = asyncio.get_running_loop()
+        if loop not in self._loops:
+            self._loops[loop] = _LoopClients(loop)
+        return self._loops[loop]
+
+    def _limit(self, base_url: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The process-wide limit on calls in flight to ``base_url`` (no-op when unlimited)."""
+        n = self.settings.concurrency
+        if n <= 0:
+            return contextlib.nullcontext()
+        limits = self._clients().limits
+        if (base_url, n) not in limits:
+            limits[(base_url, n)] = asyncio.Semaphore(n)
+        return limits[(base_url, n)]
+
+    def chat_model(self, agent: Agent) -> ChatOpenAI:
+        """One client per server and model, reused by every call (building a ChatOpenAI builds
+        openai and HTTP clients: far too slow to do per call)."""
+        s, clients = self.settings, self._clients()
+        api_key = s.api_key_for(agent.get("api_key_name"))
+        key = (agent["base_url"], agent["model"], api_key)
+        if key not in clients.models:
+            # A bounded pool (more calls wait, as in vLLM's queue). aiohttp, the openai SDK's
+            # documented alternative transport, costs about a millisecond of CPU less per call
+            # than httpx2, whose pool also scans every pooled connection per request.
+            n = s.max_connections
+            transport = (
+                openai.DefaultAioHttpClient
+                if s.http == "aiohttp"
+                else openai.DefaultAsyncHttpxClient
+            )
+            http = transport(
+                limits=httpx2.Limits(max_connections=n, max_keepalive_connections=n),
+                timeout=s.timeout_s,
+            )
+            clients.http.append(http)
+            clients.models[key] = VLLMChatOpenAI(
+                model=agent["model"],
+                base_url=agent["base_url"],
+                api_key=SecretStr(api_key),
+                timeout=s.timeout_s,
+                max_retries=s.max_retries,
+                stream_usage=True,
+                http_async_client=http,
+            )
+        return clients.models[key]
+
+    async def call(
+        self,
+        agent: Agent,
+        messages: list[BaseMessage] | Prompt,
+        *,
+        stage: Stage,
+        round_: int,
+        deliberation_id: str,
+        max_tokens: int,
+        response_format: dict[str, Any] | None = None,
+        validate: Callable[[str], Any] | None = None,
+    ) -> Answer:
+        """One LLM call with answer checks; rejected answers are kept, logged and retried
+        ``answer_retries`` times (a truncated one with twice the budget), then the stage fails
+        with an error naming the stage and the agent. Every attempt is fitted into the model's
+        context window first (``llm.fit``; a ``Prompt`` can be shortened)."""
+        if not self.settings.allows(agent["base_url"]):  # whatever wrote the state, keys stay
+            raise CouncilError(
+                stage,
+                agent["agent_id"],
+                f"{agent['base_url']} is not on this server's allow-list "
+                "(COUNCIL_LLM_ALLOWED_URLS)",
+            )
+        records: list[CallRecord] = []
+        attempts = 1 + self.settings.answer_retries
+        budget, problem = max_tokens, ""
+        for attempt in range(1, attempts + 1):
+            try:
+                sent, msg, latency = await self._send(
+                    agent,
+                    messages,
+                    budget,
+                    base=max_tokens,
+                    stage=stage,
+                    round_=round_,
+                    deliberation_id=deliberation_id,
+                    response_format=response_format,
+                )
+            except CouncilError as e:  # what the earlier attempts cost goes with the error
+                raise e.after(records) from e.__cause__
+            record = _record(
+                agent, msg, stage=stage, round_=round_, attempt=attempt, latency=latency
+            )
+            if sent.fit is not None:
+                record["context_fit"] = sent.fit
+            problem, parsed = _problem(
+                record.get("content", ""),
+                record["reasoning"],
+                record["finish_reason"],
+                response_format is not None,
+                validate,
+            )
+            record["accepted"], record["problem"] = not problem, problem or None
+            log.info("llm.call", deliberation_id=deliberation_id, **record)
+            records.append(record)
+            metrics.observe_call(record)
+            if not problem:
+                return Answer(
+                    records[:-1] + [without_content(record)], record.get("content", ""), parsed
+                )
+            if record["finish_reason"] == "length":
+                budget *= 2  # truncated: retry with room to finish
+        raise CouncilError(stage, agent["agent_id"], f"{problem} after {attempts} attempts").after(
+            records
+        )
+
+    async def _send(
+        self,
+        agent: Agent,
+        messages: list[BaseMessage] | Prompt,
+        budget: int,
+        *,
+        base: int,
+        stage: Stage,
+        round_: int,
+        deliberation_id: str,
+        response_format: dict[str, Any] | None,
+    ) -> tuple[fitting.Fitted, AIMessage, float]:
+        """Fit, send, and fit again after a context-length rejection (``REFITS`` times)."""
+        llm = self.chat_model(agent)
+        overflows = 0
+        while True:
+            sent = await fitting.fit(
+                self.windows,
+                self.prompts,
                 agent,
                 messages,
                 budget,
-                base=max_tokens,
                 stage=stage,
-                round_=round_,
-                deliberation_id=deliberation_id,
+                base=base,
+                overflows=overflows,
                 response_format=response_format,
             )
-        except CouncilError as e:  # what the earlier attempts cost goes with the error
-            raise e.after(records) from e.__cause__
-        record = _record(agent, msg, stage=stage, round_=round_, attempt=attempt, latency=latency)
-        if sent.fit is not None:
-            record["context_fit"] = sent.fit
-        problem, parsed = _problem(
-            record["content"],
-            record["reasoning"],
-            record["finish_reason"],
-            response_format is not None,
-            validate,
-        )
-        record["accepted"], record["problem"] = not problem, problem or None
-        log.info("llm.call", deliberation_id=deliberation_id, **record)
-        records.append(record)
-        metrics.observe_call(record)
-        if not problem:
-            return Answer(records[:-1] + [without_content(record)], record["content"], parsed)
-        if record["finish_reason"] == "length":
-            budget *= 2  # truncated: retry with room to finish
-    raise CouncilError(stage, agent["agent_id"], f"{problem} after {attempts} attempts").after(
-        records
-    )
-
-
-async def _send(
-    settings: Settings,
-    agent: Agent,
-    messages: list[BaseMessage] | context_window.Prompt,
-    budget: int,
-    *,
-    base: int,
-    stage: str,
-    round_: int,
-    deliberation_id: str,
-    response_format: dict[str, Any] | None,
-) -> tuple[context_window.Fitted, AIMessage, float]:
-    """Fit, send, and fit again after a context-length rejection (``REFITS`` times)."""
-    llm = chat_model(settings, agent)
-    overflows = 0
-    while True:
-        sent = await context_window.fit(
-            settings,
-            agent,
-            messages,
-            budget,
-            stage=stage,
-            base=base,
-            overflows=overflows,
-            response_format=response_format,
-        )
-        if sent.fit is not None:
-            log.info(
-                "llm.context_fit",
-                deliberation_id=deliberation_id,
-                agent_id=agent["agent_id"],
-                stage=stage,
-                round=round_,
-                **sent.fit,
-            )
-        params = call_params(
-            settings,
-            agent,
-            stage=stage,
-            round_=round_,
-            max_tokens=sent.max_tokens,
-            deliberation_id=deliberation_id,
-            response_format=sent.response_format,
-        )
-        try:
-            async with _limit(settings, agent["base_url"]):
-                started = time.monotonic()
-                msg = await llm.ainvoke(sent.messages, **params)
-            return sent, msg, time.monotonic() - started
-        except (openai.APIError, httpx.TransportError, httpx2.TransportError) as e:
-            seen = context_window.overflow(e)
-            if seen is not None and overflows < context_window.REFITS:
-                overflows += 1
-                context_window.learn(agent, seen, sent)
-                log.warning(
-                    "llm.context_overflow",
+            if sent.fit is not None:
+                log.info(
+                    "llm.context_fit",
                     deliberation_id=deliberation_id,
                     agent_id=agent["agent_id"],
                     stage=stage,
-                    window=seen.window,
-                    prompt_tokens=seen.prompt_tokens,
-                    message=seen.message,
+                    round=round_,
+                    **sent.fit,
                 )
-                continue
-            raise _request_error(e, stage, agent) from e
+            params = call_params(
+                self.settings,
+                agent,
+                stage=stage,
+                round_=round_,
+                max_tokens=sent.max_tokens,
+                deliberation_id=deliberation_id,
+                response_format=sent.response_format,
+            )
+            try:
+                async with self._limit(agent["base_url"]):
+                    started = time.monotonic()
+                    msg = await llm.ainvoke(sent.messages, **params)
+                return sent, cast(AIMessage, msg), time.monotonic() - started
+            except (openai.APIError, httpx.TransportError, httpx2.TransportError) as e:
+                seen = overflow(e)
+                if seen is not None and overflows < fitting.REFITS:
+                    overflows += 1
+                    by_estimate = sent.fit is None or sent.fit["counted_by"] == "estimate"
+                    self.windows.learn(
+                        agent, seen, estimate(sent.messages) if by_estimate else None
+                    )
+                    log.warning(
+                        "llm.context_overflow",
+                        deliberation_id=deliberation_id,
+                        agent_id=agent["agent_id"],
+                        stage=stage,
+                        window=seen.window,
+                        prompt_tokens=seen.prompt_tokens,
+                        message=seen.message,
+                    )
+                    continue
+                raise _request_error(e, stage, agent) from e
+
+    async def default_model(self) -> str:
+        """The configured model, else the default server's first one (``LLMUnreachable``
+        when the server does not answer, serves no model, or not the configured one)."""
+        s = self.settings
+        served = await served_models(s.base_url, s.api_key)
+        if s.model is None:
+            if not served:
+                raise LLMUnreachable("preflight", "-", f"the LLM at {s.base_url} serves no model")
+            return served[0]
+        if served and s.model not in served:
+            raise LLMUnreachable(
+                "preflight",
+                "-",
+                f"model {s.model!r} is not served at {s.base_url}; served: {', '.join(served)}",
+            )
+        return s.model
+
+    async def ready(self, council: Council) -> Council:
+        """Check that every endpoint the council names answers and serves its agents' models
+        (one ``GET /models`` per endpoint); an agent without a model adopts its server's first
+        one. Returns the council with every model named."""
+        served: dict[tuple[str, str | None], list[str]] = {}
+        for agent in [*council["agents"], council["judge"]]:
+            endpoint = (agent["base_url"], agent.get("api_key_name"))
+            if endpoint not in served:
+                key = self.settings.api_key_for(endpoint[1])
+                served[endpoint] = await served_models(endpoint[0], key)
+
+        def named(agent: Agent) -> Agent:
+            models = served[(agent["base_url"], agent.get("api_key_name"))]
+            if not agent["model"]:
+                if not models:
+                    raise LLMUnreachable(
+                        "preflight", "-", f"the LLM at {agent['base_url']} serves no model"
+                    )
+                return {**agent, "model": models[0]}
+            if models and agent["model"] not in models:
+                raise LLMUnreachable(
+                    "preflight",
+                    "-",
+                    f"model {agent['model']!r} is not served at {agent['base_url']}; "
+                    f"served: {', '.join(models)}",
+                )
+            return agent
+
+        return {
+            **council,
+            "agents": [named(a) for a in council["agents"]],
+            "judge": named(council["judge"]),
+        }
 
 
 def _record(
-    agent: Agent, msg: AIMessage, *, stage: str, round_: int, attempt: int, latency: float
+    agent: Agent, msg: AIMessage, *, stage: Stage, round_: int, attempt: int, latency: float
 ) -> CallRecord:
     raw = msg.content if isinstance(msg.content, str) else str(msg.content)
     answer, reasoning = split_reasoning(raw, msg.additional_kwargs.get("reasoning_content"))
@@ -472,39 +535,3 @@ async def served_models(base_url: str, api_key: str) -> list[str]:
         raise LLMUnreachable(
             "preflight", "-", f"cannot reach the LLM at {url}: {type(e).__name__}: {e}"
         ) from e
-
-
-async def check_endpoints(settings: Settings, agents: list[Agent]) -> None:
-    """Every endpoint the agents name answers and serves their model (each checked once)."""
-    wanted: dict[tuple[str, str | None], set[str]] = {}
-    for agent in agents:
-        wanted.setdefault((agent["base_url"], agent.get("api_key_name")), set()).add(agent["model"])
-    for (base_url, key_name), models in wanted.items():
-        served = await served_models(base_url, settings.api_key_for(key_name))
-        missing = sorted(m for m in models if served and m not in served)
-        if missing:
-            raise LLMUnreachable(
-                "preflight",
-                "-",
-                f"model(s) {', '.join(missing)} not served at "
-                f"{base_url}; served: {', '.join(served)}",
-            )
-
-
-async def preflight(settings: Settings) -> Settings:
-    """Check the default LLM server answers; adopt its first model unless one is configured."""
-    served = await served_models(settings.llm_base_url, settings.api_key)
-    if settings.model is None:
-        if not served:
-            raise LLMUnreachable(
-                "preflight", "-", f"the LLM at {settings.llm_base_url} serves no model"
-            )
-        return settings.replace(model=served[0])
-    if served and settings.model not in served:
-        raise LLMUnreachable(
-            "preflight",
-            "-",
-            f"model {settings.model!r} is not served at "
-            f"{settings.llm_base_url}; served: {', '.join(served)}",
-        )
-    return settings

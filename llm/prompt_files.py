@@ -1,16 +1,16 @@
-"""Prompt files: read at call time from the installed ``prompts`` package or
-``COUNCIL_PROMPTS_DIR``, so an edit applies to the next call without a restart."""
+"""Prompt files: read at call time from the installed ``prompts`` package or a directory
+(``COUNCIL_PROMPTS_DIR``), so an edit applies to the next call without a restart."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from importlib import resources
 from importlib.abc import Traversable
+from pathlib import Path
 from string import Template
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from council_agents.core import settings
 from council_agents.core.state import Criterion
 
 
@@ -18,40 +18,48 @@ class PromptError(ValueError):
     """A prompt file is missing or has a placeholder nobody fills."""
 
 
-def prompts_dir() -> Traversable:
-    """Where prompt files are read from."""
-    override = settings.current().prompts_dir
-    return override if override is not None else resources.files("council_agents.prompts")
+class PromptFiles:
+    """The prompt files of one directory (None: the installed ones)."""
 
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory
 
-def render(name: str, **values: object) -> str:
-    """Render ``<name>.md`` with ``${placeholder}`` values; read fresh on every call."""
-    path = prompts_dir().joinpath(*f"{name}.md".split("/"))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PromptError(f"prompt file {path} is missing") from None
-    template = Template(text)
-    if not template.is_valid():
-        raise PromptError(
-            f"prompt file {path} has a malformed placeholder (use ${{name}}, and $$ for $)"
-        )
-    unknown = sorted(set(template.get_identifiers()) - set(values))
-    if unknown:
-        named = ", ".join("${" + u + "}" for u in unknown)
-        raise PromptError(
-            f"prompt file {path} uses unknown placeholder(s) {named}; "
-            f"known: {', '.join(sorted(values))}"
-        )
-    return template.substitute({k: str(v) for k, v in values.items()}).strip()
+    @property
+    def root(self) -> Traversable:
+        """Where prompt files are read from."""
+        if self.directory is not None:
+            return self.directory
+        return resources.files("council_agents.prompts")
 
+    def render(self, name: str, **values: object) -> str:
+        """Render ``<name>.md`` with ``${placeholder}`` values; read fresh on every call."""
+        path = self.root.joinpath(*f"{name}.md".split("/"))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PromptError(f"prompt file {path} is missing") from None
+        template = Template(text)
+        if not template.is_valid():
+            raise PromptError(
+                f"prompt file {path} has a malformed placeholder (use ${{name}}, and $$ for $)"
+            )
+        unknown = sorted(set(template.get_identifiers()) - set(values))
+        if unknown:
+            named = ", ".join("${" + u + "}" for u in unknown)
+            raise PromptError(
+                f"prompt file {path} uses unknown placeholder(s) {named}; "
+                f"known: {', '.join(sorted(values))}"
+            )
+        return template.substitute({k: str(v) for k, v in values.items()}).strip()
 
-def messages(system_name: str, user_name: str, *, role: str, **values: object) -> list[BaseMessage]:
-    """System prompt (shared by the council) then the stage prompt (shared part first)."""
-    return [
-        SystemMessage(render(system_name, role=role)),
-        HumanMessage(render(user_name, **values)),
-    ]
+    def messages(
+        self, system_name: str, user_name: str, *, role: str, **values: object
+    ) -> list[BaseMessage]:
+        """System prompt (shared by the council) then the stage prompt (shared part first)."""
+        return [
+            SystemMessage(self.render(system_name, role=role)),
+            HumanMessage(self.render(user_name, **values)),
+        ]
 
 
 def rubric_text(rubric: Mapping[str, Criterion]) -> str:

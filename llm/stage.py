@@ -8,12 +8,20 @@ from typing import Any
 from langgraph.config import get_stream_writer
 from pydantic import BaseModel
 
-from council_agents.core import settings
 from council_agents.core.request import RequestError
-from council_agents.core.settings import Settings
-from council_agents.core.state import AgentTask, Council
-from council_agents.llm import client as llm_client
-from council_agents.llm import context_window, prompt_files
+from council_agents.core.state import (
+    Agent,
+    AgentTask,
+    Brief,
+    Council,
+    ProposeTask,
+    Stage,
+)
+from council_agents.llm.client import LLM, Answer, structured
+from council_agents.llm.fit import MARGIN, floor
+from council_agents.llm.prompt import MARKER, EvenCap, Piece, Prompt
+from council_agents.llm.prompt_files import rubric_text
+from council_agents.llm.tokens import estimate
 
 
 def shared_values(task: AgentTask) -> dict[str, Any]:
@@ -22,7 +30,7 @@ def shared_values(task: AgentTask) -> dict[str, Any]:
     return {
         "task": task["task"],
         "constraints": council["constraints"] or "(none)",
-        "rubric": prompt_files.rubric_text(council["rubric"]),
+        "rubric": rubric_text(council["rubric"]),
         "agent_id": task["agent"]["agent_id"],
     }
 
@@ -41,7 +49,7 @@ def labelled(order: list[str], proposals: dict[str, str]) -> tuple[dict[str, str
     return labels, text
 
 
-def announce(stage: str, task: AgentTask, answer: llm_client.Answer) -> None:
+def announce(stage: Stage, task: AgentTask, answer: Answer) -> None:
     """Tell streaming clients (stream mode ``custom``) that an agent finished a stage."""
     try:
         writer = get_stream_writer()
@@ -53,7 +61,7 @@ def announce(stage: str, task: AgentTask, answer: llm_client.Answer) -> None:
             "event": "agent_finished",
             "stage": stage,
             "agent_id": task["agent"]["agent_id"],
-            "round": task.get("round", 0),
+            "round": task["round"],
             "completion_tokens": record["completion_tokens"],
             "latency_s": record["latency_s"],
             "content": answer.content,
@@ -63,16 +71,16 @@ def announce(stage: str, task: AgentTask, answer: llm_client.Answer) -> None:
 
 def stage_prompt(
     task: AgentTask,
-    stage: str,
+    stage: Stage,
     *,
     system: str | None = None,
-    pieces: dict[str, context_window.Piece] | None = None,
+    pieces: dict[str, Piece] | None = None,
     **values: Any,
-) -> context_window.Prompt:
+) -> Prompt:
     """``<stage>.md`` for the task's agent (system prompt: its role's, or ``system``), with
     ``pieces``: the inputs that may be shortened to fit the context window, in order."""
     council = task["council"]
-    return context_window.Prompt(
+    return Prompt(
         system=system or f"roles/{council['role'].lower()}",
         stage=stage,
         role=council["role"],
@@ -82,29 +90,26 @@ def stage_prompt(
 
 
 async def run_agent(
+    llm: LLM,
     task: AgentTask,
-    stage: str,
+    stage: Stage,
     *,
     system: str | None = None,
     answer: type[BaseModel] | None = None,
-    pieces: dict[str, context_window.Piece] | None = None,
+    pieces: dict[str, Piece] | None = None,
     **values: Any,
-) -> llm_client.Answer:
+) -> Answer:
     """Render ``<stage>.md`` for the task's agent, call its LLM (answering ``answer``'s JSON
     Schema when given; ``pieces`` shortened if the window needs it), announce the answer."""
-    current = settings.current()
     prompt = stage_prompt(task, stage, system=system, pieces=pieces, **values)
-    response_format, validate = (
-        llm_client.structured(answer, stage) if answer is not None else (None, None)
-    )
-    result = await llm_client.call(
-        current,
+    response_format, validate = structured(answer, stage) if answer is not None else (None, None)
+    result = await llm.call(
         task["agent"],
         prompt,
         stage=stage,
-        round_=task.get("round", 0),
+        round_=task["round"],
         deliberation_id=task["deliberation_id"],
-        max_tokens=current.max_tokens[stage],
+        max_tokens=task["max_tokens"],
         response_format=response_format,
         validate=validate,
     )
@@ -112,19 +117,35 @@ async def run_agent(
     return result
 
 
-def proposals_piece(order: list[str], proposals: dict[str, str]) -> context_window.EvenCap:
+def proposals_piece(order: list[str], proposals: dict[str, str]) -> EvenCap:
     """The proposals a judge or voter reads, all cut to one length when they do not fit."""
-    return context_window.EvenCap(order, proposals, lambda o, texts: labelled(o, texts)[1])
+    return EvenCap(order, proposals, lambda o, texts: labelled(o, texts)[1])
 
 
-def shortest_prompts(council: Council, task: AgentTask) -> list[tuple[str, context_window.Prompt]]:
+def brief(council: Council) -> Brief:
+    """What an agent's task needs of the council: a ``Send`` carries only this."""
+    return Brief(role=council["role"], rubric=council["rubric"], constraints=council["constraints"])
+
+
+def _base(council: Council, task: str, deliberation_id: str, agent: Agent) -> ProposeTask:
+    return ProposeTask(
+        deliberation_id=deliberation_id,
+        task=task,
+        council=brief(council),
+        agent=agent,
+        round=0,
+        max_tokens=0,
+    )
+
+
+def shortest_prompts(council: Council, task: ProposeTask) -> list[tuple[Stage, Prompt]]:
     """Each stage the council runs, for ``task``'s agent, with every input that may be shortened
     at its shortest: what must fit whatever the proposals and critiques turn out to be."""
-    stub = context_window.MARKER.format(n=0)
+    stub = MARKER.format(n=0)
     n = len(council["agents"])
     labels = [f"P{i}" for i in range(1, n + 1)]
-    shown = {label: stub for label in labels}
-    prompts = [("propose", stage_prompt(task, "propose"))]
+    shown = dict.fromkeys(labels, stub)
+    prompts: list[tuple[Stage, Prompt]] = [("propose", stage_prompt(task, "propose"))]
     if council["rounds"] > 0 and n > 1:
         prompts.append(
             (
@@ -145,19 +166,18 @@ def shortest_prompts(council: Council, task: AgentTask) -> list[tuple[str, conte
     return prompts
 
 
-async def check_fits(current: Settings, council: Council, task: str, deliberation_id: str) -> None:
+async def check_fits(llm: LLM, council: Council, task: str, deliberation_id: str) -> None:
     """Refuse (``RequestError`` on ``task``, with the numbers) a deliberation whose shortest
     prompts do not leave their answers room in some agent's context window."""
-    checks: list[tuple[Any, str, context_window.Prompt]] = []
+    checks: list[tuple[Agent, Stage, Prompt]] = []
     for agent in council["agents"]:
-        base = AgentTask(deliberation_id=deliberation_id, task=task, council=council, agent=agent)
+        base = _base(council, task, deliberation_id, agent)
         checks += [(agent, stage, prompt) for stage, prompt in shortest_prompts(council, base)]
     if council["aggregator"] != "vote":
         judge = council["judge"]
-        base = AgentTask(deliberation_id=deliberation_id, task=task, council=council, agent=judge)
+        base = _base(council, task, deliberation_id, judge)
         labels = [f"P{i}" for i in range(1, len(council["agents"]) + 1)]
-        stub = context_window.MARKER.format(n=0)
-        _, text = labelled(labels, dict.fromkeys(labels, stub))
+        _, text = labelled(labels, dict.fromkeys(labels, MARKER.format(n=0)))
         prompt = stage_prompt(
             base, "judge", system="roles/judge", proposals=text, labels=", ".join(labels)
         )
@@ -168,15 +188,15 @@ async def check_fits(current: Settings, council: Council, task: str, deliberatio
         if key in seen:
             continue
         seen.add(key)
-        known = await context_window.endpoint(current, agent)
+        known = await llm.windows.endpoint(agent)
         if known.window is None:
             continue
-        messages, _ = prompt.render({})
-        need = context_window.floor(current.max_tokens[stage])
-        room = known.window - context_window.MARGIN
-        if context_window.estimate(messages) * known.scale + need <= room:
+        messages, _ = prompt.render(llm.prompts)
+        need = floor(council["max_tokens"][stage])
+        room = known.window - MARGIN
+        if estimate(messages) * known.scale + need <= room:
             continue  # clearly fits: no need to ask the server
-        tokens, counted_by = await context_window.count(current, agent, messages, known)
+        tokens, counted_by = await llm.windows.count(agent, messages, known)
         if tokens + need > room:
             raise RequestError(
                 "task",

@@ -9,14 +9,12 @@ as the decider.
 
 from __future__ import annotations
 
-from typing import Any
-
 from langgraph.types import interrupt
 
-from council_agents.core.state import CouncilState
+from council_agents.core.state import CouncilState, Decision, DecisionUpdate
 
 
-async def approve(state: CouncilState) -> dict[str, Any]:
+async def approve(state: CouncilState) -> DecisionUpdate:
     """The decision, approved or overridden by a human."""
     d = state["decision"]
     answer = interrupt(
@@ -33,21 +31,20 @@ async def approve(state: CouncilState) -> dict[str, Any]:
             f"{{'winner': id, 'reason': text}}, got {answer!r}"
         )
     if answer.get("approved") is True and not answer.get("winner"):
-        return {"decision": {**d, "approved_by_human": True}}
+        return DecisionUpdate(decision={**d, "approved_by_human": True})
     winner, reason = answer.get("winner"), (answer.get("reason") or "").strip()
     ids = [r["agent_id"] for r in d["ranking"]]
     if winner not in ids:
         raise ValueError(f"winner must be one of {ids}, got {winner!r}")
     if not reason:
         raise ValueError("an override needs a non-empty reason")
-    return {
-        "decision": {
-            **d,
-            "winner": winner,
-            "justification": f"Human override: {reason}",
-            "machine_justification": d["justification"],
-            "decided_by": "human",
-            "approved_by_human": True,
-            "stop_reason": "human_override",
-        }
+    overridden: Decision = {
+        **d,
+        "winner": winner,
+        "justification": f"Human override: {reason}",
+        "machine_justification": d["justification"],
+        "decided_by": "human",
+        "approved_by_human": True,
+        "stop_reason": "human_override",
     }
+    return DecisionUpdate(decision=overridden)

@@ -2,17 +2,17 @@
 
 The critic answers a structured document (defects with severities, constraint violations), so
 the council can tell when no blocker or major defect is left (``graph.routing``); the author
-reads it rendered as text.
+reads it rendered as text (``llm.prompt.critique_text``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from council_agents.core.state import AgentTask, Critique, Defect
-from council_agents.llm.context_window import Oldest
+from council_agents.core.state import Critique, CritiqueTask, CritiqueUpdate, Defect
+from council_agents.core.terms import Severity
+from council_agents.llm.client import LLM
+from council_agents.llm.prompt import Oldest
 from council_agents.llm.stage import run_agent
 
 
@@ -23,7 +23,7 @@ class _Doc(BaseModel):
 class DefectAnswer(_Doc):
     """One defect."""
 
-    severity: Literal["blocker", "major", "minor"]
+    severity: Severity
     where: str = Field(max_length=200)
     what: str = Field(min_length=1, max_length=800)
     fix: str = Field(max_length=800)
@@ -37,23 +37,11 @@ class CritiqueAnswer(_Doc):
     summary: str = Field(max_length=800)
 
 
-def render(critic: str, answer: CritiqueAnswer) -> str:
-    """The critique as the author reads it."""
-    lines = [f"### From {critic}", answer.summary.strip() or "(no summary)"]
-    for v in answer.violations:
-        lines.append(f"- **constraint violated**: {v}")
-    for d in answer.defects:
-        fix = f" Suggested fix: {d.fix}" if d.fix.strip() else ""
-        lines.append(f"- **{d.severity}** ({d.where or 'general'}): {d.what}{fix}")
-    if not answer.defects and not answer.violations:
-        lines.append("- no defects found")
-    return "\n".join(lines)
-
-
-async def critique(task: AgentTask) -> dict[str, Any]:
+async def critique(task: CritiqueTask, *, llm: LLM) -> CritiqueUpdate:
     """The agent's critique of ``task["author"]``'s latest version."""
     critic = task["agent"]["agent_id"]
     answer = await run_agent(
+        llm,
         task,
         "critique",
         answer=CritiqueAnswer,
@@ -67,10 +55,10 @@ async def critique(task: AgentTask) -> dict[str, Any]:
         round=task["round"],
         critic=critic,
         author=task["author"],
-        content=render(critic, doc),
+        summary=doc.summary.strip(),
         defects=[
             Defect(severity=d.severity, where=d.where, what=d.what, fix=d.fix) for d in doc.defects
         ],
         violations=list(doc.violations),
     )
-    return {"critiques": [written], "calls": answer.records}
+    return CritiqueUpdate(critiques=[written], calls=answer.records)

@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from council_agents.core.state import AgentTask, Assessment, Criterion, Judgement
+from council_agents.core.state import Assessment, Criterion, Judgement, JudgementUpdate, ShowTask
+from council_agents.llm.client import LLM
 from council_agents.llm.stage import labels_for, proposals_piece, run_agent
 
 
@@ -46,12 +47,13 @@ def weighted_total(scores: Mapping[str, float], rubric: Mapping[str, Criterion])
     return round(sum(score * rubric[name]["weight"] for name, score in scores.items()) / weight, 3)
 
 
-async def judge(task: AgentTask) -> dict[str, Any]:
+async def judge(task: ShowTask, *, llm: LLM) -> JudgementUpdate:
     """One judgement, mapped back to the agents."""
     council = task["council"]
     labels = labels_for(task["order"])
     model = judgement_model(tuple(labels), tuple(council["rubric"]))
     answer = await run_agent(
+        llm,
         task,
         "judge",
         system="roles/judge",
@@ -68,4 +70,4 @@ async def judge(task: AgentTask) -> dict[str, Any]:
         assessments=assessments,
         totals={a: weighted_total(s["scores"], council["rubric"]) for a, s in assessments.items()},
     )
-    return {"judgements": [judgement], "calls": answer.records}
+    return JudgementUpdate(judgements=[judgement], calls=answer.records)

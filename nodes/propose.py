@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from council_agents.core.state import AgentTask, Draft
+from council_agents.core.state import Draft, DraftUpdate, ProposeTask
+from council_agents.llm.client import LLM
 from council_agents.llm.stage import run_agent
 
 
-async def propose(task: AgentTask) -> dict[str, Any]:
+async def propose(task: ProposeTask, *, llm: LLM) -> DraftUpdate:
     """The agent's version 0."""
-    answer = await run_agent(task, "propose")
+    answer = await run_agent(llm, task, "propose")
     draft = Draft(agent_id=task["agent"]["agent_id"], version=0, content=answer.content)
-    return {"drafts": [draft], "calls": answer.records}
+    return DraftUpdate(drafts=[draft], calls=answer.records)

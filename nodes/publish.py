@@ -9,60 +9,154 @@ raises ``PublishFailed`` naming the NATS URL, and the deliberation resumes here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, cast
 
 import nats.errors
 import structlog
 
-from council_agents.core import metrics, settings
+from council_agents.core import metrics
 from council_agents.core.errors import PublishFailed
-from council_agents.core.settings import display_url
-from council_agents.core.state import CouncilState
-from council_agents.events.models import (
-    COMPLETED_SUBJECT,
+from council_agents.core.events import (
+    AgentRecord,
+    Author,
+    BallotRecord,
+    CritiqueReceived,
+    DecisionRecord,
+    DefectRecord,
     DeliberationCompleted,
-    build_completed,
+    JudgementRecord,
+    LegacyDecision,
+    ProposalRecord,
+    RankEntry,
+    TokenCount,
+    Usage,
+    Winner,
     utcnow,
 )
-from council_agents.events.publisher import publisher
+from council_agents.core.settings import display_url
+from council_agents.core.state import CallRecord, CouncilState, Published
+from council_agents.events.publisher import COMPLETED_SUBJECT, Events
+from council_agents.llm.prompt import critique_text
 
 log = structlog.get_logger("council.publish")
 
 
-def completed_event(values: Mapping[str, Any]) -> DeliberationCompleted | None:
+def usage_of(calls: list[CallRecord]) -> Usage:
+    """Tokens and calls, in all and by stage and agent."""
+    u = Usage()
+    for c in calls:
+        for bucket in (
+            u,
+            u.by_stage.setdefault(c["stage"], TokenCount()),
+            u.by_agent.setdefault(c["agent_id"], TokenCount()),
+        ):
+            bucket.calls += 1
+            bucket.prompt_tokens += c.get("prompt_tokens", 0)
+            bucket.completion_tokens += c.get("completion_tokens", 0)
+            bucket.cached_tokens += c.get("cached_tokens", 0) or 0
+    return u
+
+
+def _decision_record(state: CouncilState) -> DecisionRecord:
+    """How the decision was made, as the event records it."""
+    council, decision = state["council"], state["decision"]
+    judgements = state.get("judgements", [])
+    return DecisionRecord(
+        aggregator=council["aggregator"],
+        decided_by=decision["decided_by"],
+        judges=[AgentRecord(agent_id=council["judge"]["agent_id"], model=council["judge"]["model"])]
+        if judgements
+        else [],
+        judgements=[JudgementRecord.model_validate(j) for j in judgements],
+        judges_agree=decision["judges_agree"],
+        rank_agreement=decision["rank_agreement"],
+        votes=[BallotRecord.model_validate(b) for b in state.get("ballots", [])],
+        borda={r["agent_id"]: r["borda"] for r in decision["ranking"]},
+        vote_winner=decision["vote_winner"],
+    )
+
+
+def build_completed(state: CouncilState, now: datetime | None = None) -> DeliberationCompleted:
+    """The completed event of a finished deliberation's state."""
+    now = now or utcnow()
+    c, d = state["council"], state["decision"]
+    role = c["role"]
+    versions: dict[str, list[str]] = {}
+    for dr in sorted(state.get("drafts", []), key=lambda x: (x["agent_id"], x["version"])):
+        versions.setdefault(dr["agent_id"], []).append(dr["content"])
+    received: dict[str, list[CritiqueReceived]] = {a: [] for a in versions}
+    for cr in sorted(state.get("critiques", []), key=lambda x: (x["round"], x["critic"])):
+        received.setdefault(cr["author"], []).append(
+            CritiqueReceived(
+                round=cr["round"],
+                critic=cr["critic"],
+                content=critique_text(cr),
+                defects=[DefectRecord.model_validate(x) for x in cr["defects"]],
+                violations=cr["violations"],
+            )
+        )
+    ranking = [RankEntry.model_validate(r) for r in d["ranking"]]
+    author = {a: Author(agent_id=a, role=role) for a in versions}
+    return DeliberationCompleted(
+        deliberation_id=state["deliberation_id"],
+        story_id=state.get("story_id"),
+        task_id=state.get("task_id"),
+        role=role,
+        task=state["task"],
+        winner=Winner(author=author[d["winner"]], content=versions[d["winner"]][-1]),
+        justification=d["justification"],
+        ranking=ranking,
+        proposals=[
+            ProposalRecord(author=author[a], versions=v, critiques_received=received[a])
+            for a, v in versions.items()
+        ],
+        decisions=[
+            LegacyDecision(
+                proposal=Winner(author=author[r.agent_id], content=versions[r.agent_id][-1]),
+                checks=r.scores,
+                score=r.total,
+            )
+            for r in ranking
+        ],
+        rounds=min(len(v) for v in versions.values()) - 1,
+        max_rounds=c["rounds"],
+        agents=[AgentRecord(agent_id=a["agent_id"], model=a["model"]) for a in c["agents"]],
+        decision=_decision_record(state),
+        usage=usage_of(state.get("calls", [])),
+        duration_ms=max(0, int((now.timestamp() - state["started_at"]) * 1000)),
+        approved_by_human=d.get("approved_by_human", False),
+        timestamp=now,
+        stop_reason=d["stop_reason"],
+    )
+
+
+def completed_event(values: CouncilState) -> DeliberationCompleted | None:
     """The completed event of a finished deliberation's values, as it was published (None
     before it finished)."""
     if "finished_at" not in values:
         return None
-    finished = datetime.fromisoformat(values["finished_at"])
-    return build_completed(cast(CouncilState, values), now=finished)
+    return build_completed(values, now=datetime.fromisoformat(values["finished_at"]))
 
 
-async def publish(state: CouncilState) -> dict[str, Any]:
+async def publish(state: CouncilState, *, events: Events) -> Published:
     """The completed event, and where JetStream stored it."""
     now = utcnow()
     event = build_completed(state, now=now)
     seconds = event.duration_ms / 1000
-    done = {"result": event.model_dump(mode="json"), "finished_at": now.isoformat()}
-    url = settings.current().nats_url
-    if not url:
+    if events.url is None:
         log.warning(
             "event.not_published",
             deliberation_id=event.deliberation_id,
             reason="no NATS server configured (NATS_URL unset)",
         )
         metrics.completed(event.role, seconds)
-        return {**done, "published": {}}
+        return Published(result=event, published={}, finished_at=now.isoformat())
     try:
-        ack = await publisher(url).publish(
-            COMPLETED_SUBJECT, event, f"{event.deliberation_id}:completed"
-        )
+        ack = await events.publish(COMPLETED_SUBJECT, event, f"{event.deliberation_id}:completed")
     except (nats.errors.Error, OSError, TimeoutError) as e:
         cause = f"{type(e).__name__}: {e}".rstrip(": ")
-        raise PublishFailed(display_url(url), cause) from e
+        raise PublishFailed(display_url(events.url), cause) from e
     log.info("event.published", deliberation_id=event.deliberation_id, **ack)
     if not ack["duplicate"]:
         metrics.completed(event.role, seconds)
-    return {**done, "published": ack}
+    return Published(result=event, published=ack, finished_at=now.isoformat())

@@ -6,12 +6,11 @@ full revised proposal (a structured document).
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from council_agents.core.state import AgentTask, Change, Draft
-from council_agents.llm.context_window import Critiques, Oldest
+from council_agents.core.state import Change, Draft, DraftUpdate, ReviseTask
+from council_agents.llm.client import LLM
+from council_agents.llm.prompt import Critiques, Oldest
 from council_agents.llm.stage import run_agent
 
 
@@ -32,10 +31,11 @@ class RevisionAnswer(BaseModel):
     proposal: str = Field(min_length=1)
 
 
-async def revise(task: AgentTask) -> dict[str, Any]:
+async def revise(task: ReviseTask, *, llm: LLM) -> DraftUpdate:
     """The agent's version ``round``."""
     agent_id = task["agent"]["agent_id"]
     answer = await run_agent(
+        llm,
         task,
         "revise",
         answer=RevisionAnswer,
@@ -43,7 +43,7 @@ async def revise(task: AgentTask) -> dict[str, Any]:
         version=task["round"] - 1,
         round=task["round"],
         pieces={  # shortened in this order when the context window needs it
-            "critiques": Critiques(task.get("critiques", [])),
+            "critiques": Critiques(task["critiques"]),
             "proposal": Oldest("proposal under revision", task["proposal"]),
         },
     )
@@ -55,4 +55,4 @@ async def revise(task: AgentTask) -> dict[str, Any]:
         addressed=[Change(defect=c.defect, response=c.response) for c in doc.addressed],
         rejected=[Change(defect=c.defect, response=c.response) for c in doc.rejected],
     )
-    return {"drafts": [draft], "calls": answer.records}
+    return DraftUpdate(drafts=[draft], calls=answer.records)

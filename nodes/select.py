@@ -10,10 +10,15 @@ so the outcome is deterministic. See docs/DECISIONS.md.
 
 from __future__ import annotations
 
-from typing import Any
-
-from council_agents.core.state import CouncilState, Decision, Judgement, RankEntry
-from council_agents.graph.routing import latest_drafts, stop_reason
+from council_agents.core.progress import latest_drafts, stop_reason
+from council_agents.core.state import (
+    CouncilState,
+    DecidedBy,
+    Decision,
+    DecisionUpdate,
+    Judgement,
+    RankEntry,
+)
 from council_agents.nodes.judge import weighted_total
 from council_agents.nodes.vote import borda, copeland
 
@@ -62,6 +67,7 @@ def decide(state: CouncilState) -> Decision:
     firsts = [_top(j["totals"], points) for j in judgements]
     agree = len(set(firsts)) == 1 if judgements else None
     aggregator = council["aggregator"]
+    decided_by: DecidedBy
     if aggregator == "vote" or not judgements:
         winner, decided_by = vote_winner, "vote"
     elif aggregator == "judge" or agree:
@@ -107,7 +113,7 @@ def decide(state: CouncilState) -> Decision:
 
 def justify(
     ranking: list[RankEntry],
-    decided_by: str,
+    decided_by: DecidedBy,
     judgements: list[Judgement],
     agree: bool | None,
     points: dict[str, int],
@@ -144,6 +150,6 @@ def justify(
     return how + ("" if not evidence else " Judges on " + name + ": " + " | ".join(evidence))
 
 
-async def select(state: CouncilState) -> dict[str, Any]:
+async def select(state: CouncilState) -> DecisionUpdate:
     """The decision."""
-    return {"decision": decide(state)}
+    return DecisionUpdate(decision=decide(state))

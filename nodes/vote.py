@@ -9,11 +9,12 @@ head-to-head majorities among neutral voters (Copeland), Borda breaking ties.
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from council_agents.core.state import AgentTask, Ballot
+from council_agents.core.state import Ballot, BallotUpdate, ShowTask
+from council_agents.llm.client import LLM
 from council_agents.llm.stage import labels_for, proposals_piece, run_agent
 
 
@@ -79,10 +80,11 @@ def copeland(ballots: list[Ballot], agent_ids: list[str]) -> dict[str, float]:
     return wins
 
 
-async def vote(task: AgentTask) -> dict[str, Any]:
+async def vote(task: ShowTask, *, llm: LLM) -> BallotUpdate:
     """The agent's ranking of its peers."""
     labels = labels_for(task["order"])
     answer = await run_agent(
+        llm,
         task,
         "vote",
         answer=ballot_model(tuple(labels)),
@@ -94,4 +96,4 @@ async def vote(task: AgentTask) -> dict[str, Any]:
         reason=answer.parsed.reason,
         ranking=[labels[label] for label in answer.parsed.ranking],
     )
-    return {"ballots": [ballot], "calls": answer.records}
+    return BallotUpdate(ballots=[ballot], calls=answer.records)

@@ -34,14 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from functools import cache
 from typing import Any
 
 import jwt
 from langgraph_sdk import Auth
 from langgraph_sdk.auth.types import StudioUser
 
-from council_agents.core import settings
+from council_agents.core.settings import ServerSettings, Settings
 from council_agents.server.keys import ADMIN_SCOPE, KeyStore
 
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
@@ -50,34 +49,11 @@ OWNER = "owner"
 """The thread metadata key that names its creator."""
 ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
 
-auth = Auth()
-
 
 def _unauthorized(detail: str) -> Auth.exceptions.HTTPException:
     return Auth.exceptions.HTTPException(
         status_code=401, detail=detail, headers={"WWW-Authenticate": 'Bearer realm="council"'}
     )
-
-
-_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, KeyStore] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _key_store() -> KeyStore:
-    """This event loop's key store (its connections belong to the loop)."""
-    loop = asyncio.get_running_loop()
-    if loop not in _stores:
-        url = settings.current().valkey_url
-        if not url:
-            raise RuntimeError("VALKEY_URL is not set: API keys cannot be checked")
-        _stores[loop] = KeyStore(url)
-    return _stores[loop]
-
-
-@cache
-def _jwks(url: str) -> jwt.PyJWKClient:
-    return jwt.PyJWKClient(url, cache_keys=True, lifespan=300)
 
 
 def scopes_of(claims: dict[str, Any]) -> list[str]:
@@ -93,37 +69,6 @@ def scopes_of(claims: dict[str, Any]) -> list[str]:
     return sorted(set(found))
 
 
-async def jwt_claims(token: str, current: settings.Settings) -> dict[str, Any] | None:
-    """The claims of a valid JWT (None when invalid or when JWTs are not configured).
-
-    The algorithm list is fixed per key source (HS256 for the shared secret, asymmetric ones
-    for the JWKS), so a token cannot choose how it is checked.
-    """
-    options: Any = {"require": ["exp", "sub"], "verify_aud": bool(current.jwt_audience)}
-    try:
-        header = jwt.get_unverified_header(token)
-        if header.get("alg") == "HS256" and current.jwt_secret:
-            key: Any = current.jwt_secret
-            algorithms = ["HS256"]
-        elif current.jwt_jwks_url and header.get("alg") in ASYMMETRIC:
-            client = _jwks(current.jwt_jwks_url)
-            key = (await asyncio.to_thread(client.get_signing_key_from_jwt, token)).key
-            algorithms = ASYMMETRIC
-        else:
-            return None
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key,
-            algorithms=algorithms,
-            audience=current.jwt_audience,
-            issuer=current.jwt_issuer,
-            options=options,
-        )
-        return claims
-    except jwt.PyJWTError:
-        return None
-
-
 def _bearer(authorization: str | None) -> str | None:
     if not authorization:
         return None
@@ -131,30 +76,98 @@ def _bearer(authorization: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-@auth.authenticate
-async def authenticate(
-    authorization: str | None, path: str, method: str
-) -> Auth.types.MinimalUserDict:
-    """The caller behind the bearer token (401 when there is none or it is not valid)."""
-    if path in OPEN_PATHS and method == "GET":
-        return {"identity": "anonymous", "is_authenticated": False, "permissions": []}
-    token = _bearer(authorization)
-    if token is None:
-        raise _unauthorized("missing bearer token: send `Authorization: Bearer <API key or JWT>`")
-    current = settings.current()
-    if token.startswith("ck_"):
-        record = await _key_store().verify(token)
-        if record is None:
-            raise _unauthorized("unknown or revoked API key")
-        return {"identity": record.owner, "permissions": record.scopes}
-    claims = await jwt_claims(token, current)
-    if claims is None:
-        raise _unauthorized(
-            "invalid token: not an API key, and not a JWT this server accepts"
-            if current.jwt_configured
-            else "invalid token: not an API key (JWTs are not configured)"
+class Authenticator:
+    """Who is calling: API keys (Valkey) and JWTs (a secret or a JWKS), per the settings."""
+
+    def __init__(self, settings: ServerSettings, valkey_url: str | None) -> None:
+        self.settings, self.valkey_url = settings, valkey_url
+        self._stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, KeyStore] = (
+            weakref.WeakKeyDictionary()
         )
-    return {"identity": str(claims["sub"]), "permissions": scopes_of(claims)}
+        self._jwks: dict[str, jwt.PyJWKClient] = {}
+
+    def _key_store(self) -> KeyStore:
+        """This event loop's key store (its connections belong to the loop)."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._stores:
+            if not self.valkey_url:
+                raise RuntimeError("VALKEY_URL is not set: API keys cannot be checked")
+            self._stores[loop] = KeyStore(self.valkey_url)
+        return self._stores[loop]
+
+    def _jwks_client(self, url: str) -> jwt.PyJWKClient:
+        if url not in self._jwks:
+            self._jwks[url] = jwt.PyJWKClient(url, cache_keys=True, lifespan=300)
+        return self._jwks[url]
+
+    async def jwt_claims(self, token: str) -> dict[str, Any] | None:
+        """The claims of a valid JWT (None when invalid or when JWTs are not configured).
+
+        The algorithm list is fixed per key source (HS256 for the shared secret, asymmetric
+        ones for the JWKS), so a token cannot choose how it is checked.
+        """
+        s = self.settings
+        options: Any = {"require": ["exp", "sub"], "verify_aud": bool(s.jwt_audience)}
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("alg") == "HS256" and s.jwt_secret:
+                key: Any = s.jwt_secret
+                algorithms = ["HS256"]
+            elif s.jwt_jwks_url and header.get("alg") in ASYMMETRIC:
+                client = self._jwks_client(s.jwt_jwks_url)
+                key = (await asyncio.to_thread(client.get_signing_key_from_jwt, token)).key
+                algorithms = ASYMMETRIC
+            else:
+                return None
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                audience=s.jwt_audience,
+                issuer=s.jwt_issuer,
+                options=options,
+            )
+            return claims
+        except jwt.PyJWTError:
+            return None
+
+    async def authenticate(
+        self, authorization: str | None, path: str, method: str
+    ) -> Auth.types.MinimalUserDict:
+        """The caller behind the bearer token (401 when there is none or it is not valid)."""
+        if path in OPEN_PATHS and method == "GET":
+            return {"identity": "anonymous", "is_authenticated": False, "permissions": []}
+        token = _bearer(authorization)
+        if token is None:
+            raise _unauthorized(
+                "missing bearer token: send `Authorization: Bearer <API key or JWT>`"
+            )
+        if token.startswith("ck_"):
+            record = await self._key_store().verify(token)
+            if record is None:
+                raise _unauthorized("unknown or revoked API key")
+            return {"identity": record.owner, "permissions": record.scopes}
+        claims = await self.jwt_claims(token)
+        if claims is None:
+            raise _unauthorized(
+                "invalid token: not an API key, and not a JWT this server accepts"
+                if self.settings.jwt_configured
+                else "invalid token: not an API key (JWTs are not configured)"
+            )
+        return {"identity": str(claims["sub"]), "permissions": scopes_of(claims)}
+
+
+def create_auth(settings: Settings) -> Auth:
+    """The served API's ``Auth`` (``langgraph.json`` serves ``server.served.auth``)."""
+    auth = Auth()
+    authenticator = Authenticator(settings.server, settings.storage.valkey_url)
+    auth.authenticate(authenticator.authenticate)
+    auth.on(deny_by_default)
+    auth.on.threads(own_threads)
+    auth.on.assistants(manage_assistants)
+    auth.on.assistants.read(read_assistants)
+    auth.on.assistants.search(search_assistants)
+    return auth
 
 
 def _is_studio(ctx: Auth.types.AuthContext) -> bool:
@@ -167,13 +180,11 @@ def is_admin(ctx: Auth.types.AuthContext) -> bool:
     return _is_studio(ctx) or ADMIN_SCOPE in (ctx.permissions or [])
 
 
-@auth.on
 async def deny_by_default(ctx: Auth.types.AuthContext, value: Any) -> bool:
     """Crons, the store, and whatever a later LangGraph adds: nobody."""
     return False
 
 
-@auth.on.threads
 async def own_threads(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType | None:
     """A thread (and its runs) belongs to its creator and is invisible to everyone else."""
     if _is_studio(ctx):
@@ -195,7 +206,6 @@ async def own_threads(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.Fil
     return {OWNER: owner}
 
 
-@auth.on.assistants
 async def manage_assistants(ctx: Auth.types.AuthContext, value: Any) -> bool:
     """Creating, changing or deleting an assistant (its config reaches every run): admins."""
     if not is_admin(ctx):
@@ -205,13 +215,11 @@ async def manage_assistants(ctx: Auth.types.AuthContext, value: Any) -> bool:
     return True
 
 
-@auth.on.assistants.read
 async def read_assistants(ctx: Auth.types.AuthContext, value: Any) -> bool:
     """Any caller may read the assistants (``council`` is the served graph)."""
     return bool(ctx.user.is_authenticated) or _is_studio(ctx)
 
 
-@auth.on.assistants.search
 async def search_assistants(ctx: Auth.types.AuthContext, value: Any) -> bool:
     """Any caller may list the assistants."""
     return bool(ctx.user.is_authenticated) or _is_studio(ctx)

@@ -31,8 +31,9 @@ import valkey.asyncio as avalkey
 from pydantic import BaseModel, Field
 
 from council_agents.cli.render import say
-from council_agents.core import settings as settings_mod
-from council_agents.core.request import NAME_PATTERN, RequestError
+from council_agents.core.limits import NAME_PATTERN
+from council_agents.core.request import RequestError
+from council_agents.core.settings import Settings
 from council_agents.storage.councils import client_url
 
 KEYS_HASH = "council:apikeys"
@@ -120,17 +121,17 @@ def key_store_url() -> Iterator[str]:
     embeds in the data directory, else an embedded one started for this command."""
     from council_agents.server.services import running_services, services
 
-    current = settings_mod.from_environment()
-    if current.valkey_url:
-        yield current.valkey_url
+    current = Settings.from_environment()
+    if current.storage.valkey_url:
+        yield current.storage.valkey_url
         return
     running = running_services(current.data_dir)
     if running and running.get("valkey_url"):
         yield str(running["valkey_url"])
         return
     with services(current, need_nats=False, announce=lambda _: None) as started:
-        assert started.valkey_url is not None
-        yield started.valkey_url
+        assert started.storage.valkey_url is not None
+        yield started.storage.valkey_url
 
 
 async def _create(store: KeyStore, args: argparse.Namespace) -> int:

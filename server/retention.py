@@ -62,7 +62,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 from valkey.exceptions import WatchError
 
-from council_agents.core import settings as settings_mod
 from council_agents.core.settings import Settings
 from council_agents.storage.councils import client_url
 from council_agents.storage.lease import lease_key
@@ -323,10 +322,10 @@ class Policy:
     def of(cls, settings: Settings) -> Policy:
         """The policy of the process settings (``COUNCIL_RETAIN_*``)."""
         return cls(
-            history_s=settings.retain_history_s,
-            finished_s=settings.retain_finished_s,
-            unfinished_s=settings.retain_unfinished_s,
-            marker_s=settings.retain_marker_s,
+            history_s=settings.retention.history_s,
+            finished_s=settings.retention.finished_s,
+            unfinished_s=settings.retention.unfinished_s,
+            marker_s=settings.retention.marker_s,
         )
 
 
@@ -617,14 +616,14 @@ async def memory(client: avalkey.Valkey) -> Memory:
 
 def warn_if_high(used: Memory, settings: Settings) -> bool:
     """Log a warning when Valkey's memory passes ``COUNCIL_VALKEY_MEMORY_WARN``; True if so."""
-    if used.limit and used.share >= settings.valkey_memory_warn:
+    if used.limit and used.share >= settings.retention.valkey_memory_warn:
         log.warning(
             "valkey.memory_high",
             used_bytes=used.used,
             limit_bytes=used.limit,
             limit=used.of,
             share=round(used.share, 3),
-            warn_at=settings.valkey_memory_warn,
+            warn_at=settings.retention.valkey_memory_warn,
             hint="prune (council prune), shorten COUNCIL_RETAIN_*, or give Valkey more memory",
         )
         return True
@@ -720,7 +719,7 @@ class Sweeper:
     async def once(self, apply_policy: bool = True) -> Sweep:
         """One pass: apply the policy (when this process gets the lock), count, read memory."""
         global _last
-        interval_ms = max(1000, int(self.settings.prune_interval_s * 900))
+        interval_ms = max(1000, int(self.settings.retention.prune_interval_s * 900))
         if apply_policy:
             apply_policy = bool(
                 await self.client.set(SWEEP_LOCK, self.owner, nx=True, px=interval_ms)
@@ -751,17 +750,17 @@ class Sweeper:
                 log.warning("retention.sweep_failed", error=f"{type(e).__name__}: {e}")
             first = False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self.settings.prune_interval_s)
+                await asyncio.wait_for(stopping.wait(), self.settings.retention.prune_interval_s)
 
 
 @contextlib.asynccontextmanager
 async def sweeping(settings: Settings, owner: str | None = None) -> AsyncIterator[None]:
     """Run the periodic sweep in the background for the duration of the block (nothing when
     there is no Valkey URL or ``COUNCIL_PRUNE_INTERVAL`` is 0)."""
-    if not settings.valkey_url or settings.prune_interval_s <= 0:
+    if not settings.storage.valkey_url or settings.retention.prune_interval_s <= 0:
         yield
         return
-    client = avalkey.from_url(client_url(settings.valkey_url))
+    client = avalkey.from_url(client_url(settings.storage.valkey_url))
     stopping = asyncio.Event()
     owner = owner or f"{socket.gethostname()}-{os.getpid()}"
     task = asyncio.create_task(Sweeper(client, settings, owner).run(stopping))
@@ -772,11 +771,3 @@ async def sweeping(settings: Settings, owner: str | None = None) -> AsyncIterato
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, timeout=10)
         await client.aclose()
-
-
-@contextlib.asynccontextmanager
-async def lifespan(_app: Any) -> AsyncIterator[None]:
-    """The served HTTP app's lifespan (``council serve``): the periodic sweep meanwhile."""
-    owner = f"serve-{socket.gethostname()}-{os.getpid()}"
-    async with sweeping(settings_mod.current(), owner=owner):
-        yield

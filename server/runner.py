@@ -1,41 +1,31 @@
 """Running one deliberation to its end (or its interrupt) on a checkpointer: CLI, worker, eval.
 
-``run`` starts, resumes or re-reads the deliberation on a thread and returns a typed
-``Outcome``; the graph runs under the given process settings (``graph.settings.using``).
-A finished deliberation's values carry its completed event as ``result`` (rebuilt from the
-state: the checkpoint does not keep it), and retention applies as soon as it finishes
-(``server.retention.after_finish``); one whose checkpoints retention removed is ``pruned``.
+``Deliberations`` is one process's runner: its settings, its clients (``graph.builder.Clients``)
+and the graph compiled once on its checkpointer. ``run`` starts a deliberation from a door's
+admission, resumes one that stopped (with a human's answer when it waits for one), or re-reads
+a finished one, and returns a typed ``Outcome``. A finished deliberation's values carry its
+completed event as ``result`` (rebuilt from the state: the checkpoint does not keep it), and
+retention applies as soon as it finishes (``server.retention.after_finish``); one whose
+checkpoints retention removed is ``pruned``.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import StreamMode
+from langgraph.types import Command, StreamMode
 
-from council_agents.core import settings as settings_mod
 from council_agents.core.context import Context
+from council_agents.core.request import RequestError, with_admission
 from council_agents.core.settings import Settings
-from council_agents.core.state import Council, CouncilState, InputState, OutputState
-from council_agents.graph.builder import compile_graph
+from council_agents.core.state import Admission, Council, CouncilState
+from council_agents.graph.builder import Clients, Compiled, compile_graph
 from council_agents.nodes.publish import completed_event
 from council_agents.server import retention
-
-Compiled = CompiledStateGraph[CouncilState, Context, InputState, OutputState]
-_graphs: weakref.WeakKeyDictionary[BaseCheckpointSaver, Compiled] = weakref.WeakKeyDictionary()
-
-
-def graph_for(checkpointer: BaseCheckpointSaver) -> Compiled:
-    """The compiled graph on a checkpointer (compiled once, not per deliberation)."""
-    if checkpointer not in _graphs:
-        _graphs[checkpointer] = compile_graph(checkpointer)
-    return _graphs[checkpointer]
 
 
 def thread_config(thread_id: str) -> RunnableConfig:
@@ -50,7 +40,7 @@ class Outcome:
     status: Literal["completed", "replayed", "interrupted", "pruned"]
     """completed now; replayed: it had finished before (no LLM call); interrupted: waiting;
     pruned: it finished before and retention removed its checkpoints (see ``marker``)."""
-    values: dict[str, Any]
+    values: CouncilState
     """The state's values; once finished, with the completed event as ``result``."""
     pending: list[str] = field(default_factory=list)
     """Nodes waiting to run (interrupted)."""
@@ -60,66 +50,89 @@ class Outcome:
     """pruned: when it finished and where its completed event is (stream, seq)."""
 
 
-def finished_values(values: dict[str, Any]) -> dict[str, Any]:
+def finished_values(values: CouncilState) -> CouncilState:
     """``values`` with the completed event as ``result`` once the deliberation finished."""
     event = completed_event(values)
     if event is not None:
-        values["result"] = event.model_dump(mode="json")
+        values["result"] = event
     return values
 
 
-async def run(
-    checkpointer: BaseCheckpointSaver,
-    thread_id: str,
-    inp: dict[str, Any] | None,
-    context: Context | None,
-    settings: Settings,
-    on_update: Callable[[str, Any], None] | None = None,
-    stream_mode: Sequence[StreamMode] = ("updates", "custom"),
-) -> Outcome:
-    """Start, resume or re-read the deliberation on ``thread_id``.
+class Deliberations:
+    """One process's deliberations on one checkpointer (the graph compiled once)."""
 
-    A finished thread is returned as it is. One that stopped part way (crash, error, interrupt
-    without answer) resumes from its last checkpoint: finished tasks are not run again.
-    ``inp`` is only used when the thread has no checkpoint to continue from.
-    """
-    graph = graph_for(checkpointer)
-    config = thread_config(thread_id)
-    with settings_mod.using(settings):
-        snap = await graph.aget_state(config)
-        if snap.values and not snap.next and "published" in snap.values:
-            return Outcome("replayed", finished_values(dict(snap.values)))
-        client = retention.saver_client(checkpointer)
-        marker = (
-            None if snap.values or not client else await retention.done_marker(client, thread_id)
-        )
+    def __init__(
+        self,
+        settings: Settings,
+        checkpointer: BaseCheckpointSaver[str],
+        clients: Clients | None = None,
+    ) -> None:
+        self.settings = settings
+        self.checkpointer = checkpointer
+        self.clients = clients or Clients.of(settings)
+        self.graph: Compiled = compile_graph(self.clients, checkpointer)
+
+    async def council(self, thread_id: str) -> Council | None:
+        """The council a deliberation was started with (None: no such deliberation)."""
+        snap = await self.graph.aget_state(thread_config(thread_id))
+        values = cast(CouncilState, snap.values or {})
+        return values.get("council")
+
+    async def run(
+        self,
+        thread_id: str,
+        admission: Admission | None,
+        *,
+        answer: Any = None,
+        on_update: Callable[[str, Any], None] | None = None,
+        stream_mode: Sequence[StreamMode] = ("updates", "custom"),
+    ) -> Outcome:
+        """Start, resume or re-read the deliberation on ``thread_id``.
+
+        A finished thread is returned as it is. One that stopped part way (crash, error,
+        interrupt) resumes from its last checkpoint: finished tasks are not run again; one that
+        waits for a human is resumed with ``answer`` (``{"approved": true}`` or ``{"winner":
+        ..., "reason": ...}``). ``admission`` (a door's, ``core.request.admit``) starts a
+        thread that has no checkpoint yet, and is ignored otherwise.
+        """
+        config = thread_config(thread_id)
+        snap = await self.graph.aget_state(config)
+        values = cast(CouncilState, snap.values or {})
+        if values and not snap.next and "published" in values:
+            return Outcome("replayed", finished_values(values))
+        client = retention.saver_client(self.checkpointer)
+        marker = None if values or not client else await retention.done_marker(client, thread_id)
         if marker is not None:
-            return Outcome("pruned", {}, marker=marker)
-        start = None if snap.next else inp
-        stream = graph.astream(
-            cast(InputState | None, start),
+            return Outcome("pruned", cast(CouncilState, {}), marker=marker)
+        start: Any
+        if snap.next:
+            waiting = any(task.interrupts for task in snap.tasks)
+            start = Command(resume=answer) if waiting and answer is not None else None
+        elif admission is None:
+            raise RequestError("id", f"no deliberation {thread_id!r} to resume")
+        else:
+            start, config = admission["input"], with_admission(config, admission)
+        stream = self.graph.astream(
+            start,
             config,
-            context=context or Context(),
+            context=Context(),
             stream_mode=list(stream_mode),
             durability="sync",
         )
         async for mode, chunk in stream:
             if on_update is not None:
                 on_update(mode, chunk)
-        snap = await graph.aget_state(config)
-    if snap.next:
-        return Outcome(
-            "interrupted",
-            dict(snap.values),
-            list(snap.next),
-            [i.value for task in snap.tasks for i in task.interrupts],
-        )
-    await retention.after_finish(checkpointer, thread_id, settings)
-    return Outcome("completed", finished_values(dict(snap.values)))
+        snap = await self.graph.aget_state(config)
+        if snap.next:
+            return Outcome(
+                "interrupted",
+                cast(CouncilState, snap.values),
+                list(snap.next),
+                [i.value for task in snap.tasks for i in task.interrupts],
+            )
+        await retention.after_finish(self.checkpointer, thread_id, self.settings)
+        return Outcome("completed", finished_values(cast(CouncilState, snap.values)))
 
-
-async def stored_state_council(checkpointer: BaseCheckpointSaver, thread_id: str) -> Council | None:
-    """The council a deliberation was started with (None: no such deliberation)."""
-    snap = await graph_for(checkpointer).aget_state(thread_config(thread_id))
-    council: Council | None = (snap.values or {}).get("council")
-    return council
+    async def close(self) -> None:
+        """Close this event loop's event publisher."""
+        await self.clients.events.close()

@@ -328,8 +328,8 @@ def services(
     """``settings`` with a Valkey and a NATS URL: the configured ones, or embedded servers
     started here (data under ``settings.data_dir``, which this process then holds locked) and
     stopped on exit."""
-    embed_valkey = need_valkey and not settings.valkey_url
-    embed_nats = need_nats and not settings.nats_url
+    embed_valkey = need_valkey and not settings.storage.valkey_url
+    embed_nats = need_nats and not settings.events.nats_url
     with contextlib.ExitStack() as stack:
         if embed_valkey or embed_nats:
             stack.enter_context(DataDirLock(settings.data_dir))
@@ -337,18 +337,18 @@ def services(
             stack.callback(state.unlink, missing_ok=True)
         if embed_valkey:
             valkey = stack.enter_context(EmbeddedValkey(settings.data_dir / "valkey"))
-            settings = settings.replace(valkey_url=valkey.url)
+            settings = settings.with_services(valkey.url, None)
             announce(f"embedded valkey-server on {display_url(valkey.url)} (data: {valkey.dir})")
         if embed_nats:
             nats = stack.enter_context(EmbeddedNats(settings.data_dir / "nats"))
-            settings = settings.replace(nats_url=nats.url)
+            settings = settings.with_services(None, nats.url)
             announce(f"embedded nats-server on {display_url(nats.url)} (data: {nats.dir})")
         if embed_valkey or embed_nats:
             running: dict[str, object] = {"pid": os.getpid(), "valkey_url": None, "nats_url": None}
             if embed_valkey:
-                running["valkey_url"] = settings.valkey_url
+                running["valkey_url"] = settings.storage.valkey_url
             if embed_nats:
-                running["nats_url"] = settings.nats_url
+                running["nats_url"] = settings.events.nats_url
             owner_only_file(state, json.dumps(running))
         yield settings
 

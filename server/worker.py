@@ -3,7 +3,9 @@
 - One durable pull consumer (``orch-planning-plan-approved``) on ``PLANNING_EVENTS`` shared by
   every worker; each message is worked on by one worker at a time (``server.lease``).
 - One deliberation per role of the event, in parallel, within the worker's concurrency limit,
-  by the stored council named after the role (``dev``, ``qa``, ...; edit it over HTTP).
+  by the stored council named after the role (``dev``, ``qa``, ...; edit it over HTTP): each is
+  admitted (``core.request.admit``, one stored-council look-up) before its thread is created;
+  a refusal publishes a failed event and terminates the message.
 - The thread id comes from the event (story, plan, role): a redelivered event resumes its
   deliberations from their checkpoints; a finished one is re-published (JetStream drops the
   duplicate by ``Nats-Msg-Id``) and the message acked; one that retention pruned (its done
@@ -36,15 +38,10 @@ from nats.aio.msg import Msg
 
 from council_agents.core.context import Context
 from council_agents.core.errors import CouncilError
+from council_agents.core.events import DeliberationCompleted, DeliberationFailed
 from council_agents.core.metrics import refused
-from council_agents.core.request import RequestError
+from council_agents.core.request import RequestError, admit
 from council_agents.core.settings import Settings
-from council_agents.events.models import (
-    COMPLETED_SUBJECT,
-    FAILED_SUBJECT,
-    DeliberationCompleted,
-    DeliberationFailed,
-)
 from council_agents.events.planning import (
     DURABLE,
     PLANNING_STREAM,
@@ -56,10 +53,11 @@ from council_agents.events.planning import (
     parse_event,
     thread_id_for,
 )
+from council_agents.events.publisher import COMPLETED_SUBJECT, FAILED_SUBJECT, ensure_stream
 from council_agents.events.publisher import connect as nats_connect
-from council_agents.events.publisher import ensure_stream, publisher
-from council_agents.server import retention, runner
-from council_agents.storage.councils import client_url
+from council_agents.server import retention
+from council_agents.server.runner import Deliberations, Outcome
+from council_agents.storage.councils import CouncilStore, client_url
 from council_agents.storage.lease import Lease, LeaseBusy
 
 log = structlog.get_logger("council.worker")
@@ -70,7 +68,7 @@ class Worker:
 
     def __init__(
         self,
-        saver: BaseCheckpointSaver,
+        saver: BaseCheckpointSaver[str],
         settings: Settings,
         *,
         concurrency: int = 4,
@@ -79,11 +77,14 @@ class Worker:
         grace: float = 30.0,
         name: str | None = None,
     ):
-        if not settings.valkey_url or not settings.nats_url:
+        if not settings.storage.valkey_url or not settings.events.nats_url:
             raise ValueError("the worker needs both a Valkey and a NATS URL")
-        self.saver, self.settings = saver, settings
-        self.nats_url: str = settings.nats_url
-        self.valkey = avalkey.from_url(client_url(settings.valkey_url))
+        self.settings = settings
+        self.deliberations = Deliberations(settings, saver)
+        self.events = self.deliberations.clients.events
+        self.nats_url: str = settings.events.nats_url
+        self.valkey = avalkey.from_url(client_url(settings.storage.valkey_url))
+        self.store = CouncilStore(settings.storage.valkey_url)
         self.slots = asyncio.Semaphore(concurrency)
         self.concurrency = concurrency
         self.max_deliver, self.ack_wait, self.grace = max_deliver, ack_wait, grace
@@ -95,12 +96,14 @@ class Worker:
     async def setup(self) -> None:
         """Connect, ensure the streams and the durable consumer, and bind to it."""
         self.nc = await nats_connect(
-            self.nats_url, name=f"council-worker-{self.name}", max_reconnect_attempts=-1
+            self.nats_url,
+            self.settings.events.nats_creds,
+            name=f"council-worker-{self.name}",
+            max_reconnect_attempts=-1,
         )
         self.js = self.nc.jetstream(timeout=10)
         await ensure_stream(self.js, PLANNING_STREAM)
-        self.publisher = publisher(self.nats_url)
-        await self.publisher.connect()  # the orchestrator stream
+        await self.events.publisher().connect()  # the orchestrator stream
         cfg = consumer_config(self.ack_wait, self.max_deliver)
         try:
             await self.js.add_consumer(PLANNING_STREAM, cfg)
@@ -152,7 +155,13 @@ class Worker:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=10)
-        for closing in (self.publisher.close(), self.nc.close(), self.valkey.aclose()):
+        closing_all = (
+            self.events.close(),
+            self.nc.close(),
+            self.valkey.aclose(),
+            self.store.aclose(),
+        )
+        for closing in closing_all:
             try:
                 await asyncio.wait_for(closing, timeout=5)
             except Exception as e:  # noqa: BLE001 - exiting anyway
@@ -251,29 +260,23 @@ class Worker:
         )
         await msg.nak(delay=delay)
 
-    async def deliberate(
-        self, event: PlanApproved, role: str, env: Envelope | None
-    ) -> runner.Outcome:
-        """One role's deliberation, started, resumed or (finished before) re-published."""
+    async def deliberate(self, event: PlanApproved, role: str, env: Envelope | None) -> Outcome:
+        """One role's deliberation, admitted, then started, resumed or (finished before)
+        re-published."""
         thread_id = thread_id_for(event, role)
+        context = Context(council=role.lower())
+        stored = await self.store.get(role.lower())
+        admission = admit(deliberation_input(event, role), context, stored, self.settings.llm)
         holder = f"{self.name}:{uuid.uuid4().hex[:8]}"
         async with self.slots, Lease(self.valkey, thread_id, holder, ttl_s=self.ack_wait * 0.9):
-            outcome = await runner.run(
-                self.saver,
-                thread_id,
-                deliberation_input(event, role),
-                Context(council=role.lower()),
-                self.settings,
-            )
+            outcome = await self.deliberations.run(thread_id, admission)
         if outcome.status == "interrupted":
             raise RuntimeError(f"deliberation {thread_id} is waiting at {outcome.pending}")
         if outcome.status == "pruned":  # finished and published long ago; nothing to redo
             log.info("worker.already_finished", thread_id=thread_id, marker=outcome.marker)
         if outcome.status == "replayed":  # a redelivery: JetStream drops the duplicate
-            completed = DeliberationCompleted.model_validate(outcome.values["result"])
-            ack = await self.publisher.publish(
-                COMPLETED_SUBJECT, completed, f"{thread_id}:completed"
-            )
+            completed: DeliberationCompleted = outcome.values["result"]
+            ack = await self.events.publish(COMPLETED_SUBJECT, completed, f"{thread_id}:completed")
             log.info("worker.republished", thread_id=thread_id, duplicate=ack["duplicate"])
         return outcome
 
@@ -296,7 +299,7 @@ class Worker:
             reason=reason,
             timestamp=datetime.now(UTC),
         )
-        await self.publisher.publish(FAILED_SUBJECT, ev, f"{thread_id}:failed")
+        await self.events.publish(FAILED_SUBJECT, ev, f"{thread_id}:failed")
 
     async def fail_poison(self, msg: Msg, reason: str) -> None:
         """Publish why a message can never be processed, and terminate it."""
@@ -308,13 +311,13 @@ class Worker:
             timestamp=datetime.now(UTC),
         )
         try:
-            await self.publisher.publish(FAILED_SUBJECT, ev, f"poison:{PLANNING_STREAM}:{seq}")
+            await self.events.publish(FAILED_SUBJECT, ev, f"poison:{PLANNING_STREAM}:{seq}")
         finally:
             await msg.term()
         log.error("worker.poison", worker=self.name, stream_seq=seq, reason=reason)
 
 
-async def serve(saver: BaseCheckpointSaver, settings: Settings, **options: Any) -> None:
+async def serve(saver: BaseCheckpointSaver[str], settings: Settings, **options: Any) -> None:
     """Run a worker until SIGTERM/SIGINT."""
     worker = Worker(saver, settings, **options)
     loop = asyncio.get_running_loop()

@@ -28,14 +28,18 @@ def health(settings: Settings) -> tuple[bool, dict[str, Any]]:
     """Whether this worker's Valkey and NATS answer."""
     report: dict[str, Any] = {}
     try:
-        client = valkey.Valkey.from_url(client_url(settings.valkey_url or ""), socket_timeout=2)
+        client = valkey.Valkey.from_url(
+            client_url(settings.storage.valkey_url or ""), socket_timeout=2
+        )
         report["valkey"] = {"ok": bool(client.ping())}
         client.close()
     except Exception as e:  # noqa: BLE001 - reported, not raised
         report["valkey"] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
 
     async def nats_ok() -> None:
-        nc = await connect_once(settings.nats_url or "", timeout=3)
+        nc = await connect_once(
+            settings.events.nats_url or "", settings.events.nats_creds, timeout=3
+        )
         await nc.close()
 
     try:

@@ -1,8 +1,7 @@
 """Valkey: the checkpointer (``AsyncValkeySaver``) and the stored councils.
 
 Everything here takes a URL (credentials in it are honoured: ``valkey://user:pass@host:port``);
-starting an embedded valkey-server belongs to ``server.services``. ``checkpointer()`` is what
-``langgraph.json`` points the LangGraph server at; it reads ``VALKEY_URL``.
+starting an embedded valkey-server belongs to ``server.services``.
 """
 
 from __future__ import annotations
@@ -14,8 +13,8 @@ import valkey.asyncio as avalkey
 from langgraph_checkpoint_aws.checkpoint.valkey import AsyncValkeySaver
 from valkey.asyncio import BlockingConnectionPool
 
-from council_agents.core import settings as settings_mod
-from council_agents.core.request import ROLES, CouncilSpec, default_council
+from council_agents.core.request import CouncilSpec, default_council
+from council_agents.core.terms import ROLES
 from council_agents.storage.saver import CouncilValkeySaver
 
 COUNCILS_KEY = "council:councils"
@@ -36,19 +35,6 @@ async def valkey_saver(url: str, pool_size: int = 32) -> AsyncIterator[AsyncValk
             yield saver
     finally:
         await pool.aclose()
-
-
-@contextlib.asynccontextmanager
-async def checkpointer() -> AsyncIterator[AsyncValkeySaver]:
-    """The saver the LangGraph server uses (``langgraph.json``); ``council serve`` sets the URL."""
-    settings = settings_mod.current()
-    if not settings.valkey_url:
-        raise RuntimeError(
-            "VALKEY_URL is not set: start the server with `council serve`, "
-            "which embeds a valkey-server, or set VALKEY_URL"
-        )
-    async with valkey_saver(settings.valkey_url, settings.valkey_pool) as saver:
-        yield saver
 
 
 class CouncilStore:
@@ -102,16 +88,3 @@ class CouncilStore:
     async def aclose(self) -> None:
         """Close the connections."""
         await self.client.aclose()
-
-
-async def stored_council(url: str | None, name: str | None) -> CouncilSpec | None:
-    """The stored council ``name`` (None when no name is given)."""
-    if name is None:
-        return None
-    if not url:
-        raise RuntimeError(f"council {name!r} cannot be looked up: VALKEY_URL is not set")
-    store = CouncilStore(url)
-    try:
-        return await store.get(name)
-    finally:
-        await store.aclose()

@@ -19,10 +19,12 @@ import httpx
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from council_agents.core.request import resolve
-from council_agents.core.settings import Settings
+from council_agents.core.context import Context
+from council_agents.core.request import CouncilSpec, admit
+from council_agents.core.settings import LLMSettings, Settings
 from council_agents.core.state import Council
 from council_agents.server.keys import ADMIN_SCOPE, KeyStore
+from council_agents.server.runner import Deliberations, Outcome
 from council_agents.server.services import free_port
 from council_agents.sim_vllm import ServerThread
 
@@ -47,12 +49,33 @@ def sim_requests(sim: ServerThread) -> list[dict[str, Any]]:
 
 
 def council(role: str = "QA", agents: int = 3, rounds: int = 1, **inp: Any) -> Council:
-    """A built-in council, resolved as prepare resolves it."""
-    settings = Settings(model="m")
-    _, resolved = resolve(
-        {"task": "t", "role": role, "rounds": rounds, **inp}, {"agents": agents}, None, settings
+    """A built-in council, as a door admits it."""
+    admitted = admit(
+        {"task": "t", "role": role, "rounds": rounds, **inp},
+        {"agents": agents},
+        None,
+        LLMSettings(model="m"),
     )
-    return resolved
+    return admitted["council"]
+
+
+async def deliberate(
+    saver: Any,
+    thread_id: str,
+    inp: dict[str, Any] | None,
+    context: Context | dict[str, Any] | None,
+    settings: Settings,
+    *,
+    stored: CouncilSpec | None = None,
+    **run: Any,
+) -> Outcome:
+    """What a door does: admit the request once (``inp`` None: resume), then run it."""
+    deliberations = Deliberations(settings, saver)
+    try:
+        admission = None if inp is None else admit(inp, context, stored, settings.llm)
+        return await deliberations.run(thread_id, admission, **run)
+    finally:
+        await deliberations.close()
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from council_agents.core.request import MAX_ROUNDS, MAX_TASK_CHARS
+from council_agents.core.limits import MAX_ROUNDS, MAX_TASK_CHARS
 from council_agents.server.services import free_port
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 from tests.helpers import ROOT, sim_admin, sim_requests

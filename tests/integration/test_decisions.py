@@ -12,8 +12,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
 from council_agents.core.context import Context
-from council_agents.core.settings import Settings
-from council_agents.server import runner
+from council_agents.core.settings import LLMSettings, Settings, StorageSettings
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM, Truth
 from tests.helpers import TASKS, sim_requests
 
@@ -23,12 +22,12 @@ IDS = re.compile(r"agent-dev-\d{3}")
 
 
 async def deliberate(sim: ServerThread, did: str, rounds: int = 0, **context) -> dict:
-    outcome = await runner.run(
+    outcome = await deliberate(
         InMemorySaver(),
         did,
         {"task": TASK["task"], "role": "DEV", "rounds": rounds, "rubric": TASK["rubric"]},
         Context(**context),
-        Settings(llm_base_url=sim.base_url),
+        Settings(llm=LLMSettings(base_url=sim.base_url)),
     )
     assert outcome.status == "completed"
     return outcome.values
@@ -119,11 +118,13 @@ async def test_mixed_council_calls_each_agent_on_its_own_endpoint_and_model(valk
         ServerThread(SimVLLM(SimConfig(time_scale=0, model="large-b"))) as b,
     ):
         settings = Settings(
-            llm_base_url=a.base_url,
-            model="small-a",
-            valkey_url=valkey_url,
-            llm_allowed_urls=(b.base_url,),
-            api_keys={"COUNCIL_B_API_KEY": "key-b"},
+            llm=LLMSettings(
+                base_url=a.base_url,
+                model="small-a",
+                allowed_urls=(b.base_url,),
+                api_keys={"COUNCIL_B_API_KEY": "key-b"},
+            ),
+            storage=StorageSettings(valkey_url=valkey_url),
         )
         name = f"mixed-{uuid.uuid4().hex[:6]}"
         store = CouncilStore(valkey_url)
@@ -154,7 +155,7 @@ async def test_mixed_council_calls_each_agent_on_its_own_endpoint_and_model(valk
             )
         )
         await store.aclose()
-        outcome = await runner.run(
+        outcome = await deliberate(
             InMemorySaver(), "mixed", {"task": TASK["task"]}, Context(council=name), settings
         )
         on_a, on_b = sim_requests(a), sim_requests(b)

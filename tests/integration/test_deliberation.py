@@ -13,12 +13,11 @@ import valkey.asyncio as avalkey
 
 from council_agents.core.context import Context
 from council_agents.core.errors import CouncilError
-from council_agents.core.settings import Settings
+from council_agents.core.settings import EventSettings, LLMSettings, Settings, StorageSettings
 from council_agents.events.models import COMPLETED_SUBJECT, DeliberationCompleted
 from council_agents.events.publisher import STREAM, close_publishers, publisher
-from council_agents.server import runner
 from council_agents.storage.councils import valkey_saver
-from tests.helpers import ROOT, TASKS, sim_admin, sim_requests
+from tests.helpers import ROOT, TASKS, deliberate, sim_admin, sim_requests
 
 TASK = TASKS[4]  # t05, ARCHITECT
 
@@ -64,11 +63,11 @@ async def test_full_deliberation_publishes_a_valid_event(timed_sim, valkey_url, 
     sim = timed_sim
     did = f"it-{rounds}-{uuid.uuid4().hex[:8]}"
     nc, sub = await completed_subscription(nats_url)
-    ctx = Settings(llm_base_url=sim.base_url, nats_url=nats_url)
+    ctx = Settings(llm=LLMSettings(base_url=sim.base_url), events=EventSettings(nats_url=nats_url))
     try:
         async with valkey_saver(valkey_url) as saver:
             values = (
-                await runner.run(
+                await deliberate(
                     saver,
                     did,
                     {
@@ -140,16 +139,16 @@ async def test_full_deliberation_publishes_a_valid_event(timed_sim, valkey_url, 
 
 async def test_finished_deliberation_is_not_run_again(sim, valkey_url):
     did = f"again-{uuid.uuid4().hex[:8]}"
-    ctx = Settings(llm_base_url=sim.base_url)
+    ctx = Settings(llm=LLMSettings(base_url=sim.base_url))
     async with valkey_saver(valkey_url) as saver:
         first = (
-            await runner.run(
+            await deliberate(
                 saver, did, {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}, None, ctx
             )
         ).values
         n = len(sim_requests(sim))
         second = (
-            await runner.run(
+            await deliberate(
                 saver, did, {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}, None, ctx
             )
         ).values
@@ -164,7 +163,7 @@ async def test_failed_agent_keeps_siblings_work_and_resumes(sim, valkey_url):
         sim_admin(sim, "/admin/faults"),
         json={"kind": "http_500", "probability": 1.0, "agent": "agent-dev-002", "stage": "propose"},
     )
-    ctx = Settings(llm_base_url=sim.base_url, llm_max_retries=1)
+    ctx = Settings(llm=LLMSettings(base_url=sim.base_url, max_retries=1))
     inp = {
         "task": "Add rate limiting, 100 requests per minute per API key",
         "role": "DEV",
@@ -172,14 +171,14 @@ async def test_failed_agent_keeps_siblings_work_and_resumes(sim, valkey_url):
     }
     async with valkey_saver(valkey_url) as saver:
         with pytest.raises(Exception, match="500"):
-            await runner.run(saver, did, inp, None, ctx)
+            await deliberate(saver, did, inp, None, ctx)
         before = [e for e in sim_requests(sim) if e["deliberation"] == did]
         assert {e["agent"] for e in before if e["status"] == 200} == {
             "agent-dev-001",
             "agent-dev-003",
         }
         httpx.delete(sim_admin(sim, "/admin/faults"))
-        values = (await runner.run(saver, did, None, None, ctx)).values
+        values = (await deliberate(saver, did, None, None, ctx)).values
     after = [e for e in sim_requests(sim) if e["deliberation"] == did][len(before) :]
     assert [(e["stage"], e["agent"]) for e in after if e["stage"] == "propose"] == [
         ("propose", "agent-dev-002")
@@ -199,11 +198,11 @@ async def test_garbage_from_the_judge_is_retried_then_named(sim, valkey_url):
         sim_admin(sim, "/admin/faults"),
         json={"kind": "invalid_json", "probability": 1.0, "stage": "judge"},
     )
-    ctx = Settings(llm_base_url=sim.base_url, answer_retries=2)
+    ctx = Settings(llm=LLMSettings(base_url=sim.base_url, answer_retries=2))
     inp = {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}
     async with valkey_saver(valkey_url) as saver:
         with pytest.raises(CouncilError) as e:
-            await runner.run(saver, did, inp, None, ctx)
+            await deliberate(saver, did, inp, None, ctx)
         assert e.value.stage == "judge" and e.value.agent_id == "judge-architect"
         assert "invalid structured answer" in str(e.value) and "after 3 attempts" in str(e.value)
         # the judgement that failed made its three attempts; its sibling (the other order) is
@@ -216,7 +215,7 @@ async def test_garbage_from_the_judge_is_retried_then_named(sim, valkey_url):
         # nothing already done is lost: fix the judge, resume, only the judges run again
         httpx.delete(sim_admin(sim, "/admin/faults"))
         n = len(sim_requests(sim))
-        values = (await runner.run(saver, did, None, None, ctx)).values
+        values = (await deliberate(saver, did, None, None, ctx)).values
     assert [x["stage"] for x in sim_requests(sim)[n:]] == ["judge", "judge"]
     assert values["result"]["winner"]["author"]["role"] == "ARCHITECT"
 
@@ -226,10 +225,10 @@ async def test_truncated_judgement_is_retried_with_a_larger_budget(sim, valkey_u
     httpx.post(
         sim_admin(sim, "/admin/faults"), json={"kind": "truncated_json", "nth": 1, "stage": "judge"}
     )
-    ctx = Settings(llm_base_url=sim.base_url)
+    ctx = Settings(llm=LLMSettings(base_url=sim.base_url))
     inp = {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}
     async with valkey_saver(valkey_url) as saver:
-        values = (await runner.run(saver, did, inp, None, ctx)).values
+        values = (await deliberate(saver, did, inp, None, ctx)).values
     judged = [x for x in sim_requests(sim) if x["deliberation"] == did and x["stage"] == "judge"]
     assert sorted(s["finish_reason"] for s in judged) == ["length", "stop", "stop"]
     cut = next(s for s in judged if s["finish_reason"] == "length")
@@ -247,9 +246,9 @@ async def test_prompt_edit_changes_the_next_deliberation(sim, valkey_url, tmp_pa
     p.write_text(
         p.read_text().replace("## Your assignment", "## Your assignment\n" + "Zephyrquux " * 12)
     )
-    ctx = Settings(llm_base_url=sim.base_url, prompts_dir=tmp_path / "prompts")
+    ctx = Settings(llm=LLMSettings(base_url=sim.base_url, prompts_dir=tmp_path / "prompts"))
     async with valkey_saver(valkey_url) as saver:
-        outcome = await runner.run(
+        outcome = await deliberate(
             saver,
             f"edit-{uuid.uuid4().hex[:8]}",
             {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0},
@@ -269,10 +268,10 @@ async def test_a_stream_broken_mid_answer_retries_the_stage_task(sim, valkey_url
         sim_admin(sim, "/admin/faults"),
         json={"kind": "drop", "nth": 1, "stage": "propose", "agent": "agent-dev-002"},
     )
-    ctx = Settings(llm_base_url=sim.base_url, llm_max_retries=0)
+    ctx = Settings(llm=LLMSettings(base_url=sim.base_url, max_retries=0))
     modes: set[str] = set()
     async with valkey_saver(valkey_url) as saver:
-        outcome = await runner.run(
+        outcome = await deliberate(
             saver,
             did,
             {"task": TASK["task"], "role": "DEV", "rounds": 0},
@@ -312,9 +311,11 @@ async def test_a_stored_council_deliberates_through_the_runner(sim, valkey_url):
     )
     await store.aclose()
     did = f"stored-{uuid.uuid4().hex[:8]}"
-    ctx = Settings(llm_base_url=sim.base_url, valkey_url=valkey_url)
+    ctx = Settings(
+        llm=LLMSettings(base_url=sim.base_url), storage=StorageSettings(valkey_url=valkey_url)
+    )
     async with valkey_saver(valkey_url) as saver:
-        outcome = await runner.run(saver, did, {"task": TASK["task"]}, Context(council=name), ctx)
+        outcome = await deliberate(saver, did, {"task": TASK["task"]}, Context(council=name), ctx)
     council = outcome.values["council"]
     assert council["name"] == name and council["role"] == "DATA" and council["rounds"] == 0
     asked = {e["agent"] for e in sim_requests(sim) if e["deliberation"] == did}

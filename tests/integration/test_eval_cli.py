@@ -203,7 +203,9 @@ def test_a_server_with_several_models_gets_a_mixed_council_stored(valkey_url, mo
         return ["model-a", "model-b"]
 
     monkeypatch.setattr(llm_client, "served_models", served)
-    settings = Settings(valkey_url=valkey_url, model="model-a")
+    settings = Settings(
+        storage=StorageSettings(valkey_url=valkey_url), llm=LLMSettings(model="model-a")
+    )
     name = asyncio.run(mixed_council(settings, 3, None))
     assert name is not None and name.startswith("eval-mixed-")
     spec = asyncio.run(stored_council(valkey_url, name))

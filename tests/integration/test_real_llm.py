@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from bench import real_llm
-from council_agents.core.settings import Settings
+from council_agents.core.settings import LLMSettings, Settings
 from council_agents.core.state import Agent
 from council_agents.llm import context_window
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
@@ -244,7 +244,7 @@ def test_council_learns_the_window_and_counts_as_the_server_counts(real, sim, mo
 
     async def learn(url: str) -> tuple[context_window.Endpoint, int]:
         context_window.forget()
-        settings, agent = Settings(llm_base_url=url, model=model), _agent(url, model)
+        settings, agent = Settings(llm=LLMSettings(base_url=url, model=model)), _agent(url, model)
         known = await context_window.endpoint(settings, agent)
         counted, by = await context_window.count(settings, agent, messages, known)
         assert by == "server"

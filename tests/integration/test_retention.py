@@ -25,12 +25,18 @@ from prometheus_client import generate_latest
 
 from council_agents.core.context import Context
 from council_agents.core.errors import CouncilError
-from council_agents.core.settings import Settings
+from council_agents.core.settings import (
+    EventSettings,
+    LLMSettings,
+    RetentionSettings,
+    Settings,
+    StorageSettings,
+)
 from council_agents.events.publisher import close_publishers
 from council_agents.server import retention, runner
 from council_agents.storage.councils import client_url, valkey_saver
 from council_agents.storage.lease import lease_key
-from tests.helpers import ROOT, TASKS, sim_admin, sim_requests
+from tests.helpers import ROOT, TASKS, deliberate, sim_admin, sim_requests
 
 DAY = 86400.0
 
@@ -119,9 +125,11 @@ async def test_dry_run_changes_nothing(tmp_path, client, valkey_url, nats_url, m
 
 
 async def _finished(saver, sim, thread_id: str) -> None:
-    settings = Settings(llm_base_url=sim.base_url, retain_history_s=DAY)  # history kept
+    settings = Settings(
+        llm=LLMSettings(base_url=sim.base_url), retention=RetentionSettings(history_s=DAY)
+    )  # history kept
     inp = {"task": TASKS[0]["task"], "role": "DEV", "rounds": 1}
-    assert (await runner.run(saver, thread_id, inp, None, settings)).status == "completed"
+    assert (await deliberate(saver, thread_id, inp, None, settings)).status == "completed"
 
 
 async def _failed(saver, sim, thread_id: str) -> None:
@@ -129,16 +137,16 @@ async def _failed(saver, sim, thread_id: str) -> None:
         sim_admin(sim, "/admin/faults"),
         json={"kind": "http_500", "probability": 1.0, "stage": "critique"},
     ).raise_for_status()
-    settings = Settings(llm_base_url=sim.base_url, llm_max_retries=0)
+    settings = Settings(llm=LLMSettings(base_url=sim.base_url, max_retries=0))
     with pytest.raises(CouncilError):
-        await runner.run(saver, thread_id, {"task": TASKS[1]["task"], "rounds": 1}, None, settings)
+        await deliberate(saver, thread_id, {"task": TASKS[1]["task"], "rounds": 1}, None, settings)
     httpx.delete(sim_admin(sim, "/admin/faults"))
 
 
 async def _waiting(saver, sim, thread_id: str) -> None:
-    settings = Settings(llm_base_url=sim.base_url)
+    settings = Settings(llm=LLMSettings(base_url=sim.base_url))
     inp = {"task": TASKS[2]["task"], "rounds": 0}
-    outcome = await runner.run(saver, thread_id, inp, Context(require_approval=True), settings)
+    outcome = await deliberate(saver, thread_id, inp, Context(require_approval=True), settings)
     assert outcome.status == "interrupted"
 
 
@@ -147,7 +155,7 @@ async def _unfinished(saver, sim, thread_id: str) -> None:
     from council_agents.core import settings as settings_mod
 
     graph = runner.graph_for(saver)
-    with settings_mod.using(Settings(llm_base_url=sim.base_url)):
+    with settings_mod.using(Settings(llm=LLMSettings(base_url=sim.base_url))):
         await graph.ainvoke(
             {"task": TASKS[3]["task"], "rounds": 0},
             runner.thread_config(thread_id),
@@ -250,9 +258,11 @@ async def test_a_pruned_deliberation_is_described_by_its_event(
 
     # asked again (a redelivered plan event, `council resume`): no LLM call, it says where
     n = len(sim_requests(sim))
-    settings = Settings(llm_base_url=sim.base_url, nats_url=nats_url)
+    settings = Settings(
+        llm=LLMSettings(base_url=sim.base_url), events=EventSettings(nats_url=nats_url)
+    )
     async with valkey_saver(valkey_url) as saver:
-        outcome = await runner.run(saver, thread_id, {"task": "again"}, None, settings)
+        outcome = await deliberate(saver, thread_id, {"task": "again"}, None, settings)
     await close_publishers()
     assert outcome.status == "pruned" and outcome.marker == marker
     assert len(sim_requests(sim)) == n
@@ -264,7 +274,10 @@ async def test_a_pruned_deliberation_is_described_by_its_event(
 async def test_the_sweep_feeds_metrics_and_health_and_warns_about_memory(sim, valkey_url, client):
     async with valkey_saver(valkey_url) as saver:
         await _finished(saver, sim, f"ret-metrics-{uuid.uuid4().hex[:6]}")
-    settings = Settings(valkey_url=valkey_url, valkey_memory_warn=1e-9)
+    settings = Settings(
+        storage=StorageSettings(valkey_url=valkey_url),
+        retention=RetentionSettings(valkey_memory_warn=1e-9),
+    )
     sweeper = retention.Sweeper(client, settings, owner=f"test-{uuid.uuid4().hex[:6]}")
     with structlog.testing.capture_logs() as logs:
         result = await sweeper.once(apply_policy=False)

@@ -9,13 +9,14 @@ import json
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from council_agents.core.settings import Settings
+from council_agents.core.settings import LLMSettings, Settings
 from council_agents.evals.harness import Plan, Runner, eval_settings, run_id, slug
 from council_agents.evals.humaneval import load_problems
 from council_agents.evals.report import RESULTS_FILE, read_results, write_report
 from council_agents.evals.stats import summarize
 from council_agents.evals.strategies import STRATEGIES
-from council_agents.llm import client as llm_client
+from council_agents.llm.client import LLM
+from council_agents.llm.prompt_files import PromptFiles
 from council_agents.sim_vllm import FaultRule, HumanEvalScript, ServerThread, SimConfig, SimVLLM
 from tests.eval_script import SCRIPT, N, expected
 from tests.helpers import sim_requests
@@ -32,12 +33,21 @@ def scripted_sim():
         yield sim
 
 
+async def served_settings(base_url: str) -> Settings:
+    """Settings naming the model the server serves (as ``council eval`` fixes it)."""
+    settings = Settings(llm=LLMSettings(base_url=base_url))
+    return settings.with_llm(model=await LLM(settings.llm).default_model())
+
+
 def run_eval(sim, out, names, problems=PROBLEMS, saver=None, rid=None):
     async def main():
-        settings = await llm_client.preflight(Settings(llm_base_url=sim.base_url))
+        settings = await served_settings(sim.base_url)
         plan = Plan(problems, [STRATEGIES[n] for n in names], N, out)
         runner = Runner(
-            plan, eval_settings(settings), saver or InMemorySaver(), rid or run_id(out, {})
+            plan,
+            eval_settings(settings),
+            saver or InMemorySaver(),
+            rid or run_id(out, {}),
         )
         return await runner.run()
 
@@ -128,7 +138,7 @@ def test_code_that_hangs_or_allocates_is_a_recorded_failure_and_the_eval_goes_on
     with ServerThread(SimVLLM(SimConfig(time_scale=0), humaneval=script)) as sim:
 
         async def main():
-            settings = await llm_client.preflight(Settings(llm_base_url=sim.base_url))
+            settings = await served_settings(sim.base_url)
             plan = Plan(
                 PROBLEMS[:3],
                 [STRATEGIES["single"], STRATEGIES["vote"]],
@@ -195,12 +205,9 @@ def test_an_agent_without_an_acceptable_answer_is_a_failure_with_its_cost(tmp_pa
 def test_eval_prompts_render_for_every_stage(stage):
     """The eval's prompt files (package data) know every placeholder they use; proposals shown
     to judges and voters are followed by the assignment (where the simulator finds their end)."""
-    from council_agents.core import settings as settings_mod
-    from council_agents.llm import prompt_files
-
-    with settings_mod.using(eval_settings(Settings())):
-        text = prompt_files.render(stage, **STAGE_VALUES[stage])
-        system = prompt_files.render("roles/judge" if stage == "judge" else "roles/dev", role="DEV")
+    prompts = PromptFiles(eval_settings(Settings()).llm.prompts_dir)
+    text = prompts.render(stage, **STAGE_VALUES[stage])
+    system = prompts.render("roles/judge" if stage == "judge" else "roles/dev", role="DEV")
     assert text.startswith("T") and "Python" in system
     if stage in ("judge", "vote"):
         assert "P\n\n## Your assignment" in text

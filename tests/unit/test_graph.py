@@ -8,15 +8,14 @@ import httpx2
 import openai
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.types import Command
 
 from council_agents.core.context import Context
 from council_agents.core.errors import LLMUnreachable, broken_stream
 from council_agents.core.request import RequestError
-from council_agents.core.settings import Settings
-from council_agents.server import runner
+from council_agents.core.settings import LLMSettings, Settings
+from council_agents.llm.client import LLM
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM, Truth
-from tests.helpers import TASKS, sim_requests
+from tests.helpers import TASKS, deliberate, sim_requests
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +28,14 @@ def fast_sim():
 
 @pytest.fixture
 def settings(fast_sim):
-    return Settings(llm_base_url=fast_sim.base_url)
+    return Settings(llm=LLMSettings(base_url=fast_sim.base_url))
 
 
 @pytest.mark.parametrize("rounds,agents", [(0, 2), (1, 3), (2, 4)])
 async def test_deliberation_end_to_end(fast_sim, settings, rounds, agents):
     task = TASKS[0]
     did = f"fast-{rounds}-{agents}"
-    outcome = await runner.run(
+    outcome = await deliberate(
         InMemorySaver(),
         did,
         {"task": task["task"], "role": task["role"], "rounds": rounds, "rubric": task["rubric"]},
@@ -45,7 +44,7 @@ async def test_deliberation_end_to_end(fast_sim, settings, rounds, agents):
     )
     assert outcome.status == "completed"
     values = outcome.values
-    event = values["result"]
+    event = values["result"].model_dump(mode="json")
     assert values["published"] == {}  # no NATS configured: not published, and said so
     assert event["rounds"] == rounds and len(event["proposals"]) == agents
     assert all(len(p["versions"]) == rounds + 1 for p in event["proposals"])
@@ -61,9 +60,9 @@ async def test_deliberation_end_to_end(fast_sim, settings, rounds, agents):
 async def test_finished_deliberation_is_replayed_not_rerun(fast_sim, settings):
     saver = InMemorySaver()
     inp = {"task": TASKS[1]["task"], "role": "DEV", "rounds": 0}
-    first = await runner.run(saver, "replay", inp, None, settings)
+    first = await deliberate(saver, "replay", inp, None, settings)
     n = len(sim_requests(fast_sim))
-    second = await runner.run(saver, "replay", inp, None, settings)
+    second = await deliberate(saver, "replay", inp, None, settings)
     assert (first.status, second.status) == ("completed", "replayed")
     assert second.values["result"] == first.values["result"]
     assert len(sim_requests(fast_sim)) == n
@@ -71,7 +70,7 @@ async def test_finished_deliberation_is_replayed_not_rerun(fast_sim, settings):
 
 async def test_approval_interrupts_then_override_names_the_reason(settings):
     saver = InMemorySaver()
-    outcome = await runner.run(
+    outcome = await deliberate(
         saver,
         "approve",
         {"task": TASKS[2]["task"], "rounds": 0},
@@ -80,23 +79,19 @@ async def test_approval_interrupts_then_override_names_the_reason(settings):
     )
     assert outcome.status == "interrupted" and outcome.pending == ["approve"]
     last = outcome.interrupts[0]["ranking"][-1]["agent_id"]
-    graph = runner.graph_for(saver)
-    from council_agents.core import settings as settings_mod
-
-    with settings_mod.using(settings):
-        await graph.ainvoke(
-            Command(resume={"winner": last, "reason": "cheaper to run"}),
-            runner.thread_config("approve"),
-        )
-    done = await runner.run(saver, "approve", None, None, settings)
-    assert done.status == "replayed"
-    assert done.values["result"]["winner"]["author"]["agent_id"] == last
-    assert done.values["result"]["stop_reason"] == "human_override"
+    answer = {"winner": last, "reason": "cheaper to run"}
+    done = await deliberate(saver, "approve", None, None, settings, answer=answer)
+    assert done.status == "completed"
+    assert done.values["result"].winner.author.agent_id == last
+    assert done.values["result"].stop_reason == "human_override"
+    assert done.values["result"].justification == "Human override: cheaper to run"
+    again = await deliberate(saver, "approve", None, None, settings)
+    assert again.status == "replayed" and again.values["result"] == done.values["result"]
 
 
 async def test_refused_request_fails_in_prepare_with_the_field(settings):
     with pytest.raises(RequestError, match="^role: unknown role 'CEO'"):
-        await runner.run(InMemorySaver(), "ceo", {"task": "t", "role": "CEO"}, None, settings)
+        await deliberate(InMemorySaver(), "ceo", {"task": "t", "role": "CEO"}, None, settings)
 
 
 def test_only_a_stream_broken_mid_answer_is_retried_by_the_stage():
@@ -114,7 +109,6 @@ def test_only_a_stream_broken_mid_answer_is_retried_by_the_stage():
 
 async def test_a_call_to_an_endpoint_off_the_allow_list_is_refused_before_it_leaves():
     from council_agents.core.errors import CouncilError
-    from council_agents.llm import client as llm_client
 
     agent = {
         "agent_id": "a",
@@ -126,8 +120,7 @@ async def test_a_call_to_an_endpoint_off_the_allow_list_is_refused_before_it_lea
         "seed": None,
     }
     with pytest.raises(CouncilError, match="is not on this server's allow-list"):
-        await llm_client.call(
-            Settings(llm_base_url="http://127.0.0.1:8/v1"),
+        await LLM(LLMSettings(base_url="http://127.0.0.1:8/v1")).call(
             agent,
             [],
             stage="propose",

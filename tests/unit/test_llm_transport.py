@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from council_agents.core.settings import Settings, SettingsError
-from council_agents.llm import client as llm_client
+from council_agents.core.settings import LLMSettings, Settings, SettingsError
+from council_agents.llm.client import LLM
 
 AGENT = {
     "agent_id": "agent-dev-001",
@@ -21,8 +21,8 @@ AGENT = {
 
 
 def test_the_transport_is_a_setting_named_in_its_error():
-    assert Settings.from_env({}).llm_http == "aiohttp"
-    assert Settings.from_env({"COUNCIL_LLM_HTTP": "httpx"}).llm_http == "httpx"
+    assert Settings.from_env({}).llm.http == "aiohttp"
+    assert Settings.from_env({"COUNCIL_LLM_HTTP": "httpx"}).llm.http == "httpx"
     with pytest.raises(SettingsError, match="COUNCIL_LLM_HTTP: 'curl' is not one of"):
         Settings.from_env({"COUNCIL_LLM_HTTP": "curl"})
 
@@ -30,9 +30,9 @@ def test_the_transport_is_a_setting_named_in_its_error():
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 def test_clients_are_closed_when_their_loop_shuts_down(transport):
     async def build() -> tuple[object, object]:
-        settings = Settings(llm_http=transport)
-        model = llm_client.chat_model(settings, AGENT)  # type: ignore[arg-type]
-        assert llm_client.chat_model(settings, AGENT) is model  # type: ignore[arg-type]
+        llm = LLM(LLMSettings(http=transport))
+        model = llm.chat_model(AGENT)  # type: ignore[arg-type]
+        assert llm.chat_model(AGENT) is model  # type: ignore[arg-type]
         return model, model.http_async_client
 
     model, http = asyncio.run(build())

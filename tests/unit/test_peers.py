@@ -11,8 +11,7 @@ import pytest
 
 from bench.peers import busy, peak_in_flight, stage_bound
 from council_agents.core.request import normal_rubric
-from council_agents.llm import prompt_files
-from council_agents.llm.prompt_files import rubric_text
+from council_agents.llm.prompt_files import PromptFiles, rubric_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +66,7 @@ def test_peers_render_councils_prompts_and_split_off_the_same_task_block(stage):
     }
     common = shared.shared_values(run)
     rendered = shared.render(run, stage, **common, **values)
-    assert rendered == prompt_files.render(stage, **common, **values)
+    assert rendered == PromptFiles().render(stage, **common, **values)
     block, rest = shared.split_shared(rendered)
     expected, _ = shared.split_shared(shared.render(run, "propose", **common, agent_id="a"))
     assert block == expected

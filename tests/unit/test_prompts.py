@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from council_agents.core import settings
-from council_agents.core.settings import Settings
-from council_agents.llm import prompt_files as prompts
-from council_agents.llm.prompt_files import PromptError
+from council_agents.llm.prompt_files import PromptError, PromptFiles
 
 STAGE_VALUES = {
     "propose": dict(task="T", constraints="C", rubric="R", agent_id="a1"),
@@ -36,6 +33,9 @@ STAGE_VALUES = {
     "vote": dict(task="T", constraints="C", rubric="R", proposals="P", labels="P1", agent_id="a1"),
 }
 
+prompts = PromptFiles()
+"""The installed prompt files."""
+
 
 @pytest.mark.parametrize("name", list(STAGE_VALUES))
 def test_shipped_stage_prompts_render_with_shared_part_first(name):
@@ -63,11 +63,11 @@ def test_every_role_has_its_own_system_prompt(role):
 @pytest.fixture
 def own_prompts(tmp_path):
     """Prompt files read from ``tmp_path`` (as COUNCIL_PROMPTS_DIR would)."""
-    with settings.using(Settings(prompts_dir=tmp_path)):
-        yield tmp_path
+    return PromptFiles(tmp_path)
 
 
 def test_edit_takes_effect_on_next_call(own_prompts, tmp_path):
+    prompts = own_prompts
     (tmp_path / "propose.md").write_text("first ${task}")
     assert prompts.render("propose", task="x") == "first x"
     (tmp_path / "propose.md").write_text("second ${task}")
@@ -75,16 +75,19 @@ def test_edit_takes_effect_on_next_call(own_prompts, tmp_path):
 
 
 def test_missing_file_names_the_file(own_prompts, tmp_path):
+    prompts = own_prompts
     with pytest.raises(PromptError, match=f"{tmp_path}/critique.md is missing"):
         prompts.render("critique", task="x")
 
 
 def test_unknown_placeholder_names_file_and_placeholder(own_prompts, tmp_path):
+    prompts = own_prompts
     (tmp_path / "propose.md").write_text("${task} and ${budget}")
     with pytest.raises(PromptError, match=r"propose.md uses unknown placeholder\(s\) \$\{budget\}"):
         prompts.render("propose", task="x")
 
 
 def test_braces_in_prompts_are_plain_text(own_prompts, tmp_path):
+    prompts = own_prompts
     (tmp_path / "judge.md").write_text('answer like {"winner": "..."} for ${task}')
     assert prompts.render("judge", task="x") == 'answer like {"winner": "..."} for x'

@@ -7,23 +7,27 @@ from datetime import UTC, datetime
 import pytest
 
 from council_agents.core.context import Context
+from council_agents.core.limits import MAX_CONSTRAINTS_CHARS, MAX_ROUNDS, MAX_TASK_CHARS
 from council_agents.core.request import (
-    MAX_CONSTRAINTS_CHARS,
-    MAX_ROUNDS,
-    MAX_TASK_CHARS,
     CouncilSpec,
     RequestError,
+    admit,
     default_council,
     parse_context,
     parse_council,
     parse_input,
-    resolve,
 )
-from council_agents.core.settings import Settings
+from council_agents.core.settings import LLMSettings, Settings
 from council_agents.events.planning import PlanApproved, deliberation_input
 
-SETTINGS = Settings(llm_base_url="http://llm.internal:8000/v1", model="served-model")
+SETTINGS = Settings(llm=LLMSettings(base_url="http://llm.internal:8000/v1", model="served-model"))
 OK = {"task": "Split the notifications module", "role": "ARCHITECT"}
+
+
+def admitted(inp, context, stored, settings):
+    """What ``admit`` gives, as (the admitted input, the council)."""
+    admission = admit(inp, context, stored, settings)
+    return admission["input"], admission["council"]
 
 
 @pytest.mark.parametrize(
@@ -54,7 +58,7 @@ OK = {"task": "Split the notifications module", "role": "ARCHITECT"}
 )
 def test_bad_input_is_one_line_naming_the_field_and_limit(change, line):
     with pytest.raises(RequestError) as e:
-        resolve({**OK, **change}, None, None, SETTINGS)
+        admitted({**OK, **change}, None, None, SETTINGS.llm)
     assert str(e.value).startswith(line)
     assert "\n" not in str(e.value).replace("\\n", "")
 
@@ -66,21 +70,26 @@ def test_bad_input_is_one_line_naming_the_field_and_limit(change, line):
         ({"agents": 10}, "context.agents: Input should be less than or equal to 9"),
         ({"base_url": "http://127.0.0.1:9/v1"}, "context.base_url: unknown field"),
         ({"nats_url": "nats://127.0.0.1:9"}, "context.nats_url: unknown field"),
-        ({"council": "x" * 65}, "context.council: String should have at most 64 characters"),
+        (
+            {"council": "x" * 65},
+            "context.council: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... (65 characters) does not match "
+            "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        ),
     ],
 )
 def test_context_holds_only_what_a_caller_may_choose(context, line):
-    with pytest.raises(RequestError, match="^" + line.replace("(", r"\(")):
+    with pytest.raises(RequestError) as refused:
         parse_context(context)
+    assert str(refused.value) == line
 
 
 def test_built_in_council_endpoints_come_from_settings_only():
-    req, council = resolve({**OK, "rounds": 2}, {"agents": 4}, None, SETTINGS)
-    assert req.role == "ARCHITECT" and req.rounds == 2 and req.rubric
+    req, council = admitted({**OK, "rounds": 2}, {"agents": 4}, None, SETTINGS.llm)
+    assert req["role"] == "ARCHITECT" and req["rounds"] == 2 and req["rubric"]
     assert [a["agent_id"] for a in council["agents"]] == [
         f"agent-architect-00{i}" for i in range(1, 5)
     ]
-    assert {a["base_url"] for a in council["agents"]} == {SETTINGS.llm_base_url}
+    assert {a["base_url"] for a in council["agents"]} == {SETTINGS.llm.base_url}
     assert {a["model"] for a in council["agents"]} == {"served-model"}
     assert council["judge"]["agent_id"] == "judge-architect" and council["rounds"] == 2
 
@@ -100,13 +109,13 @@ def test_stored_council_fills_what_the_input_leaves_out():
             ],
         }
     )
-    req, council = resolve(
+    req, council = admitted(
         {"task": "Roll out the new ingress", "constraints": "by Friday"},
         Context(council="platform"),
         stored,
-        SETTINGS,
+        SETTINGS.llm,
     )
-    assert req.role == "DEVOPS" and req.rounds == 2
+    assert req["role"] == "DEVOPS" and req["rounds"] == 2
     assert council["rubric"]["safety"]["meaning"] == "no outage"
     assert council["rubric"]["safety"]["weight"] == 1 and set(
         council["rubric"]["safety"]["anchors"]
@@ -117,11 +126,11 @@ def test_stored_council_fills_what_the_input_leaves_out():
         ("ops-b", "big"),
     ]
     assert council["require_approval"] is True and council["name"] == "platform"
-    _, overridden = resolve(
+    _, overridden = admitted(
         {"task": "t", "rounds": 0},
         {"council": "platform", "require_approval": False},
         stored,
-        SETTINGS,
+        SETTINGS.llm,
     )
     assert overridden["rounds"] == 0 and overridden["require_approval"] is False
 
@@ -129,11 +138,11 @@ def test_stored_council_fills_what_the_input_leaves_out():
 def test_stored_council_refusals_name_the_field():
     stored = default_council("QA")
     with pytest.raises(RequestError, match="^role: council 'qa' is a QA council, not DEV"):
-        resolve({"task": "t", "role": "DEV"}, {"council": "qa"}, stored, SETTINGS)
+        admitted({"task": "t", "role": "DEV"}, {"council": "qa"}, stored, SETTINGS.llm)
     with pytest.raises(RequestError, match="^context.agents: council 'qa' fixes its agents"):
-        resolve({"task": "t"}, {"council": "qa", "agents": 4}, stored, SETTINGS)
+        admitted({"task": "t"}, {"council": "qa", "agents": 4}, stored, SETTINGS.llm)
     with pytest.raises(RequestError, match="^context.council: unknown council 'nope'") as e:
-        resolve({"task": "t"}, {"council": "nope"}, None, SETTINGS)
+        admitted({"task": "t"}, {"council": "nope"}, None, SETTINGS.llm)
     assert e.value.status == 404
 
 
@@ -204,7 +213,7 @@ AB = [{"agent_id": "a"}, {"agent_id": "b"}]
 )
 def test_council_definitions_are_validated(doc, line):
     with pytest.raises(RequestError) as e:
-        parse_council(doc, SETTINGS)
+        parse_council(doc, SETTINGS.llm)
     assert str(e.value).startswith(line[:60])
 
 
@@ -221,7 +230,7 @@ def test_every_door_shapes_the_same_request():
     )
     worker = deliberation_input(event, "DEV")
     http = {"task": "Add rate limiting", "role": "DEV"}
-    councils = [resolve(shape, None, None, SETTINGS)[1] for shape in (cli, worker, http)]
+    councils = [admitted(shape, None, None, SETTINGS.llm)[1] for shape in (cli, worker, http)]
     assert councils[0] == councils[1] == councils[2]
     assert parse_input(worker).story_id == "S-1" and parse_input(worker).task_id == "P-1"
 
@@ -244,16 +253,18 @@ def test_a_plan_asking_for_zero_rounds_gets_zero_rounds():
         rounds=0,
         constraints="",
     )
-    req, council = resolve(deliberation_input(event, "QA"), None, None, SETTINGS)
-    assert req.rounds == 0 and council["rounds"] == 0
+    req, council = admitted(deliberation_input(event, "QA"), None, None, SETTINGS.llm)
+    assert req["rounds"] == 0 and council["rounds"] == 0
 
 
 def test_mixed_council_endpoints_and_key_names_come_from_an_admin_within_the_allow_list():
     settings = Settings(
-        llm_base_url="http://a:8000/v1",
-        model="m-a",
-        llm_allowed_urls=("http://b:8000/v1",),
-        api_keys={"COUNCIL_B_API_KEY": "kb"},
+        llm=LLMSettings(
+            base_url="http://a:8000/v1",
+            model="m-a",
+            allowed_urls=("http://b:8000/v1",),
+            api_keys={"COUNCIL_B_API_KEY": "kb"},
+        )
     )
     stored = parse_council(
         {
@@ -275,22 +286,22 @@ def test_mixed_council_endpoints_and_key_names_come_from_an_admin_within_the_all
                 "temperature": 0,
             },
         },
-        settings,
+        settings.llm,
     )
-    _, c = resolve({"task": "t"}, {"council": "mixed"}, stored, settings)
+    _, c = admitted({"task": "t"}, {"council": "mixed"}, stored, settings.llm)
     assert [(a["base_url"], a["model"], a["api_key_name"]) for a in c["agents"]] == [
         ("http://a:8000/v1", "m-a", None),
         ("http://B:8000/v1/", "m-b", "COUNCIL_B_API_KEY"),
     ]
     assert (c["judge"]["agent_id"], c["judge"]["model"]) == ("judge-b", "m-j")
-    assert settings.api_key_for("COUNCIL_B_API_KEY") == "kb"
-    narrower = Settings(llm_base_url="http://a:8000/v1", model="m-a")
+    assert settings.llm.api_key_for("COUNCIL_B_API_KEY") == "kb"
+    narrower = Settings(llm=LLMSettings(base_url="http://a:8000/v1", model="m-a"))
     with pytest.raises(RequestError, match="^agents.1.base_url: http://B:8000/v1/ is not on"):
-        resolve({"task": "t"}, {"council": "mixed"}, stored, narrower)
+        admitted({"task": "t"}, {"council": "mixed"}, stored, narrower.llm)
 
 
 def test_rubric_with_weights_and_anchors():
-    _, c = resolve(
+    _, c = admitted(
         {
             "task": "t",
             "rubric": {
@@ -304,7 +315,7 @@ def test_rubric_with_weights_and_anchors():
         },
         None,
         None,
-        SETTINGS,
+        SETTINGS.llm,
     )
     assert c["rubric"]["speed"] == {
         "meaning": "p95 under 200 ms",
@@ -313,15 +324,17 @@ def test_rubric_with_weights_and_anchors():
     }
     assert c["rubric"]["cost"]["weight"] == 1.0
     with pytest.raises(RequestError, match="^rubric.speed.weight: Input should be greater than 0"):
-        resolve(
+        admitted(
             {"task": "t", "rubric": {"speed": {"meaning": "m", "weight": 0}}}, None, None, SETTINGS
         )
 
 
 def test_aggregator_and_budget_are_run_knobs():
-    _, c = resolve({"task": "t"}, {"aggregator": "vote", "token_budget": 20000}, None, SETTINGS)
+    _, c = admitted(
+        {"task": "t"}, {"aggregator": "vote", "token_budget": 20000}, None, SETTINGS.llm
+    )
     assert c["aggregator"] == "vote" and c["token_budget"] == 20000
-    _, default = resolve({"task": "t"}, None, None, SETTINGS)
+    _, default = admitted({"task": "t"}, None, None, SETTINGS.llm)
     assert default["aggregator"] == "judge+vote" and default["token_budget"] is None
     with pytest.raises(RequestError, match="^context.aggregator: Input should be 'judge'"):
         parse_context({"aggregator": "dice"})

@@ -130,7 +130,7 @@ def test_durations_name_the_variable_when_refused():
     assert parse_duration("never", "X", never=True) is None
     env = {"COUNCIL_RETAIN_FINISHED": "never", "COUNCIL_RETAIN_UNFINISHED": "30d"}
     settings = Settings.from_env(env)
-    assert settings.retain_finished_s is None and settings.retain_unfinished_s == 30 * DAY
+    assert settings.retention.finished_s is None and settings.retention.unfinished_s == 30 * DAY
     with pytest.raises(SettingsError, match="^COUNCIL_RETAIN_HISTORY: 'never'"):
         Settings.from_env({"COUNCIL_RETAIN_HISTORY": "never"})
     with pytest.raises(SettingsError, match="^COUNCIL_PRUNE_INTERVAL: '5x' is not a duration"):

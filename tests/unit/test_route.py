@@ -37,8 +37,9 @@ def crits(rnd, n=3, severity="major"):
             "round": rnd,
             "critic": c,
             "author": a,
-            "content": f"{c} on {a} r{rnd}",
+            "summary": f"{c} on {a} r{rnd}",
             "defects": [defect],
+            "violations": [],
         }
         for a in ids(n)
         for c in ids(n)

@@ -12,18 +12,16 @@ import valkey.exceptions
 from langgraph.checkpoint.memory import InMemorySaver
 from prometheus_client import REGISTRY
 
-from council_agents.cli.commands import is_loopback
-from council_agents.core import settings as settings_mod
+from council_agents.cli.commands import exit_code, is_loopback
 from council_agents.core.context import Context
 from council_agents.core.errors import CouncilError, LLMUnreachable, PublishFailed, describe
 from council_agents.core.request import RequestError
-from council_agents.core.settings import Settings, display_url
+from council_agents.core.settings import LLMSettings, Settings, display_url
 from council_agents.events import publisher as nats_publisher
-from council_agents.server import runner
 from council_agents.server.auth import scopes_of
 from council_agents.server.keys import KeyStore
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
-from tests.helpers import sim_admin
+from tests.helpers import deliberate, sim_admin
 
 
 def wrapped(outer: Exception, cause: BaseException) -> Exception:
@@ -51,7 +49,7 @@ def wrapped(outer: Exception, cause: BaseException) -> Exception:
 )
 def test_every_failure_has_a_kind_a_stage_and_an_exit_code(exc, kind, stage, code):
     failure = describe(exc)
-    assert (failure.kind, failure.stage, failure.exit_code) == (kind, stage, code)
+    assert (failure.kind, failure.stage, exit_code(failure)) == (kind, stage, code)
     assert "\n" not in failure.message
 
 
@@ -71,8 +69,7 @@ async def test_every_nats_connection_carries_the_credentials_file(monkeypatch, t
 
     monkeypatch.setattr(nats, "connect", fake_connect)
     creds = tmp_path / "council.creds"
-    with settings_mod.using(Settings(nats_creds=creds)):
-        assert await nats_publisher.connect("nats://h:4222", name="x") == "connection"
+    assert await nats_publisher.connect("nats://h:4222", creds, name="x") == "connection"
     assert seen == {"url": "nats://h:4222", "name": "x", "user_credentials": str(creds)}
 
 
@@ -107,10 +104,10 @@ async def test_a_failed_run_counts_once_though_its_parallel_tasks_all_fail():
     with ServerThread(SimVLLM(SimConfig(time_scale=0))) as sim:
         fault = {"kind": "http_500", "stage": "critique"}
         assert httpx.post(sim_admin(sim, "/admin/faults"), json=fault).status_code == 200
-        settings = Settings(llm_base_url=sim.base_url, llm_max_retries=0)
+        settings = Settings(llm=LLMSettings(base_url=sim.base_url, max_retries=0))
         before = failed_runs().get(("llm", "critique"), 0)
         with pytest.raises(LLMUnreachable, match="^critique failed for agent-dev-00"):
-            await runner.run(
+            await deliberate(
                 InMemorySaver(), "six-critiques", {"task": "t", "rounds": 1}, Context(), settings
             )
     assert failed_runs()[("llm", "critique")] == before + 1  # six critique calls failed

@@ -10,10 +10,10 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
 from council_agents.core.context import Context
-from council_agents.core.settings import Settings
-from council_agents.server import runner
+from council_agents.core.settings import LLMSettings, Settings
+from council_agents.server.runner import thread_config
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
-from tests.helpers import TASKS, sim_admin
+from tests.helpers import TASKS, deliberate, sim_admin
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +33,15 @@ def finished(sim):
 
     def on_update(mode: str, chunk: dict) -> None:
         if mode == "updates" and "publish" in chunk:
-            published.append(chunk["publish"]["result"])
+            published.append(chunk["publish"]["result"].model_dump(mode="json"))
 
     outcome = asyncio.run(
-        runner.run(
+        deliberate(
             saver,
             "once",
             {"task": TASKS[0]["task"], "role": "DEV", "rounds": 1},
             Context(agents=3),
-            Settings(llm_base_url=sim.base_url),
+            Settings(llm=LLMSettings(base_url=sim.base_url)),
             on_update=on_update,
         )
     )
@@ -51,12 +51,15 @@ def finished(sim):
 
 async def test_the_event_is_not_checkpointed_but_rebuilt_as_published(finished):
     saver, outcome, published = finished
-    stored = saver.get_tuple(runner.thread_config("once")).checkpoint["channel_values"]
+    stored = saver.get_tuple(thread_config("once")).checkpoint["channel_values"]
     assert "result" not in stored and "published" in stored and stored["finished_at"]
-    assert outcome.values["result"] == published
+    assert outcome.values["result"].model_dump(mode="json") == published
     assert published["timestamp"].startswith(stored["finished_at"][:19])
-    again = await runner.run(saver, "once", None, None, Settings(llm_base_url="http://unused"))
-    assert again.status == "replayed" and again.values["result"] == published
+    again = await deliberate(
+        saver, "once", None, None, Settings(llm=LLMSettings(base_url="http://unused"))
+    )
+    assert again.status == "replayed"
+    assert again.values["result"].model_dump(mode="json") == published
 
 
 async def test_accepted_answers_are_stored_once_and_rejected_ones_are_kept(finished):
@@ -75,7 +78,7 @@ async def test_a_send_carries_only_what_its_agent_uses_of_the_council(finished):
     saver, _, _ = finished
     payloads = [
         write[2].arg
-        for step in saver.list(runner.thread_config("once"))
+        for step in saver.list(thread_config("once"))
         for write in step.pending_writes or []
         if write[1] == "__pregel_tasks"
     ]

@@ -11,25 +11,19 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from council_agents.core.context import Context
 from council_agents.core.request import RequestError
-from council_agents.core.settings import Settings
-from council_agents.core.state import Agent, Critique
-from council_agents.llm import client as llm_client
-from council_agents.llm import context_window
-from council_agents.llm.context_window import Critiques, Oldest, Prompt
-from council_agents.llm.stage import proposals_piece, stage_prompt
-from council_agents.nodes.critique import CritiqueAnswer, DefectAnswer, render
-from council_agents.server import runner
+from council_agents.core.settings import LLMSettings, Settings
+from council_agents.core.state import Agent, Critique, Defect, ProposeTask
+from council_agents.llm import answer_schema, endpoints
+from council_agents.llm.client import LLM, structured
+from council_agents.llm.endpoints import overflow
+from council_agents.llm.fit import MARGIN, ContextOverflow
+from council_agents.llm.prompt import Critiques, Oldest, Prompt, critique_text
+from council_agents.llm.stage import brief, proposals_piece, stage_prompt
+from council_agents.llm.tokens import estimate, wire
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
-from tests.helpers import TASKS, council, sim_admin, sim_requests
+from tests.helpers import TASKS, council, deliberate, sim_admin, sim_requests
 
 MODEL = "Qwen/Qwen3-0.6B"
-
-
-@pytest.fixture(autouse=True)
-def fresh():
-    context_window.forget()
-    yield
-    context_window.forget()
 
 
 def agent(base_url: str) -> Agent:
@@ -61,11 +55,17 @@ def test_oldest_paragraphs_go_first_and_a_marker_says_how_much():
 
 def _critique(critic: str, *severities: str) -> Critique:
     defects = [
-        DefectAnswer(severity=s, where=f"step {i}", what=f"{s} problem {i}", fix="fix it")  # type: ignore[arg-type]
+        Defect(severity=s, where=f"step {i}", what=f"{s} problem {i}", fix="fix it")  # type: ignore[typeddict-item]
         for i, s in enumerate(severities)
     ]
-    answer = CritiqueAnswer(defects=defects, violations=[], summary=f"summary by {critic}")
-    return Critique(round=1, critic=critic, author="x", content=render(critic, answer))
+    return Critique(
+        round=1,
+        critic=critic,
+        author="x",
+        summary=f"summary by {critic}",
+        defects=defects,
+        violations=[],
+    )
 
 
 def test_critiques_lose_minor_defects_first_then_major_and_keep_every_heading():
@@ -75,7 +75,7 @@ def test_critiques_lose_minor_defects_first_then_major_and_keep_every_heading():
     ]
     piece = Critiques(critiques)
     full, none = piece.text(piece.size())
-    assert none is None and full == "\n\n".join(c["content"] for c in critiques)
+    assert none is None and full == "\n\n".join(critique_text(c) for c in critiques)
     for limit in range(piece.size(), 0, -20):  # minor, then major, then blocker lines go
         text, _ = piece.text(limit)
         assert "### From agent-a" in text and "### From agent-b" in text
@@ -178,13 +178,13 @@ def _rejection(body: dict) -> openai.BadRequestError:
     ],
 )
 def test_a_context_length_rejection_gives_its_numbers(body, window, prompt):
-    seen = context_window.overflow(_rejection(body))
+    seen = overflow(_rejection(body))
     assert seen is not None and (seen.window, seen.prompt_tokens) == (window, prompt)
 
 
 def test_other_rejections_are_not_context_length():
     body = {"error": {"message": "messages: field required", "type": "BadRequestError"}}
-    assert context_window.overflow(_rejection(body)) is None
+    assert overflow(_rejection(body)) is None
 
 
 # ---- calls and deliberations on a small window --------------------------------------------
@@ -201,9 +201,9 @@ def _fitted_requests(sim: ServerThread, deliberation: str) -> list[dict]:
 
 
 async def test_deliberation_fits_a_2048_token_window(small_sim):
-    settings = Settings(llm_base_url=small_sim.base_url)
+    settings = Settings(llm=LLMSettings(base_url=small_sim.base_url))
     task = TASKS[0]
-    outcome = await runner.run(
+    outcome = await deliberate(
         InMemorySaver(),
         "fit-2048",
         {"task": task["task"], "role": task["role"], "rounds": 1, "rubric": task["rubric"]},
@@ -215,7 +215,7 @@ async def test_deliberation_fits_a_2048_token_window(small_sim):
     assert len([c for c in calls if c["accepted"]]) == 3 + 6 + 3 + 2 + 3
     sent = _fitted_requests(small_sim, "fit-2048")
     assert len(sent) == len(calls)  # no request was rejected
-    assert all(e["prompt_tokens"] + e["max_tokens"] <= 2048 - context_window.MARGIN for e in sent)
+    assert all(e["prompt_tokens"] + e["max_tokens"] <= 2048 - MARGIN for e in sent)
     fitted = [c for c in calls if "context_fit" in c]
     assert {c["stage"] for c in fitted} >= {"revise", "judge"}
     shortened = [line for c in fitted for line in c["context_fit"]["shortened"]]
@@ -229,10 +229,10 @@ async def test_deliberation_fits_a_2048_token_window(small_sim):
 
 
 async def test_a_task_that_cannot_fit_is_refused_up_front_with_the_numbers(small_sim):
-    settings = Settings(llm_base_url=small_sim.base_url)
+    settings = Settings(llm=LLMSettings(base_url=small_sim.base_url))
     before = len(sim_requests(small_sim))
     with pytest.raises(RequestError) as refused:
-        await runner.run(
+        await deliberate(
             InMemorySaver(),
             "too-long",
             {"task": "Migrate the billing service. " * 250},
@@ -247,10 +247,9 @@ async def test_a_task_that_cannot_fit_is_refused_up_front_with_the_numbers(small
 
 
 async def test_a_window_setting_overrides_the_server(small_sim):
-    settings = Settings(llm_base_url=small_sim.base_url, llm_context_window={"": 1600})
+    settings = Settings(llm=LLMSettings(base_url=small_sim.base_url, context_window={"": 1600}))
     prompt = stage_prompt(_task(small_sim), "propose")
-    answer = await llm_client.call(
-        settings,
+    answer = await LLM(settings.llm).call(
         agent(small_sim.base_url),
         prompt,
         stage="propose",
@@ -263,26 +262,25 @@ async def test_a_window_setting_overrides_the_server(small_sim):
     assert _fitted_requests(small_sim, "setting")[-1]["max_tokens"] == fit["max_tokens"]
 
 
-def _task(sim: ServerThread):
-    from council_agents.core.state import AgentTask
-
-    return AgentTask(
+def _task(sim: ServerThread) -> ProposeTask:
+    return ProposeTask(
         deliberation_id="d",
         task=TASKS[0]["task"],
-        council=council("DEV"),
+        council=brief(council("DEV")),
         agent=agent(sim.base_url),
+        round=0,
+        max_tokens=1536,
     )
 
 
 async def test_a_context_length_rejection_is_fitted_and_sent_again():
     with ServerThread(SimVLLM(SimConfig(time_scale=0, max_model_len=4096))) as sim:
-        settings = Settings(llm_base_url=sim.base_url)
+        llm = LLM(LLMSettings(base_url=sim.base_url))
         member = agent(sim.base_url)
-        await context_window.endpoint(settings, member)  # learned: 4096
+        await llm.windows.endpoint(member)  # learned: 4096
         # the server restarts with a smaller window: the next call is rejected, then fitted
         httpx.patch(sim_admin(sim, "/admin/config"), json={"max_model_len": 1600})
-        answer = await llm_client.call(
-            settings,
+        answer = await llm.call(
             member,
             Prompt("roles/dev", "propose", "DEV", _shared(sim)),
             stage="propose",
@@ -293,7 +291,7 @@ async def test_a_context_length_rejection_is_fitted_and_sent_again():
         fit = answer.records[-1]["context_fit"]
         assert fit["overflows"] == 1 and fit["window"] == 1600
         assert fit["prompt_tokens"] + fit["max_tokens"] <= 1600
-        assert (await context_window.endpoint(settings, member)).source == "error"
+        assert (await llm.windows.endpoint(member)).source == "error"
 
 
 def _shared(sim: ServerThread) -> dict:
@@ -304,7 +302,7 @@ def _shared(sim: ServerThread) -> dict:
 
 async def test_a_call_too_long_even_when_shortened_fails_naming_the_numbers():
     with ServerThread(SimVLLM(SimConfig(time_scale=0, max_model_len=700))) as sim:
-        settings = Settings(llm_base_url=sim.base_url)
+        settings = Settings(llm=LLMSettings(base_url=sim.base_url))
         prompt = stage_prompt(
             _task(sim),
             "critique",
@@ -313,9 +311,8 @@ async def test_a_call_too_long_even_when_shortened_fails_naming_the_numbers():
             round=1,
             pieces={"proposal": Oldest("proposal under critique", "word " * 400)},
         )
-        with pytest.raises(context_window.ContextOverflow, match="over the context window of"):
-            await llm_client.call(
-                settings,
+        with pytest.raises(ContextOverflow, match="over the context window of"):
+            await LLM(settings.llm).call(
                 agent(sim.base_url),
                 prompt,
                 stage="critique",
@@ -327,20 +324,20 @@ async def test_a_call_too_long_even_when_shortened_fails_naming_the_numbers():
 
 async def test_a_large_window_costs_no_extra_request(monkeypatch):
     asked: list[int] = []
-    real_count = context_window._server_count
+    real_count = endpoints.tokenize
 
     async def counting(*args, **kwargs):
         asked.append(1)
         return await real_count(*args, **kwargs)
 
-    monkeypatch.setattr(context_window, "_server_count", counting)
+    monkeypatch.setattr(endpoints, "tokenize", counting)
     with ServerThread(SimVLLM(SimConfig(time_scale=0))) as sim:  # 32,768 tokens
-        outcome = await runner.run(
+        outcome = await deliberate(
             InMemorySaver(),
             "roomy",
             {"task": TASKS[1]["task"], "rounds": 1},
             None,
-            Settings(llm_base_url=sim.base_url),
+            Settings(llm=LLMSettings(base_url=sim.base_url)),
         )
     assert outcome.status == "completed"
     assert not any("context_fit" in c for c in outcome.values["calls"])
@@ -348,17 +345,17 @@ async def test_a_large_window_costs_no_extra_request(monkeypatch):
 
 
 async def test_a_server_without_a_tokenizer_is_counted_by_the_estimate(small_sim):
-    settings = Settings(llm_base_url=small_sim.base_url)
+    llm = LLM(LLMSettings(base_url=small_sim.base_url))
     member = agent(small_sim.base_url)
-    known = await context_window.endpoint(settings, member)
+    known = await llm.windows.endpoint(member)
     known.tokenizer = "llama.cpp"  # the simulator has no /apply-template: the count falls back
-    messages, _ = stage_prompt(_task(small_sim), "propose").render({})
-    counted, by = await context_window.count(settings, member, messages, known)
-    assert (counted, by) == (context_window.estimate(messages), "estimate")
+    messages, _ = stage_prompt(_task(small_sim), "propose").render(llm.prompts)
+    counted, by = await llm.windows.count(member, messages, known)
+    assert (counted, by) == (estimate(messages), "estimate")
     assert known.tokenizer is None  # not asked again
     served = httpx.post(
         sim_admin(small_sim, "/tokenize"),
-        json={"model": MODEL, "messages": context_window.wire(messages)},
+        json={"model": MODEL, "messages": wire(messages)},
     ).json()["count"]
     assert counted >= served  # the estimate is an upper bound on the simulator's count too
 
@@ -381,11 +378,11 @@ def test_a_fitted_answer_schema_ends_inside_the_room(max_tokens):
         "vote": ballot_model(("P1", "P2")),
     }
     for name, model in models.items():
-        response_format, validate = llm_client.structured(model, name)
-        fitted, note = context_window.fit_answer(response_format, max_tokens)
+        response_format, validate = structured(model, name)
+        fitted, note = answer_schema.fit_answer(response_format, max_tokens)
         schema = fitted["json_schema"]["schema"]
-        room = int(max_tokens * context_window.ANSWER_CHARS_PER_TOKEN)
-        fixed, strings = context_window._size(schema, schema.get("$defs", {}), None, room, True)
+        room = int(max_tokens * answer_schema.ANSWER_CHARS_PER_TOKEN)
+        fixed, strings = answer_schema._size(schema, schema.get("$defs", {}), None, room, True)
         assert fixed + strings <= room
         if name == "vote":  # the ranking keeps every label; untouched when short enough
             assert schema["properties"]["ranking"]["maxItems"] == 2

@@ -1,0 +1,180 @@
+"""The events council publishes, as pydantic models: a contract of their own.
+
+The completed event is also the graph's output (``core.state.OutputState.result``), which is
+why its shape lives here with the other contracts; ``nodes.publish`` builds it from the state
+and ``events.publisher`` sends it. Every event is validated by its model and serialised to JSON
+before it leaves (the replaced system crashed here). Each carries ``schema_version``; their
+JSON Schemas are generated into ``docs/events/`` (``council schemas``) and a test fails when
+those files are stale.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from council_agents.core.terms import Aggregator, DecidedBy, Severity, StopReason
+
+
+def utcnow() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Author(_Model):
+    agent_id: str
+    role: str
+
+
+class Winner(_Model):
+    author: Author
+    content: str = Field(description="the winner's final proposal")
+
+
+class RankEntry(_Model):
+    rank: int = Field(ge=1)
+    agent_id: str
+    scores: dict[str, float] = Field(
+        description="rubric criterion -> score 0..10, averaged over the judgements"
+    )
+    total: float = Field(description="weighted mean of the scores")
+    borda: int = Field(0, description="peer-vote Borda points (1.1)")
+    rationale: str
+
+
+class DefectRecord(_Model):
+    severity: Severity
+    where: str
+    what: str
+    fix: str
+
+
+class CritiqueReceived(_Model):
+    round: int = Field(ge=1)
+    critic: str
+    content: str
+    defects: list[DefectRecord] = Field(default_factory=list, description="(1.1)")
+    violations: list[str] = Field(default_factory=list, description="(1.1)")
+
+
+class AgentRecord(_Model):
+    agent_id: str
+    model: str
+
+
+class AssessmentRecord(_Model):
+    strengths: list[str]
+    defects: list[str]
+    scores: dict[str, int]
+    verdict: str
+
+
+class JudgementRecord(_Model):
+    judge: str
+    model: str
+    order: list[str] = Field(description="agents in the order shown (P1 first)")
+    assessments: dict[str, AssessmentRecord]
+    totals: dict[str, float]
+
+
+class BallotRecord(_Model):
+    voter: str
+    ranking: list[str] = Field(description="peers, best first")
+    reason: str
+
+
+class DecisionRecord(_Model):
+    """How the decision was made (1.1)."""
+
+    aggregator: Aggregator
+    decided_by: DecidedBy
+    judges: list[AgentRecord]
+    judgements: list[JudgementRecord]
+    judges_agree: bool | None = Field(description="both judgements put the same proposal first")
+    rank_agreement: float | None = Field(description="Kendall's tau between the judgements")
+    votes: list[BallotRecord]
+    borda: dict[str, int]
+    vote_winner: str | None
+
+
+class ProposalRecord(_Model):
+    author: Author
+    versions: list[str] = Field(
+        description="version 0 is the proposal, version k the k-th revision"
+    )
+    critiques_received: list[CritiqueReceived]
+
+
+class TokenCount(_Model):
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+
+class Usage(TokenCount):
+    by_stage: dict[str, TokenCount] = Field(default_factory=dict)
+    by_agent: dict[str, TokenCount] = Field(default_factory=dict)
+
+
+class LegacyDecision(_Model):
+    """The replaced system's decision shape, kept for its consumers."""
+
+    proposal: Winner
+    checks: dict[str, float]
+    score: float
+
+
+class DeliberationCompleted(_Model):
+    """Published on ``orchestration.deliberation.completed`` when a deliberation finishes."""
+
+    event_type: Literal["orchestration.deliberation.completed"] = (
+        "orchestration.deliberation.completed"
+    )
+    schema_version: Literal["1.1"] = "1.1"
+    deliberation_id: str
+    story_id: str | None
+    task_id: str | None
+    role: str
+    task: str
+    winner: Winner
+    justification: str
+    ranking: list[RankEntry]
+    proposals: list[ProposalRecord]
+    decisions: list[LegacyDecision] = Field(description="ranked, in the replaced system's shape")
+    rounds: int = Field(ge=0, description="critique/revise rounds run")
+    max_rounds: int = Field(0, ge=0, description="the council's ceiling (1.1)")
+    agents: list[AgentRecord] = Field(default_factory=list, description="and their models (1.1)")
+    decision: DecisionRecord | None = Field(None, description="how it was decided (1.1)")
+    approved_by_human: bool = Field(False, description="a human approved or overrode (1.1)")
+    usage: Usage
+    duration_ms: int = Field(ge=0)
+    timestamp: datetime = Field(description="ISO 8601, UTC")
+    stop_reason: StopReason
+
+
+class DeliberationFailed(_Model):
+    """Published on ``orchestration.deliberation.failed`` when a deliberation cannot finish."""
+
+    event_type: Literal["orchestration.deliberation.failed"] = "orchestration.deliberation.failed"
+    schema_version: Literal["1.0"] = "1.0"
+    deliberation_id: str
+    story_id: str | None = None
+    task_id: str | None = None
+    role: str | None = None
+    stage: str | None = Field(None, description="stage that failed, if any")
+    agent_id: str | None = None
+    reason: str
+    timestamp: datetime
+
+
+EVENT_MODELS: dict[str, type[BaseModel]] = {
+    "deliberation.completed": DeliberationCompleted,
+    "deliberation.failed": DeliberationFailed,
+}

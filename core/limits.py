@@ -1,0 +1,50 @@
+"""Every limit a request is held to, once: the numbers, the patterns and the types that apply them.
+
+``core.request`` (the input, stored councils), ``core.context`` (the run's knobs), planning
+events and the CLI's help all take their bounds from here, so a refusal and the documentation
+always say the same number.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, StringConstraints
+
+from council_agents.core.terms import ROLES, Role
+
+MIN_AGENTS, MAX_AGENTS, DEFAULT_AGENTS = 2, 9, 3
+MAX_ROUNDS = 5
+MAX_TASK_CHARS = 8000
+MAX_CONSTRAINTS_CHARS = 4000
+MAX_CRITERIA = 12
+MIN_TOKEN_BUDGET, MAX_TOKEN_BUDGET = 1000, 10_000_000
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""Council names and agent ids: a letter or digit, then letters, digits, ``_ . -``; <= 64."""
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+"""Deliberation, story and task ids: like names, ``:`` allowed, <= 128."""
+
+
+def _role(value: object) -> object:
+    """A role in any case, upper-cased; anything else is left for the ``Literal`` to refuse
+    with the list of roles."""
+    if isinstance(value, str):
+        role = value.strip().upper()
+        if role not in ROLES:
+            raise ValueError(f"unknown role {value!r}; known roles: {', '.join(ROLES)}")
+        return role
+    return value
+
+
+RoleName = Annotated[Role, BeforeValidator(_role)]
+"""A role, accepted in any case (``dev`` is DEV)."""
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+"""A council name or an agent id."""
+Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+"""A deliberation, story or task id."""
+AgentCount = Annotated[int, Field(ge=MIN_AGENTS, le=MAX_AGENTS)]
+"""Agents in a council."""
+Rounds = Annotated[int, Field(ge=0, le=MAX_ROUNDS)]
+"""Critique and revise rounds."""
+TokenBudget = Annotated[int, Field(ge=MIN_TOKEN_BUDGET, le=MAX_TOKEN_BUDGET)]
+"""Most prompt + completion tokens of a deliberation."""

@@ -1,0 +1,217 @@
+"""A stage's prompt as a model of its parts: fixed placeholders, and the inputs that may be
+shortened to fit a context window, each by its own rule (``llm.fit`` decides how much).
+
+- critique: the proposal under critique, oldest (first) paragraphs first (``Oldest``);
+- revise: the critiques first (``Critiques``: defects, minor then major then blocker, then
+  broken constraints, the last critic's first; then the summaries), then the proposal under
+  revision, oldest paragraphs first;
+- judge and vote: every proposal cut to the same length (``EvenCap``: the longest ones lose
+  most, none is favoured for being short), each keeping its beginning;
+- propose: nothing (task, constraints and rubric are never cut: ``prepare`` refuses a task
+  whose shortest prompts do not fit, with the numbers).
+
+Every cut leaves a marker in the text saying how much was omitted and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from langchain_core.messages import BaseMessage
+
+from council_agents.core.state import Critique
+from council_agents.llm.prompt_files import PromptFiles
+
+MARKER = "[… {n:,} characters omitted to fit the model's context window …]"
+
+
+class Piece(Protocol):
+    """A prompt input that can be shortened to a length, by its own rule."""
+
+    def size(self) -> int:
+        """Characters at full length."""
+        ...
+
+    def text(self, limit: int) -> tuple[str, str | None]:
+        """The input in at most ``limit`` characters (never less than it can be), and what
+        was cut (None: nothing)."""
+        ...
+
+
+def marker(n: int) -> str:
+    """The note left where ``n`` characters were cut."""
+    return MARKER.format(n=n)
+
+
+@dataclass
+class Oldest:
+    """A text shortened from its beginning: the oldest (first) paragraphs go first."""
+
+    name: str
+    full: str
+
+    def size(self) -> int:
+        """Characters at full length."""
+        return len(self.full)
+
+    def text(self, limit: int) -> tuple[str, str | None]:
+        """The newest paragraphs that fit in ``limit`` characters, after a marker."""
+        if len(self.full) <= limit:
+            return self.full, None
+        paragraphs = self.full.split("\n\n")
+        kept: list[str] = []
+        room = limit - len(marker(len(self.full))) - 2
+        for paragraph in reversed(paragraphs):
+            if sum(len(p) + 2 for p in kept) + len(paragraph) > room:
+                if not kept:  # the last paragraph alone is too long: keep its end
+                    tail = paragraph[max(0, len(paragraph) - max(room, 0)) :]
+                    kept.append(tail.split(" ", 1)[-1] if " " in tail else tail)
+                break
+            kept.insert(0, paragraph)
+        body = "\n\n".join(kept)
+        omitted = len(self.full) - len(body)
+        note = f"{self.name}: first {omitted:,} of {len(self.full):,} characters omitted"
+        return (marker(omitted) + ("\n\n" + body if body else "")), note
+
+
+_SACRIFICE = {"minor": 0, "major": 1, "blocker": 2, "violation": 3, "summary": 4}
+"""What goes first when critiques must be shortened: minor defects first, summaries last."""
+
+
+def critique_lines(critique: Critique) -> list[tuple[str, str]]:
+    """A critique as the author reads it, line by line, each with its kind (``heading``,
+    ``summary``, ``violation``, or a defect's severity)."""
+    lines = [
+        ("heading", f"### From {critique['critic']}"),
+        ("summary", critique["summary"].strip() or "(no summary)"),
+    ]
+    lines += [("violation", f"- **constraint violated**: {v}") for v in critique["violations"]]
+    for d in critique["defects"]:
+        fix = f" Suggested fix: {d['fix']}" if d["fix"].strip() else ""
+        lines.append(
+            (d["severity"], f"- **{d['severity']}** ({d['where'] or 'general'}): {d['what']}{fix}")
+        )
+    if not critique["defects"] and not critique["violations"]:
+        lines.append(("summary", "- no defects found"))
+    return lines
+
+
+def critique_text(critique: Critique) -> str:
+    """A critique as the author (and the completed event) reads it."""
+    return "\n".join(text for _, text in critique_lines(critique))
+
+
+@dataclass
+class Critiques:
+    """Critiques as the author reads them, shortened item by item from their structure: defects
+    (minor, then major, then blocker), then broken constraints, then summaries, the last
+    critic's first; every critic's heading stays."""
+
+    critiques: list[Critique]
+
+    def size(self) -> int:
+        """Characters at full length."""
+        return len(self._join(self._lines(), {}))
+
+    def _lines(self) -> list[list[tuple[str, str]]]:
+        return [critique_lines(c) for c in self.critiques]
+
+    def text(self, limit: int) -> tuple[str, str | None]:
+        """The critiques in at most ``limit`` characters (headings always kept)."""
+        lines = self._lines()
+        candidates = sorted(
+            (_SACRIFICE[kind], -ci, -li, ci, li, kind)
+            for ci, critique in enumerate(lines)
+            for li, (kind, _) in enumerate(critique)
+            if kind != "heading"
+        )
+        dropped: dict[int, set[int]] = {}
+        counts: dict[str, int] = {}
+        for *_, ci, li, kind in candidates:
+            if len(self._join(lines, dropped)) <= limit:
+                break
+            dropped.setdefault(ci, set()).add(li)
+            counts[kind] = counts.get(kind, 0) + 1
+        if not counts:
+            return self._join(lines, {}), None
+        text = self._join(lines, dropped)
+        cut = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        total = sum(counts.values())
+        return text, f"critiques: {total} line{'s' if total != 1 else ''} omitted ({cut})"
+
+    @staticmethod
+    def _join(lines: list[list[tuple[str, str]]], dropped: Mapping[int, set[int]]) -> str:
+        parts = []
+        for ci, critique in enumerate(lines):
+            gone = dropped.get(ci, set())
+            parts.append("\n".join(x for li, (_, x) in enumerate(critique) if li not in gone))
+        text = "\n\n".join(parts) or "(none)"
+        omitted = sum(len(lines[ci][li][1]) + 1 for ci, gone in dropped.items() for li in gone)
+        return text + ("\n\n" + marker(omitted) if omitted else "")
+
+
+@dataclass
+class EvenCap:
+    """Proposals shown together (judge, vote), all cut to the same length when they do not
+    fit: the longest lose most, each keeps its beginning."""
+
+    order: list[str]
+    proposals: dict[str, str]
+    join: Callable[[list[str], dict[str, str]], str]
+    """How the proposals are shown (labels and headings), from their texts."""
+
+    def size(self) -> int:
+        """Characters at full length."""
+        return len(self.join(self.order, self.proposals))
+
+    def text(self, limit: int) -> tuple[str, str | None]:
+        """The proposals, each capped at the largest common length that fits ``limit``."""
+        if self.size() <= limit:
+            return self.join(self.order, self.proposals), None
+        low, high = 0, max(len(self.proposals[a]) for a in self.order)
+        while low < high:  # the largest cap whose text fits
+            middle = (low + high + 1) // 2
+            if len(self.join(self.order, self._capped(middle))) <= limit:
+                low = middle
+            else:
+                high = middle - 1
+        capped = self._capped(low)
+        cut = sum(len(self.proposals[a]) > low for a in self.order)
+        note = f"proposals: {cut} of {len(self.order)} cut to their first {low:,} characters"
+        return self.join(self.order, capped), note
+
+    def _capped(self, cap: int) -> dict[str, str]:
+        out = {}
+        for agent_id in self.order:
+            text = self.proposals[agent_id]
+            if len(text) > cap:
+                head = text[:cap].rsplit(" ", 1)[0] if " " in text[:cap] else text[:cap]
+                text = head + ("\n" if head else "") + marker(len(text) - len(head))
+            out[agent_id] = text
+        return out
+
+
+@dataclass
+class Prompt:
+    """A stage prompt: fixed placeholders, and the inputs that may be shortened, in order of
+    sacrifice (``pieces``' order)."""
+
+    system: str
+    stage: str
+    role: str
+    values: dict[str, Any]
+    pieces: dict[str, Piece] = field(default_factory=dict)
+
+    def render(
+        self, files: PromptFiles, limits: Mapping[str, int] | None = None
+    ) -> tuple[list[BaseMessage], list[str]]:
+        """The messages with each piece at most its limit, and what was cut."""
+        texts, cuts = {}, []
+        for name, piece in self.pieces.items():
+            texts[name], cut = piece.text((limits or {}).get(name, piece.size()))
+            if cut:
+                cuts.append(cut)
+        messages = files.messages(self.system, self.stage, role=self.role, **self.values, **texts)
+        return messages, cuts
