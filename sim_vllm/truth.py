@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,7 @@ class Authors:
     """Which agent wrote which text (the simulator's own proposals)."""
 
     def __init__(self) -> None:
+        """No text known yet."""
         self.by_text: dict[str, str] = {}
 
     def remember(self, agent: str | None, text: str) -> None:
@@ -68,13 +70,28 @@ def shape(
     doc: Any,
     stage: str,
     prompt: str,
-    who: dict[str, Any],
+    who: Mapping[str, Any],
     rng: random.Random,
     truth: Truth | None,
     authors: Authors,
     revise_tokens: int,
 ) -> Any:
-    """A schema-valid document adjusted to the stage (and to the truth, when one is set)."""
+    """A schema-valid document adjusted to the stage (and to the truth, when one is set).
+
+    Args:
+        doc: The document generated from the request's schema (changed in place).
+        stage: The council stage asking.
+        prompt: The request's last message (where judge and vote prompts show proposals).
+        who: Who asks: ``agent`` and ``round`` are read.
+        rng: The request's generator (the same request draws the same numbers).
+        truth: The scripted truth, or None for random judges and voters.
+        authors: The proposals the simulator wrote, by agent (a revision's is recorded).
+        revise_tokens: The length of a revision's ``proposal`` text.
+
+    Returns:
+        The document: lists shortened to one to three items for critiques and revisions, a
+        revision's proposal written as prose, and scores, rankings or defects as the truth says.
+    """
     if not isinstance(doc, dict):
         return doc
     for key, value in doc.items():  # a model lists a few points, not a schema's maximum
@@ -91,30 +108,50 @@ def shape(
         else:
             return doc
     if stage == "judge":
-        for position, (label, author) in enumerate(authors.labelled(prompt)):
-            scored = doc.get(label)
-            if not isinstance(scored, dict) or not isinstance(scored.get("scores"), dict):
-                continue
-            true = truth.quality.get(author or "", 5.0)
-            bias = truth.position_bias if position == 0 else 0.0
-            scored["scores"] = {
-                k: _clamp(true + bias + rng.gauss(0, truth.noise)) for k in scored["scores"]
-            }
+        _score(doc, authors.labelled(prompt), rng, truth)
     elif stage == "vote" and isinstance(doc.get("ranking"), list):
-        seen = authors.labelled(prompt)
-        sense = {
-            label: truth.quality.get(author or "", 5.0) + rng.gauss(0, truth.vote_noise)
-            for label, author in seen
-        }
-        doc["ranking"] = sorted(doc["ranking"], key=lambda label: -sense.get(label, 0.0))
+        _rank(doc, authors.labelled(prompt), rng, truth)
     elif stage == "critique" and truth.major_until_round is not None:
-        severe = int(who.get("round") or 0) <= truth.major_until_round
-        defects = doc.get("defects") or []
-        if severe and not defects:
-            defects = [
-                {"severity": "major", "where": "Steps", "what": "missing a step", "fix": "add it"}
-            ]
-        for i, defect in enumerate(defects):
-            defect["severity"] = "major" if severe and i == 0 else "minor"
-        doc["defects"], doc["violations"] = defects, []
+        _grade_defects(doc, int(who.get("round") or 0) <= truth.major_until_round)
     return doc
+
+
+def _score(
+    doc: dict[str, Any], shown: list[tuple[str, str | None]], rng: random.Random, truth: Truth
+) -> None:
+    """A judgement's scores: the author's quality, the first position's bias, the judge's noise."""
+    for position, (label, author) in enumerate(shown):
+        scored = doc.get(label)
+        if not isinstance(scored, dict) or not isinstance(scored.get("scores"), dict):
+            continue
+        true = truth.quality.get(author or "", 5.0)
+        bias = truth.position_bias if position == 0 else 0.0
+        scored["scores"] = {
+            k: _clamp(true + bias + rng.gauss(0, truth.noise)) for k in scored["scores"]
+        }
+
+
+def _rank(
+    doc: dict[str, Any], shown: list[tuple[str, str | None]], rng: random.Random, truth: Truth
+) -> None:
+    """A ballot's ranking: by the authors' quality as a noisy voter senses it."""
+    sense = {
+        label: truth.quality.get(author or "", 5.0) + rng.gauss(0, truth.vote_noise)
+        for label, author in shown
+    }
+    doc["ranking"] = sorted(doc["ranking"], key=lambda label: -sense.get(label, 0.0))
+
+
+def _grade_defects(doc: dict[str, Any], severe: bool) -> None:
+    """A critique's defects: the first ``major`` when ``severe`` (one is added if none).
+
+    Every other defect is ``minor``, and there are no violations.
+    """
+    defects = doc.get("defects") or []
+    if severe and not defects:
+        defects = [
+            {"severity": "major", "where": "Steps", "what": "missing a step", "fix": "add it"}
+        ]
+    for i, defect in enumerate(defects):
+        defect["severity"] = "major" if severe and i == 0 else "minor"
+    doc["defects"], doc["violations"] = defects, []
