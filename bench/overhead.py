@@ -35,7 +35,7 @@ from council_agents.llm import client as llm_client
 from council_agents.server import logs
 from council_agents.server.runner import graph_for
 from council_agents.server.services import EmbeddedNats, EmbeddedValkey
-from council_agents.storage.councils import valkey_saver
+from council_agents.storage.saver import valkey_saver
 
 
 def cpu_seconds() -> float:

@@ -34,7 +34,7 @@ from council_agents.core.settings import Settings
 from council_agents.events.publisher import close_publishers
 from council_agents.server import logs, runner
 from council_agents.server.services import EmbeddedNats, EmbeddedValkey
-from council_agents.storage.councils import valkey_saver
+from council_agents.storage.saver import valkey_saver
 
 
 async def one(

@@ -188,7 +188,7 @@ async def deliberate_all(
     from council_agents.events.publisher import close_publishers
     from council_agents.server import logs, runner
     from council_agents.server.services import EmbeddedNats, EmbeddedValkey
-    from council_agents.storage.councils import valkey_saver
+    from council_agents.storage.saver import valkey_saver
 
     tasks = list(demo_tasks().values())
     tmp = Path(tempfile.mkdtemp(prefix="council-real-llm-"))

@@ -35,9 +35,11 @@ from council_agents.core.errors import describe
 from council_agents.core.request import RequestError, parse_context, parse_input, resolve
 from council_agents.core.settings import Settings, display_url
 from council_agents.events.publisher import close_publishers
-from council_agents.server import logs, retention, runner
+from council_agents.server import logs, runner
 from council_agents.server.services import services
-from council_agents.storage.councils import stored_council, valkey_saver
+from council_agents.storage.councils import stored_council
+from council_agents.storage.markers import done_marker
+from council_agents.storage.saver import valkey_saver
 
 log = structlog.get_logger("council.cli")
 
@@ -150,7 +152,7 @@ async def _deliberate(
             async with valkey_saver(current.valkey_url, current.valkey_pool) as saver:
                 if inp is None:
                     if await runner.stored_state_council(saver, thread_id) is None and not (
-                        await retention.done_marker(saver.client, thread_id)
+                        await done_marker(saver.client, thread_id)
                     ):
                         url = display_url(current.valkey_url)
                         raise UsageError(f"no deliberation {thread_id!r} in {url}")
@@ -287,7 +289,7 @@ def is_loopback(host: str) -> bool:
 
 
 async def _api_keys(valkey_url: str) -> int:
-    from council_agents.server.keys import KeyStore
+    from council_agents.storage.apikeys import KeyStore
 
     store = KeyStore(valkey_url)
     try:

@@ -198,7 +198,7 @@ async def _session(
 ) -> int:
     from council_agents.evals.harness import Plan, ProgressBar, Runner, eval_settings, run_id
     from council_agents.evals.report import RESULTS_FILE, read_results, write_report
-    from council_agents.storage.councils import valkey_saver
+    from council_agents.storage.saver import valkey_saver
 
     strategies, mixed = await _strategies(args, checked, settings)
     problems = checked["problems"]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import structlog
 
-from council_agents.cli import commands, prune
+from council_agents.cli import commands, keys, prune
 from council_agents.cli.render import say
 from council_agents.core.errors import describe
 from council_agents.core.request import (
@@ -38,7 +38,7 @@ from council_agents.core.request import (
     RequestError,
 )
 from council_agents.core.settings import DEFAULT_BASE_URL, SettingsError, from_environment
-from council_agents.server import keys, logs
+from council_agents.server import logs
 
 
 def _llm_flags(p: argparse.ArgumentParser) -> None:

@@ -36,7 +36,7 @@ from council_agents.core.metrics import refused as count_refused
 from council_agents.core.request import RequestError, parse_context, parse_council, resolve
 from council_agents.events.publisher import connect_once
 from council_agents.server import logs, retention
-from council_agents.server.keys import ADMIN_SCOPE
+from council_agents.storage.apikeys import ADMIN_SCOPE
 from council_agents.storage.councils import CouncilStore
 
 _RUN_PATHS = re.compile(r"^/(threads/[^/]+/)?runs(/wait|/stream)?/?$")
@@ -211,14 +211,15 @@ async def _check_llm(base_url: str) -> dict[str, Any]:
         return {"ok": False, "base_url": base_url, "error": f"{type(e).__name__}: {e}"}
 
 
-async def healthz(_: Request) -> Response:
+async def healthz(request: Request) -> Response:
     """Valkey, NATS and the LLM, each reported; 503 when one is down."""
     current = settings.current()
     report: dict[str, dict[str, Any]] = {}
     try:
         await store().ping()
         report["valkey"] = {"ok": True}
-        report["storage"] = await retention.health(store().client)  # memory, retained
+        survey = retention.served_survey(request.app)  # retained, at the last sweep
+        report["storage"] = await retention.health(store().client, survey)  # memory now
     except Exception as e:  # noqa: BLE001 - reported, not raised
         report["valkey"] = {"ok": False, "error": str(e)}
     report["nats"] = await _check_nats(current.nats_url)

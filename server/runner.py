@@ -26,6 +26,8 @@ from council_agents.core.state import Council, CouncilState, InputState, OutputS
 from council_agents.graph.builder import compile_graph
 from council_agents.nodes.publish import completed_event
 from council_agents.server import retention
+from council_agents.storage.markers import done_marker
+from council_agents.storage.saver import saver_client
 
 Compiled = CompiledStateGraph[CouncilState, Context, InputState, OutputState]
 _graphs: weakref.WeakKeyDictionary[BaseCheckpointSaver, Compiled] = weakref.WeakKeyDictionary()
@@ -89,10 +91,8 @@ async def run(
         snap = await graph.aget_state(config)
         if snap.values and not snap.next and "published" in snap.values:
             return Outcome("replayed", finished_values(dict(snap.values)))
-        client = retention.saver_client(checkpointer)
-        marker = (
-            None if snap.values or not client else await retention.done_marker(client, thread_id)
-        )
+        client = saver_client(checkpointer)
+        marker = None if snap.values or not client else await done_marker(client, thread_id)
         if marker is not None:
             return Outcome("pruned", {}, marker=marker)
         start = None if snap.next else inp

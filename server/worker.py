@@ -59,8 +59,8 @@ from council_agents.events.planning import (
 from council_agents.events.publisher import connect as nats_connect
 from council_agents.events.publisher import ensure_stream, publisher
 from council_agents.server import retention, runner
-from council_agents.storage.councils import client_url
 from council_agents.storage.lease import Lease, LeaseBusy
+from council_agents.storage.saver import client_url
 
 log = structlog.get_logger("council.worker")
 

@@ -22,9 +22,9 @@ from langgraph_sdk.client import LangGraphClient
 from council_agents.core.request import resolve
 from council_agents.core.settings import Settings
 from council_agents.core.state import Council
-from council_agents.server.keys import ADMIN_SCOPE, KeyStore
 from council_agents.server.services import free_port
 from council_agents.sim_vllm import ServerThread
+from council_agents.storage.apikeys import ADMIN_SCOPE, KeyStore
 
 T = TypeVar("T")
 

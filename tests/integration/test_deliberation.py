@@ -17,7 +17,7 @@ from council_agents.core.settings import Settings
 from council_agents.events.models import COMPLETED_SUBJECT, DeliberationCompleted
 from council_agents.events.publisher import STREAM, close_publishers, publisher
 from council_agents.server import runner
-from council_agents.storage.councils import valkey_saver
+from council_agents.storage.saver import valkey_saver
 from tests.helpers import ROOT, TASKS, sim_admin, sim_requests
 
 TASK = TASKS[4]  # t05, ARCHITECT

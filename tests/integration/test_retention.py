@@ -8,6 +8,7 @@ exact, without waiting.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -23,13 +24,17 @@ import structlog
 import valkey.asyncio as avalkey
 from prometheus_client import generate_latest
 
+from council_agents.core import settings as settings_mod
 from council_agents.core.context import Context
 from council_agents.core.errors import CouncilError
 from council_agents.core.settings import Settings
 from council_agents.events.publisher import close_publishers
 from council_agents.server import retention, runner
-from council_agents.storage.councils import client_url, valkey_saver
-from council_agents.storage.lease import lease_key
+from council_agents.storage import compaction
+from council_agents.storage.checkpoints import read_thread
+from council_agents.storage.keys import lease_key
+from council_agents.storage.markers import done_marker
+from council_agents.storage.saver import client_url, valkey_saver
 from tests.helpers import ROOT, TASKS, sim_admin, sim_requests
 
 DAY = 86400.0
@@ -169,7 +174,7 @@ async def test_the_policy_removes_exactly_what_it_says_and_never_a_resumable_one
             ("unfinished", _unfinished),
         ):
             await make(saver, sim, ids[kind])
-    threads = {kind: await retention.read_thread(client, tid) for kind, tid in ids.items()}
+    threads = {kind: await read_thread(client, tid) for kind, tid in ids.items()}
     assert {kind: t.status for kind, t in threads.items()} == {
         "finished": "finished",
         "failed": "failed",
@@ -219,14 +224,16 @@ async def test_a_thread_that_moves_on_while_being_compacted_is_left_as_it_was(
     thread_id = f"ret-race-{uuid.uuid4().hex[:6]}"
     async with valkey_saver(valkey_url) as saver:
         await _finished(saver, sim, thread_id)
-        thread = await retention.read_thread(client, thread_id)
+        thread = await read_thread(client, thread_id)
         # someone edits the state (Studio, update_state) after the sweep read it
         graph = runner.graph_for(saver)
         await graph.aupdate_state(runner.thread_config(thread_id), {"constraints": "edited"})
     before = await keys_of(client, thread_id)
     plan = retention.decide(thread, retention.Policy(), time.time())
-    with pytest.raises(retention.Changed):
-        await retention.settle(client, thread, plan, time.time())
+    with pytest.raises(compaction.Changed):
+        await compaction.settle(
+            client, thread, time.time(), expire_at=plan.expire_at, marker_until=plan.marker_until
+        )
     assert await keys_of(client, thread_id) == before
 
 
@@ -238,7 +245,7 @@ async def test_a_pruned_deliberation_is_described_by_its_event(
     assert "deleted" in out
     assert list(await keys_of(client, thread_id)) == [f"council:done:{{{thread_id}}}"]
 
-    marker = await retention.done_marker(client, thread_id)
+    marker = await done_marker(client, thread_id)
     assert marker["published"]["stream"] == "ORCHESTRATOR_EVENTS"
     nc = await nats.connect(nats_url)
     try:
@@ -271,18 +278,36 @@ async def test_the_sweep_feeds_metrics_and_health_and_warns_about_memory(sim, va
     assert [e for e in logs if e["event"] == "valkey.memory_high"]
     assert result.retained["finished"] >= 1 and not [a for a in result.actions if a.done]
 
-    text = generate_latest().decode()
+    assert sweeper.last is not None and sweeper.last.retained == result.retained
+    assert "council_retained_deliberations" not in generate_latest().decode()  # not exported
+    with retention.exported(sweeper):
+        text = generate_latest().decode()
     assert 'council_retained_deliberations{status="finished"}' in text
     used = next(x for x in text.splitlines() if x.startswith("council_valkey_used_memory_bytes"))
     assert float(used.split()[-1]) > 0
 
-    health = await retention.health(client)
+    health = await retention.health(client, sweeper.last)
     assert health["ok"] and health["used_memory"] > 0 and health["retained"] == result.retained
+    assert "retained" not in await retention.health(client, None)  # before any sweep
 
-    # the served app exposes the same figures
+    # the served app exposes the same figures: its lifespan sweeps, keeps the sweeper on
+    # app.state (/healthz reads it there) and exports its figures until it ends
     from council_agents.server.app import app
 
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
-        metrics = (await http.get("/metrics")).text
-    assert "council_retained_deliberations" in metrics
+    with settings_mod.using(Settings(valkey_url=valkey_url, prune_interval_s=3600)):
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://app") as http,
+        ):
+            for _ in range(100):
+                if app.state.sweeper.last is not None:
+                    break
+                await asyncio.sleep(0.1)
+            survey = app.state.sweeper.last
+            metrics = (await http.get("/metrics")).text
+            assert retention.served_survey(app) is survey  # what /healthz reports
+    assert survey is not None and survey.retained["finished"] >= 1
+    assert 'council_retained_deliberations{status="finished"}' in metrics
+    assert app.state.sweeper is None
+    assert "council_retained_deliberations" not in generate_latest().decode()
