@@ -35,7 +35,7 @@ from council_agents.llm import client as llm_client
 from council_agents.server import logs
 from council_agents.server.runner import graph_for
 from council_agents.server.services import EmbeddedNats, EmbeddedValkey
-from council_agents.storage.councils import valkey_saver
+from council_agents.storage.saver import valkey_saver
 
 
 def cpu_seconds() -> float:
@@ -120,7 +120,9 @@ async def scenario(
 
     cpu0 = cpu_seconds()
     t0 = time.perf_counter()
-    with settings_mod.using(Settings(llm=LLMSettings(base_url=sim.base_url), events=EventSettings(nats_url=nats_url))):
+    with settings_mod.using(
+        Settings(llm=LLMSettings(base_url=sim.base_url), events=EventSettings(nats_url=nats_url))
+    ):
         results = await asyncio.gather(*(one(i) for i in range(n)))
     wall = time.perf_counter() - t0
     cpu = cpu_seconds() - cpu0

@@ -34,14 +34,17 @@ from council_agents.core.settings import EventSettings, LLMSettings, Settings
 from council_agents.events.publisher import close_publishers
 from council_agents.server import logs, runner
 from council_agents.server.services import EmbeddedNats, EmbeddedValkey
-from council_agents.storage.councils import valkey_saver
+from council_agents.storage.saver import valkey_saver
 
 
 async def one(
     sim: SimProcess, valkey_url: str, nats_url: str, task: dict, rounds: int, serial: bool
 ) -> dict:
     did = f"bench-{'serial' if serial else 'council'}-{rounds}-{time.time_ns()}"
-    settings = Settings(llm=LLMSettings(base_url=sim.base_url, concurrency=1 if serial else 0), events=EventSettings(nats_url=nats_url))
+    settings = Settings(
+        llm=LLMSettings(base_url=sim.base_url, concurrency=1 if serial else 0),
+        events=EventSettings(nats_url=nats_url),
+    )
     sim.reset_prefix_cache()  # each deliberation starts cold: its hit rate is its own
     before = sim.counters()
     t0 = time.perf_counter()
@@ -144,7 +147,9 @@ async def barrier_run(
             did,
             inp,
             None,
-            Settings(llm=LLMSettings(base_url=sim.base_url), events=EventSettings(nats_url=nats_url)),
+            Settings(
+                llm=LLMSettings(base_url=sim.base_url), events=EventSettings(nats_url=nats_url)
+            ),
             on_update=lambda _mode, chunk: events.append(chunk),
             stream_mode=("debug",),
         )

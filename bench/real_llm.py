@@ -188,7 +188,7 @@ async def deliberate_all(
     from council_agents.events.publisher import close_publishers
     from council_agents.server import logs, runner
     from council_agents.server.services import EmbeddedNats, EmbeddedValkey
-    from council_agents.storage.councils import valkey_saver
+    from council_agents.storage.saver import valkey_saver
 
     tasks = list(demo_tasks().values())
     tmp = Path(tempfile.mkdtemp(prefix="council-real-llm-"))
@@ -199,7 +199,10 @@ async def deliberate_all(
 
             async def one(role: str) -> dict:
                 task = next(t for t in tasks if t["role"] == role)
-                settings = Settings(llm=LLMSettings(base_url=base_url, model=model, timeout_s=TIMEOUT_S), events=EventSettings(nats_url=n.url))
+                settings = Settings(
+                    llm=LLMSettings(base_url=base_url, model=model, timeout_s=TIMEOUT_S),
+                    events=EventSettings(nats_url=n.url),
+                )
                 did = f"real-{role.lower()}-{time.time_ns()}"
                 t0 = time.perf_counter()
                 try:

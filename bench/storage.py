@@ -44,6 +44,7 @@ from typing import Any
 import valkey
 
 from bench.storage_probe import breakdown
+from council_agents.storage.keys import kind_of
 
 BIN = Path(sys.executable).parent
 STREAM = "ORCHESTRATOR_EVENTS"
@@ -51,10 +52,8 @@ KINDS = ("checkpoint", "writes", "thread", "marker")
 
 
 def key_kind(key: str) -> str:
-    """The kind of a key: the saver's prefix, ``marker`` (``council:done:``) or ``other``."""
-    if key.startswith("council:done:"):
-        return "marker"
-    kind = key.split(":", 1)[0]
+    """The kind of a key (``storage.keys.kind_of``): one of ``KINDS``, or ``other``."""
+    kind = kind_of(key)
     return kind if kind in KINDS else "other"
 
 
@@ -388,6 +387,7 @@ def sweep_cost(tmp: Path, nats_url: str, n: int) -> dict[str, Any]:
     """Seconds one sweep takes over ``n`` retained (compacted) deliberations and ``n // 20``
     with their history (decoded each time), copied from one real deliberation of each kind."""
     from council_agents.server import retention
+    from council_agents.storage.saver import connect
 
     with valkey_server(tmp / "valkey-sweep") as url:
         client = valkey.Valkey.from_url(url.replace("valkey://", "redis://", 1))
@@ -407,7 +407,7 @@ def sweep_cost(tmp: Path, nats_url: str, n: int) -> dict[str, Any]:
                 pipe.execute()
 
         async def timed() -> tuple[float, dict[str, int]]:
-            aclient = retention.avalkey.from_url(url.replace("valkey://", "redis://", 1))
+            aclient = connect(url)
             started = time.monotonic()
             result = await retention.sweep(aclient, retention.Policy(history_s=2 * 86400))
             took = time.monotonic() - started

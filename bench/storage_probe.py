@@ -3,7 +3,7 @@
 
     python -m bench.storage_probe --valkey-url URL --thread ID
 
-Decodes every checkpoint and pending write of the thread (``server.retention``'s decoders)
+Decodes every checkpoint and pending write of the thread (``storage.checkpoints``' decoders)
 and prints JSON: the msgpack bytes of each channel summed over every checkpoint (each
 checkpoint holds every channel), what versions and the base64+JSON encoding add, the pending
 writes by channel, what the values would take stored once per version (the Postgres saver's
@@ -13,22 +13,20 @@ layout), and the final checkpoint alone with its call records' fields.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 from collections import defaultdict
 from typing import Any
 
 import valkey
 
-from council_agents.server.retention import (
+from council_agents.storage.checkpoints import (
     SERDE,
-    checkpoint_key,
     decode_checkpoint,
     decode_writes,
-    thread_key,
-    writes_key,
+    serialized_size,
 )
-from council_agents.storage.councils import client_url
+from council_agents.storage.keys import checkpoint_key, thread_key, writes_key
+from council_agents.storage.saver import client_url
 
 BOOKKEEPING = ("channel_versions", "versions_seen", "updated_channels", "id", "ts", "v")
 
@@ -81,7 +79,7 @@ def final_sizes(step: dict[str, Any]) -> dict[str, Any]:
     values = step["checkpoint"]["channel_values"]
     return {
         "stored": step["stored"],
-        "msgpack": len(base64.b64decode(step["info"]["checkpoint"])),
+        "msgpack": serialized_size(step["info"]),
         "channels": _by_size({k: packed_size(v) for k, v in values.items()}),
         "calls": call_fields(values),
     }
@@ -96,7 +94,7 @@ def breakdown(client: valkey.Valkey, thread_id: str) -> dict[str, Any]:
     seen_versions: dict[str, Any] = {}
     for step in steps:
         checkpoint = step["checkpoint"]
-        packed_total += len(base64.b64decode(step["info"]["checkpoint"]))
+        packed_total += serialized_size(step["info"])
         stored_total += step["stored"]
         for channel, value in checkpoint["channel_values"].items():
             size = packed_size(value)

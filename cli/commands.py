@@ -44,7 +44,9 @@ from council_agents.graph.builder import Clients, compile_graph
 from council_agents.server import logs
 from council_agents.server.runner import Deliberations, Outcome
 from council_agents.server.services import services
-from council_agents.storage.councils import CouncilStore, valkey_saver
+from council_agents.storage.apikeys import KeyStore
+from council_agents.storage.councils import CouncilStore
+from council_agents.storage.saver import valkey_saver
 
 log = structlog.get_logger("council.cli")
 
@@ -346,8 +348,6 @@ def is_loopback(host: str) -> bool:
 
 
 async def _api_keys(valkey_url: str) -> int:
-    from council_agents.server.keys import KeyStore
-
     store = KeyStore(valkey_url)
     try:
         return await store.count()

@@ -42,7 +42,8 @@ from council_agents.evals.strategies import (
 )
 from council_agents.llm.client import LLM, served_models
 from council_agents.server.services import services
-from council_agents.storage.councils import CouncilStore, valkey_saver
+from council_agents.storage.councils import CouncilStore
+from council_agents.storage.saver import valkey_saver
 
 SUITES = ("humaneval",)
 

@@ -26,14 +26,14 @@ from pathlib import Path
 
 import structlog
 
-from council_agents.cli import commands, prune
+from council_agents.cli import commands, keys, prune
 from council_agents.cli.render import say
 from council_agents.core.errors import describe
 from council_agents.core.limits import MAX_AGENTS, MAX_ROUNDS, MAX_TASK_CHARS, MIN_AGENTS
 from council_agents.core.request import RequestError
 from council_agents.core.settings import DEFAULT_BASE_URL, Settings, SettingsError
 from council_agents.core.terms import ROLES
-from council_agents.server import keys, logs
+from council_agents.server import logs
 
 
 def _llm_flags(p: argparse.ArgumentParser) -> None:

@@ -20,19 +20,22 @@ import dataclasses
 import json
 from typing import Any
 
-import valkey.asyncio as avalkey
-
 from council_agents.cli.render import pruned_line, say
 from council_agents.core.settings import Settings, parse_duration
 from council_agents.server import retention
 from council_agents.server.services import services
-from council_agents.storage.councils import client_url
+from council_agents.storage.markers import done_marker
+from council_agents.storage.saver import connect
 
 _DONE = {"compact": "compacted", "expire": "expiry set", "delete": "deleted"}
 
 
-def add_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register ``council prune``."""
+def add_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``council prune``.
+
+    Args:
+        sub: The ``council`` command's subcommands.
+    """
     p = sub.add_parser(
         "prune", help="apply the retention policy to the checkpoints in Valkey (--dry-run)"
     )
@@ -59,7 +62,15 @@ def add_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def policy_of(args: argparse.Namespace, settings: Settings) -> retention.Policy:
-    """The settings' policy with this run's flags applied."""
+    """The settings' policy with this run's flags applied.
+
+    Args:
+        args: The parsed command line.
+        settings: The process settings.
+
+    Returns:
+        The policy for this run.
+    """
     policy = retention.Policy.of(settings)
     changes: dict[str, Any] = {}
     if args.history is not None:
@@ -76,16 +87,22 @@ def policy_of(args: argparse.Namespace, settings: Settings) -> retention.Policy:
 async def prune(
     url: str, policy: retention.Policy, threads: list[str] | None, dry_run: bool
 ) -> tuple[retention.Sweep, dict[str, dict[str, Any] | None]]:
-    """The sweep, and for each ``--thread`` without checkpoints its done marker (or None)."""
-    client = avalkey.from_url(client_url(url))
+    """Apply ``policy`` once, measuring what each change freed.
+
+    Args:
+        url: The Valkey.
+        policy: The policy.
+        threads: Only these thread ids (None: every thread).
+        dry_run: Decide without changing anything.
+
+    Returns:
+        The sweep, and for each of ``threads`` without checkpoints its done marker (or None).
+    """
+    client = connect(url)
     try:
         result = await retention.sweep(client, policy, dry_run=dry_run, only=threads, measure=True)
         seen = {action.thread_id for action in result.actions}
-        gone = {
-            tid: await retention.done_marker(client, tid)
-            for tid in threads or []
-            if tid not in seen
-        }
+        gone = {tid: await done_marker(client, tid) for tid in threads or [] if tid not in seen}
         return result, gone
     finally:
         await client.aclose()
@@ -113,7 +130,14 @@ def _row(action: retention.Action, dry_run: bool) -> str:
 def report(
     result: retention.Sweep, gone: dict[str, dict[str, Any] | None], dry_run: bool, as_json: bool
 ) -> None:
-    """What was (or would be) done, per deliberation, and a summary line on stderr."""
+    """Print what was (or would be) done, per deliberation, and a summary line on stderr.
+
+    Args:
+        result: The sweep.
+        gone: Each asked-for thread without checkpoints, with its done marker (or None).
+        dry_run: Nothing was changed.
+        as_json: One JSON object per line instead of a table.
+    """
     if as_json:
         for action in result.actions:
             print(json.dumps({**action.as_dict(), "dry_run": dry_run}))
@@ -134,7 +158,14 @@ def report(
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    """Apply the retention policy (settings, overridden by the flags) once."""
+    """Apply the retention policy (settings, overridden by the flags) once.
+
+    Args:
+        args: The parsed command line.
+
+    Returns:
+        The exit code.
+    """
     current = Settings.from_environment()
     policy = policy_of(args, current)
     with services(current, need_nats=False, announce=say) as current:

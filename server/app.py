@@ -54,7 +54,7 @@ from council_agents.core.request import (
 from council_agents.core.settings import Settings
 from council_agents.events.publisher import connect_once
 from council_agents.server import logs, retention
-from council_agents.server.keys import ADMIN_SCOPE
+from council_agents.storage.apikeys import ADMIN_SCOPE
 from council_agents.storage.councils import CouncilStore
 
 _RUN_PATHS = re.compile(r"^/(threads/[^/]+/)?runs(/wait|/stream)?/?$")
@@ -74,6 +74,8 @@ class Door:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._store: CouncilStore | None = None
+        self.sweeper: retention.Sweeper | None = None
+        """The served process's retention sweep (its figures reach /metrics and /healthz)."""
 
     @property
     def store(self) -> CouncilStore:
@@ -248,7 +250,8 @@ def routes(door: Door) -> list[Route]:
         try:
             await door.store.ping()
             report["valkey"] = {"ok": True}
-            report["storage"] = await retention.health(door.store.client)  # memory, retained
+            survey = door.sweeper.last if door.sweeper is not None else None
+            report["storage"] = await retention.health(door.store.client, survey)
         except Exception as e:  # noqa: BLE001 - reported, not raised
             report["valkey"] = {"ok": False, "error": str(e)}
         report["nats"] = await _check_nats(current.events.nats_url, current.events.nats_creds)
@@ -304,9 +307,11 @@ def create_app(settings: Settings) -> Starlette:
             logs.to_file(settings.server.log_file)
         owner = f"serve-{socket.gethostname()}-{os.getpid()}"
         try:
-            async with retention.sweeping(settings, owner=owner):
+            async with retention.sweeping(settings, owner=owner) as sweeper:
+                door.sweeper = sweeper
                 yield
         finally:
+            door.sweeper = None
             await door.aclose()
 
     app = Starlette(routes=routes(door), lifespan=lifespan)

@@ -7,8 +7,9 @@ re-enables the Studio bypass for local development only.
 
 Authentication (``authenticate``), every request but ``GET /healthz`` and ``GET /metrics``:
 
-- ``Authorization: Bearer ck_...``: an API key from ``council keys create`` (``server.keys``),
-  checked against its SHA-256 in Valkey, so a revoked key stops working at once;
+- ``Authorization: Bearer ck_...``: an API key from ``council keys create`` (``cli.keys``;
+  stored by ``storage.apikeys``), checked against its SHA-256 in Valkey, so a revoked key
+  stops working at once;
 - ``Authorization: Bearer <JWT>``: accepted when ``COUNCIL_JWT_SECRET`` (HS256) or
   ``COUNCIL_JWT_JWKS_URL`` (RS256, ES256) is set; ``exp`` and ``sub`` are required, ``aud``
   and ``iss`` when configured. The identity is ``sub``; scopes come from ``scope`` (space
@@ -41,7 +42,7 @@ from langgraph_sdk import Auth
 from langgraph_sdk.auth.types import StudioUser
 
 from council_agents.core.settings import ServerSettings, Settings
-from council_agents.server.keys import ADMIN_SCOPE, KeyStore
+from council_agents.storage.apikeys import ADMIN_SCOPE, KeyStore
 
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
 """Readable without a token (GET only): health and metrics carry no deliberation."""

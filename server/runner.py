@@ -26,6 +26,8 @@ from council_agents.core.state import Admission, Council, CouncilState
 from council_agents.graph.builder import Clients, Compiled, compile_graph
 from council_agents.nodes.publish import completed_event
 from council_agents.server import retention
+from council_agents.storage.markers import done_marker
+from council_agents.storage.saver import saver_client
 
 
 def thread_config(thread_id: str) -> RunnableConfig:
@@ -100,8 +102,8 @@ class Deliberations:
         values = cast(CouncilState, snap.values or {})
         if values and not snap.next and "published" in values:
             return Outcome("replayed", finished_values(values))
-        client = retention.saver_client(self.checkpointer)
-        marker = None if values or not client else await retention.done_marker(client, thread_id)
+        client = saver_client(self.checkpointer)
+        marker = None if values or not client else await done_marker(client, thread_id)
         if marker is not None:
             return Outcome("pruned", cast(CouncilState, {}), marker=marker)
         start: Any

@@ -16,7 +16,7 @@ from council_agents.core.settings import Settings
 from council_agents.graph.builder import Clients, compile_graph
 from council_agents.server.app import create_app
 from council_agents.server.auth import create_auth
-from council_agents.storage.councils import valkey_saver
+from council_agents.storage.saver import valkey_saver
 
 SETTINGS = Settings.from_environment()
 """The served process's settings."""

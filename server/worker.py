@@ -57,8 +57,9 @@ from council_agents.events.publisher import COMPLETED_SUBJECT, FAILED_SUBJECT, e
 from council_agents.events.publisher import connect as nats_connect
 from council_agents.server import retention
 from council_agents.server.runner import Deliberations, Outcome
-from council_agents.storage.councils import CouncilStore, client_url
+from council_agents.storage.councils import CouncilStore
 from council_agents.storage.lease import Lease, LeaseBusy
+from council_agents.storage.saver import client_url
 
 log = structlog.get_logger("council.worker")
 

@@ -16,7 +16,7 @@ from prometheus_client import make_wsgi_app
 
 from council_agents.core.settings import Settings
 from council_agents.events.publisher import connect_once
-from council_agents.storage.councils import client_url
+from council_agents.storage.saver import client_url
 
 
 class _Quiet(WSGIRequestHandler):

@@ -1,47 +1,29 @@
-"""Valkey: the checkpointer (``AsyncValkeySaver``) and the stored councils.
+"""Stored councils, by name.
 
-Everything here takes a URL (credentials in it are honoured: ``valkey://user:pass@host:port``);
-starting an embedded valkey-server belongs to ``server.services``.
+One Valkey hash (``storage.keys.COUNCILS_KEY``: council name -> ``CouncilSpec`` JSON); the
+five built-in ones (one per role) are stored on first use.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
-import valkey.asyncio as avalkey
-from langgraph_checkpoint_aws.checkpoint.valkey import AsyncValkeySaver
-from valkey.asyncio import BlockingConnectionPool
-
 from council_agents.core.request import CouncilSpec, default_council
 from council_agents.core.terms import ROLES
-from council_agents.storage.saver import CouncilValkeySaver
+from council_agents.storage.keys import COUNCILS_KEY
+from council_agents.storage.saver import connect
 
-COUNCILS_KEY = "council:councils"
-
-
-def client_url(url: str) -> str:
-    """valkey-py speaks ``redis://``; accept ``valkey://`` too."""
-    return url.replace("valkey://", "redis://", 1).replace("valkeys://", "rediss://", 1)
-
-
-@contextlib.asynccontextmanager
-async def valkey_saver(url: str, pool_size: int = 32) -> AsyncIterator[AsyncValkeySaver]:
-    """A saver on a *blocking* pool: when every connection is busy (many parallel ``Send``
-    tasks writing at once) a write waits for one instead of failing "Too many connections"."""
-    pool = BlockingConnectionPool.from_url(client_url(url), max_connections=pool_size, timeout=30)
-    try:
-        async with CouncilValkeySaver.from_pool(pool) as saver:
-            yield saver
-    finally:
-        await pool.aclose()
+# valkey 6.2 annotates hash commands ``Awaitable[T] | T`` on the asyncio client too, which
+# mypy will not await: those awaits carry ``type: ignore[misc]``.
 
 
 class CouncilStore:
-    """Named councils in one Valkey hash; the five built-in ones are stored on first use."""
+    """Named councils in one Valkey hash; the five built-in ones are stored on first use.
+
+    Args:
+        url: A Valkey URL (``storage.saver.client_url``).
+    """
 
     def __init__(self, url: str):
-        self.client = avalkey.from_url(client_url(url))
+        self.client = connect(url)
         self._seeded = False
 
     async def _seed(self) -> None:
@@ -53,7 +35,11 @@ class CouncilStore:
         self._seeded = True
 
     async def list(self) -> list[CouncilSpec]:
-        """Every stored council, by name."""
+        """Every stored council.
+
+        Returns:
+            The councils, by name.
+        """
         await self._seed()
         raw = await self.client.hgetall(COUNCILS_KEY)  # type: ignore[misc]
         return sorted(
@@ -61,30 +47,76 @@ class CouncilStore:
         )
 
     async def get(self, name: str) -> CouncilSpec | None:
-        """The council called ``name``, if stored."""
+        """The council called ``name``.
+
+        Args:
+            name: A council name.
+
+        Returns:
+            The council, or None when none of that name is stored.
+        """
         await self._seed()
         raw = await self.client.hget(COUNCILS_KEY, name)  # type: ignore[misc]
         return CouncilSpec.model_validate_json(raw) if raw else None
 
     async def create(self, council: CouncilSpec) -> bool:
-        """Store ``council``; False when one of that name exists already."""
+        """Store ``council``.
+
+        Args:
+            council: The council to store.
+
+        Returns:
+            False when one of that name exists already (nothing is changed).
+        """
         await self._seed()
-        stored = await self.client.hsetnx(
-            COUNCILS_KEY,
-            council.name,  # type: ignore[misc]
-            council.model_dump_json(),
-        )
+        value = council.model_dump_json()
+        stored = await self.client.hsetnx(COUNCILS_KEY, council.name, value)  # type: ignore[misc]
         return bool(stored)
 
     async def delete(self, name: str) -> bool:
-        """Remove the council called ``name``; False when there was none."""
+        """Remove the council called ``name``.
+
+        Args:
+            name: A council name.
+
+        Returns:
+            False when there was none.
+        """
         await self._seed()
         return bool(await self.client.hdel(COUNCILS_KEY, name))  # type: ignore[misc]
 
     async def ping(self) -> bool:
-        """True when Valkey answers."""
-        return bool(await self.client.ping())  # type: ignore[misc]
+        """Whether Valkey answers.
+
+        Returns:
+            True when it does.
+        """
+        return bool(await self.client.ping())
 
     async def aclose(self) -> None:
         """Close the connections."""
         await self.client.aclose()
+
+
+async def stored_council(url: str | None, name: str | None) -> CouncilSpec | None:
+    """The stored council ``name``.
+
+    Args:
+        url: The Valkey holding the councils.
+        name: A council name (None: no council asked for).
+
+    Returns:
+        The council, or None when no name is given or none of that name is stored.
+
+    Raises:
+        RuntimeError: A name is given but no URL.
+    """
+    if name is None:
+        return None
+    if not url:
+        raise RuntimeError(f"council {name!r} cannot be looked up: VALKEY_URL is not set")
+    store = CouncilStore(url)
+    try:
+        return await store.get(name)
+    finally:
+        await store.aclose()

@@ -1,4 +1,16 @@
-"""``AsyncValkeySaver`` whose pending writes cost one round trip and never retry.
+"""The checkpointer (langgraph-checkpoint-aws's saver as council runs it), and reaching Valkey.
+
+- ``client_url`` and ``connect``: a Valkey URL (``valkey://``, ``valkeys://``, or the
+  ``redis://`` schemes; credentials in it are honoured: ``valkey://user:pass@host:port``) as
+  valkey-py takes it, and a client on it. Starting an embedded valkey-server belongs to
+  ``server.services``.
+- ``valkey_saver(url)``: the saver on a blocking connection pool; ``checkpointer()``, what
+  ``server/langgraph.json`` points the LangGraph server at (it reads ``VALKEY_URL``);
+  ``saver_client``: the Valkey client under a saver.
+- ``CouncilValkeySaver``: pending writes in one round trip, never retried (below).
+
+The keys the saver writes are spelled in ``storage.keys``; their values are read in
+``storage.checkpoints``.
 
 langgraph-checkpoint-aws keeps a checkpoint's pending writes in one JSON list per checkpoint
 and adds to it with an optimistic lock: WATCH, GET the list, merge in Python, MULTI/SET/EXEC,
@@ -17,12 +29,44 @@ reads, listing, TTL, deletion) is inherited unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
+import valkey.asyncio as avalkey
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph_checkpoint_aws.checkpoint.valkey import AsyncValkeySaver
+from valkey.asyncio import BlockingConnectionPool
+
+from council_agents.storage import keys
+
+
+def client_url(url: str) -> str:
+    """A Valkey URL as valkey-py takes it.
+
+    Args:
+        url: ``valkey://``, ``valkeys://`` (TLS), ``redis://`` or ``rediss://``.
+
+    Returns:
+        The same URL with valkey-py's scheme (``redis://``, ``rediss://``).
+    """
+    return url.replace("valkey://", "redis://", 1).replace("valkeys://", "rediss://", 1)
+
+
+def connect(url: str) -> avalkey.Valkey:
+    """An asyncio client on a Valkey URL (connections are opened on first use).
+
+    Args:
+        url: A Valkey URL (``client_url``).
+
+    Returns:
+        The client; close it with ``aclose()``.
+    """
+    client: avalkey.Valkey = avalkey.Valkey.from_url(client_url(url))  # unannotated return
+    return client
+
 
 MERGE_WRITES = """
 local merged = {}
@@ -51,8 +95,14 @@ return #merged
 in seconds or empty. Mirrors ``BaseValkeySaver._merge_writes``."""
 
 
-class CouncilValkeySaver(AsyncValkeySaver):
-    """``AsyncValkeySaver`` with ``aput_writes`` as one server-side merge (see the module)."""
+# langgraph-checkpoint-aws ships no type information (no py.typed): its classes are Any to mypy
+class CouncilValkeySaver(AsyncValkeySaver):  # type: ignore[misc]
+    """``AsyncValkeySaver`` with ``aput_writes`` as one server-side merge (see the module).
+
+    Args:
+        client: An asyncio Valkey client.
+        **kwargs: ``AsyncValkeySaver``'s (``ttl``, ``serde``).
+    """
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
@@ -65,15 +115,60 @@ class CouncilValkeySaver(AsyncValkeySaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        """Add a task's writes to its checkpoint's pending writes, in one round trip."""
+        """Add a task's writes to its checkpoint's pending writes, in one round trip.
+
+        Args:
+            config: The checkpoint's config (``thread_id``, ``checkpoint_ns``,
+                ``checkpoint_id``).
+            writes: The task's ``(channel, value)`` writes.
+            task_id: The task.
+            task_path: Unused (as in ``AsyncValkeySaver``).
+        """
         if not writes:
             return
         configurable = config.get("configurable", {})
-        key = self._make_writes_key(
+        key = keys.writes_key(
             str(configurable["thread_id"]),
-            str(configurable.get("checkpoint_ns", "")),
             str(configurable["checkpoint_id"]),
+            str(configurable.get("checkpoint_ns", "")),
         )
         new = orjson.dumps(self._serialize_writes_data(writes, task_id))
         ttl = str(int(self.ttl)) if self.ttl else ""
         await self._merge(keys=[key], args=[new, ttl])
+
+
+@contextlib.asynccontextmanager
+async def valkey_saver(url: str, pool_size: int = 32) -> AsyncIterator[CouncilValkeySaver]:
+    """A saver on a *blocking* connection pool.
+
+    When every connection is busy (many parallel ``Send`` tasks writing at once) a write waits
+    for one instead of failing "Too many connections".
+
+    Args:
+        url: A Valkey URL (``client_url``).
+        pool_size: The most connections open at once.
+
+    Yields:
+        The saver; its pool is closed after the block.
+    """
+    pool = BlockingConnectionPool.from_url(client_url(url), max_connections=pool_size, timeout=30)
+    try:
+        async with CouncilValkeySaver.from_pool(pool) as saver:
+            yield saver
+    finally:
+        await pool.aclose()
+
+
+def saver_client(saver: BaseCheckpointSaver[Any]) -> avalkey.Valkey | None:
+    """The Valkey client under a Valkey saver.
+
+    Args:
+        saver: Any checkpointer.
+
+    Returns:
+        Its client, or None for a saver that does not keep its checkpoints in Valkey.
+    """
+    if not isinstance(saver, AsyncValkeySaver):
+        return None
+    client: avalkey.Valkey = saver.client
+    return client

@@ -23,10 +23,10 @@ from council_agents.core.context import Context
 from council_agents.core.request import CouncilSpec, admit
 from council_agents.core.settings import LLMSettings, Settings
 from council_agents.core.state import Council
-from council_agents.server.keys import ADMIN_SCOPE, KeyStore
 from council_agents.server.runner import Deliberations, Outcome
 from council_agents.server.services import free_port
 from council_agents.sim_vllm import ServerThread
+from council_agents.storage.apikeys import ADMIN_SCOPE, KeyStore
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from council_agents.core.errors import CouncilError
 from council_agents.core.settings import EventSettings, LLMSettings, Settings, StorageSettings
 from council_agents.events.models import COMPLETED_SUBJECT, DeliberationCompleted
 from council_agents.events.publisher import STREAM, close_publishers, publisher
-from council_agents.storage.councils import valkey_saver
+from council_agents.storage.saver import valkey_saver
 from tests.helpers import ROOT, TASKS, deliberate, sim_admin, sim_requests
 
 TASK = TASKS[4]  # t05, ARCHITECT

@@ -8,6 +8,7 @@ exact, without waiting.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -25,6 +26,7 @@ from prometheus_client import generate_latest
 
 from council_agents.core.context import Context
 from council_agents.core.errors import CouncilError
+from council_agents.core.request import admit, with_admission
 from council_agents.core.settings import (
     EventSettings,
     LLMSettings,
@@ -32,10 +34,14 @@ from council_agents.core.settings import (
     Settings,
     StorageSettings,
 )
-from council_agents.events.publisher import close_publishers
-from council_agents.server import retention, runner
-from council_agents.storage.councils import client_url, valkey_saver
-from council_agents.storage.lease import lease_key
+from council_agents.server import retention
+from council_agents.server.app import create_app
+from council_agents.server.runner import Deliberations, thread_config
+from council_agents.storage import compaction
+from council_agents.storage.checkpoints import read_thread
+from council_agents.storage.keys import lease_key
+from council_agents.storage.markers import done_marker
+from council_agents.storage.saver import client_url, valkey_saver
 from tests.helpers import ROOT, TASKS, deliberate, sim_admin, sim_requests
 
 DAY = 86400.0
@@ -152,16 +158,16 @@ async def _waiting(saver, sim, thread_id: str) -> None:
 
 async def _unfinished(saver, sim, thread_id: str) -> None:
     """Stopped before select, as if its process had died there."""
-    from council_agents.core import settings as settings_mod
-
-    graph = runner.graph_for(saver)
-    with settings_mod.using(Settings(llm=LLMSettings(base_url=sim.base_url))):
-        await graph.ainvoke(
-            {"task": TASKS[3]["task"], "rounds": 0},
-            runner.thread_config(thread_id),
-            interrupt_before=["select"],
-            durability="sync",
-        )
+    settings = Settings(llm=LLMSettings(base_url=sim.base_url))
+    deliberations = Deliberations(settings, saver)
+    inp = {"task": TASKS[3]["task"], "rounds": 0}
+    admission = admit(inp, None, None, settings.llm)
+    await deliberations.graph.ainvoke(
+        admission["input"],
+        with_admission(thread_config(thread_id), admission),
+        interrupt_before=["select"],
+        durability="sync",
+    )
 
 
 async def test_the_policy_removes_exactly_what_it_says_and_never_a_resumable_one(
@@ -177,7 +183,7 @@ async def test_the_policy_removes_exactly_what_it_says_and_never_a_resumable_one
             ("unfinished", _unfinished),
         ):
             await make(saver, sim, ids[kind])
-    threads = {kind: await retention.read_thread(client, tid) for kind, tid in ids.items()}
+    threads = {kind: await read_thread(client, tid) for kind, tid in ids.items()}
     assert {kind: t.status for kind, t in threads.items()} == {
         "finished": "finished",
         "failed": "failed",
@@ -227,14 +233,16 @@ async def test_a_thread_that_moves_on_while_being_compacted_is_left_as_it_was(
     thread_id = f"ret-race-{uuid.uuid4().hex[:6]}"
     async with valkey_saver(valkey_url) as saver:
         await _finished(saver, sim, thread_id)
-        thread = await retention.read_thread(client, thread_id)
+        thread = await read_thread(client, thread_id)
         # someone edits the state (Studio, update_state) after the sweep read it
-        graph = runner.graph_for(saver)
-        await graph.aupdate_state(runner.thread_config(thread_id), {"constraints": "edited"})
+        graph = Deliberations(Settings(), saver).graph
+        await graph.aupdate_state(thread_config(thread_id), {"constraints": "edited"})
     before = await keys_of(client, thread_id)
     plan = retention.decide(thread, retention.Policy(), time.time())
-    with pytest.raises(retention.Changed):
-        await retention.settle(client, thread, plan, time.time())
+    with pytest.raises(compaction.Changed):
+        await compaction.settle(
+            client, thread, time.time(), expire_at=plan.expire_at, marker_until=plan.marker_until
+        )
     assert await keys_of(client, thread_id) == before
 
 
@@ -246,7 +254,7 @@ async def test_a_pruned_deliberation_is_described_by_its_event(
     assert "deleted" in out
     assert list(await keys_of(client, thread_id)) == [f"council:done:{{{thread_id}}}"]
 
-    marker = await retention.done_marker(client, thread_id)
+    marker = await done_marker(client, thread_id)
     assert marker["published"]["stream"] == "ORCHESTRATOR_EVENTS"
     nc = await nats.connect(nats_url)
     try:
@@ -263,7 +271,6 @@ async def test_a_pruned_deliberation_is_described_by_its_event(
     )
     async with valkey_saver(valkey_url) as saver:
         outcome = await deliberate(saver, thread_id, {"task": "again"}, None, settings)
-    await close_publishers()
     assert outcome.status == "pruned" and outcome.marker == marker
     assert len(sim_requests(sim)) == n
     said = council(tmp_path, valkey_url, nats_url, "resume", thread_id)
@@ -284,18 +291,36 @@ async def test_the_sweep_feeds_metrics_and_health_and_warns_about_memory(sim, va
     assert [e for e in logs if e["event"] == "valkey.memory_high"]
     assert result.retained["finished"] >= 1 and not [a for a in result.actions if a.done]
 
-    text = generate_latest().decode()
+    assert sweeper.last is not None and sweeper.last.retained == result.retained
+    assert "council_retained_deliberations" not in generate_latest().decode()  # not exported
+    with retention.exported(sweeper):
+        text = generate_latest().decode()
     assert 'council_retained_deliberations{status="finished"}' in text
     used = next(x for x in text.splitlines() if x.startswith("council_valkey_used_memory_bytes"))
     assert float(used.split()[-1]) > 0
 
-    health = await retention.health(client)
+    health = await retention.health(client, sweeper.last)
     assert health["ok"] and health["used_memory"] > 0 and health["retained"] == result.retained
+    assert "retained" not in await retention.health(client, None)  # before any sweep
 
-    # the served app exposes the same figures
-    from council_agents.server.app import app
-
+    # the served app exposes the same figures: its lifespan sweeps, and exports its figures
+    # on /metrics and /healthz until it ends
+    served = Settings(
+        storage=StorageSettings(valkey_url=valkey_url),
+        retention=RetentionSettings(prune_interval_s=3600),
+    )
+    app = create_app(served)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
-        metrics = (await http.get("/metrics")).text
-    assert "council_retained_deliberations" in metrics
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://app") as http,
+    ):
+        for _ in range(100):
+            metrics = (await http.get("/metrics")).text
+            if 'council_retained_deliberations{status="finished"}' in metrics:
+                break
+            await asyncio.sleep(0.1)
+        health = (await http.get("/healthz")).json()
+    assert 'council_retained_deliberations{status="finished"}' in metrics
+    assert health["storage"]["retained"]["finished"] >= 1
+    assert "council_retained_deliberations" not in generate_latest().decode()

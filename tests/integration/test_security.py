@@ -31,10 +31,11 @@ import valkey
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client.parser import text_string_to_metric_families
 
-from council_agents.server.keys import KeyStore
 from council_agents.server.services import EmbeddedNats, EmbeddedValkey, free_port
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
-from council_agents.storage.councils import COUNCILS_KEY, client_url
+from council_agents.storage.apikeys import KeyStore
+from council_agents.storage.keys import COUNCILS_KEY
+from council_agents.storage.saver import client_url
 from tests.helpers import ROOT, Served, api_key, run_sync, sim_admin, sim_requests
 
 TASK = "Add rate limiting (100 requests per minute per API key) to the public API."

@@ -267,6 +267,11 @@ def test_healthz_and_metrics(server):
         if s.name.endswith("_total")
     }
     assert started["DATA"] >= 1
+    # the app's lifespan sweeps (counting at start-up): its figures on /metrics and /healthz
+    retained = {s.labels["status"] for s in fams["council_retained_deliberations"].samples}
+    assert retained >= {"finished", "failed", "waiting", "unfinished"}
+    storage = server.http.get("/healthz").json()["storage"]
+    assert storage["ok"] and storage["used_memory"] > 0 and "finished" in storage["retained"]
 
 
 def test_healthz_reports_a_down_llm(tmp_path, valkey_url, nats_url):

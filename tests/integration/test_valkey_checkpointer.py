@@ -1,5 +1,6 @@
-"""The server-side merge of pending writes (graph/valkey_checkpointer.py) on a real valkey-server:
-no write lost under parallel tasks, the saver's own merge rule, its own stored format."""
+"""The saver (storage/saver.py) on a real valkey-server: the server-side merge of pending writes
+(no write lost under parallel tasks, the saver's own merge rule, its own stored format), and the
+keys it writes are the ones storage/keys.py spells."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from langgraph.checkpoint.base import empty_checkpoint
 from langgraph_checkpoint_aws.checkpoint.valkey import AsyncValkeySaver
 from valkey.asyncio import BlockingConnectionPool
 
-from council_agents.storage.councils import client_url, valkey_saver
-from council_agents.storage.saver import CouncilValkeySaver
+from council_agents.storage import keys
+from council_agents.storage.saver import CouncilValkeySaver, client_url, valkey_saver
 
 
 async def _checkpoint(saver: AsyncValkeySaver, thread: str) -> dict:
@@ -91,3 +92,50 @@ async def test_either_saver_reads_what_the_other_wrote(valkey_url):
     assert _pending(from_ours) == _pending(from_theirs)
     assert ("a", "drafts", {"text": "ünïcode / ok"}) in from_ours.pending_writes
     assert ("c", "drafts", None) in from_ours.pending_writes
+
+
+async def test_the_keys_the_saver_writes_are_the_ones_storage_spells(valkey_url):
+    """storage/keys.py is the one place that spells the saver's keys: its functions give the
+    saver's own for a real checkpoint, and those are the keys found in Valkey afterwards."""
+    thread = f"t-{uuid.uuid4()}"
+    pool = BlockingConnectionPool.from_url(client_url(valkey_url), max_connections=4)
+    try:
+        async with (
+            valkey_saver(valkey_url) as ours,
+            AsyncValkeySaver.from_pool(pool) as theirs,
+        ):
+            config = await _checkpoint(theirs, thread)
+            checkpoint_id = config["configurable"]["checkpoint_id"]
+            await theirs.aput_writes(config, [("drafts", "theirs")], "a")
+            await ours.aput_writes(config, [("drafts", "ours")], "b")
+            for saver in (theirs, ours):
+                assert saver._make_thread_key(thread, "") == keys.thread_key(thread)
+                assert saver._make_checkpoint_key(thread, "", checkpoint_id) == (
+                    keys.checkpoint_key(thread, checkpoint_id)
+                )
+                assert saver._make_writes_key(thread, "", checkpoint_id) == (
+                    keys.writes_key(thread, checkpoint_id)
+                )
+                assert saver._make_writes_key(thread, "sub", checkpoint_id) == (
+                    keys.writes_key(thread, checkpoint_id, "sub")
+                )
+            stored = sorted(
+                [k.decode() async for k in ours.client.scan_iter(match=f"*{{{thread}}}*")]
+            )
+            listed = [
+                keys.thread_of_list(k.decode())
+                async for k in ours.client.scan_iter(match=keys.THREADS_PATTERN, count=1000)
+            ]
+            kept = await ours.aget_tuple(config)
+    finally:
+        await pool.aclose()
+    assert stored == sorted(
+        [
+            keys.checkpoint_key(thread, checkpoint_id),
+            keys.thread_key(thread),
+            keys.writes_key(thread, checkpoint_id),
+        ]
+    )
+    assert [keys.kind_of(k) for k in stored] == ["checkpoint", "thread", "writes"]
+    assert thread in listed
+    assert kept is not None and len(kept.pending_writes) == 2  # one list, both savers' writes

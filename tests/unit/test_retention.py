@@ -1,54 +1,24 @@
-"""Retention's reading of a checkpoint (status) and its policy (what to do with a thread)."""
+"""Retention's policy (what to do with a thread) and the figures a sweeper exports; how a
+thread's status is read is tests/unit/test_checkpoints.py."""
 
 from __future__ import annotations
 
 import pytest
-from langgraph.types import Send
 
 from council_agents.core.settings import Settings, SettingsError, parse_duration
-from council_agents.server.retention import Plan, Policy, Thread, decide, next_nodes, status_of
+from council_agents.server.retention import (
+    Memory,
+    Plan,
+    Policy,
+    StorageCollector,
+    Survey,
+    Sweeper,
+    decide,
+)
+from council_agents.storage.checkpoints import Thread
 
 NOW = 1_800_000_000.0
 HOUR, DAY = 3600.0, 86400.0
-
-
-def checkpoint(values: dict, versions: dict, seen: dict) -> dict:
-    return {"channel_values": values, "channel_versions": versions, "versions_seen": seen}
-
-
-def test_a_consumed_branch_channel_is_not_a_next_node():
-    # publish ran: its branch channel's version was bumped past what it saw, but holds no value
-    cp = checkpoint(
-        {"published": {"seq": 1}},
-        {"branch:to:publish": "3"},
-        {"publish": {"branch:to:publish": "2"}},
-    )
-    assert next_nodes(cp) == []
-    assert status_of(cp, []) == "finished"
-
-
-def test_a_branch_value_newer_than_seen_is_next():
-    cp = checkpoint(
-        {"branch:to:approve": None},
-        {"branch:to:approve": "5"},
-        {"approve": {"branch:to:approve": "4"}},
-    )
-    assert next_nodes(cp) == ["approve"]
-
-
-def test_pending_sends_are_next_and_an_error_write_means_failed():
-    cp = checkpoint({"__pregel_tasks": [Send("critique", {}), Send("critique", {})]}, {}, {})
-    assert next_nodes(cp) == ["critique", "critique"]
-    assert status_of(cp, [{"channel": "__error__"}]) == "failed"
-    assert status_of(cp, []) == "unfinished"
-
-
-def test_an_interrupt_write_means_waiting_even_with_no_next_node():
-    assert status_of(checkpoint({}, {}, {}), [{"channel": "__interrupt__"}]) == "waiting"
-
-
-def test_no_next_node_and_nothing_published_is_not_finished():
-    assert status_of(checkpoint({"decision": {}}, {}, {}), []) == "ended"
 
 
 def finished(age: float, checkpoints: int = 12, expires_at: float | None = None) -> Thread:
@@ -137,3 +107,20 @@ def test_durations_name_the_variable_when_refused():
         Settings.from_env({"COUNCIL_PRUNE_INTERVAL": "5x"})
     with pytest.raises(SettingsError, match="^COUNCIL_VALKEY_MEMORY_WARN"):
         Settings.from_env({"COUNCIL_VALKEY_MEMORY_WARN": "80"})
+
+
+def test_the_exported_figures_are_the_sweepers_own_last_survey():
+    sweeper = Sweeper(None, Settings(), owner="test")  # its client is never used here
+    collector = StorageCollector(sweeper)
+    assert [m.samples for m in collector.collect()] == [[], [], [], []]  # before the first pass
+    sweeper.last = Survey(NOW, {"finished": 3, "failed": 1}, Memory(100, 1000, "maxmemory"))
+    samples = {
+        (s.name, tuple(s.labels.values())): s.value for m in collector.collect() for s in m.samples
+    }
+    assert samples == {
+        ("council_retained_deliberations", ("finished",)): 3,
+        ("council_retained_deliberations", ("failed",)): 1,
+        ("council_valkey_used_memory_bytes", ()): 100,
+        ("council_valkey_memory_limit_bytes", ()): 1000,
+        ("council_retention_sweep_timestamp_seconds", ()): NOW,
+    }

@@ -19,8 +19,8 @@ from council_agents.core.request import RequestError
 from council_agents.core.settings import LLMSettings, Settings, display_url
 from council_agents.events import publisher as nats_publisher
 from council_agents.server.auth import scopes_of
-from council_agents.server.keys import KeyStore
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
+from council_agents.storage.apikeys import KeyStore
 from tests.helpers import deliberate, sim_admin
 
 
