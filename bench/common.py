@@ -96,7 +96,8 @@ def pct(values: list[float], p: float) -> float:
 
 def critical_path(log: list[dict], deliberation: str) -> float:
     """Sum over stages (and rounds) of the slowest call, in wall seconds from the server's log;
-    the judgements and the ballots run together, as one stage."""
+    the judgements and the ballots run together, as one stage.
+    """
     groups: dict[tuple, float] = {}
     for e in log:
         if e["deliberation"] != deliberation or not e.get("t_out"):

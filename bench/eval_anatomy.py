@@ -35,7 +35,8 @@ STAGES = ("propose", "critique", "revise", "vote", "judge")
 
 def draft_text(stage: str, content: str) -> str | None:
     """The proposal an accepted propose or revise answer carries (a revision is the revise
-    stage's own ``RevisionAnswer``), else None."""
+    stage's own ``RevisionAnswer``), else None.
+    """
     if stage == "propose":
         return content
     if stage == "revise":
@@ -48,7 +49,8 @@ def draft_text(stage: str, content: str) -> str | None:
 
 def read_calls(log: Path, threads: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:
     """The ``llm.call`` records of the deliberations in ``threads`` (thread id -> (task id,
-    strategy)), each with its ``task_id`` and ``strategy`` added."""
+    strategy)), each with its ``task_id`` and ``strategy`` added.
+    """
     calls = []
     with log.open(encoding="utf-8") as lines:
         for line in lines:

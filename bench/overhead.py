@@ -40,7 +40,8 @@ from council_agents.storage.saver import valkey_saver
 
 def cpu_seconds() -> float:
     """CPU time of this process (user + system, every thread); the simulator, Valkey and NATS
-    run in processes of their own, so this is council's alone."""
+    run in processes of their own, so this is council's alone.
+    """
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
@@ -49,7 +50,8 @@ async def deliberate(
     graph, did: str, task: dict, rounds: int
 ) -> tuple[list[tuple[str, float]], int]:
     """Run one deliberation; return each super-step's node and overhead (seconds), and the
-    number of LLM calls it made."""
+    number of LLM calls it made.
+    """
     config = {"configurable": {"thread_id": did}}
     overheads: list[tuple[str, float]] = []
     calls = 0
@@ -78,7 +80,8 @@ async def deliberate(
 class Replay:
     """The LLM replaced by an in-process replay of answers the simulator gave (one per stage,
     recorded during the warm-up): no HTTP, no openai or langchain-openai, so what remains is
-    LangGraph, council's nodes and the checkpointer. Installed over ``llm_client.chat_model``."""
+    LangGraph, council's nodes and the checkpointer. Installed over ``llm_client.chat_model``.
+    """
 
     def __init__(self) -> None:
         self.answers: dict[str, AIMessage] = {}
@@ -110,7 +113,8 @@ async def scenario(
     arrivals: float = 0.0,
 ) -> dict:
     """``n`` deliberations in this process, started together (or one every ``arrivals / n``
-    seconds); their CPU, step overheads and wall time."""
+    seconds); their CPU, step overheads and wall time.
+    """
     graph = graph_for(saver)
 
     async def one(i: int) -> tuple[list[tuple[str, float]], int]:

@@ -290,7 +290,7 @@ def winner(
     judgements: list[dict[str, Any]],
     ballots: list[dict[str, Any]],
 ) -> str:
-    """council's own aggregation (judge+vote) of a peer's judgements and ballots."""
+    """Council's own aggregation (judge+vote) of a peer's judgements and ballots."""
     rubric = normal_rubric(task["rubric"])
     for j in judgements:
         j["totals"] = {a: weighted_total(x["scores"], rubric) for a, x in j["assessments"].items()}
@@ -328,7 +328,8 @@ def peak_in_flight(calls: list[dict[str, Any]]) -> int:
 
 def stage_bound(calls: list[dict[str, Any]]) -> float:
     """Per stage, the slowest call, summed: a zero-overhead stage-by-stage orchestrator's wall
-    (the judgements and the ballots are one stage: they need the same revisions)."""
+    (the judgements and the ballots are one stage: they need the same revisions).
+    """
     slowest: dict[str, float] = {}
     for c in calls:
         stage = "select" if c["stage"] in SELECTION else c["stage"]

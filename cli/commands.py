@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from council_agents.cli.render import Progress, print_result, pruned_line, say
 from council_agents.core.context import Context
 from council_agents.core.errors import Failure, describe
+from council_agents.core.events import EVENT_MODELS
 from council_agents.core.request import (
     DeliberationRequest,
     RequestError,
@@ -40,10 +41,21 @@ from council_agents.core.request import (
 )
 from council_agents.core.settings import Settings, display_url
 from council_agents.core.state import Admission
+from council_agents.events.planning import (
+    PLANNING_STREAM,
+    Envelope,
+    PlanApproved,
+    PoisonMessage,
+    consumer_config,
+    publish_plan,
+)
+from council_agents.events.publisher import connect_once, declare_streams
 from council_agents.graph.builder import Clients, compile_graph
-from council_agents.server import logs
+from council_agents.server import logs, worker_http
 from council_agents.server.runner import Deliberations, Outcome
 from council_agents.server.services import services
+from council_agents.server.worker import serve
+from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 from council_agents.storage.apikeys import KeyStore
 from council_agents.storage.councils import CouncilStore
 from council_agents.storage.saver import valkey_saver
@@ -103,17 +115,18 @@ class Tracker:
     def __init__(self, progress: Progress, resuming: bool):
         self.progress = progress
         self.prepared = False
-        """True once the council is in the state: from then on there is something to resume."""
+        """True once prepare finished: from then on there is something to resume."""
         self.stage = "resuming" if resuming else "starting"
         """The stage running (the last one that reported)."""
 
     def __call__(self, mode: str, chunk: Any) -> None:
+        """Show the progress and remember where the deliberation is."""
         self.progress(mode, chunk)
         if mode == "custom" and isinstance(chunk, dict) and chunk.get("stage"):
             self.stage = str(chunk["stage"])
         if mode == "updates" and isinstance(chunk, dict):
             for node in chunk:
-                if node == "admit":  # the council is in the state: resumable from here
+                if node == "prepare":  # its LLMs answered: from here a resume is worth it
                     self.prepared = True
                 if node not in ("tally", "__interrupt__"):
                     self.stage = f"after {node}"
@@ -178,7 +191,8 @@ async def _deliberate(
     answer: dict[str, Any] | None = None,
 ) -> int:
     """Start (``start``: the parsed request and its context) or resume (``answer``: a
-    human's, for one waiting) the deliberation ``thread_id``, then show how it ended."""
+    human's, for one waiting) the deliberation ``thread_id``, then show how it ended.
+    """
     quiet = (lambda *_: None) if args.quiet else say
     with services(process_settings(args), announce=quiet) as current:
         assert current.storage.valkey_url is not None
@@ -246,7 +260,8 @@ def cmd_deliberate(args: argparse.Namespace) -> int:
 
 def approval_answer(args: argparse.Namespace) -> dict[str, Any] | None:
     """The human's answer ``--approve`` or ``--override AGENT --reason TEXT`` gives (the same
-    the HTTP resume takes), or None."""
+    the HTTP resume takes), or None.
+    """
     if args.approve and args.override:
         raise UsageError("--approve, --override: give one of them")
     if args.override:
@@ -266,8 +281,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """One deliberation on a shipped task, against a simulated vLLM started for it."""
-    from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
-
     task = demo_tasks().get(args.task)
     if task is None:
         raise UsageError(f"--task: no task {args.task!r}; known: {', '.join(demo_tasks())}")
@@ -293,9 +306,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_schemas(args: argparse.Namespace) -> int:
     """Write (or --check) the events' JSON Schemas."""
-    from council_agents.events.models import EVENT_MODELS
-    from council_agents.events.planning import Envelope, PlanApproved
-
     out = Path(args.out)
     stale = []
     models: dict[str, type[BaseModel]] = {
@@ -403,7 +413,8 @@ def production_runtime(
 ) -> tuple[list[str], dict[str, str]]:
     """The production HTTP runtime (docs/DEPLOY.md): langgraph-api's app on the in-memory
     runtime under one uvicorn process, configured from the same ``server/langgraph.json`` as
-    ``langgraph dev``; no reload, no Studio bypass, ``jobs`` runs at once."""
+    ``langgraph dev``; no reload, no Studio bypass, ``jobs`` runs at once.
+    """
     config = serve_config()
     env = {
         **serve_environment(current),
@@ -514,7 +525,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Consume planning.plan.approved and deliberate, until SIGTERM."""
-    from council_agents.server.worker import serve
 
     async def main(current: Settings) -> None:
         assert current.storage.valkey_url is not None
@@ -531,8 +541,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     with services(process_settings(args), announce=say) as current:
         port = current.server.metrics_port if args.metrics_port is None else args.metrics_port
         if port:
-            from council_agents.server import worker_http
-
             worker_http.start(current, args.metrics_host, port)
             say(f"worker: /metrics and /healthz on http://{args.metrics_host}:{port}")
         say(f"worker: LLM {current.llm.base_url}, concurrency {args.concurrency}")
@@ -542,8 +550,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_publish_plan(args: argparse.Namespace) -> int:
     """Send a planning.plan.approved event by hand."""
-    from council_agents.events.planning import PoisonMessage, publish_plan
-
     if args.file:
         try:
             event = json.loads(Path(args.file).read_text())
@@ -590,9 +596,6 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 def cmd_streams(args: argparse.Namespace) -> int:
     """Create or update the JetStream streams and the workers' durable consumer."""
-    from council_agents.events.planning import PLANNING_STREAM, consumer_config
-    from council_agents.events.publisher import connect_once, declare_streams
-
     events = Settings.from_environment().events
     nats_url = events.nats_url
     if not nats_url:

@@ -50,7 +50,6 @@ SUITES = ("humaneval",)
 
 def add_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``council eval``."""
-
     e = sub.add_parser(
         "eval",
         help="compare answer strategies (single, vote, judge, council) on a checkable benchmark",
@@ -85,7 +84,6 @@ def add_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _checked(args: argparse.Namespace) -> dict[str, Any]:
     """The flags that need no server, checked: named errors before anything starts."""
-
     if args.suite not in SUITES:
         raise UsageError(f"--suite: unknown suite {args.suite!r}; known: {', '.join(SUITES)}")
     if args.limit is not None and args.limit < 1:
@@ -107,7 +105,6 @@ def _checked(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run the eval, write results.jsonl, summary.md and the plot; print the summary."""
-
     checked = _checked(args)
     settings = process_settings(args)
     try:
@@ -139,8 +136,8 @@ async def mixed_council(
 ) -> CouncilSpec | None:
     """The stored council of the ``mixed`` strategy: ``name`` (it must use two models or more),
     else one stored here with the server's models in turn when it serves several; None when
-    there is no mix to be had."""
-
+    there is no mix to be had.
+    """
     if name is not None:
         spec = await store.get(name)
         if spec is None:
@@ -169,7 +166,6 @@ async def _strategies(
     args: argparse.Namespace, checked: dict[str, Any], settings: Settings
 ) -> tuple[list[Strategy], CouncilSpec | None]:
     """The strategies to run, with ``mixed`` when a mix is on offer (and checked when asked)."""
-
     strategies: list[Strategy] = list(checked["strategies"])
     wanted = any(s.mixed for s in strategies)
     mixed = None

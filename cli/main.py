@@ -27,13 +27,15 @@ from pathlib import Path
 import structlog
 
 from council_agents.cli import commands, keys, prune
+from council_agents.cli.eval import add_cli as add_eval_cli
 from council_agents.cli.render import say
 from council_agents.core.errors import describe
 from council_agents.core.limits import MAX_AGENTS, MAX_ROUNDS, MAX_TASK_CHARS, MIN_AGENTS
 from council_agents.core.request import RequestError
 from council_agents.core.settings import DEFAULT_BASE_URL, Settings, SettingsError
-from council_agents.core.terms import ROLES
+from council_agents.core.terms import AGGREGATORS, ROLES
 from council_agents.server import logs
+from council_agents.sim_vllm import add_cli as add_sim_cli
 
 
 def _llm_flags(p: argparse.ArgumentParser) -> None:
@@ -62,7 +64,7 @@ def _council_flags(p: argparse.ArgumentParser, agents_default: int | None = None
     p.add_argument("--approval", action="store_true", help="wait for a human approval")
     p.add_argument(
         "--aggregator",
-        choices=("judge", "vote", "judge+vote"),
+        choices=AGGREGATORS,
         help="how the winner is decided (default: the council's, judge+vote)",
     )
     p.add_argument(
@@ -199,12 +201,8 @@ def parser() -> argparse.ArgumentParser:
     _file_commands(sub)
     prune.add_cli(sub)
     keys.add_cli(sub)
-    from council_agents.cli.eval import add_cli as add_eval_cli
-
     add_eval_cli(sub)
-    from council_agents.sim_vllm import add_cli
-
-    add_cli(sub)
+    add_sim_cli(sub)
     return ap
 
 

@@ -22,6 +22,7 @@ class Progress:
         self.t0 = time.monotonic()
 
     def __call__(self, mode: str, chunk: Any) -> None:
+        """Print the calls and stages of one streamed update."""
         if self.quiet or mode != "updates":
             return
         for node, update in chunk.items():

@@ -58,7 +58,8 @@ class PublishFailed(CouncilError):
 def broken_stream(exc: BaseException) -> bool:
     """True for an answer whose stream broke after it started (the peer closed mid-body, a
     read failed): the openai client retries a request that fails, not a stream that dies
-    half-way, so the stage task is retried. A refused connection or a timeout is not."""
+    half-way, so the stage task is retried. A refused connection or a timeout is not.
+    """
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, httpx2.RemoteProtocolError | httpx2.ReadError):

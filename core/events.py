@@ -24,20 +24,28 @@ def utcnow() -> datetime:
 
 
 class _Model(BaseModel):
+    """Strict: unknown fields are refused."""
+
     model_config = ConfigDict(extra="forbid")
 
 
 class Author(_Model):
+    """Who wrote a proposal."""
+
     agent_id: str
     role: str
 
 
 class Winner(_Model):
+    """The winning proposal and its author."""
+
     author: Author
     content: str = Field(description="the winner's final proposal")
 
 
 class RankEntry(_Model):
+    """One proposal's place in the ranking."""
+
     rank: int = Field(ge=1)
     agent_id: str
     scores: dict[str, float] = Field(
@@ -49,6 +57,8 @@ class RankEntry(_Model):
 
 
 class DefectRecord(_Model):
+    """One defect a critic found."""
+
     severity: Severity
     where: str
     what: str
@@ -56,6 +66,8 @@ class DefectRecord(_Model):
 
 
 class CritiqueReceived(_Model):
+    """A critique a proposal received."""
+
     round: int = Field(ge=1)
     critic: str
     content: str
@@ -64,11 +76,15 @@ class CritiqueReceived(_Model):
 
 
 class AgentRecord(_Model):
+    """An agent (or judge) and its model."""
+
     agent_id: str
     model: str
 
 
 class AssessmentRecord(_Model):
+    """One judge's assessment of one proposal."""
+
     strengths: list[str]
     defects: list[str]
     scores: dict[str, int]
@@ -76,6 +92,8 @@ class AssessmentRecord(_Model):
 
 
 class JudgementRecord(_Model):
+    """One judgement (one presentation order), mapped back to agent ids."""
+
     judge: str
     model: str
     order: list[str] = Field(description="agents in the order shown (P1 first)")
@@ -84,6 +102,8 @@ class JudgementRecord(_Model):
 
 
 class BallotRecord(_Model):
+    """One agent's ranking of its peers."""
+
     voter: str
     ranking: list[str] = Field(description="peers, best first")
     reason: str
@@ -104,6 +124,8 @@ class DecisionRecord(_Model):
 
 
 class ProposalRecord(_Model):
+    """A proposal: every version and every critique it received."""
+
     author: Author
     versions: list[str] = Field(
         description="version 0 is the proposal, version k the k-th revision"
@@ -112,6 +134,8 @@ class ProposalRecord(_Model):
 
 
 class TokenCount(_Model):
+    """Calls and tokens."""
+
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -119,6 +143,8 @@ class TokenCount(_Model):
 
 
 class Usage(TokenCount):
+    """Calls and tokens in all, by stage and by agent."""
+
     by_stage: dict[str, TokenCount] = Field(default_factory=dict)
     by_agent: dict[str, TokenCount] = Field(default_factory=dict)
 

@@ -27,7 +27,8 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
 def _role(value: object) -> object:
     """A role in any case, upper-cased; anything else is left for the ``Literal`` to refuse
-    with the list of roles."""
+    with the list of roles.
+    """
     if isinstance(value, str):
         role = value.strip().upper()
         if role not in ROLES:

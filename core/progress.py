@@ -1,5 +1,6 @@
 """What the state says has happened so far: derived from the data itself, so resuming needs no
-counter. The router (``graph.routing``), ``select`` and the eval read progress only here."""
+counter. The router (``graph.routing``), ``select`` and the eval read progress only here.
+"""
 
 from __future__ import annotations
 

@@ -367,7 +367,8 @@ _admission_adapter: TypeAdapter[Admission] = TypeAdapter(Admission)
 def admission_of(config: RunnableConfig) -> Admission | None:
     """The admission a door put into a run's configuration (None: none was given). Only
     council's doors write it (callers' ``configurable`` is refused), but it is parsed as
-    what it claims to be before the graph trusts it."""
+    what it claims to be before the graph trusts it.
+    """
     raw = (config.get("configurable") or {}).get(ADMISSION_KEY)
     if raw is None:
         return None

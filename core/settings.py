@@ -97,7 +97,7 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type = floa
     if raw is None or raw == "":
         return default
     try:
-        value = kind(raw)
+        value: float = kind(raw)
     except ValueError:
         raise SettingsError(f"{name}: {raw!r} is not a {kind.__name__}") from None
     if value < 0:
@@ -111,7 +111,8 @@ _NEVER = ("never", "off", "none")
 
 def parse_duration(raw: str, name: str, never: bool = False) -> float | None:
     """Seconds from ``90``, ``90s``, ``5m``, ``24h``, ``30d``; ``never`` is None when allowed.
-    ``name`` (a variable or a flag) starts the ``SettingsError`` of a bad value."""
+    ``name`` (a variable or a flag) starts the ``SettingsError`` of a bad value.
+    """
     text = raw.strip().lower()
     if text in _NEVER:
         if never:
@@ -313,7 +314,8 @@ class ServerSettings:
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything about *where* and *with what* council runs; fixed for the process and passed
-    to whoever needs a part of it (each part is grouped by who uses it)."""
+    to whoever needs a part of it (each part is grouped by who uses it).
+    """
 
     llm: LLMSettings = field(default_factory=LLMSettings)
     """The LLM servers and the calls' bounds."""
@@ -389,7 +391,8 @@ class Settings:
 
     def with_llm(self, **changes: Any) -> Settings:
         """A copy whose LLM settings take ``changes`` (``None`` values are ignored: an unset
-        flag keeps the value)."""
+        flag keeps the value).
+        """
         kept = {k: v for k, v in changes.items() if v is not None}
         return dataclasses.replace(self, llm=dataclasses.replace(self.llm, **kept))
 

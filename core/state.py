@@ -332,7 +332,8 @@ class InputState(TypedDict, total=False):
 class Admission(TypedDict):
     """What a door admitted (``core.request.admit``): the input with every default filled, and
     the effective council. It reaches the graph in the run's configuration (``ADMISSION_KEY``),
-    never through the caller's input or context, and ``prepare`` writes it into the state."""
+    never through the caller's input or context, and ``prepare`` writes it into the state.
+    """
 
     input: InputState
     """The validated input, defaults filled (role, rounds, rubric, constraints)."""

@@ -59,7 +59,8 @@ def _literal(node: ast.expr) -> bool:
 
 def _usable(expression: str, params: list[str], required: int) -> str | None:
     """``expression`` normalised, if it is a call with literal arguments that fit the
-    parameters (``fib4(n - 1)`` in a definition is not an example)."""
+    parameters (``fib4(n - 1)`` in a definition is not an example).
+    """
     try:
         call = ast.parse(expression, mode="eval").body
     except SyntaxError:
@@ -119,7 +120,8 @@ def _described_calls(doc: str, name: str, params: list[str], required: int) -> l
 
 def example_calls(problem: Problem) -> list[str]:
     """The example inputs of ``problem``'s docstring as calls of its entry point (at most 12,
-    first seen first, no duplicates)."""
+    first seen first, no duplicates).
+    """
     doc, params, required = _docstring_and_parameters(problem)
     name = problem["entry_point"]
     calls = _written_calls(doc, name, params, required) or _described_calls(

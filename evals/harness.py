@@ -71,7 +71,8 @@ class Plan:
 
 def eval_settings(settings: Settings) -> Settings:
     """``settings`` for an eval: the eval's prompts and token budgets, and no events published
-    (an eval's deliberations are measurements, not decisions anyone should act on)."""
+    (an eval's deliberations are measurements, not decisions anyone should act on).
+    """
     llm = dataclasses.replace(
         settings.llm,
         prompts_dir=PROMPTS_DIR,
@@ -83,7 +84,8 @@ def eval_settings(settings: Settings) -> Settings:
 
 def run_id(out_dir: Path, identity: dict[str, Any]) -> str:
     """The eval's id, kept in ``eval.json``; an out dir of another model or agent count is
-    refused (its results would not compare)."""
+    refused (its results would not compare).
+    """
     path = out_dir / RUN_FILE
     if path.exists():
         stored = json.loads(path.read_text(encoding="utf-8"))
@@ -107,7 +109,8 @@ def slug(problem: Problem) -> str:
 
 def thread_id(rid: str, problem: Problem, name: str) -> str:
     """The thread (deliberation id, also in every logged call) of one problem and strategy of
-    eval ``rid``: ``eval-<rid>.HumanEval-82.council1``."""
+    eval ``rid``: ``eval-<rid>.HumanEval-82.council1``.
+    """
     return f"eval-{rid}.{slug(problem)}.{name}"
 
 
@@ -186,7 +189,8 @@ class Runner:
 
     def groups(self) -> list[list[Strategy]]:
         """Jobs' strategies, in the plan's order; ``vote`` and ``oracle`` share their calls, so
-        they are one job (where the first of them is)."""
+        they are one job (where the first of them is).
+        """
         groups: list[list[Strategy]] = []
         sampled: list[Strategy] = []
         for strategy in self.plan.strategies:
@@ -223,7 +227,8 @@ class Runner:
     ) -> tuple[str, list[CallRecord], str]:
         """One agent's first-round answer (the ``propose`` node, outside a graph): the text
         ("" when the agent gave none the council accepts), every attempt's record, and why
-        there is no answer."""
+        there is no answer.
+        """
         council = self.council
         task = ProposeTask(
             deliberation_id=thread,
@@ -414,10 +419,11 @@ class ProgressBar:
             self.passed[record["strategy"]] += record["passed"]
 
     def rates(self) -> str:
-        """``single 3/10 · vote 4/10 ...``"""
+        """Each strategy's passes so far, e.g. ``single 3/10 · vote 4/10``."""
         return " · ".join(f"{x} {self.passed[x]}/{self.seen[x]}" for x in self.labels)
 
     def __call__(self, record: ProblemResult) -> None:
+        """Count one record and show the running pass rates."""
         self.count(record)
         if self.bar is not None:
             self.bar.set_postfix_str(self.rates(), refresh=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from council_agents.evals.results import ProblemResult, StrategySummary
 from council_agents.evals.stats import summarize
@@ -95,7 +96,8 @@ def markdown_summary(summaries: Sequence[StrategySummary], title: str = "") -> s
 
 def reachable_gain(summaries: Sequence[StrategySummary], baseline: str = "single") -> str:
     """How much of the gain an oracle shows possible (``oracle@N`` minus ``baseline``) each
-    strategy captured, as Markdown lines ("" without an oracle, a baseline or a gain)."""
+    strategy captured, as Markdown lines ("" without an oracle, a baseline or a gain).
+    """
     by_name = {s["strategy"]: s for s in summaries}
     oracle = next((s for s in summaries if s["strategy"].startswith("oracle@")), None)
     base = by_name.get(baseline)
@@ -136,14 +138,15 @@ def plot_pass_vs_tokens(
     figure = Figure(figsize=(10, 4.5), dpi=120)
     FigureCanvasAgg(figure)
     panels = figure.subplots(1, 2, sharey=True)
-    for axes, label, tokens in (
+    panels_of: list[tuple[Any, str, Callable[[StrategySummary], float]]] = [
         (panels[0], "completion tokens per problem", lambda s: s["completion_tokens_per_problem"]),
         (
             panels[1],
             "prompt + completion tokens per problem",
             lambda s: s["prompt_tokens_per_problem"] + s["completion_tokens_per_problem"],
         ),
-    ):
+    ]
+    for axes, label, tokens in panels_of:
         for s in summaries:
             x, y = tokens(s), 100 * s["pass_at_1"]
             error = [[y - 100 * s["ci_low"]], [100 * s["ci_high"] - y]]
@@ -174,7 +177,8 @@ def _labels(
 ) -> list[tuple[tuple[float, float], str, int]]:
     """One label per point (strategies on the same point share it: ``vote, oracle@3``), lifted
     in steps of 10 points above a neighbour whose label it would overlap (within 8 % of the
-    axis, at a similar height)."""
+    axis, at a similar height).
+    """
     points: dict[tuple[float, float], list[str]] = {}
     for s in summaries:
         points.setdefault((tokens(s), 100 * s["pass_at_1"]), []).append(s["strategy"])

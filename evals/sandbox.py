@@ -147,7 +147,7 @@ def extract_code(answer: str, entry_point: str | None = None) -> str:
     answer with no fence at all is taken as code). An unclosed final fence (a cut-off answer)
     still counts as a block.
     """
-    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(answer)]
+    blocks: list[tuple[str, str]] = [(lang.lower(), body) for lang, body in _FENCE.findall(answer)]
     if not blocks:
         return answer.strip("\n")
     pythonic = [body for lang, body in blocks if lang in ("", "python", "py", "python3")]
@@ -238,7 +238,8 @@ def _classify(
 
 def _defined(problem: Problem, code: str) -> str:
     """The prompt's context (imports, helper functions) and the answer's code, which defines the
-    entry point (a whole function) or completes the prompt (a body)."""
+    entry point (a whole function) or completes the prompt (a body).
+    """
     prompt, entry = problem["prompt"], problem["entry_point"]
     if not defines(code, entry):
         return prompt + code
@@ -251,7 +252,8 @@ def _defined(problem: Problem, code: str) -> str:
 
 async def _execute(program: str, timeout: float, memory_mb: int) -> tuple[Status, str, str, float]:
     """Run ``program`` in a limited child (see module docs): status, reason, stdout's tail and
-    seconds. ``passed`` means the program ran to its end."""
+    seconds. ``passed`` means the program ran to its end.
+    """
     started = time.perf_counter()
     nonce = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="council-eval-", ignore_cleanup_errors=True) as workdir:
@@ -352,7 +354,8 @@ async def run_examples(
     memory_mb: int = DEFAULT_MEMORY_MB,
 ) -> Examples:
     """Run ``code`` on ``calls`` (Python expressions such as ``f(1, 2)``) in a limited child,
-    never on the problem's tests: what the vote strategy compares answers by."""
+    never on the problem's tests: what the vote strategy compares answers by.
+    """
     if not code.strip():
         return Examples("error", "the answer has no code", ())
     program = _defined(problem, code) + _EXAMPLES.format(calls=list(calls))

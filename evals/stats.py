@@ -44,7 +44,7 @@ def binomial_cdf_half(k: int, n: int) -> float:
         raise ValueError(f"n must be at least 0, got {n}")
     if k < 0:
         return 0.0
-    return sum(math.comb(n, i) for i in range(min(k, n) + 1)) / 2**n
+    return float(sum(math.comb(n, i) for i in range(min(k, n) + 1)) / 2**n)
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:

@@ -21,8 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from council_agents.core.terms import Aggregator
+
 Kind = Literal["single", "samples", "council"]
-Aggregator = Literal["judge", "vote", "judge+vote"]
 
 RUBRIC: dict[str, dict[str, object]] = {
     "correctness": {

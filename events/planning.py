@@ -127,7 +127,8 @@ def parse_event(data: bytes) -> tuple[PlanApproved, Envelope | None]:
 
 def check_plan(data: bytes) -> PlanApproved:
     """What a worker would refuse of this event, refused now: its shape (``PoisonMessage``) and
-    each role's input (``RequestError`` naming the field), for ``council publish-plan``."""
+    each role's input (``RequestError`` naming the field), for ``council publish-plan``.
+    """
     event, _ = parse_event(data)
     for role in event.roles:
         parse_input(deliberation_input(event, role))

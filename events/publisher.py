@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -68,9 +69,10 @@ async def declare_streams(js: JetStreamContext, replicas: int = 1) -> list[str]:
     return done
 
 
-async def connect(url: str, creds: Path | None = None, **options: Any) -> nats.NATS:
+async def connect(url: str, creds: Path | None = None, **options: Any) -> NATS:
     """A connection to ``url`` (``nats://user:password@host`` is honoured) with a credentials
-    file (``NATS_CREDS``), if any: every NATS client uses this."""
+    file (``NATS_CREDS``), if any: every NATS client uses this.
+    """
     if creds is not None:
         options.setdefault("user_credentials", str(creds))
     return await nats.connect(url, **options)
@@ -89,9 +91,10 @@ async def _quiet(_: Exception) -> None:
     """nats-py reports every failed attempt here; the caller names the failure once."""
 
 
-async def connect_once(url: str, creds: Path | None = None, timeout: float = 5.0) -> nats.NATS:
+async def connect_once(url: str, creds: Path | None = None, timeout: float = 5.0) -> NATS:
     """A connection for a short job, or an error within ``timeout`` (nats-py's
-    ``max_reconnect_attempts=0`` would retry the first connect forever)."""
+    ``max_reconnect_attempts=0`` would retry the first connect forever).
+    """
     return await asyncio.wait_for(
         connect(
             url,
@@ -110,7 +113,7 @@ class Publisher:
 
     def __init__(self, url: str, creds: Path | None = None):
         self.url, self.creds = url, creds
-        self.nc: nats.NATS | None = None
+        self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
         self._lock = asyncio.Lock()
 
@@ -153,7 +156,8 @@ class Publisher:
 
 class Events:
     """One process's event publishing: its NATS settings and a publisher per event loop
-    (connections belong to the loop that opened them)."""
+    (connections belong to the loop that opened them).
+    """
 
     def __init__(self, settings: EventSettings) -> None:
         self.settings = settings

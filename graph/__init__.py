@@ -1,0 +1,1 @@
+"""The deliberation graph: the routers and the builder."""

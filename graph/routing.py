@@ -29,8 +29,8 @@ from council_agents.core.state import (
     ProposeTask,
     ReviseTask,
     ShowTask,
-    Stage,
 )
+from council_agents.core.terms import Stage
 from council_agents.llm.prompt import critique_text
 from council_agents.llm.stage import brief
 
@@ -77,7 +77,8 @@ def _show(state: CouncilState, agent: Agent, stage: Stage, order: list[str]) -> 
 
 def selection(state: CouncilState) -> list[Send]:
     """The selection tasks not yet done: two judgements (one order and its reverse, unless the
-    council decides by vote alone) and one ballot per agent (its peers only)."""
+    council decides by vote alone) and one ballot per agent (its peers only).
+    """
     council = state["council"]
     order = presentation_order(state, list(latest_drafts(state)))
     sends = []
@@ -100,7 +101,8 @@ def selection(state: CouncilState) -> list[Send]:
 
 def over_budget(state: CouncilState, calls: list[tuple[int, int]]) -> bool:
     """Whether the next stage (``(prompt chars, max tokens)`` per call) and the selection after
-    it could take the deliberation over its token budget."""
+    it could take the deliberation over its token budget.
+    """
     council = state["council"]
     budget = council["token_budget"]
     if budget is None:

@@ -33,7 +33,8 @@ def fit_answer(
     ``ITEM_STRING``, else the room), with the largest ``K`` that keeps ``f >= KEEP`` (one
     item while ``f >= LEAST``: a critique keeps a defect to report). The
     grammar (vLLM's guided decoding, llama.cpp's) then ends the document inside the room;
-    the answer is still checked against the stage's own, looser model."""
+    the answer is still checked against the stage's own, looser model.
+    """
     spec = response_format.get("json_schema") or {}
     schema = spec.get("schema")
     if response_format.get("type") != "json_schema" or not isinstance(schema, dict):
@@ -72,7 +73,8 @@ def _size(
     node: Any, defs: dict[str, Any], items: int | None, room: int, top: bool
 ) -> tuple[int, int]:
     """The longest JSON text a schema allows, as (fixed characters, string characters), with
-    lists at most ``items`` (None: their own bound, 64 when unbounded)."""
+    lists at most ``items`` (None: their own bound, 64 when unbounded).
+    """
     if not isinstance(node, dict):
         return 8, 0
     if "$ref" in node:

@@ -37,7 +37,8 @@ from pydantic import BaseModel, SecretStr
 from council_agents.core import metrics
 from council_agents.core.errors import CouncilError, LLMUnreachable
 from council_agents.core.settings import LLMSettings
-from council_agents.core.state import Agent, CallRecord, Council, Stage
+from council_agents.core.state import Agent, CallRecord, Council
+from council_agents.core.terms import Stage
 from council_agents.llm import fit as fitting
 from council_agents.llm.endpoints import Windows, overflow
 from council_agents.llm.prompt import Prompt
@@ -52,7 +53,8 @@ _NOT_WORDISH = re.compile(r"[^\w\s.,;:()'\"#*`/-]")
 
 class VLLMChatOpenAI(ChatOpenAI):
     """``ChatOpenAI`` that keeps vLLM's reasoning field (ChatOpenAI drops it); vLLM >= 0.11
-    names it ``reasoning``, older versions ``reasoning_content``: both are read."""
+    names it ``reasoning``, older versions ``reasoning_content``: both are read.
+    """
 
     def _create_chat_result(
         self, response: Any, generation_info: dict[str, Any] | None = None
@@ -111,7 +113,8 @@ def looks_like_garbage(text: str) -> bool:
 class _LoopClients:
     """The clients of one event loop: async HTTP connections belong to the loop that opened
     them. Kept in a ``WeakKeyDictionary`` by loop, so a closed loop's clients go with it; their
-    connections are closed when the loop shuts down (``asyncio.run`` cancels every task first)."""
+    connections are closed when the loop shuts down (``asyncio.run`` cancels every task first).
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.models: dict[tuple[Any, ...], ChatOpenAI] = {}
@@ -226,7 +229,8 @@ def _problem(
 
 class LLM:
     """One process's LLM client: its settings, HTTP clients per event loop, what it learned of
-    each endpoint's context window, and the prompt files it renders."""
+    each endpoint's context window, and the prompt files it renders.
+    """
 
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings
@@ -256,7 +260,8 @@ class LLM:
 
     def chat_model(self, agent: Agent) -> ChatOpenAI:
         """One client per server and model, reused by every call (building a ChatOpenAI builds
-        openai and HTTP clients: far too slow to do per call)."""
+        openai and HTTP clients: far too slow to do per call).
+        """
         s, clients = self.settings, self._clients()
         api_key = s.api_key_for(agent.get("api_key_name"))
         key = (agent["base_url"], agent["model"], api_key)
@@ -301,7 +306,8 @@ class LLM:
         """One LLM call with answer checks; rejected answers are kept, logged and retried
         ``answer_retries`` times (a truncated one with twice the budget), then the stage fails
         with an error naming the stage and the agent. Every attempt is fitted into the model's
-        context window first (``llm.fit``; a ``Prompt`` can be shortened)."""
+        context window first (``llm.fit``; a ``Prompt`` can be shortened).
+        """
         if not self.settings.allows(agent["base_url"]):  # whatever wrote the state, keys stay
             raise CouncilError(
                 stage,
@@ -401,7 +407,7 @@ class LLM:
                 async with self._limit(agent["base_url"]):
                     started = time.monotonic()
                     msg = await llm.ainvoke(sent.messages, **params)
-                return sent, cast(AIMessage, msg), time.monotonic() - started
+                return sent, msg, time.monotonic() - started
             except (openai.APIError, httpx.TransportError, httpx2.TransportError) as e:
                 seen = overflow(e)
                 if seen is not None and overflows < fitting.REFITS:
@@ -424,7 +430,8 @@ class LLM:
 
     async def default_model(self) -> str:
         """The configured model, else the default server's first one (``LLMUnreachable``
-        when the server does not answer, serves no model, or not the configured one)."""
+        when the server does not answer, serves no model, or not the configured one).
+        """
         s = self.settings
         served = await served_models(s.base_url, s.api_key)
         if s.model is None:
@@ -442,7 +449,8 @@ class LLM:
     async def ready(self, council: Council) -> Council:
         """Check that every endpoint the council names answers and serves its agents' models
         (one ``GET /models`` per endpoint); an agent without a model adopts its server's first
-        one. Returns the council with every model named."""
+        one. Returns the council with every model named.
+        """
         served: dict[tuple[str, str | None], list[str]] = {}
         for agent in [*council["agents"], council["judge"]]:
             endpoint = (agent["base_url"], agent.get("api_key_name"))
@@ -503,7 +511,8 @@ def _record(
 def structured(model: type[BaseModel], name: str) -> tuple[dict[str, Any], Callable[[str], Any]]:
     """The ``response_format`` that makes the server answer ``model``'s JSON Schema (vLLM's
     guided decoding), and the check that parses an answer (``ValueError`` rejects it).
-    Cached: generating a JSON Schema costs milliseconds, and the schemas are few."""
+    Cached: generating a JSON Schema costs milliseconds, and the schemas are few.
+    """
     schema = model.model_json_schema(by_alias=True)
     response_format = {
         "type": "json_schema",
@@ -519,7 +528,8 @@ def structured(model: type[BaseModel], name: str) -> tuple[dict[str, Any], Calla
 @functools.cache
 def _tls() -> ssl.SSLContext:
     """One TLS context for the preflight's clients: building one (loading the CA bundle) costs
-    tens of milliseconds of CPU, more than the rest of a deliberation's preflight."""
+    tens of milliseconds of CPU, more than the rest of a deliberation's preflight.
+    """
     return httpx.create_ssl_context()
 
 

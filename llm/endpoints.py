@@ -207,7 +207,8 @@ class Windows:
         """Take the window and the server's prompt count from a rejection into account:
         estimates for this endpoint grow to the server's count (plus 5 %) when they were below
         it (``estimated``: the raw estimate of the rejected prompt, None when the server had
-        counted it)."""
+        counted it).
+        """
         known = self._known.get(self._key(agent))
         if known is None:
             return

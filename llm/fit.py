@@ -77,7 +77,8 @@ async def fit(
 ) -> Fitted:
     """The call's messages, ``max_tokens`` and ``response_format``, fitted into the endpoint's
     window. ``budget`` is this attempt's, ``base`` the stage's (a retry after a truncated
-    answer asks for more); a fitted call's answer schema is fitted too (``fit_answer``)."""
+    answer asks for more); a fitted call's answer schema is fitted too (``fit_answer``).
+    """
     known = await windows.endpoint(agent)
     if isinstance(prompt, Prompt):
         messages, cuts = prompt.render(files)
@@ -133,7 +134,8 @@ async def _shorten(
     target: int,
 ) -> tuple[list[BaseMessage], list[str], int, str]:
     """Cut the prompt's pieces, first first, until it is at most ``target`` tokens (or cannot
-    be cut further); the server counts again after each cut."""
+    be cut further); the server counts again after each cut.
+    """
     limits = {name: piece.size() for name, piece in prompt.pieces.items()}
     cuts: list[str] = []
     counted_by = "estimate"

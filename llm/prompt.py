@@ -36,7 +36,8 @@ class Piece(Protocol):
 
     def text(self, limit: int) -> tuple[str, str | None]:
         """The input in at most ``limit`` characters (never less than it can be), and what
-        was cut (None: nothing)."""
+        was cut (None: nothing).
+        """
         ...
 
 
@@ -82,7 +83,8 @@ _SACRIFICE = {"minor": 0, "major": 1, "blocker": 2, "violation": 3, "summary": 4
 
 def critique_lines(critique: Critique) -> list[tuple[str, str]]:
     """A critique as the author reads it, line by line, each with its kind (``heading``,
-    ``summary``, ``violation``, or a defect's severity)."""
+    ``summary``, ``violation``, or a defect's severity).
+    """
     lines = [
         ("heading", f"### From {critique['critic']}"),
         ("summary", critique["summary"].strip() or "(no summary)"),
@@ -107,7 +109,8 @@ def critique_text(critique: Critique) -> str:
 class Critiques:
     """Critiques as the author reads them, shortened item by item from their structure: defects
     (minor, then major, then blocker), then broken constraints, then summaries, the last
-    critic's first; every critic's heading stays."""
+    critic's first; every critic's heading stays.
+    """
 
     critiques: list[Critique]
 
@@ -155,7 +158,8 @@ class Critiques:
 @dataclass
 class EvenCap:
     """Proposals shown together (judge, vote), all cut to the same length when they do not
-    fit: the longest lose most, each keeps its beginning."""
+    fit: the longest lose most, each keeps its beginning.
+    """
 
     order: list[str]
     proposals: dict[str, str]
@@ -196,7 +200,8 @@ class EvenCap:
 @dataclass
 class Prompt:
     """A stage prompt: fixed placeholders, and the inputs that may be shortened, in order of
-    sacrifice (``pieces``' order)."""
+    sacrifice (``pieces``' order).
+    """
 
     system: str
     stage: str

@@ -1,5 +1,6 @@
 """Prompt files: read at call time from the installed ``prompts`` package or a directory
-(``COUNCIL_PROMPTS_DIR``), so an edit applies to the next call without a restart."""
+(``COUNCIL_PROMPTS_DIR``), so an edit applies to the next call without a restart.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """What the agent stages share: the prompt, the call, the news for streaming clients, and the
-up-front check that a deliberation's shortest prompts fit its models' context windows."""
+up-front check that a deliberation's shortest prompts fit its models' context windows.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from council_agents.core.state import (
     Brief,
     Council,
     ProposeTask,
-    Stage,
 )
+from council_agents.core.terms import Stage
 from council_agents.llm.client import LLM, Answer, structured
 from council_agents.llm.fit import MARGIN, floor
 from council_agents.llm.prompt import MARKER, EvenCap, Piece, Prompt
@@ -78,7 +79,8 @@ def stage_prompt(
     **values: Any,
 ) -> Prompt:
     """``<stage>.md`` for the task's agent (system prompt: its role's, or ``system``), with
-    ``pieces``: the inputs that may be shortened to fit the context window, in order."""
+    ``pieces``: the inputs that may be shortened to fit the context window, in order.
+    """
     council = task["council"]
     return Prompt(
         system=system or f"roles/{council['role'].lower()}",
@@ -100,7 +102,8 @@ async def run_agent(
     **values: Any,
 ) -> Answer:
     """Render ``<stage>.md`` for the task's agent, call its LLM (answering ``answer``'s JSON
-    Schema when given; ``pieces`` shortened if the window needs it), announce the answer."""
+    Schema when given; ``pieces`` shortened if the window needs it), announce the answer.
+    """
     prompt = stage_prompt(task, stage, system=system, pieces=pieces, **values)
     response_format, validate = structured(answer, stage) if answer is not None else (None, None)
     result = await llm.call(
@@ -140,7 +143,8 @@ def _base(council: Council, task: str, deliberation_id: str, agent: Agent) -> Pr
 
 def shortest_prompts(council: Council, task: ProposeTask) -> list[tuple[Stage, Prompt]]:
     """Each stage the council runs, for ``task``'s agent, with every input that may be shortened
-    at its shortest: what must fit whatever the proposals and critiques turn out to be."""
+    at its shortest: what must fit whatever the proposals and critiques turn out to be.
+    """
     stub = MARKER.format(n=0)
     n = len(council["agents"])
     labels = [f"P{i}" for i in range(1, n + 1)]
@@ -168,7 +172,8 @@ def shortest_prompts(council: Council, task: ProposeTask) -> list[tuple[Stage, P
 
 async def check_fits(llm: LLM, council: Council, task: str, deliberation_id: str) -> None:
     """Refuse (``RequestError`` on ``task``, with the numbers) a deliberation whose shortest
-    prompts do not leave their answers room in some agent's context window."""
+    prompts do not leave their answers room in some agent's context window.
+    """
     checks: list[tuple[Agent, Stage, Prompt]] = []
     for agent in council["agents"]:
         base = _base(council, task, deliberation_id, agent)

@@ -60,7 +60,8 @@ async def tokenize(
     enable_thinking: bool | None = None,
 ) -> int:
     """The prompt's tokens as the server counts them (raises ``httpx.HTTPError``,
-    ``KeyError`` or ``ValueError`` when it cannot)."""
+    ``KeyError`` or ``ValueError`` when it cannot).
+    """
     headers = {"Authorization": f"Bearer {api_key}"}
     root = server_root(base_url)
     if tokenizer == "vllm":

@@ -21,7 +21,8 @@ from council_agents.llm.stage import labels_for, proposals_piece, run_agent
 @functools.lru_cache(maxsize=256)
 def judgement_model(labels: tuple[str, ...], criteria: tuple[str, ...]) -> type[BaseModel]:
     """The schema a judge answers: for every label, evidence first, then a score per criterion
-    (integers: llama.cpp's grammar bounds integers, not numbers), then a verdict."""
+    (integers: llama.cpp's grammar bounds integers, not numbers), then a verdict.
+    """
     forbid = ConfigDict(extra="forbid", populate_by_name=False)
     per_criterion: dict[str, Any] = {
         f"c{i}": (int, Field(ge=0, le=10, alias=name)) for i, name in enumerate(criteria)

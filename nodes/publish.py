@@ -132,7 +132,8 @@ def build_completed(state: CouncilState, now: datetime | None = None) -> Deliber
 
 def completed_event(values: CouncilState) -> DeliberationCompleted | None:
     """The completed event of a finished deliberation's values, as it was published (None
-    before it finished)."""
+    before it finished).
+    """
     if "finished_at" not in values:
         return None
     return build_completed(values, now=datetime.fromisoformat(values["finished_at"]))

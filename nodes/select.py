@@ -13,12 +13,12 @@ from __future__ import annotations
 from council_agents.core.progress import latest_drafts, stop_reason
 from council_agents.core.state import (
     CouncilState,
-    DecidedBy,
     Decision,
     DecisionUpdate,
     Judgement,
     RankEntry,
 )
+from council_agents.core.terms import DecidedBy
 from council_agents.nodes.judge import weighted_total
 from council_agents.nodes.vote import borda, copeland
 
@@ -119,7 +119,8 @@ def justify(
     points: dict[str, int],
 ) -> str:
     """Why the winner won, from the numbers that decided it and the judges' own evidence on
-    the winner; never a judge's words about another proposal."""
+    the winner; never a judge's words about another proposal.
+    """
     win, second = ranking[0], (ranking[1] if len(ranking) > 1 else ranking[0])
     name = win["agent_id"]
     if decided_by == "judges":

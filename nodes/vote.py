@@ -60,7 +60,8 @@ def borda(ballots: list[Ballot], agent_ids: list[str]) -> dict[str, int]:
 
 def head_to_head(ballots: list[Ballot], x: str, y: str) -> int:
     """Voters (neither ``x`` nor ``y``) who rank ``x`` above ``y``, minus those who rank ``y``
-    above ``x``: a peer never votes on its own proposal, so only neutral voters count."""
+    above ``x``: a peer never votes on its own proposal, so only neutral voters count.
+    """
     margin = 0
     for ballot in ballots:
         if ballot["voter"] in (x, y) or x not in ballot["ranking"] or y not in ballot["ranking"]:

@@ -69,7 +69,8 @@ def _problem(status: int, detail: str) -> JSONResponse:
 
 class Door:
     """What the HTTP door needs: the process settings and one council store (connected on
-    first use, closed with the app)."""
+    first use, closed with the app).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -96,7 +97,8 @@ class Door:
         """A run request, admitted: refused (``RequestError`` names the field) or rewritten so
         that the graph receives the admission in its configuration (``ADMISSION_KEY``) and the
         caller's context as the run's configurable (the LangGraph API mirrors one into the
-        other; only the context schema's fields reach the graph as its context)."""
+        other; only the context schema's fields reach the graph as its context).
+        """
         command = body.get("command")
         if command is not None and (not isinstance(command, dict) or command.keys() - {"resume"}):
             # Command(update=..., goto=...) would write the state around every check
@@ -137,6 +139,7 @@ class RunInputMiddleware:
         self.app, self.door = app, door
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Admit a run-creating POST (or refuse it), pass everything else on."""
         if scope["type"] == "http" and _CLOSED_PATHS.match(scope["path"]):
             await _problem(404, "Not Found")(scope, receive, send)
             return
@@ -297,8 +300,9 @@ async def metrics(_: Request) -> Response:
 
 
 def create_app(settings: Settings) -> Starlette:
-    """council's HTTP app for a process with ``settings``: its routes, the run door, and a
-    lifespan that sends council's logs to the log file and sweeps retention meanwhile."""
+    """Council's HTTP app for a process with ``settings``: its routes, the run door, and a
+    lifespan that sends council's logs to the log file and sweeps retention meanwhile.
+    """
     door = Door(settings)
 
     @contextlib.asynccontextmanager

@@ -59,7 +59,8 @@ def _unauthorized(detail: str) -> Auth.exceptions.HTTPException:
 
 def scopes_of(claims: dict[str, Any]) -> list[str]:
     """The scopes a JWT grants, from ``scope``/``scp`` (string or list), ``scopes``,
-    ``permissions``."""
+    ``permissions``.
+    """
     found: list[str] = []
     for name in ("scope", "scp", "scopes", "permissions"):
         value = claims.get(name)

@@ -20,7 +20,7 @@ _SECRET_KEYS = ("api_key", "apikey", "authorization", "password", "secret", "bea
 
 
 def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: values of secret-looking keys become ``[redacted]``."""
+    """Structlog processor: values of secret-looking keys become ``[redacted]``."""
     for k in list(event):
         if any(s in k.lower() for s in _SECRET_KEYS):
             event[k] = "[redacted]"
@@ -79,7 +79,7 @@ def configure(
         cache_logger_on_first_use=False,
     )
     # libraries' warnings and tracebacks go where council's logs go, not to the terminal
-    logging.basicConfig(level=logging.WARNING, stream=_Tee(*streams), force=True)  # type: ignore[arg-type]
+    logging.basicConfig(level=logging.WARNING, stream=_Tee(*streams), force=True)
     for noisy in ("httpx", "httpcore", "openai", "nats"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -22,8 +22,8 @@ module decides and applies:
 - **what it leaves visible**: each periodic pass also counts the retained deliberations and
   reads Valkey's memory (a ``Survey``, kept by its ``Sweeper``) for ``/metrics`` (a
   ``StorageCollector`` bound to that ``Sweeper``, registered while it runs) and ``/healthz``
-  (``health``), and warns above a share of ``maxmemory``. The served app's ``lifespan`` keeps
-  its ``Sweeper`` on ``app.state.sweeper``.
+  (``health``), and warns above a share of ``maxmemory``. The served app's lifespan keeps
+  its ``Sweeper`` on its door (``server.app``).
 """
 
 from __future__ import annotations

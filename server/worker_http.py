@@ -1,6 +1,7 @@
 """The worker's own HTTP endpoint (``council worker --metrics-port``): ``/metrics`` and
 ``/healthz`` (Valkey answers a ping, NATS accepts a connection; 503 otherwise), for probes and
-Prometheus. A daemon thread beside the worker's event loop; it shares no state with it."""
+Prometheus. A daemon thread beside the worker's event loop; it shares no state with it.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def health(settings: Settings) -> tuple[bool, dict[str, Any]]:
             client_url(settings.storage.valkey_url or ""), socket_timeout=2
         )
         report["valkey"] = {"ok": bool(client.ping())}
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]  # valkey 6.2: close() is unannotated
     except Exception as e:  # noqa: BLE001 - reported, not raised
         report["valkey"] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
 

@@ -4,9 +4,8 @@
   ``redis://`` schemes; credentials in it are honoured: ``valkey://user:pass@host:port``) as
   valkey-py takes it, and a client on it. Starting an embedded valkey-server belongs to
   ``server.services``.
-- ``valkey_saver(url)``: the saver on a blocking connection pool; ``checkpointer()``, what
-  ``server/langgraph.json`` points the LangGraph server at (it reads ``VALKEY_URL``);
-  ``saver_client``: the Valkey client under a saver.
+- ``valkey_saver(url)``: the saver on a blocking connection pool (the served process's comes
+  from ``server.served.checkpointer``); ``saver_client``: the Valkey client under a saver.
 - ``CouncilValkeySaver``: pending writes in one round trip, never retried (below).
 
 The keys the saver writes are spelled in ``storage.keys``; their values are read in

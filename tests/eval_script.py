@@ -1,5 +1,6 @@
 """What a scripted simulator (``sim_vllm.humaneval``) implies for each ``council eval`` strategy:
-whether it passes, its LLM calls and its completion tokens, worked out from the script alone."""
+whether it passes, its LLM calls and its completion tokens, worked out from the script alone.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ SCRIPT = HumanEvalScript(correct=0.45, fix=0.5, judge_accuracy=0.7, seed=3)
 
 def expected_vote(problem, correct: list[bool]) -> bool:
     """The agreement vote on scripted answers: canonical code, or its broken variant, whose
-    outputs are all ``None`` (early return) or all exceptions (raise)."""
+    outputs are all ``None`` (early return) or all exceptions (raise).
+    """
     if not example_calls(problem):
         return correct[0]  # nothing to compare: every answer runs, the first is chosen
     broken = "!" if broken_kind_for(problem) == "raise" else "None"

@@ -27,6 +27,7 @@ from council_agents.server.runner import Deliberations, Outcome
 from council_agents.server.services import free_port
 from council_agents.sim_vllm import ServerThread
 from council_agents.storage.apikeys import ADMIN_SCOPE, KeyStore
+from council_agents.storage.councils import CouncilStore
 
 T = TypeVar("T")
 
@@ -69,7 +70,17 @@ async def deliberate(
     stored: CouncilSpec | None = None,
     **run: Any,
 ) -> Outcome:
-    """What a door does: admit the request once (``inp`` None: resume), then run it."""
+    """What a door does: admit the request once (``inp`` None: resume), looking the stored
+    council it names up once in ``settings.storage``'s Valkey, then run it.
+    """
+    name = (context or {}).get("council") if isinstance(context, dict) else None
+    name = context.council if isinstance(context, Context) else name
+    if inp is not None and name and stored is None and settings.storage.valkey_url:
+        store = CouncilStore(settings.storage.valkey_url)
+        try:
+            stored = await store.get(name)
+        finally:
+            await store.aclose()
     deliberations = Deliberations(settings, saver)
     try:
         admission = None if inp is None else admit(inp, context, stored, settings.llm)

@@ -1,5 +1,6 @@
 """``council worker`` that kills itself (SIGKILL) after publishing, before acking: a crash
-between the completed event's publish and the message's ack, for the exactly-once test."""
+between the completed event's publish and the message's ack, for the exactly-once test.
+"""
 
 from __future__ import annotations
 

@@ -128,7 +128,8 @@ class Flow:
 
 def build(spec: dict[str, Any]) -> tuple[GraphFlow, Flow, dict[str, list[str]]]:
     """Propose fans out to the critics, critiques join at revise, revisions at judges and
-    voters. Returns the team, its builder and who reads what in which order."""
+    voters. Returns the team, its builder and who reads what in which order.
+    """
     flow = Flow(spec)
     members = {a["agent_id"]: a for a in spec["agents"]}
     ids = list(members)

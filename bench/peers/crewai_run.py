@@ -179,7 +179,8 @@ class Deliberation:
 
     def selection(self, revisions: dict[str, Task]) -> None:
         """Two judgements in opposite orders and a ballot per agent; the first judgement and
-        the last ballot must be synchronous."""
+        the last ballot must be synchronous.
+        """
         order = shared.presentation_order(self.spec, self.ids)
         criteria = tuple(self.spec["rubric"])
         for i, shown in enumerate((order, order[::-1])):

@@ -57,7 +57,7 @@ def split_shared(text: str) -> tuple[str, str]:
 
 
 def presentation_order(spec: dict[str, Any], ids: list[str], salt: str = "") -> list[str]:
-    """council's fixed shuffle per deliberation (``graph.routing.presentation_order``)."""
+    """Council's fixed shuffle per deliberation (``graph.routing.presentation_order``)."""
     order = sorted(ids)
     random.Random(f"{spec['deliberation_id']}{salt}").shuffle(order)
     return order
@@ -207,7 +207,8 @@ def report(
     **extra: Any,
 ) -> None:
     """The runner's result: one JSON line on stdout, read by ``bench/peers.py`` (which decides
-    the winner from the judgements and ballots with council's own aggregation)."""
+    the winner from the judgements and ballots with council's own aggregation).
+    """
     print(
         json.dumps(
             {

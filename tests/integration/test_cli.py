@@ -127,6 +127,46 @@ def test_deliberate_json_logs_and_no_secret(tmp_path):
     assert secret not in log_file.read_text() + r.stderr + r.stdout
 
 
+def test_approval_from_the_cli_publishes_the_event_as_http_would(tmp_path):
+    with ServerThread(SimVLLM(SimConfig(time_scale=0.002))) as sim:
+        base = ["--base-url", sim.base_url]
+        waiting = council(
+            tmp_path, "deliberate", TASK, "--rounds", "0", "--approval", "--id", "cli-ok", *base
+        )
+        assert waiting.returncode == 0, waiting.stderr
+        assert "is waiting at ['approve']" in waiting.stderr
+        assert "council resume cli-ok --approve" in waiting.stderr
+        refused = council(tmp_path, "resume", "cli-ok", "--override", "agent-dev-002", *base)
+        assert refused.returncode == 2 and "--reason: an override needs" in refused.stderr
+        n = len(sim_requests(sim))
+        approved = council(tmp_path, "resume", "cli-ok", "--approve", "--json", *base)
+        assert approved.returncode == 0, approved.stderr
+        assert len(sim_requests(sim)) == n  # approving asks no LLM anything
+        event = json.loads(approved.stdout)
+        assert event["approved_by_human"] is True and event["stop_reason"] == "rounds_completed"
+        assert "✓ published orchestration.deliberation.completed" in approved.stderr
+
+        council(
+            tmp_path, "deliberate", TASK, "--rounds", "0", "--approval", "--id", "cli-no", *base
+        )
+        overridden = council(
+            tmp_path,
+            "resume",
+            "cli-no",
+            "--override",
+            "agent-dev-003",
+            "--reason",
+            "the cheapest to operate",
+            "--json",
+            *base,
+        )
+    assert overridden.returncode == 0, overridden.stderr
+    event = json.loads(overridden.stdout)
+    assert event["winner"]["author"]["agent_id"] == "agent-dev-003"
+    assert event["stop_reason"] == "human_override" and event["decision"]["decided_by"] == "human"
+    assert event["justification"] == "Human override: the cheapest to operate"
+
+
 def test_killed_mid_critique_resumes_without_repeating_finished_calls(tmp_path):
     did = "crash-" + uuid.uuid4().hex[:8]
     with ServerThread(SimVLLM(SimConfig(time_scale=0.01))) as sim:

@@ -1,7 +1,8 @@
 """Decisions you can trust, proven through the graph on the simulator with a known truth:
 the winner and its justification agree, averaging both orders resists a position-biased judge,
 the vote decides when judges disagree, convergence and the budget stop early, and a mixed
-council sends each agent's calls to its own endpoint and model."""
+council sends each agent's calls to its own endpoint and model.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from langgraph.checkpoint.memory import InMemorySaver
 from council_agents.core.context import Context
 from council_agents.core.settings import LLMSettings, Settings, StorageSettings
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM, Truth
-from tests.helpers import TASKS, sim_requests
+from tests.helpers import TASKS, deliberate, sim_requests
 
 TASK = TASKS[0]
 QUALITY = {"agent-dev-001": 7.0, "agent-dev-002": 5.5, "agent-dev-003": 4.0}
 IDS = re.compile(r"agent-dev-\d{3}")
 
 
-async def deliberate(sim: ServerThread, did: str, rounds: int = 0, **context) -> dict:
+async def decided(sim: ServerThread, did: str, rounds: int = 0, **context) -> dict:
     outcome = await deliberate(
         InMemorySaver(),
         did,
@@ -30,7 +31,7 @@ async def deliberate(sim: ServerThread, did: str, rounds: int = 0, **context) ->
         Settings(llm=LLMSettings(base_url=sim.base_url)),
     )
     assert outcome.status == "completed"
-    return outcome.values
+    return {**outcome.values, "result": outcome.values["result"].model_dump(mode="json")}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def biased_sim():
 
 async def test_winner_and_justification_never_disagree(biased_sim):
     for i in range(12):
-        values = await deliberate(biased_sim, f"story-{i}")
+        values = await decided(biased_sim, f"story-{i}")
         d, event = values["decision"], values["result"]
         assert event["winner"]["author"]["agent_id"] == d["winner"] == d["ranking"][0]["agent_id"]
         assert IDS.findall(d["justification"])[0] == d["winner"]
@@ -62,12 +63,13 @@ async def test_winner_and_justification_never_disagree(biased_sim):
 
 async def test_both_orders_beat_one_judgement_against_position_bias(biased_sim):
     """Over many deliberations (each shows the proposals in its own order), the averaged pair
-    of judgements picks the truly best proposal more often than the first judgement alone."""
+    of judgements picks the truly best proposal more often than the first judgement alone.
+    """
     best = max(QUALITY, key=QUALITY.__getitem__)
     single = averaged = 0
     n = 30
     for i in range(n):
-        values = await deliberate(biased_sim, f"bias-{i}", aggregator="judge")
+        values = await decided(biased_sim, f"bias-{i}", aggregator="judge")
         first = values["judgements"][0]
         single += max(first["totals"], key=first["totals"].__getitem__) == best
         averaged += values["decision"]["winner"] == best
@@ -75,7 +77,7 @@ async def test_both_orders_beat_one_judgement_against_position_bias(biased_sim):
 
 
 async def test_vote_alone_needs_no_judge(biased_sim):
-    values = await deliberate(biased_sim, "vote-only", aggregator="vote")
+    values = await decided(biased_sim, "vote-only", aggregator="vote")
     assert values.get("judgements", []) == []
     assert {c["stage"] for c in values["calls"]} == {"propose", "vote"}
     assert values["decision"]["decided_by"] == "vote"
@@ -84,7 +86,7 @@ async def test_vote_alone_needs_no_judge(biased_sim):
 async def test_convergence_stops_early():
     truth = Truth(major_until_round=1)  # round 1 finds a major defect, round 2 only minor ones
     with ServerThread(SimVLLM(SimConfig(time_scale=0, truth=truth))) as sim:
-        values = await deliberate(sim, "converge", rounds=4)
+        values = await decided(sim, "converge", rounds=4)
     event = values["result"]
     assert event["stop_reason"] == "converged" and event["rounds"] == 1 and event["max_rounds"] == 4
     stages = [(c["stage"], c["round"]) for c in values["calls"]]
@@ -96,13 +98,13 @@ async def test_convergence_stops_early():
 async def test_budget_stops_before_it_is_exceeded():
     truth = Truth(major_until_round=99)
     with ServerThread(SimVLLM(SimConfig(time_scale=0, truth=truth))) as sim:
-        free = await deliberate(sim, "unbounded", rounds=3)
+        free = await decided(sim, "unbounded", rounds=3)
         budget = 30_000
         assert (
             free["result"]["usage"]["prompt_tokens"] + free["result"]["usage"]["completion_tokens"]
             > budget
         )  # the budget really binds
-        values = await deliberate(sim, "bounded", rounds=3, token_budget=budget)
+        values = await decided(sim, "bounded", rounds=3, token_budget=budget)
     event = values["result"]
     used = event["usage"]["prompt_tokens"] + event["usage"]["completion_tokens"]
     assert event["stop_reason"] == "budget" and event["rounds"] < 3 and used <= budget
@@ -151,7 +153,7 @@ async def test_mixed_council_calls_each_agent_on_its_own_endpoint_and_model(valk
                         "temperature": 0,
                     },
                 },
-                settings,
+                settings.llm,
             )
         )
         await store.aclose()
@@ -164,8 +166,10 @@ async def test_mixed_council_calls_each_agent_on_its_own_endpoint_and_model(valk
     assert {e["model"] for e in on_a} == {"small-a"}
     assert {e["agent"] for e in on_b} == {"on-b", "judge-b"}
     assert {e["model"] for e in on_b} == {"large-b"}
-    models = {a["agent_id"]: a["model"] for a in outcome.values["result"]["agents"]}
+    models = {
+        a["agent_id"]: a["model"]
+        for a in outcome.values["result"].model_dump(mode="json")["agents"]
+    }
     assert models == {"on-a-1": "small-a", "on-a-2": "small-a", "on-b": "large-b"}
-    assert outcome.values["result"]["decision"]["judges"] == [
-        {"agent_id": "judge-b", "model": "large-b"}
-    ]
+    event = outcome.values["result"].model_dump(mode="json")
+    assert event["decision"]["judges"] == [{"agent_id": "judge-b", "model": "large-b"}]

@@ -13,9 +13,9 @@ import valkey.asyncio as avalkey
 
 from council_agents.core.context import Context
 from council_agents.core.errors import CouncilError
+from council_agents.core.events import DeliberationCompleted
 from council_agents.core.settings import EventSettings, LLMSettings, Settings, StorageSettings
-from council_agents.events.models import COMPLETED_SUBJECT, DeliberationCompleted
-from council_agents.events.publisher import STREAM, close_publishers, publisher
+from council_agents.events.publisher import COMPLETED_SUBJECT, STREAM, Publisher
 from council_agents.storage.saver import valkey_saver
 from tests.helpers import ROOT, TASKS, deliberate, sim_admin, sim_requests
 
@@ -28,7 +28,9 @@ def overlapping(entries: list[dict]) -> bool:
 
 
 async def completed_subscription(nats_url: str):
-    await publisher(nats_url).connect()  # ensures the stream
+    ensure = Publisher(nats_url)
+    await ensure.connect()  # ensures the stream
+    await ensure.close()
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -85,7 +87,6 @@ async def test_full_deliberation_publishes_a_valid_event(timed_sim, valkey_url, 
         event, headers = await receive_for(sub, did)
     finally:
         await nc.close()
-        await close_publishers()
 
     # the event on the wire: valid against the committed JSON Schema and the pydantic model
     schema = json.loads(
@@ -183,7 +184,7 @@ async def test_failed_agent_keeps_siblings_work_and_resumes(sim, valkey_url):
     assert [(e["stage"], e["agent"]) for e in after if e["stage"] == "propose"] == [
         ("propose", "agent-dev-002")
     ]
-    assert values["result"]["winner"]["author"]["agent_id"].startswith("agent-dev-")
+    assert values["result"].winner.author.model_dump()["agent_id"].startswith("agent-dev-")
     ok = [
         e["prompt_sha"]
         for e in sim_requests(sim)
@@ -217,7 +218,7 @@ async def test_garbage_from_the_judge_is_retried_then_named(sim, valkey_url):
         n = len(sim_requests(sim))
         values = (await deliberate(saver, did, None, None, ctx)).values
     assert [x["stage"] for x in sim_requests(sim)[n:]] == ["judge", "judge"]
-    assert values["result"]["winner"]["author"]["role"] == "ARCHITECT"
+    assert values["result"].winner.author.model_dump()["role"] == "ARCHITECT"
 
 
 async def test_truncated_judgement_is_retried_with_a_larger_budget(sim, valkey_url):
@@ -262,7 +263,8 @@ async def test_prompt_edit_changes_the_next_deliberation(sim, valkey_url, tmp_pa
 
 async def test_a_stream_broken_mid_answer_retries_the_stage_task(sim, valkey_url):
     """Streaming (as the LangGraph server streams messages): the stream of one propose dies
-    half-way; the openai client does not retry it, the stage's RetryPolicy does."""
+    half-way; the openai client does not retry it, the stage's RetryPolicy does.
+    """
     did = f"broken-{uuid.uuid4().hex[:8]}"
     httpx.post(
         sim_admin(sim, "/admin/faults"),
@@ -287,7 +289,7 @@ async def test_a_stream_broken_mid_answer_retries_the_stage_task(sim, valkey_url
         if e["deliberation"] == did and e["stage"] == "propose" and e["agent"] == "agent-dev-002"
     ]
     assert [e["status"] for e in mine] == [0, 200] and all(e["stream"] for e in mine)
-    assert outcome.values["result"]["proposals"][1]["versions"][0]
+    assert outcome.values["result"].proposals[1].versions[0]
 
 
 async def test_a_stored_council_deliberates_through_the_runner(sim, valkey_url):

@@ -1,6 +1,7 @@
 """``council eval`` as a user runs it: bad input gets one named line and an exit code; an eval
 killed in the middle of a deliberation resumes on Valkey without re-asking what finished; a
-stored council with two models on two servers runs the ``mixed`` strategy."""
+stored council with two models on two servers runs the ``mixed`` strategy.
+"""
 
 from __future__ import annotations
 
@@ -194,29 +195,37 @@ def test_sim_vllm_flag_answers_humaneval_by_script(tmp_path):
 
 
 def test_a_server_with_several_models_gets_a_mixed_council_stored(valkey_url, monkeypatch):
-    from council_agents.cli.eval import mixed_council
-    from council_agents.core.settings import Settings
-    from council_agents.llm import client as llm_client
-    from council_agents.storage.councils import stored_council
+    from council_agents.cli import eval as eval_cli
+    from council_agents.core.settings import LLMSettings, Settings, StorageSettings
 
     async def served(base_url: str, api_key: str) -> list[str]:
         return ["model-a", "model-b"]
 
-    monkeypatch.setattr(llm_client, "served_models", served)
+    monkeypatch.setattr(eval_cli, "served_models", served)
     settings = Settings(
         storage=StorageSettings(valkey_url=valkey_url), llm=LLMSettings(model="model-a")
     )
-    name = asyncio.run(mixed_council(settings, 3, None))
-    assert name is not None and name.startswith("eval-mixed-")
-    spec = asyncio.run(stored_council(valkey_url, name))
-    assert spec is not None and [a.model for a in spec.agents] == ["model-a", "model-b", "model-a"]
-    assert asyncio.run(mixed_council(settings, 3, None)) == name  # the same mix, the same council
+
+    async def mixed() -> tuple[CouncilSpec | None, CouncilSpec | None]:
+        store = CouncilStore(valkey_url)
+        try:
+            made = await eval_cli.mixed_council(settings, store, 3, None)
+            return made, (await store.get(made.name) if made else None)
+        finally:
+            await store.aclose()
+
+    spec, stored = asyncio.run(mixed())
+    assert spec is not None and spec.name.startswith("eval-mixed-") and stored == spec
+    assert [a.model for a in spec.agents] == ["model-a", "model-b", "model-a"]
+    again, _ = asyncio.run(mixed())
+    assert again == spec  # the same mix, the same council
 
     async def one(base_url: str, api_key: str) -> list[str]:
         return ["model-a"]
 
-    monkeypatch.setattr(llm_client, "served_models", one)
-    assert asyncio.run(mixed_council(settings, 3, None)) is None
+    monkeypatch.setattr(eval_cli, "served_models", one)
+    none, _ = asyncio.run(mixed())
+    assert none is None
 
 
 def test_an_out_dir_of_another_eval_is_refused_with_exit_2(tmp_path, scripted_sim):

@@ -1,5 +1,6 @@
 """The production runtime (``council serve --production``) and the worker's probes, as the
-image runs them (docs/DEPLOY.md)."""
+image runs them (docs/DEPLOY.md).
+"""
 
 from __future__ import annotations
 

@@ -18,9 +18,12 @@ import openai
 import pytest
 
 from bench import real_llm
-from council_agents.core.settings import LLMSettings, Settings
+from council_agents.core.settings import LLMSettings
 from council_agents.core.state import Agent
-from council_agents.llm import context_window
+from council_agents.llm.client import LLM
+from council_agents.llm.endpoints import Endpoint, overflow
+from council_agents.llm.prompt import Prompt
+from council_agents.llm.tokens import estimate, wire
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 
 pytestmark = [
@@ -239,24 +242,23 @@ def test_structured_output_is_json_from_the_first_token_in_both(real, sim, model
 
 def test_council_learns_the_window_and_counts_as_the_server_counts(real, sim, model):
     values = {"task": MESSAGES[1]["content"], "constraints": "(none)", "rubric": "-"}
-    prompt = context_window.Prompt("roles/qa", "propose", "QA", {**values, "agent_id": "a"})
-    messages, _ = prompt.render({})
+    prompt = Prompt("roles/qa", "propose", "QA", {**values, "agent_id": "a"})
+    messages, _ = prompt.render(LLM(LLMSettings()).prompts)
 
-    async def learn(url: str) -> tuple[context_window.Endpoint, int]:
-        context_window.forget()
-        settings, agent = Settings(llm=LLMSettings(base_url=url, model=model)), _agent(url, model)
-        known = await context_window.endpoint(settings, agent)
-        counted, by = await context_window.count(settings, agent, messages, known)
+    async def learn(url: str) -> tuple[Endpoint, int]:
+        llm, agent = LLM(LLMSettings(base_url=url, model=model)), _agent(url, model)
+        known = await llm.windows.endpoint(agent)
+        counted, by = await llm.windows.count(agent, messages, known)
         assert by == "server"
         return known, counted
 
     for url, source, tokenizer in ((sim, "max_model_len", "vllm"), (real, "n_ctx", "llama.cpp")):
         known, counted = asyncio.run(learn(url))
         assert (known.window, known.source, known.tokenizer) == (SLOT, source, tokenizer)
-        body = {"model": model, "messages": context_window.wire(messages), "max_tokens": 1}
+        body = {"model": model, "messages": wire(messages), "max_tokens": 1}
         used = post(url, body).json()["usage"]["prompt_tokens"]
         assert counted == used
-        assert context_window.estimate(messages) >= used  # the estimate is an upper bound
+        assert estimate(messages) >= used  # the estimate is an upper bound
 
 
 def test_a_prompt_over_the_window_is_a_400_council_reads_in_both(real, sim, model):
@@ -265,7 +267,7 @@ def test_a_prompt_over_the_window_is_a_400_council_reads_in_both(real, sim, mode
         client = openai.OpenAI(base_url=url, api_key="EMPTY", max_retries=0)
         with pytest.raises(openai.BadRequestError) as rejected:
             client.chat.completions.create(model=model, messages=long, max_tokens=16)
-        seen = context_window.overflow(rejected.value)
+        seen = overflow(rejected.value)
         assert seen is not None and seen.window == SLOT
         assert seen.prompt_tokens is not None and seen.prompt_tokens >= SLOT
 

@@ -115,7 +115,7 @@ async def test_dry_run_changes_nothing(tmp_path, client, valkey_url, nats_url, m
     thread_id, _ = demo(tmp_path, valkey_url, nats_url)
     monkeypatch.delenv("COUNCIL_RETAIN_HISTORY")
     before = await keys_of(client, thread_id)
-    assert len(before) == 28  # 14 checkpoints, 13 writes keys, the list: history kept
+    assert len(before) == 30  # 15 checkpoints, 14 writes keys, the list: history kept
 
     flags = ["--dry-run", "--history", "0", "--thread", thread_id]
     out = council(tmp_path, valkey_url, nats_url, "prune", *flags)

@@ -366,20 +366,20 @@ def test_a_caller_chosen_endpoint_is_refused_and_no_request_leaves(served, sim, 
         body = {"assistant_id": "council", "command": command}
         r = http.post(f"/threads/{thread}/runs/wait", json=body)
         assert r.status_code == 422 and r.json()["detail"].startswith("command: "), r.text
-    # a configurable the graph never reads is inert: the run uses the server's LLM
-    ignored = http.post(
-        "/runs/wait",
-        json={
-            "assistant_id": "council",
-            "input": {"task": TASK, "role": "DEV", "rounds": 0},
-            "config": {"configurable": {"base_url": url, "nats_url": nats_url}},
-        },
-    )
-    assert ignored.status_code == 200 and ignored.json()["result"]["winner"]
+    # a caller's configurable is refused (a run's knobs are its context): no run, no request
+    for configurable in ({"base_url": url, "nats_url": nats_url}, {"council_admission": {}}):
+        r = http.post(
+            "/runs/wait",
+            json={
+                "assistant_id": "council",
+                "input": {"task": TASK, "role": "DEV", "rounds": 0},
+                "config": {"configurable": configurable},
+            },
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"].startswith("config.configurable: not accepted")
     assert listener.requests == []
-    assert (
-        len(sim_requests(sim)) == calls + 8
-    )  # only the inert run: 3 proposals, 2 judgements, 3 ballots
+    assert len(sim_requests(sim)) == calls
     assert http.get(f"/threads/{thread}/runs").json() == []
 
 
@@ -422,7 +422,8 @@ BAD_RUNS = [
     ({}, {"agents": 0}, 422, "context.agents"),
     ({}, {"temperature": 99}, 422, "context.temperature: unknown field"),
     ({}, {"max_tokens": 0}, 422, "context.max_tokens: unknown field"),
-    ({}, {"council": "a\nb"}, 404, "context.council: unknown council"),
+    ({}, {"council": "a\nb"}, 422, "context.council: 'a\\nb' does not match"),
+    ({}, {"council": "nope"}, 404, "context.council: unknown council 'nope'"),
     ({}, {"council": "n" * 10240}, 422, "context.council"),
 ]
 

@@ -46,9 +46,9 @@ async def test_run_to_completion_and_state_history(server, valkey_url):
     assert out["published"]["subject"] == "orchestration.deliberation.completed"
     history = await client.threads.get_history(thread["thread_id"], limit=100)
     steps = sorted(h["metadata"]["step"] for h in history)
-    # one checkpoint per super-step: input (-1), start (0), prepare, tally, propose, tally,
-    # critique, tally, revise, tally, judge+vote, tally, select, publish (12)
-    assert steps == list(range(-1, 13))
+    # one checkpoint per super-step: input (-1), start (0), admit, prepare, tally, propose,
+    # tally, critique, tally, revise, tally, judge+vote, tally, select, publish (13)
+    assert steps == list(range(-1, 14))
     v = avalkey.from_url(valkey_url.replace("valkey://", "redis://"))
     keys = [k async for k in v.scan_iter(match=f"checkpoint:{{{thread['thread_id']}}}:*")]
     await v.aclose()

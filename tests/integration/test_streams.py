@@ -50,9 +50,9 @@ def test_streams_are_created_then_updated(tmp_path):
     assert consumer.max_deliver == 5
 
 
-def test_unreachable_nats_is_one_named_line_and_exit_3():
+def test_unreachable_nats_is_one_named_line_and_exit_5():
     url = f"nats://127.0.0.1:{free_port()}"
     r = streams(url)
-    assert r.returncode == 3, r.stderr
+    assert r.returncode == 5, r.stderr
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and url in lines[0]

@@ -1,6 +1,7 @@
 """The saver (storage/saver.py) on a real valkey-server: the server-side merge of pending writes
 (no write lost under parallel tasks, the saver's own merge rule, its own stored format), and the
-keys it writes are the ones storage/keys.py spells."""
+keys it writes are the ones storage/keys.py spells.
+"""
 
 from __future__ import annotations
 
@@ -96,7 +97,8 @@ async def test_either_saver_reads_what_the_other_wrote(valkey_url):
 
 async def test_the_keys_the_saver_writes_are_the_ones_storage_spells(valkey_url):
     """storage/keys.py is the one place that spells the saver's keys: its functions give the
-    saver's own for a real checkpoint, and those are the keys found in Valkey afterwards."""
+    saver's own for a real checkpoint, and those are the keys found in Valkey afterwards.
+    """
     thread = f"t-{uuid.uuid4()}"
     pool = BlockingConnectionPool.from_url(client_url(valkey_url), max_connections=4)
     try:

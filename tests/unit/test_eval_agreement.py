@@ -38,7 +38,8 @@ def test_examples_are_read_from_every_docstring_format():
 
 def test_every_canonical_solution_runs_on_its_examples():
     """The premise of the scripted vote: the canonical code returns values (not exceptions,
-    not the early-return variant's ``None``) on every example of every problem."""
+    not the early-return variant's ``None``) on every example of every problem.
+    """
 
     async def main():
         gate = asyncio.Semaphore(4)

@@ -1,5 +1,6 @@
 """``council eval`` on the simulated vLLM with scripted HumanEval answers: every strategy's pass@1,
-calls and tokens are what the script implies, and a stopped eval re-asks nothing it finished."""
+calls and tokens are what the script implies, and a stopped eval re-asks nothing it finished.
+"""
 
 from __future__ import annotations
 
@@ -173,7 +174,8 @@ def test_an_out_dir_of_another_model_is_refused(tmp_path):
 
 def test_an_agent_without_an_acceptable_answer_is_a_failure_with_its_cost(tmp_path):
     """Garbage from the first agent, three times: single fails and counts the three attempts;
-    vote goes on with the answers it has; the eval goes on."""
+    vote goes on with the answers it has; the eval goes on.
+    """
     sim = SimVLLM(
         SimConfig(time_scale=0),
         faults=[FaultRule(kind="garbage", stage="propose", agent="agent-dev-001")],
@@ -204,7 +206,8 @@ def test_an_agent_without_an_acceptable_answer_is_a_failure_with_its_cost(tmp_pa
 @pytest.mark.parametrize("stage", list(STAGE_VALUES))
 def test_eval_prompts_render_for_every_stage(stage):
     """The eval's prompt files (package data) know every placeholder they use; proposals shown
-    to judges and voters are followed by the assignment (where the simulator finds their end)."""
+    to judges and voters are followed by the assignment (where the simulator finds their end).
+    """
     prompts = PromptFiles(eval_settings(Settings()).llm.prompts_dir)
     text = prompts.render(stage, **STAGE_VALUES[stage])
     system = prompts.render("roles/judge" if stage == "judge" else "roles/dev", role="DEV")

@@ -1,5 +1,6 @@
 """The HumanEval scorer: every canonical solution passes, every broken variant fails, and code that
-hangs, allocates without bound, exits early or reads stdin gets a recorded outcome, not a crash."""
+hangs, allocates without bound, exits early or reads stdin gets a recorded outcome, not a crash.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Fitting calls into the context window: the shortening rules, the numbers of a rejection,
-and whole deliberations on a simulated vLLM with a small ``max_model_len``."""
+and whole deliberations on a simulated vLLM with a small ``max_model_len``.
+"""
 
 from __future__ import annotations
 

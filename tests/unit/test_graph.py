@@ -1,5 +1,6 @@
 """The fast tier: the whole graph in-process (LangGraph's in-memory saver, the simulated vLLM
-in a thread at time scale 0), end to end in seconds."""
+in a thread at time scale 0), end to end in seconds.
+"""
 
 from __future__ import annotations
 

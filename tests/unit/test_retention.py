@@ -1,5 +1,6 @@
 """Retention's policy (what to do with a thread) and the figures a sweeper exports; how a
-thread's status is read is tests/unit/test_checkpoints.py."""
+thread's status is read is tests/unit/test_checkpoints.py.
+"""
 
 from __future__ import annotations
 

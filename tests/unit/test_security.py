@@ -1,5 +1,6 @@
 """The fast tier of the trust boundary: failure kinds, metrics per run, secrets kept out of
-sight, tokens and scopes (the real-server tier is tests/integration/test_security.py)."""
+sight, tokens and scopes (the real-server tier is tests/integration/test_security.py).
+"""
 
 from __future__ import annotations
 

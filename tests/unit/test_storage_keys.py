@@ -1,6 +1,7 @@
 """The keys and small values storage/ spells: every key council reads or writes (the saver's own
 are checked against the saver on a real Valkey in tests/integration/test_valkey_checkpointer.py)
-and the done marker."""
+and the done marker.
+"""
 
 from __future__ import annotations
 

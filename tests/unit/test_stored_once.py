@@ -1,5 +1,6 @@
 """Each piece of a deliberation is checkpointed once (docs/STORAGE.md), and the completed event,
-which is not checkpointed, is rebuilt exactly as it was published."""
+which is not checkpointed, is rebuilt exactly as it was published.
+"""
 
 from __future__ import annotations
 
