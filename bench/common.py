@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: a simulated vLLM in its own process, metrics, percentiles."""
+"""Helpers shared by the benchmarks: a simulated vLLM in its own process, one deliberation as a
+door runs it, metrics, percentiles."""
 
 from __future__ import annotations
 
@@ -8,11 +9,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from prometheus_client.parser import text_string_to_metric_families
 
 from council_agents.cli.commands import demo_tasks
+from council_agents.core.request import admit
+from council_agents.core.settings import Settings
+from council_agents.graph.builder import Clients
+from council_agents.server.runner import Deliberations, Outcome
 from council_agents.server.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +91,29 @@ class SimProcess:
                 if s.name.endswith("_total"):
                     out[s.name] = out.get(s.name, 0) + s.value
         return out
+
+
+async def deliberate(
+    saver: BaseCheckpointSaver[str],
+    thread_id: str,
+    inp: dict[str, Any],
+    settings: Settings,
+    clients: Clients | None = None,
+    **run: Any,
+) -> Outcome:
+    """One deliberation as a door runs it: the request admitted once
+    (``core.request.admit``), then run to its end on ``saver`` (``server.runner``).
+
+    ``clients``: the process's LLM client and event publisher, shared by every deliberation of
+    the benchmark as a served process shares them (HTTP connections, the learned context
+    windows, one NATS connection); closed by the caller. None: clients of their own, closed
+    here."""
+    deliberations = Deliberations(settings, saver, clients)
+    try:
+        return await deliberations.run(thread_id, admit(inp, None, None, settings.llm), **run)
+    finally:
+        if clients is None:
+            await deliberations.close()
 
 
 def pct(values: list[float], p: float) -> float:

@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from council_agents.core import settings
+from council_agents.core.settings import Settings
 from council_agents.evals.harness import thread_id
 from council_agents.evals.humaneval import load_problems
 from council_agents.evals.report import read_results
@@ -137,13 +137,20 @@ async def anatomy(out_dir: Path, log: Path) -> str:
     return "\n".join(out)
 
 
-def main() -> int:
-    """Parse the arguments, print the report."""
-    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.eval_anatomy", description=(__doc__ or "").split("\n\n")[0]
+    )
     ap.add_argument("--out", type=Path, required=True, help="the eval's results directory")
     ap.add_argument("--log", type=Path, default=None, help="the council log (JSON lines)")
-    args = ap.parse_args()
-    log = args.log or settings.current().data_dir / "logs" / "council.jsonl"
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, print the report."""
+    args = parse_args(argv)
+    log = args.log or Settings.from_environment().data_dir / "logs" / "council.jsonl"
     if not (args.out / "eval.json").exists() or not log.exists():
         print(f"need {args.out / 'eval.json'} and {log}", file=sys.stderr)
         return 2

@@ -10,9 +10,9 @@ prompts, ``max_tokens`` 768, the critique's JSON Schema as ``response_format``) 
 * ``httpx`` / ``aiohttp``: a raw POST of the JSON body, the answer parsed with ``json.loads``;
 * ``openai`` / ``openai+aiohttp``: ``AsyncOpenAI.chat.completions.create`` (its default
   transport, httpx2, or its ``aiohttp`` extra);
-* ``ChatOpenAI`` / ``ChatOpenAI+aiohttp``: council's ``llm_client.chat_model`` and
-  ``ainvoke`` with council's call parameters, as a node calls it (``COUNCIL_LLM_HTTP=httpx``
-  and ``aiohttp``, the default).
+* ``ChatOpenAI`` / ``ChatOpenAI+aiohttp``: the chat model of council's LLM client
+  (``llm.client.LLM.chat_model``) and ``ainvoke`` with council's call parameters, as a node
+  calls it (``COUNCIL_LLM_HTTP=httpx`` and ``aiohttp``, the default).
 
 Reports CPU milliseconds per call (process user + system time / calls), each layer measured
 twice, interleaved, and the lower figure shown.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import resource
 from collections.abc import Awaitable, Callable
@@ -34,9 +35,9 @@ from langchain_core.messages import convert_to_openai_messages
 
 from bench.common import TASKS, SimProcess, machine
 from council_agents.core.request import default_council
-from council_agents.core.settings import LLMSettings, Settings
+from council_agents.core.settings import LLMSettings
 from council_agents.llm import client as llm_client
-from council_agents.llm import prompt_files
+from council_agents.llm.prompt_files import PromptFiles
 from council_agents.llm.stage import shared_values
 from council_agents.nodes.critique import CritiqueAnswer
 
@@ -47,7 +48,9 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def critique_request(settings: Settings) -> tuple[Any, list[Any], dict[str, Any], dict[str, Any]]:
+def critique_request(
+    settings: LLMSettings,
+) -> tuple[Any, list[Any], dict[str, Any], dict[str, Any]]:
     """A critique call as council makes it: agent, messages, ChatOpenAI params, raw JSON body."""
     task = TASKS[0]
     spec = default_council(task["role"])
@@ -63,16 +66,16 @@ def critique_request(settings: Settings) -> tuple[Any, list[Any], dict[str, Any]
         "agent_id": "agent-dev-001",
         "role": task["role"],
         "model": settings.model,
-        "base_url": settings.llm_base_url,
+        "base_url": settings.base_url,
         "api_key_name": None,
         "temperature": 0.7,
         "seed": 1,
     }
     values = shared_values(
-        {"task": task["task"], "council": council, "agent": agent, "deliberation_id": "-"}  # type: ignore[typeddict-item]
+        {"task": task["task"], "council": council, "agent": agent, "deliberation_id": "-"}  # type: ignore[arg-type]
     )
     proposal = "\n".join(f"{i}. a step of the proposal, with some detail" for i in range(60))
-    messages = prompt_files.messages(
+    messages = PromptFiles(settings.prompts_dir).messages(
         f"roles/{spec.role.lower()}",
         "critique",
         role=task["role"],
@@ -118,16 +121,18 @@ async def measure(name: str, one: Callable[[], Awaitable[Any]], calls: int, at_o
     return (cpu_seconds() - before) / calls * 1000
 
 
-async def main() -> None:
-    ap = argparse.ArgumentParser()
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.llm_path", description=__doc__)
     ap.add_argument("--calls", type=int, default=600)
     ap.add_argument("--concurrency", type=int, default=32)
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+async def main(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     with SimProcess("--time-scale", "0", "--max-num-seqs", "1024") as sim:
-        settings = Settings(llm=LLMSettings(base_url=sim.base_url, model="Qwen/Qwen3-0.6B"))
         served = await llm_client.served_models(sim.base_url, "EMPTY")
-        settings = settings.replace(model=served[0])
+        settings = LLMSettings(base_url=sim.base_url, model=served[0])
         agent, messages, params, body = critique_request(settings)
         url = sim.base_url + "/chat/completions"
         headers = params["extra_headers"]
@@ -145,9 +150,12 @@ async def main() -> None:
             api_key="EMPTY",
             http_client=openai.DefaultAioHttpClient(limits=limits),
         )
-        # council's own clients (llm_client.chat_model), on each of its transports
-        chat = llm_client.chat_model(settings.replace(llm_http="httpx"), agent)
-        chat_aiohttp = llm_client.chat_model(settings.replace(llm_http="aiohttp"), agent)
+        # council's own LLM client's chat model (llm.client.LLM), on each of its transports;
+        # the clients are kept: their HTTP connections close when they go
+        council_httpx = llm_client.LLM(dataclasses.replace(settings, http="httpx"))
+        council_aiohttp = llm_client.LLM(dataclasses.replace(settings, http="aiohttp"))
+        chat = council_httpx.chat_model(agent)
+        chat_aiohttp = council_aiohttp.chat_model(agent)
 
         async def via_httpx() -> Any:
             response = await raw_httpx.post(url, json=body, headers=headers)
@@ -196,4 +204,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(parse_args()))

@@ -12,6 +12,10 @@ per LLM call (this process's CPU time over the run / its LLM calls: the simulato
 NATS run in processes of their own) and the process's peak RSS. ``--llm replay`` answers every
 call in-process with an answer the simulator gave in the warm-up (no HTTP, no openai, no
 langchain-openai): what LangGraph, council's nodes and the saver cost alone.
+
+Every deliberation is admitted as a door admits it (``core.request.admit``, counted in its
+first step) and runs on one graph per saver, compiled with the process's clients (one LLM
+client, one event publisher), as a served process runs them.
 """
 
 from __future__ import annotations
@@ -25,42 +29,49 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
 from bench.common import TASKS, SimProcess, machine, pct
-from council_agents.core import settings as settings_mod
-from council_agents.core.settings import EventSettings, LLMSettings, Settings
-from council_agents.events.publisher import close_publishers
-from council_agents.llm import client as llm_client
+from council_agents.core.context import Context
+from council_agents.core.request import admit, with_admission
+from council_agents.core.settings import EventSettings, LLMSettings
+from council_agents.core.state import Agent
+from council_agents.events.publisher import Events
+from council_agents.graph.builder import Clients, Compiled, compile_graph
+from council_agents.llm.client import LLM
 from council_agents.server import logs
-from council_agents.server.runner import graph_for
+from council_agents.server.runner import thread_config
 from council_agents.server.services import EmbeddedNats, EmbeddedValkey
 from council_agents.storage.saver import valkey_saver
 
 
 def cpu_seconds() -> float:
     """CPU time of this process (user + system, every thread); the simulator, Valkey and NATS
-    run in processes of their own, so this is council's alone.
-    """
+    run in processes of their own, so this is council's alone."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
 async def deliberate(
-    graph, did: str, task: dict, rounds: int
+    graph: Compiled, llm: LLMSettings, did: str, task: dict, rounds: int
 ) -> tuple[list[tuple[str, float]], int]:
-    """Run one deliberation; return each super-step's node and overhead (seconds), and the
-    number of LLM calls it made.
-    """
-    config = {"configurable": {"thread_id": did}}
+    """Admit and run one deliberation; return each super-step's node and overhead (seconds),
+    and the number of LLM calls it made."""
     overheads: list[tuple[str, float]] = []
     calls = 0
     last = time.perf_counter()
     step_llm = 0.0
     node = "input"
+    # the door's admission, counted in the first step (it was the admit node's work once)
+    admission = admit(
+        {"task": task["task"], "role": task["role"], "rounds": rounds}, None, None, llm
+    )
+    config = with_admission(thread_config(did), admission)
     async for _mode, chunk in graph.astream(
-        {"task": task["task"], "role": task["role"], "rounds": rounds},
+        admission["input"],
         config,
+        context=Context(),
         stream_mode=["debug"],
         durability="sync",
     ):
@@ -77,19 +88,19 @@ async def deliberate(
     return overheads, calls
 
 
-class Replay:
-    """The LLM replaced by an in-process replay of answers the simulator gave (one per stage,
-    recorded during the warm-up): no HTTP, no openai or langchain-openai, so what remains is
-    LangGraph, council's nodes and the checkpointer. Installed over ``llm_client.chat_model``.
-    """
+class Replay(LLM):
+    """The process's LLM client with its chat model replaced by an in-process replay of answers
+    the simulator gave (one per stage, recorded during the warm-up): no HTTP, no openai or
+    langchain-openai, so what remains is LangGraph, council's nodes (the LLM client's answer
+    checks and context fitting included) and the checkpointer."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: LLMSettings) -> None:
+        super().__init__(settings)
         self.answers: dict[str, AIMessage] = {}
         self.recording = True
-        self.real = llm_client.chat_model
 
-    def chat_model(self, settings: Settings, agent: Any) -> Any:
-        real = self.real(settings, agent)
+    def chat_model(self, agent: Agent) -> Any:
+        real = super().chat_model(agent)
         replay = self
 
         class Model:
@@ -104,30 +115,25 @@ class Replay:
 
 
 async def scenario(
-    saver,
-    sim: SimProcess,
-    nats_url: str,
+    saver: BaseCheckpointSaver[str],
+    clients: Clients,
     n: int,
     rounds: int,
     tasks: list[dict] = TASKS,
     arrivals: float = 0.0,
 ) -> dict:
     """``n`` deliberations in this process, started together (or one every ``arrivals / n``
-    seconds); their CPU, step overheads and wall time.
-    """
-    graph = graph_for(saver)
+    seconds); their CPU, step overheads and wall time."""
+    graph = compile_graph(clients, saver)
 
     async def one(i: int) -> tuple[list[tuple[str, float]], int]:
         await asyncio.sleep(arrivals * i / n)
         did = f"ovh-{n}-{i}-{time.time_ns()}"
-        return await deliberate(graph, did, tasks[i % len(tasks)], rounds)
+        return await deliberate(graph, clients.llm.settings, did, tasks[i % len(tasks)], rounds)
 
     cpu0 = cpu_seconds()
     t0 = time.perf_counter()
-    with settings_mod.using(
-        Settings(llm=LLMSettings(base_url=sim.base_url), events=EventSettings(nats_url=nats_url))
-    ):
-        results = await asyncio.gather(*(one(i) for i in range(n)))
+    results = await asyncio.gather(*(one(i) for i in range(n)))
     wall = time.perf_counter() - t0
     cpu = cpu_seconds() - cpu0
     steps = [x for r, _ in results for _, x in r]
@@ -153,11 +159,9 @@ async def scenario(
 async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="council-bench-"))
     logs.configure(level=args.log_level, file=tmp / "bench.jsonl")
-    replay = Replay() if args.llm == "replay" else None
-    if replay is not None:
-        llm_client.chat_model = replay.chat_model  # type: ignore[assignment]
+    replay = args.llm == "replay"
     # the replay answers one task's schemas (its rubric, its labels): every deliberation runs it
-    tasks = TASKS[:1] if replay is not None else TASKS
+    tasks = TASKS[:1] if replay else TASKS
     print(f"machine: {machine()}")
     print(
         f"3 agents, {args.rounds} round(s), LLM: "
@@ -172,16 +176,20 @@ async def main(args: argparse.Namespace) -> None:
         EmbeddedNats(tmp / "nats") as nats,
         SimProcess("--time-scale", str(args.time_scale), "--max-num-seqs", "1024") as sim,
     ):
+        # the process's clients, shared by every deliberation as a served process shares them
+        llm_settings = LLMSettings(base_url=sim.base_url)
+        llm = Replay(llm_settings) if replay else LLM(llm_settings)
+        clients = Clients(llm=llm, events=Events(EventSettings(nats_url=nats.url)))
         async with valkey_saver(v.url) as vsaver:
-            await scenario(vsaver, sim, nats.url, 1, args.rounds, tasks)  # warm-up
-            if replay is not None:
-                replay.recording = False
-                await scenario(vsaver, sim, nats.url, 2, args.rounds, tasks)
+            await scenario(vsaver, clients, 1, args.rounds, tasks)  # warm-up
+            if isinstance(llm, Replay):
+                llm.recording = False
+                await scenario(vsaver, clients, 2, args.rounds, tasks)
             for n in args.concurrency:
                 for name, saver in (("in-memory", InMemorySaver()), ("valkey", vsaver)):
                     if name not in args.savers:
                         continue
-                    r = await scenario(saver, sim, nats.url, n, args.rounds, tasks, args.arrivals)
+                    r = await scenario(saver, clients, n, args.rounds, tasks, args.arrivals)
                     rows.append((name, r))
                     print(
                         f"  {name:>9} x{n:<4} {r['calls']:5d} calls  "
@@ -193,7 +201,7 @@ async def main(args: argparse.Namespace) -> None:
                     if args.by_node:
                         for node, (p50, p99) in r["by_node"].items():
                             print(f"      after {node:<9} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms")
-        await close_publishers()
+        await clients.events.close()
     print(
         "\n| saver | concurrent deliberations | super-steps | LLM calls | CPU (s) "
         "| CPU per LLM call (ms) | overhead p50 (ms/step) | p99 (ms/step) "
@@ -208,7 +216,7 @@ async def main(args: argparse.Namespace) -> None:
         )
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 100])
     ap.add_argument("--rounds", type=int, default=1)
@@ -239,7 +247,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument(
         "--by-node", action="store_true", help="also the overhead of the steps of each node"
     )
-    return ap.parse_args()
+    return ap.parse_args(argv)
 
 
 if __name__ == "__main__":

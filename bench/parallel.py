@@ -16,6 +16,9 @@ the stage-barrier critical path (per stage, the slowest task, summed: what counc
 and the dependency critical path (each critique starting when the proposal it critiques is
 ready, each revision when its own critiques are, each judge and voter when the revisions it
 reads are: what a barrier-free council would wait for, with the same task durations).
+
+Each deliberation is admitted and run as a door runs it (``bench.common.deliberate``), with
+the process's clients (an LLM client per setting, one event publisher) shared by all of them.
 """
 
 from __future__ import annotations
@@ -29,22 +32,52 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import TASKS, SimProcess, critical_path, machine
+from bench.common import TASKS, SimProcess, critical_path, deliberate, machine
 from council_agents.core.settings import EventSettings, LLMSettings, Settings
-from council_agents.events.publisher import close_publishers
-from council_agents.server import logs, runner
+from council_agents.events.publisher import Events
+from council_agents.graph.builder import Clients
+from council_agents.llm.client import LLM
+from council_agents.server import logs
 from council_agents.server.services import EmbeddedNats, EmbeddedValkey
 from council_agents.storage.saver import valkey_saver
 
 
+class Process:
+    """The benchmark process's clients, as a served process holds them: one event publisher,
+    and an LLM client per LLM setting (council's, and ``concurrency=1`` for the serial runs)."""
+
+    def __init__(self, base_url: str, nats_url: str) -> None:
+        self.events = Events(EventSettings(nats_url=nats_url))
+        self.settings = {
+            serial: Settings(
+                llm=LLMSettings(base_url=base_url, concurrency=1 if serial else 0),
+                events=self.events.settings,
+            )
+            for serial in (False, True)
+        }
+        self.clients = {
+            serial: Clients(llm=LLM(settings.llm), events=self.events)
+            for serial, settings in self.settings.items()
+        }
+
+    async def run(
+        self, saver: Any, did: str, inp: dict[str, Any], serial: bool = False, **run: Any
+    ) -> Any:
+        """One deliberation (``bench.common.deliberate``) with these clients; its values."""
+        outcome = await deliberate(
+            saver, did, inp, self.settings[serial], self.clients[serial], **run
+        )
+        return outcome.values
+
+    async def close(self) -> None:
+        """Close the event publisher."""
+        await self.events.close()
+
+
 async def one(
-    sim: SimProcess, valkey_url: str, nats_url: str, task: dict, rounds: int, serial: bool
+    sim: SimProcess, valkey_url: str, process: Process, task: dict, rounds: int, serial: bool
 ) -> dict:
     did = f"bench-{'serial' if serial else 'council'}-{rounds}-{time.time_ns()}"
-    settings = Settings(
-        llm=LLMSettings(base_url=sim.base_url, concurrency=1 if serial else 0),
-        events=EventSettings(nats_url=nats_url),
-    )
     sim.reset_prefix_cache()  # each deliberation starts cold: its hit rate is its own
     before = sim.counters()
     t0 = time.perf_counter()
@@ -55,7 +88,7 @@ async def one(
             "rounds": rounds,
             "rubric": task["rubric"],
         }
-        values = (await runner.run(saver, did, inp, None, settings)).values
+        values = await process.run(saver, did, inp, serial)
     wall = time.perf_counter() - t0
     after = sim.counters()
     log = sim.requests()
@@ -68,7 +101,7 @@ async def one(
         "llm_sum": sum(e["t_out"] - e["t_in"] for e in calls),
         "calls": len(calls),
         "hit_rate": h / q if q else 0.0,
-        "by_stage": values["result"]["usage"]["by_stage"],
+        "by_stage": values["result"].model_dump(mode="json")["usage"]["by_stage"],
         "published": bool(values.get("published")),
     }
 
@@ -133,7 +166,7 @@ def dependency_path(spans: list[dict[str, Any]]) -> float:
 
 
 async def barrier_run(
-    sim: SimProcess, valkey_url: str, nats_url: str, task: dict, rounds: int
+    sim: SimProcess, valkey_url: str, process: Process, task: dict, rounds: int
 ) -> dict[str, float]:
     """One deliberation with every task timed; its wall and both critical paths."""
     did = f"barrier-{rounds}-{time.time_ns()}"
@@ -142,14 +175,10 @@ async def barrier_run(
     t0 = time.perf_counter()
     async with valkey_saver(valkey_url) as saver:
         inp = {"task": task["task"], "role": task["role"], "rounds": rounds}
-        await runner.run(
+        await process.run(
             saver,
             did,
             inp,
-            None,
-            Settings(
-                llm=LLMSettings(base_url=sim.base_url), events=EventSettings(nats_url=nats_url)
-            ),
             on_update=lambda _mode, chunk: events.append(chunk),
             stream_mode=("debug",),
         )
@@ -181,13 +210,14 @@ async def stage_barrier(args: argparse.Namespace) -> None:
         EmbeddedNats(tmp / "nats") as n,
         SimProcess("--time-scale", str(args.time_scale)) as sim,
     ):
+        process = Process(sim.base_url, n.url)
         sim.configure(time_scale=0.0)
-        await barrier_run(sim, v.url, n.url, TASKS[-1], 0)  # warm-up, not measured
+        await barrier_run(sim, v.url, process, TASKS[-1], 0)  # warm-up, not measured
         sim.configure(time_scale=args.time_scale)
         for sigma in args.length_sigma:
             sim.configure(length_sigma=sigma)
             for rounds in (1, 2):
-                runs = [await barrier_run(sim, v.url, n.url, t, rounds) for t in tasks]
+                runs = [await barrier_run(sim, v.url, process, t, rounds) for t in tasks]
                 for r in runs:
                     print(
                         f"  sigma {sigma} rounds {rounds}: {r['calls']} tasks, wall "
@@ -196,7 +226,7 @@ async def stage_barrier(args: argparse.Namespace) -> None:
                         flush=True,
                     )
                 rows.append((sigma, rounds, runs))
-        await close_publishers()
+        await process.close()
     print(
         "\n| answer-length spread (sigma) | rounds | deliberations | wall (s) "
         "| stage-barrier path (s) | dependency path (s) | wall / stage-barrier path "
@@ -213,8 +243,8 @@ async def stage_barrier(args: argparse.Namespace) -> None:
         )
 
 
-async def main() -> None:
-    ap = argparse.ArgumentParser()
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.parallel", description=__doc__)
     ap.add_argument("--time-scale", type=float, default=1.0)
     ap.add_argument("--task", default="t01")
     ap.add_argument(
@@ -230,7 +260,10 @@ async def main() -> None:
         default=[0.25, 0.5],
         help="--stage-barrier: the simulator's answer-length spreads (its default is 0.25)",
     )
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+async def main(args: argparse.Namespace) -> None:
     if args.stage_barrier:
         await stage_barrier(args)
         return
@@ -247,18 +280,19 @@ async def main() -> None:
         EmbeddedNats(Path(tmp) / "nats") as n,
         SimProcess("--time-scale", str(args.time_scale)) as sim,
     ):
+        process = Process(sim.base_url, n.url)
         # warm-up (imports, first connections, graph compile), not measured
         sim.configure(time_scale=0.0)
-        await one(
-            sim, v.url, n.url, next(t for t in TASKS if t["id"] != task["id"]), 0, serial=False
-        )
+        warm = next(t for t in TASKS if t["id"] != task["id"])
+        for serial in (False, True):  # each LLM client's first connections
+            await one(sim, v.url, process, warm, 0, serial=serial)
         sim.configure(time_scale=args.time_scale)
         rows = []
         for rounds in (1, 2):
-            c = await one(sim, v.url, n.url, task, rounds, serial=False)
-            s = await one(sim, v.url, n.url, task, rounds, serial=True)
+            c = await one(sim, v.url, process, task, rounds, serial=False)
+            s = await one(sim, v.url, process, task, rounds, serial=True)
             rows.append((rounds, c, s))
-        await close_publishers()
+        await process.close()
     print(
         "| rounds | LLM calls | council wall (s) | critical path (s) | wall / critical "
         "| serial wall (s) "
@@ -288,4 +322,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(parse_args()))

@@ -52,9 +52,9 @@ from typing import Any
 
 import httpx
 
+from council_agents.core.progress import latest_drafts
 from council_agents.core.request import normal_rubric
 from council_agents.core.settings import DEFAULT_MAX_TOKENS
-from council_agents.graph.routing import latest_drafts
 from council_agents.llm.prompt_files import rubric_text
 from council_agents.nodes.judge import weighted_total
 from council_agents.nodes.select import decide
@@ -313,7 +313,7 @@ def council_version() -> str:
         ).stdout.strip()
     except OSError:
         commit = ""
-    return version("council") + (f" ({commit})" if commit else "")
+    return version("council-agents") + (f" ({commit})" if commit else "")
 
 
 def peak_in_flight(calls: list[dict[str, Any]]) -> int:

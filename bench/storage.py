@@ -44,10 +44,10 @@ from typing import Any
 import valkey
 
 from bench.storage_probe import breakdown
+from council_agents.events.publisher import STREAM
 from council_agents.storage.keys import kind_of
 
 BIN = Path(sys.executable).parent
-STREAM = "ORCHESTRATOR_EVENTS"
 KINDS = ("checkpoint", "writes", "thread", "marker")
 
 
@@ -420,9 +420,11 @@ def sweep_cost(tmp: Path, nats_url: str, n: int) -> dict[str, Any]:
         return {"retained": retained, "seconds": took, "keys": client.dbsize()}
 
 
-def main() -> None:
-    """Run the scenarios and print the report (or JSON)."""
-    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.storage", description=(__doc__ or "").split("\n")[0]
+    )
     ap.add_argument("--n", type=int, default=5, help="deliberations per rounds setting")
     ap.add_argument("--rounds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--agents", type=int, default=3)
@@ -431,7 +433,11 @@ def main() -> None:
     ap.add_argument(
         "--sweep", type=int, metavar="N", help="instead: time one retention sweep over N copies"
     )
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> None:
+    """Run the scenarios and print the report (or JSON)."""
     if args.sweep:
         with ExitStack() as stack:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="council-sweep-")))
@@ -455,4 +461,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

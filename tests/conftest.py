@@ -1,4 +1,7 @@
-"""Fixtures that start real servers (valkey-server, nats-server, the simulated vLLM)."""
+"""Fixtures that start real servers (valkey-server, nats-server, the simulated vLLM), and the
+tiers: every test is marked by its directory (``tests/unit``: ``unit``, ``tests/integration``:
+``integration``, ``tests/bench``: ``bench_smoke``; ``tests.helpers.TIERS``) with its tier's
+timeout, so ``pytest -m unit`` is the fast gate."""
 
 from __future__ import annotations
 
@@ -8,6 +11,20 @@ import pytest
 
 from council_agents.server.services import EmbeddedNats, EmbeddedValkey
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
+from tests.helpers import tier_of
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier and, unless it names its own, the tier's timeout."""
+    for item in items:
+        tier = tier_of(item.path)
+        if tier is None:
+            continue
+        marker, timeout = tier
+        item.add_marker(marker)
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(timeout))
 
 
 def _server_url(env: str, server_cls, tmp_path_factory):

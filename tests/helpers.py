@@ -32,6 +32,26 @@ from council_agents.storage.councils import CouncilStore
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
+
+TIERS: dict[str, tuple[str, float]] = {
+    # tests/<directory> -> (its tier's marker, seconds one of its tests may take)
+    "unit": ("unit", 60),  # in-process: the slowest takes ~10 s on 2 busy cores
+    "integration": ("integration", 300),  # real servers and processes
+    "bench": ("bench_smoke", 180),  # each bench command at its smallest: ~5-20 s
+}
+"""The test tiers, by directory (``tests/conftest.py`` marks every test with its tier and the
+tier's timeout unless the test names its own); ``real_llm`` is a marker of its own, opt-in."""
+
+
+def tier_of(path: Path) -> tuple[str, float] | None:
+    """The tier (marker, timeout) of a test file: by its directory under ``tests/``."""
+    try:
+        parts = path.resolve().relative_to(ROOT / "tests").parts
+    except ValueError:
+        return None
+    return TIERS.get(parts[0]) if len(parts) > 1 else None
+
+
 TASKS = [
     json.loads(x)
     for x in resources.files("council_agents.cli").joinpath("tasks.jsonl").read_text().splitlines()
