@@ -69,7 +69,7 @@ class UsageError(Exception):
 
 @cache
 def demo_tasks() -> dict[str, dict[str, Any]]:
-    """The realistic tasks shipped with council (``server/tasks.jsonl``), by id."""
+    """The realistic tasks shipped with council (``cli/tasks.jsonl``), by id."""
     text = resources.files("council_agents.cli").joinpath("tasks.jsonl").read_text(encoding="utf-8")
     return {t["id"]: t for t in map(json.loads, text.splitlines())}
 

@@ -16,7 +16,7 @@ worker through deploy/entrypoint.sh with its URLs read from *_FILE secrets. Then
 6. a run stopped by SIGTERM mid-deliberation finishes after the restart, resumed from Valkey.
 
 Prints one line per check and exits non-zero on the first failure. The API runs as
-``council serve --production`` (``server.commands.production_runtime``), as the image runs it.
+``council serve --production`` (``cli.commands.production_runtime``), as the image runs it.
 """
 
 from __future__ import annotations

