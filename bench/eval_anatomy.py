@@ -28,23 +28,31 @@ from council_agents.evals.humaneval import load_problems
 from council_agents.evals.report import read_results
 from council_agents.evals.sandbox import defines, extract_code, score_many
 from council_agents.evals.strategies import STRATEGIES
-from council_agents.nodes.revise import RevisionAnswer
+from council_agents.nodes.revise import CHANGES, UNCHANGED
 
 STAGES = ("propose", "critique", "revise", "vote", "judge")
 
 
 def draft_text(stage: str, content: str) -> str | None:
-    """The proposal an accepted propose or revise answer carries (a revision is the revise
-    stage's own ``RevisionAnswer``), else None.
+    """The proposal an accepted propose or revise answer carries, else None. A revision is
+    plain text before ``=== CHANGES ===`` (``UNCHANGED``: None, no new draft); logs of the
+    protocol before it hold a JSON document whose ``proposal`` is the draft.
     """
     if stage == "propose":
         return content
-    if stage == "revise":
-        try:
-            return RevisionAnswer.model_validate_json(content).proposal
-        except ValueError:
-            return None
-    return None
+    if stage != "revise":
+        return None
+    try:
+        legacy = json.loads(content)
+    except ValueError:
+        legacy = None
+    if isinstance(legacy, dict):
+        proposal = legacy.get("proposal")
+        return proposal if isinstance(proposal, str) else None
+    if content.strip().upper().startswith(UNCHANGED):
+        return None
+    marker = CHANGES.search(content)
+    return (content[: marker.start()] if marker else content).strip() or None
 
 
 def read_calls(log: Path, threads: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:

@@ -132,7 +132,14 @@ class Tracker:
                     self.stage = f"after {node}"
 
 
-EXIT_CODES: dict[str, int] = {"input": 2, "llm": 3, "valkey": 4, "nats": 5, "other": 1}
+EXIT_CODES: dict[str, int] = {
+    "input": 2,
+    "llm": 3,
+    "valkey": 4,
+    "nats": 5,
+    "answers": 6,
+    "other": 1,
+}
 """The exit code per kind of failure (``core.errors.describe``); ``cli.main`` documents them."""
 
 

@@ -11,6 +11,8 @@ traceback is in the log file):
 | 3 | the LLM: unreachable, timing out, refusing, or answering garbage |
 | 4 | Valkey: unreachable or failing |
 | 5 | NATS: unreachable, or the completed event was not acknowledged |
+| 6 | the model's answers: too few usable ones after every retry (under two proposals; neither a |
+|   | judgement nor a ballot) |
 | 130 | interrupted (Ctrl-C) |
 
 A deliberation that stopped after ``prepare`` keeps its checkpoints; only then does the error

@@ -86,6 +86,15 @@ def print_result(values: CouncilState, as_json: bool) -> None:
     for row in event.ranking:
         scores = ", ".join(f"{k} {v:g}" for k, v in row.scores.items())
         print(f"  {row.rank}. {row.agent_id:<16} {row.total:5.2f}  borda {row.borda}  [{scores}]")
+    omissions = decision.omissions if decision else []
+    if omissions:
+        print("\nLeft out (answers rejected after every retry; the council went on without them):")
+        for o in omissions:
+            about = f" on {o.subject}" if o.subject and o.stage == "critique" else ""
+            print(
+                f"  {o.stage} r{o.round} {o.agent_id}{about}: {o.reason} "
+                f"({o.attempts} attempt(s), {o.completion_tokens} tokens)"
+            )
     usage = event.usage
     print(
         f"\nTokens: {usage.prompt_tokens} prompt ({usage.cached_tokens} cached), "

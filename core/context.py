@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pydantic import ConfigDict
 
 from council_agents.core.limits import AgentCount, Name, TokenBudget
-from council_agents.core.terms import Aggregator
+from council_agents.core.terms import Aggregator, Presentation
 
 
 @dataclass(kw_only=True)
@@ -29,6 +29,8 @@ class Context:
     """Interrupt after select for a human approval or override (default: the council's)."""
     aggregator: Aggregator | None = None
     """How the winner is decided (default: the council's, else ``judge+vote``)."""
+    presentation: Presentation | None = None
+    """How the judges are shown the proposals (default: the council's, else ``rotations``)."""
     token_budget: TokenBudget | None = None
     """Most prompt + completion tokens for the deliberation (default: the council's, else none);
     when the next stage could exceed it, the council goes to selection."""

@@ -2,7 +2,8 @@
 
 ``describe(exc)`` is the one classification of a failed deliberation, used by the metrics
 (``kind`` label) and the CLI (one line; ``cli.commands`` maps each kind to its exit code): bad
-input, the LLM, Valkey, NATS, other.
+input, the LLM (unreachable, overloaded, refusing), the model's answers (rejected after every
+retry, where the deliberation cannot do without them), Valkey, NATS, other.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ class CouncilError(RuntimeError):
         """This error, carrying the records of the attempts that led to it."""
         self.records = list(records)
         return self
+
+
+class AnswerRejected(CouncilError):
+    """Every attempt's answer was rejected (empty, garbage, invalid for its schema, or dropping
+    what the previous version had). A stage leaves such an agent out and goes on; only when the
+    deliberation cannot do without it (fewer than two proposals, no judgement and no ballot) does
+    it fail with this error.
+    """
 
 
 class LLMUnreachable(CouncilError):
@@ -68,7 +77,7 @@ def broken_stream(exc: BaseException) -> bool:
     return False
 
 
-Kind = Literal["input", "llm", "valkey", "nats", "other"]
+Kind = Literal["input", "llm", "answers", "valkey", "nats", "other"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,8 @@ class Failure:
     """What a failed deliberation ran into."""
 
     kind: Kind
-    """What failed: the request itself, the LLM, Valkey, NATS, or something else."""
+    """What failed: the request itself, the LLM, the model's answers, Valkey, NATS, or something
+    else."""
     stage: str
     """Where: ``prepare``, a stage (``propose`` ...), ``publish``, or ``checkpoint``."""
     message: str
@@ -100,6 +110,8 @@ def describe(exc: BaseException) -> Failure:
             return Failure("input", "prepare", str(e))
         if isinstance(e, PublishFailed):
             return Failure("nats", "publish", str(e))
+        if isinstance(e, AnswerRejected):
+            return Failure("answers", e.stage, str(e))
         if isinstance(e, CouncilError):
             stage = "prepare" if e.stage == "preflight" else e.stage
             return Failure("llm", stage, str(e))

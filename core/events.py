@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from council_agents.core.terms import Aggregator, DecidedBy, Severity, StopReason
+from council_agents.core.terms import Aggregator, DecidedBy, Severity, Stage, StopReason
 
 
 def utcnow() -> datetime:
@@ -109,18 +109,40 @@ class BallotRecord(_Model):
     reason: str
 
 
+class OmissionRecord(_Model):
+    """An agent left out of one task; the deliberation went on without it (1.2)."""
+
+    stage: Stage
+    round: int = Field(ge=0)
+    agent_id: str = Field(description="the proposer, critic, author, voter or judge left out")
+    subject: str | None = Field(
+        None, description="critique: whose proposal; judge: the presentation (agent ids, in order)"
+    )
+    reason: str = Field(description="why its last attempt was rejected")
+    attempts: int = Field(ge=0, description="attempts made")
+    completion_tokens: int = Field(ge=0, description="what they cost")
+
+
 class DecisionRecord(_Model):
-    """How the decision was made (1.1)."""
+    """How the decision was made (1.1; omissions 1.2)."""
 
     aggregator: Aggregator
     decided_by: DecidedBy
     judges: list[AgentRecord]
     judgements: list[JudgementRecord]
-    judges_agree: bool | None = Field(description="both judgements put the same proposal first")
-    rank_agreement: float | None = Field(description="Kendall's tau between the judgements")
+    judges_agree: bool | None = Field(
+        description="every judgement put the same proposal first (None: fewer than two compared)"
+    )
+    rank_agreement: float | None = Field(
+        description="mean Kendall's tau between the judgements' rankings"
+    )
     votes: list[BallotRecord]
     borda: dict[str, int]
     vote_winner: str | None
+    omissions: list[OmissionRecord] = Field(
+        default_factory=list,
+        description="agents left out of a task, their answers rejected after every retry (1.2)",
+    )
 
 
 class ProposalRecord(_Model):
@@ -163,7 +185,7 @@ class DeliberationCompleted(_Model):
     event_type: Literal["orchestration.deliberation.completed"] = (
         "orchestration.deliberation.completed"
     )
-    schema_version: Literal["1.1"] = "1.1"
+    schema_version: Literal["1.2"] = "1.2"
     deliberation_id: str
     story_id: str | None
     task_id: str | None

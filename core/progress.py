@@ -41,6 +41,11 @@ def converged(critiques: list[Critique]) -> bool:
     return bool(critiques) and not any(severe(c) for c in critiques)
 
 
+def left_out(state: CouncilState) -> set[str]:
+    """The agents whose proposals were rejected after every retry: they take no further part."""
+    return {o["agent_id"] for o in state.get("omissions", []) if o["stage"] == "propose"}
+
+
 def tokens_used(state: CouncilState) -> int:
     """Prompt and completion tokens of every call so far."""
     return sum(c["prompt_tokens"] + c["completion_tokens"] for c in state.get("calls", []))
@@ -53,4 +58,9 @@ def stop_reason(state: CouncilState) -> StopReason:
     if done >= state["council"]["rounds"]:
         return "rounds_completed"
     received = [c for c in state.get("critiques", []) if c["round"] == done + 1]
-    return "converged" if converged(received) else "budget"
+    if converged(received):
+        return "converged"
+    rejected = [
+        o for o in state.get("omissions", []) if o["stage"] == "critique" and o["round"] == done + 1
+    ]
+    return "no_critiques" if rejected and not received else "budget"

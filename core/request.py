@@ -42,7 +42,7 @@ from council_agents.core.limits import (
 )
 from council_agents.core.settings import KEY_NAME, LLMSettings
 from council_agents.core.state import Admission, Agent, Council, Criterion, InputState
-from council_agents.core.terms import Aggregator, Role
+from council_agents.core.terms import Aggregator, Presentation, Role
 
 ADMISSION_KEY = "council_admission"
 """The run configuration's key (``configurable``) that carries a door's ``Admission`` to the
@@ -152,6 +152,7 @@ class CouncilSpec(_Strict):
     constraints: Constraints = ""
     require_approval: bool = False
     aggregator: Aggregator = "judge+vote"
+    presentation: Presentation = "rotations"
     token_budget: TokenBudget | None = None
 
     @model_validator(mode="after")
@@ -353,6 +354,7 @@ def admit(
             spec.require_approval if ctx.require_approval is None else ctx.require_approval
         ),
         aggregator=ctx.aggregator or spec.aggregator,
+        presentation=ctx.presentation or spec.presentation,
         token_budget=ctx.token_budget if ctx.token_budget is not None else spec.token_budget,
         max_tokens=dict(settings.max_tokens),
     )
@@ -362,6 +364,26 @@ def admit(
 
 
 _admission_adapter: TypeAdapter[Admission] = TypeAdapter(Admission)
+
+
+SALT_KEY = "council_salt"
+"""The run configuration's key that varies the sampling seeds of a deliberation tried again (a
+resume, a redelivery): set by council's doors, so a rejected answer is not asked for again with
+the same seed."""
+
+
+def with_salt(config: RunnableConfig, salt: int) -> RunnableConfig:
+    """``config`` with a seed salt (0 leaves it as it is)."""
+    if not salt:
+        return config
+    configurable = {**(config.get("configurable") or {}), SALT_KEY: salt}
+    return cast(RunnableConfig, {**config, "configurable": configurable})
+
+
+def salt_of(config: RunnableConfig) -> int:
+    """The seed salt of a run (0: a first try)."""
+    salt = (config.get("configurable") or {}).get(SALT_KEY, 0)
+    return salt if isinstance(salt, int) else 0
 
 
 def admission_of(config: RunnableConfig) -> Admission | None:

@@ -20,6 +20,7 @@ the sweep, ``server`` to authentication and serving. Nothing reads them from an 
 | ``COUNCIL_LLM_CONCURRENCY`` | ``0`` | calls in flight per LLM server (0: no limit) |
 | ``COUNCIL_LLM_HTTP`` | ``aiohttp`` | HTTP transport of LLM calls: ``aiohttp`` or ``httpx`` |
 | ``COUNCIL_ENABLE_THINKING`` | unset | ``true``/``false``: Qwen3's ``enable_thinking`` |
+| ``COUNCIL_LLM_REPETITION_PENALTY`` | ``1.1`` | the server's repetition control (0: none) |
 | ``COUNCIL_LLM_CONTEXT_WINDOW`` | learned | context window: ``N``, or ``URL=N,...`` per endpoint |
 | ``VALKEY_URL`` | embedded | checkpoints and stored councils |
 | ``NATS_URL`` | embedded | JetStream for events |
@@ -219,6 +220,10 @@ class LLMSettings:
     each council when it is admitted."""
     enable_thinking: bool | None = None
     """Send ``chat_template_kwargs.enable_thinking`` (Qwen3 on vLLM); ``None`` sends nothing."""
+    repetition_penalty: float = 1.1
+    """The server's own repetition control, sent where it has one (vLLM's
+    ``repetition_penalty``, llama.cpp's ``repeat_penalty``); 0 sends nothing. Small models
+    otherwise fill a structured answer with ``1. 1. 1.`` until ``max_tokens`` cuts it."""
     context_window: Mapping[str, int] = field(default_factory=dict)
     """Context window (prompt + answer tokens) by base URL, ``""`` for every endpoint; overrides
     what the server reports (``llm.endpoints``). Empty: learned from each server."""
@@ -350,6 +355,7 @@ class Settings:
             concurrency=int(_number(env, "COUNCIL_LLM_CONCURRENCY", 0, int)),
             http=_transport(env, "COUNCIL_LLM_HTTP"),
             enable_thinking=_flag(env, "COUNCIL_ENABLE_THINKING"),
+            repetition_penalty=_number(env, "COUNCIL_LLM_REPETITION_PENALTY", 1.1),
             context_window=_windows(env, "COUNCIL_LLM_CONTEXT_WINDOW"),
             prompts_dir=Path(prompts).resolve() if prompts else None,
         )

@@ -23,6 +23,7 @@ from council_agents.core.events import DeliberationCompleted
 from council_agents.core.terms import (
     Aggregator,
     DecidedBy,
+    Presentation,
     Role,
     Severity,
     Stage,
@@ -66,6 +67,8 @@ class Council(TypedDict):
     """Criterion name -> what it means, its weight and anchors; judges score each 0..10."""
     aggregator: Aggregator
     """How the winner is decided: ``judge``, ``vote`` or ``judge+vote``."""
+    presentation: Presentation
+    """How the judges are shown the proposals: ``pair``, ``rotations`` or ``pointwise``."""
     token_budget: int | None
     """Most prompt + completion tokens for the whole deliberation (None: no budget)."""
     max_tokens: dict[str, int]
@@ -134,6 +137,9 @@ class Draft(TypedDict):
     """Revisions: the defects this version addresses, and how."""
     rejected: NotRequired[list[Change]]
     """Revisions: the defects it rejects, and why."""
+    carried: NotRequired[str]
+    """Set when this version is the previous one carried forward, and why: ``unchanged`` (the
+    author said so, or had no critique to answer) or the reason its revision was rejected."""
 
 
 class Critique(TypedDict):
@@ -151,6 +157,28 @@ class Critique(TypedDict):
     """What the critic found, with severities."""
     violations: list[str]
     """Constraints the proposal breaks (each counts as a blocker)."""
+
+
+class Omission(TypedDict):
+    """An agent left out of one task because its answers were rejected after every retry (or
+    the token budget left no room for it): the deliberation went on without it.
+    """
+
+    stage: Stage
+    """Where."""
+    round: int
+    """The stage's round (0 for propose)."""
+    agent_id: str
+    """Who was left out: the proposer, critic, author, voter or judge."""
+    subject: str | None
+    """critique: whose proposal went uncritiqued; judge: the presentation it would have judged
+    (e.g. ``P1=agent-dev-002,...``); otherwise None."""
+    reason: str
+    """Why the last attempt was rejected."""
+    attempts: int
+    """Attempts made (each a call the usage counts)."""
+    completion_tokens: int
+    """What those attempts cost in completion tokens."""
 
 
 class Assessment(TypedDict):
@@ -283,7 +311,7 @@ class Decision(TypedDict):
     """What decided: ``judges`` (they agreed or averaged), ``vote`` (the judges disagreed, or
     the aggregator is the vote), ``human``."""
     judges_agree: bool | None
-    """Whether both judgements put the same proposal first (None: not judged)."""
+    """Whether every judgement put the same proposal first (None: fewer than two judgements)."""
     rank_agreement: float | None
     """Kendall's tau between the two judgements' rankings (-1..1; None: not judged)."""
     vote_winner: str | None
@@ -373,6 +401,9 @@ class CouncilState(InputState, total=False):
     """The judges' two judgements (opposite presentation orders)."""
     ballots: Annotated[list[Ballot], operator.add]
     """The peer vote."""
+    omissions: Annotated[list[Omission], operator.add]
+    """Agents left out of a task (answers rejected after every retry, or no room left in the
+    token budget): the deliberation went on without them."""
     decision: Decision
     """Select's outcome."""
     result: Annotated[DeliberationCompleted, UntrackedValue]
@@ -416,6 +447,9 @@ class _AgentTask(TypedDict):
     """Round of the stage (0 for propose)."""
     max_tokens: int
     """The stage's completion-token budget (the council's)."""
+    token_cap: int | None
+    """Most prompt + completion tokens this task may spend, retries included (its share of what
+    is left of the council's token budget; None: no budget)."""
 
 
 class ProposeTask(_AgentTask):
@@ -456,32 +490,38 @@ AgentTask = ProposeTask | CritiqueTask | ReviseTask | ShowTask
 # --- what each node writes --------------------------------------------------------------------
 
 
-class DraftUpdate(TypedDict):
-    """propose and revise: a new version, and what its calls cost."""
+class DraftUpdate(TypedDict, total=False):
+    """propose and revise: a new version (or, for a proposer left out, an omission), and what
+    its calls cost.
+    """
 
     drafts: list[Draft]
-    calls: list[CallRecord]
+    omissions: list[Omission]
+    calls: Required[list[CallRecord]]
 
 
-class CritiqueUpdate(TypedDict):
-    """critique: one critique, and what its calls cost."""
+class CritiqueUpdate(TypedDict, total=False):
+    """critique: one critique (or an omission), and what its calls cost."""
 
     critiques: list[Critique]
-    calls: list[CallRecord]
+    omissions: list[Omission]
+    calls: Required[list[CallRecord]]
 
 
-class JudgementUpdate(TypedDict):
-    """judge: one judgement, and what its calls cost."""
+class JudgementUpdate(TypedDict, total=False):
+    """judge: one judgement (or an omission), and what its calls cost."""
 
     judgements: list[Judgement]
-    calls: list[CallRecord]
+    omissions: list[Omission]
+    calls: Required[list[CallRecord]]
 
 
-class BallotUpdate(TypedDict):
-    """vote: one ballot, and what its calls cost."""
+class BallotUpdate(TypedDict, total=False):
+    """vote: one ballot (or an omission), and what its calls cost."""
 
     ballots: list[Ballot]
-    calls: list[CallRecord]
+    omissions: list[Omission]
+    calls: Required[list[CallRecord]]
 
 
 class DecisionUpdate(TypedDict):

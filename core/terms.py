@@ -14,10 +14,18 @@ Stage = Literal["propose", "critique", "revise", "judge", "vote"]
 """The stages whose agents call an LLM."""
 Aggregator = Literal["judge", "vote", "judge+vote"]
 """How the winner is decided (docs/DECISIONS.md)."""
-StopReason = Literal["converged", "budget", "rounds_completed", "human_override", "approved"]
-"""Why the rounds ended (``approved``: kept for the replaced system's consumers)."""
-DecidedBy = Literal["judges", "vote", "human"]
-"""What decided the winner."""
+StopReason = Literal[
+    "converged", "budget", "rounds_completed", "human_override", "approved", "no_critiques"
+]
+"""Why the rounds ended (``approved``: kept for the replaced system's consumers;
+``no_critiques``: every critique of a round was rejected, so nothing could be revised)."""
+DecidedBy = Literal["judges", "vote", "human", "tiebreak"]
+"""What decided the winner (``tiebreak``: neither the judges nor the vote could tell the
+leaders apart, and the documented tie-break did; the justification says which)."""
+Presentation = Literal["pair", "rotations", "pointwise"]
+"""How the judges are shown the proposals: ``pair`` (one order and its reverse), ``rotations``
+(every cyclic rotation: each proposal in each position once), ``pointwise`` (each proposal
+alone). docs/DECISIONS.md measures them."""
 Severity = Literal["blocker", "major", "minor"]
 """How much a defect matters: must, should or could change."""
 
@@ -25,5 +33,7 @@ ROLES: tuple[Role, ...] = get_args(Role)
 """Every role, in the order the docs list them."""
 AGGREGATORS: tuple[Aggregator, ...] = get_args(Aggregator)
 """Every aggregator."""
+PRESENTATIONS: tuple[Presentation, ...] = get_args(Presentation)
+"""Every presentation scheme."""
 SEVERE: tuple[Severity, ...] = ("blocker", "major")
 """The severities that make a round go on (must or should change)."""

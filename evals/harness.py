@@ -237,13 +237,19 @@ class Runner:
             agent=council["agents"][agent_index],
             round=0,
             max_tokens=council["max_tokens"]["propose"],
+            token_cap=None,
         )
         try:
             update = await propose(task, llm=self.deliberations.clients.llm)
         except LLMUnreachable:
             raise
-        except CouncilError as e:  # e.g. answers rejected as garbage after the retries
+        except CouncilError as e:  # e.g. a request the server refused
             return "", e.records, f"no answer: {e}"[:300]
+        if "drafts" not in update:  # its answers were rejected after every retry
+            agent = task["agent"]["agent_id"]
+            left = update.get("omissions", [])
+            reason = left[0]["reason"] if left else "no answer"
+            return "", update["calls"], f"no answer: propose failed for {agent}: {reason}"[:300]
         return update["drafts"][0]["content"], update["calls"], ""
 
     async def single(self, problem: Problem) -> list[ProblemResult]:

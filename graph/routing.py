@@ -1,10 +1,16 @@
 """Routers: what runs next, decided from the state alone (a pure function of it).
 
 Rounds go on until the ceiling, until a round's critiques find no blocker or major defect
-(converged: the revise of that round is skipped), or until the next stage could take the
-deliberation over its token budget (planned with the council's own per-stage budgets, fixed
-when it was admitted). Then selection: two judge tasks (opposite presentation orders) and one
-vote per agent, all in parallel, then ``select`` aggregates.
+(converged: the revise of that round is skipped), until every critique of a round was rejected
+(nothing to revise), or until the next stage could take the deliberation over its token budget
+(planned with the council's own per-stage budgets; each task is given its share of what is left,
+retries included, as a hard cap). Then selection: the judgements (one per presentation the
+council's scheme gives, unless the vote decides alone or the judges no longer fit the budget)
+and one ballot per agent, all in parallel, then ``select`` aggregates.
+
+An agent whose answers were rejected after every retry is left out of that task (an
+``Omission`` in the state) and the deliberation goes on: a proposer left out takes no further
+part, while at least two proposals remain.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from typing import Literal
 
 from langgraph.types import Send
 
+from council_agents.core.errors import AnswerRejected
 from council_agents.core.progress import (
     converged,
     critiques_for,
     latest_drafts,
+    left_out,
     tokens_used,
     versions_done,
 )
@@ -36,9 +44,8 @@ from council_agents.llm.stage import brief
 
 PROMPT_OVERHEAD_TOKENS = 700
 """System prompt, headings and instructions of a stage prompt (an upper estimate)."""
-
-Next = Literal["propose", "critique", "revise", "judge", "vote", "select"]
-"""Where ``route`` may send the deliberation."""
+MIN_PROPOSALS = 2
+"""A council needs at least this many accepted proposals to deliberate."""
 
 
 def estimate(text_chars: int, completion: int) -> int:
@@ -46,7 +53,9 @@ def estimate(text_chars: int, completion: int) -> int:
     return PROMPT_OVERHEAD_TOKENS + text_chars // 3 + completion
 
 
-def _base(state: CouncilState, agent: Agent, stage: Stage, round_: int) -> ProposeTask:
+def _base(
+    state: CouncilState, agent: Agent, stage: Stage, round_: int, cap: int | None
+) -> ProposeTask:
     council = state["council"]
     return ProposeTask(
         deliberation_id=state["deliberation_id"],
@@ -55,6 +64,7 @@ def _base(state: CouncilState, agent: Agent, stage: Stage, round_: int) -> Propo
         agent=agent,
         round=round_,
         max_tokens=council["max_tokens"][stage],
+        token_cap=cap,
     )
 
 
@@ -65,76 +75,134 @@ def presentation_order(state: CouncilState, ids: list[str], salt: str = "") -> l
     return order
 
 
-def _show(state: CouncilState, agent: Agent, stage: Stage, order: list[str]) -> Send:
+def presentations(state: CouncilState, ids: list[str]) -> list[list[str]]:
+    """The orders the judges see, by the council's scheme: ``pair`` (one order and its reverse),
+    ``rotations`` (each cyclic rotation: every proposal once in every position), ``pointwise``
+    (each proposal alone).
+    """
+    order = presentation_order(state, ids)
+    scheme = state["council"]["presentation"]
+    if scheme == "pointwise":
+        return [[a] for a in order]
+    if scheme == "rotations" and len(order) > 2:
+        return [order[i:] + order[:i] for i in range(len(order))]
+    return [order, order[::-1]] if len(order) > 1 else [order]
+
+
+def _share(state: CouncilState, reserve: int, tasks: int) -> int | None:
+    """Each of ``tasks`` tasks' share of the token budget left after ``reserve``."""
+    budget = state["council"]["token_budget"]
+    if budget is None or tasks == 0:
+        return None
+    return max(0, (budget - tokens_used(state) - reserve) // tasks)
+
+
+def _selection_cost(state: CouncilState, judges: int) -> int:
+    finals = latest_drafts(state)
+    shown = sum(len(t) for t in finals.values()) + len(state["task"])
+    limit = state["council"]["max_tokens"]
+    return judges * estimate(shown, limit["judge"]) + len(finals) * estimate(shown, limit["vote"])
+
+
+def _judged(state: CouncilState) -> list[list[str]]:
+    """The presentations judged already, or whose judge was left out."""
+    done = [j["order"] for j in state.get("judgements", [])]
+    done += [
+        (o["subject"] or "").split(",") for o in state.get("omissions", []) if o["stage"] == "judge"
+    ]
+    return done
+
+
+def selection(state: CouncilState) -> list[Send]:
+    """The selection tasks not yet done: the judgements (unless the council decides by vote
+    alone, or they no longer fit the token budget: then the vote decides) and one ballot per
+    agent still in (its peers only).
+    """
+    council = state["council"]
+    finals = latest_drafts(state)
+    ids = sorted(finals)
+    shown = presentations(state, ids)
+    judging = council["aggregator"] != "vote" and not (
+        _over(state, _selection_cost(state, len(shown))) and not state.get("judgements")
+    )
+    judges = [order for order in shown if order not in _judged(state)] if judging else []
+    voted = {b["voter"] for b in state.get("ballots", [])}
+    voted |= {o["agent_id"] for o in state.get("omissions", []) if o["stage"] == "vote"}
+    voters = [
+        a for a in council["agents"] if a["agent_id"] in finals and a["agent_id"] not in voted
+    ]
+    cap = _share(state, 0, len(judges) + len(voters))
+    sends = [_show(state, council["judge"], "judge", order, cap) for order in judges]
+    for agent in voters:
+        peers = [
+            a for a in presentation_order(state, ids, agent["agent_id"]) if a != agent["agent_id"]
+        ]
+        sends.append(_show(state, agent, "vote", peers, cap))
+    return sends
+
+
+def _show(
+    state: CouncilState, agent: Agent, stage: Stage, order: list[str], cap: int | None
+) -> Send:
     finals = latest_drafts(state)
     task = ShowTask(
-        **_base(state, agent, stage, state["council"]["rounds"]),
+        **_base(state, agent, stage, state["council"]["rounds"], cap),
         order=order,
         proposals={a: finals[a] for a in order},
     )
     return Send(stage, task)
 
 
-def selection(state: CouncilState) -> list[Send]:
-    """The selection tasks not yet done: two judgements (one order and its reverse, unless the
-    council decides by vote alone) and one ballot per agent (its peers only).
-    """
-    council = state["council"]
-    order = presentation_order(state, list(latest_drafts(state)))
-    sends = []
-    if council["aggregator"] != "vote":
-        judged = [j["order"] for j in state.get("judgements", [])]
-        for shown in (order, order[::-1]):
-            if shown not in judged:
-                sends.append(_show(state, council["judge"], "judge", shown))
-    voted = {b["voter"] for b in state.get("ballots", [])}
-    for agent in council["agents"]:
-        if agent["agent_id"] not in voted:
-            peers = [
-                a
-                for a in presentation_order(state, list(order), agent["agent_id"])
-                if a != agent["agent_id"]
-            ]
-            sends.append(_show(state, agent, "vote", peers))
-    return sends
+def _over(state: CouncilState, cost: int) -> bool:
+    budget = state["council"]["token_budget"]
+    return budget is not None and tokens_used(state) + cost > budget
 
 
 def over_budget(state: CouncilState, calls: list[tuple[int, int]]) -> bool:
     """Whether the next stage (``(prompt chars, max tokens)`` per call) and the selection after
     it could take the deliberation over its token budget.
     """
-    council = state["council"]
-    budget = council["token_budget"]
-    if budget is None:
-        return False
-    finals = latest_drafts(state)
-    shown = sum(len(t) for t in finals.values()) + len(state["task"])
-    limit = council["max_tokens"]
-    judges = 0 if council["aggregator"] == "vote" else 2
-    select_cost = judges * estimate(shown, limit["judge"]) + len(finals) * estimate(
-        shown, limit["vote"]
+    judges = (
+        0
+        if state["council"]["aggregator"] == "vote"
+        else len(presentations(state, sorted(latest_drafts(state))))
     )
-    return tokens_used(state) + sum(estimate(c, m) for c, m in calls) + select_cost > budget
+    return _over(state, sum(estimate(c, m) for c, m in calls) + _selection_cost(state, judges))
 
 
 def route(state: CouncilState) -> list[Send] | Literal["select"]:
     """Send the next stage's parallel tasks, or go to select when selection is complete.
 
-    propose: one task per agent without a draft; critique: one per ordered (critic, author)
-    pair of the round; revise: one per author, with the critiques it received; then the
-    selection tasks; then select.
+    propose: one task per agent without a draft (or an omission); critique: one per ordered
+    (critic, author) pair of the round; revise: one per author, with the critiques it
+    received; then the selection tasks; then select. Raises ``AnswerRejected`` when fewer than
+    two proposals were accepted.
     """
     council = state["council"]
+    out = left_out(state)
     versions = versions_done(state)
-    missing = [agent for agent in council["agents"] if agent["agent_id"] not in versions]
+    missing = [a for a in council["agents"] if a["agent_id"] not in set(versions) | out]
     if missing:
-        return [Send("propose", _base(state, agent, "propose", 0)) for agent in missing]
+        return [Send("propose", _base(state, a, "propose", 0, None)) for a in missing]
+    if len(versions) < MIN_PROPOSALS:
+        reasons = "; ".join(
+            f"{o['agent_id']}: {o['reason']}"
+            for o in state.get("omissions", [])
+            if o["stage"] == "propose"
+        )
+        raise AnswerRejected(
+            "propose",
+            "-",
+            f"{len(versions)} of {len(council['agents'])} proposals were accepted and a council "
+            f"needs {MIN_PROPOSALS} ({reasons})",
+        )
     done = min(versions.values())
     this_round = done + 1
     received = [c for c in state.get("critiques", []) if c["round"] == this_round]
     selecting = (
         done >= council["rounds"]
         or converged(received)
+        or all_critiques_rejected(state, this_round)
         or state.get("judgements")
         or state.get("ballots")
     )
@@ -146,31 +214,63 @@ def route(state: CouncilState) -> list[Send] | Literal["select"]:
     return pending if pending else "select"
 
 
+def _pairs(state: CouncilState) -> list[tuple[Agent, Agent]]:
+    """Every ordered (critic, author) pair of the agents still in."""
+    versions = versions_done(state)
+    agents = [a for a in state["council"]["agents"] if a["agent_id"] in versions]
+    return [(c, a) for a in agents for c in agents if c["agent_id"] != a["agent_id"]]
+
+
+def _critiqued(state: CouncilState, this_round: int) -> set[tuple[str, str]]:
+    """The (critic, author) pairs of a round done: critiqued, or the critic left out."""
+    done = {
+        (c["critic"], c["author"]) for c in state.get("critiques", []) if c["round"] == this_round
+    }
+    done |= {
+        (o["agent_id"], o["subject"] or "")
+        for o in state.get("omissions", [])
+        if o["stage"] == "critique" and o["round"] == this_round
+    }
+    return done
+
+
+def all_critiques_rejected(state: CouncilState, this_round: int) -> bool:
+    """Every critique of the round was asked for and rejected: nothing to revise."""
+    pairs = {(c["agent_id"], a["agent_id"]) for c, a in _pairs(state)}
+    received = [c for c in state.get("critiques", []) if c["round"] == this_round]
+    return bool(pairs) and not received and pairs <= _critiqued(state, this_round)
+
+
 def _round(state: CouncilState, this_round: int, received: list[Critique]) -> list[Send]:
     """The critique or revise tasks of a round ([] when the budget forbids them)."""
     council = state["council"]
-    agents, limit = council["agents"], council["max_tokens"]
+    limit = council["max_tokens"]
     finals = latest_drafts(state)
-    if not received:
-        pairs = [(c, a) for a in agents for c in agents if c["agent_id"] != a["agent_id"]]
+    pending = [
+        (c, a)
+        for c, a in _pairs(state)
+        if (c["agent_id"], a["agent_id"]) not in _critiqued(state, this_round)
+    ]
+    if pending:
         cost = [
-            (len(finals[a["agent_id"]]) + len(state["task"]), limit["critique"]) for _, a in pairs
+            (len(finals[a["agent_id"]]) + len(state["task"]), limit["critique"]) for _, a in pending
         ]
         if over_budget(state, cost):
             return []
+        cap = _share(state, _selection_cost(state, 2), len(pending))
         return [
             Send(
                 "critique",
                 CritiqueTask(
-                    **_base(state, critic, "critique", this_round),
+                    **_base(state, critic, "critique", this_round, cap),
                     author=author["agent_id"],
                     proposal=finals[author["agent_id"]],
                 ),
             )
-            for critic, author in pairs
+            for critic, author in pending
         ]
     versions = versions_done(state)
-    authors = [a for a in agents if versions[a["agent_id"]] < this_round]
+    authors = [a for a in council["agents"] if versions.get(a["agent_id"], this_round) < this_round]
     received_chars = sum(len(critique_text(c)) for c in received)
     cost = [
         (len(finals[a["agent_id"]]) * 2 + received_chars + len(state["task"]), limit["revise"])
@@ -178,11 +278,12 @@ def _round(state: CouncilState, this_round: int, received: list[Critique]) -> li
     ]
     if over_budget(state, cost):
         return []
+    cap = _share(state, _selection_cost(state, 2), len(authors))
     return [
         Send(
             "revise",
             ReviseTask(
-                **_base(state, agent, "revise", this_round),
+                **_base(state, agent, "revise", this_round, cap),
                 proposal=finals[agent["agent_id"]],
                 critiques=critiques_for(received, agent["agent_id"]),
             ),

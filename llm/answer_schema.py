@@ -25,7 +25,9 @@ LEAST = 0.15
 
 
 def fit_answer(
-    response_format: dict[str, Any], max_tokens: int
+    response_format: dict[str, Any],
+    max_tokens: int,
+    chars_per_token: float = ANSWER_CHARS_PER_TOKEN,
 ) -> tuple[dict[str, Any], str | None]:
     """``response_format`` whose JSON Schema cannot produce a document longer than
     ``max_tokens`` allows: lists at most ``K`` items (never below their own minimum) and every
@@ -39,7 +41,7 @@ def fit_answer(
     schema = spec.get("schema")
     if response_format.get("type") != "json_schema" or not isinstance(schema, dict):
         return response_format, None
-    room = int(max_tokens * ANSWER_CHARS_PER_TOKEN)
+    room = int(max_tokens * chars_per_token)
     defs = schema.get("$defs", {})
     if sum(_size(schema, defs, None, room, True)) <= room:
         return response_format, None

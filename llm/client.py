@@ -35,7 +35,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, SecretStr
 
 from council_agents.core import metrics
-from council_agents.core.errors import CouncilError, LLMUnreachable
+from council_agents.core.errors import AnswerRejected, CouncilError, LLMUnreachable
 from council_agents.core.settings import LLMSettings
 from council_agents.core.state import Agent, CallRecord, Council
 from council_agents.core.terms import Stage
@@ -43,7 +43,7 @@ from council_agents.llm import fit as fitting
 from council_agents.llm.endpoints import Windows, overflow
 from council_agents.llm.prompt import Prompt
 from council_agents.llm.prompt_files import PromptFiles
-from council_agents.llm.tokens import estimate
+from council_agents.llm.tokens import Tokenizer, estimate
 
 log = structlog.get_logger("council.llm")
 
@@ -142,9 +142,17 @@ def call_params(
     max_tokens: int,
     deliberation_id: str,
     response_format: dict[str, Any] | None = None,
+    seed: int | None = None,
+    server: Tokenizer | None = None,
 ) -> dict[str, Any]:
-    """What differs per call: sampling, budget, who asks (headers the simulator logs), format."""
+    """What differs per call: sampling (``seed``: this attempt's), budget, who asks (headers the
+    simulator logs), format, and the repetition control of the server it goes to (``server``:
+    vLLM's ``repetition_penalty``, llama.cpp's ``repeat_penalty``; none for another server).
+    """
     extra_body: dict[str, Any] = {}
+    if settings.repetition_penalty and server is not None:
+        name = "repetition_penalty" if server == "vllm" else "repeat_penalty"
+        extra_body[name] = settings.repetition_penalty
     if settings.enable_thinking is not None:
         extra_body["chat_template_kwargs"] = {"enable_thinking": settings.enable_thinking}
     if response_format is not None:
@@ -161,11 +169,21 @@ def call_params(
             "X-Council-Round": str(round_),
         },
     }
-    if agent["seed"] is not None:
-        params["seed"] = agent["seed"]
+    if seed is not None:
+        params["seed"] = seed
     if extra_body:
         params["extra_body"] = extra_body
     return params
+
+
+def attempt_seed(seed: int | None, attempt: int, salt: int = 0) -> int | None:
+    """The seed of one attempt: the agent's for the first attempt of a first try, another for
+    each retry and each new try (``salt``), so a rejected answer is not asked for again with
+    the same seed (None: the agent samples without a seed).
+    """
+    if seed is None:
+        return None
+    return (seed + 7919 * (attempt - 1) + 104729 * salt) % 2**31
 
 
 def _request_error(e: Exception, stage: str, agent: Agent) -> CouncilError:
@@ -302,11 +320,16 @@ class LLM:
         max_tokens: int,
         response_format: dict[str, Any] | None = None,
         validate: Callable[[str], Any] | None = None,
+        salt: int = 0,
+        token_cap: int | None = None,
+        min_answer: int | None = None,
     ) -> Answer:
         """One LLM call with answer checks; rejected answers are kept, logged and retried
-        ``answer_retries`` times (a truncated one with twice the budget), then the stage fails
-        with an error naming the stage and the agent. Every attempt is fitted into the model's
-        context window first (``llm.fit``; a ``Prompt`` can be shortened).
+        ``answer_retries`` times, each attempt with a seed of its own (a truncated one with
+        twice the budget), then ``AnswerRejected`` names the stage, the agent and the last
+        problem. ``token_cap`` bounds what the attempts may spend together (prompt and
+        completion): no attempt is made that could pass it. Every attempt is fitted into the
+        model's context window first (``llm.fit``; a ``Prompt`` can be shortened).
         """
         if not self.settings.allows(agent["base_url"]):  # whatever wrote the state, keys stay
             raise CouncilError(
@@ -319,6 +342,7 @@ class LLM:
         attempts = 1 + self.settings.answer_retries
         budget, problem = max_tokens, ""
         for attempt in range(1, attempts + 1):
+            spent = sum(r["prompt_tokens"] + r["completion_tokens"] for r in records)
             try:
                 sent, msg, latency = await self._send(
                     agent,
@@ -329,7 +353,15 @@ class LLM:
                     round_=round_,
                     deliberation_id=deliberation_id,
                     response_format=response_format,
+                    seed=attempt_seed(agent["seed"], attempt, salt),
+                    cap=None if token_cap is None else token_cap - spent,
+                    min_answer=min_answer,
                 )
+            except fitting.OverBudget as e:
+                if not records:
+                    raise e.after(records) from None
+                problem += f"; {e.cause} (attempt {attempt} not made)"
+                break
             except CouncilError as e:  # what the earlier attempts cost goes with the error
                 raise e.after(records) from e.__cause__
             record = _record(
@@ -349,14 +381,17 @@ class LLM:
             records.append(record)
             metrics.observe_call(record)
             if not problem:
+                if response_format is not None and record["completion_tokens"]:
+                    content = record.get("content", "")
+                    self.windows.learn_answer(agent, len(content), record["completion_tokens"])
                 return Answer(
                     records[:-1] + [without_content(record)], record.get("content", ""), parsed
                 )
             if record["finish_reason"] == "length":
                 budget *= 2  # truncated: retry with room to finish
-        raise CouncilError(stage, agent["agent_id"], f"{problem} after {attempts} attempts").after(
-            records
-        )
+        raise AnswerRejected(
+            stage, agent["agent_id"], f"{problem} after {len(records)} attempt(s)"
+        ).after(records)
 
     async def _send(
         self,
@@ -369,6 +404,9 @@ class LLM:
         round_: int,
         deliberation_id: str,
         response_format: dict[str, Any] | None,
+        seed: int | None = None,
+        cap: int | None = None,
+        min_answer: int | None = None,
     ) -> tuple[fitting.Fitted, AIMessage, float]:
         """Fit, send, and fit again after a context-length rejection (``REFITS`` times)."""
         llm = self.chat_model(agent)
@@ -384,6 +422,8 @@ class LLM:
                 base=base,
                 overflows=overflows,
                 response_format=response_format,
+                cap=cap,
+                min_answer=min_answer,
             )
             if sent.fit is not None:
                 log.info(
@@ -394,6 +434,7 @@ class LLM:
                     round=round_,
                     **sent.fit,
                 )
+            known = await self.windows.endpoint(agent)
             params = call_params(
                 self.settings,
                 agent,
@@ -402,6 +443,8 @@ class LLM:
                 max_tokens=sent.max_tokens,
                 deliberation_id=deliberation_id,
                 response_format=sent.response_format,
+                seed=seed,
+                server=known.tokenizer,
             )
             try:
                 async with self._limit(agent["base_url"]):

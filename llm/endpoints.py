@@ -35,6 +35,12 @@ log = structlog.get_logger("council.llm")
 
 TTL_S = 300.0
 """A learned window is asked again after this many seconds (a server may restart smaller)."""
+DEFAULT_CHARS_PER_TOKEN = 2.5
+"""Characters a completion token carries in a structured answer, until an endpoint's own
+answers say otherwise (JSON with English strings runs at 3 or more: a margin)."""
+LEARN_AFTER = 300
+"""Completion tokens of accepted structured answers after which an endpoint's own ratio is
+used."""
 
 
 @dataclass
@@ -104,6 +110,8 @@ class Windows:
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings
         self._known: dict[tuple[str, str], Endpoint] = {}
+        self._answers: dict[tuple[str, str], tuple[int, int]] = {}
+        """Characters and completion tokens of accepted structured answers, per endpoint."""
         self._http: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -202,6 +210,22 @@ class Windows:
                 )
                 known.tokenizer = None
         return math.ceil(estimate(messages) * known.scale), "estimate"
+
+    def learn_answer(self, agent: Agent, chars: int, tokens: int) -> None:
+        """Count an accepted structured answer: ``chars`` characters in ``tokens`` tokens."""
+        key = self._key(agent)
+        before = self._answers.get(key, (0, 0))
+        self._answers[key] = (before[0] + chars, before[1] + tokens)
+
+    def chars_per_token(self, agent: Agent) -> float:
+        """Characters a completion token of this endpoint carries in structured answers: what
+        its accepted answers took (once they add up to ``LEARN_AFTER`` tokens, with a 10 %
+        margin), else ``DEFAULT_CHARS_PER_TOKEN``.
+        """
+        chars, tokens = self._answers.get(self._key(agent), (0, 0))
+        if tokens < LEARN_AFTER:
+            return DEFAULT_CHARS_PER_TOKEN
+        return min(6.0, max(1.5, 0.9 * chars / tokens))
 
     def learn(self, agent: Agent, seen: Overflow, estimated: int | None) -> None:
         """Take the window and the server's prompt count from a rejection into account:

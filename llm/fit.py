@@ -46,6 +46,10 @@ class ContextOverflow(CouncilError):
     """A call that cannot fit its model's context window, even with its inputs shortened."""
 
 
+class OverBudget(CouncilError):
+    """An attempt that the task's share of the token budget has no room left for."""
+
+
 @dataclass
 class Fitted:
     """A call ready to send."""
@@ -74,24 +78,50 @@ async def fit(
     base: int | None = None,
     overflows: int = 0,
     response_format: dict[str, Any] | None = None,
+    cap: int | None = None,
+    min_answer: int | None = None,
 ) -> Fitted:
     """The call's messages, ``max_tokens`` and ``response_format``, fitted into the endpoint's
     window. ``budget`` is this attempt's, ``base`` the stage's (a retry after a truncated
-    answer asks for more); a fitted call's answer schema is fitted too (``fit_answer``).
+    answer asks for more). A structured answer's schema is always sized to the tokens it may
+    use (``fit_answer``, at the characters per token this endpoint's answers really took).
+    ``cap``: the most prompt and completion tokens this attempt may spend (the task's share of
+    the token budget, less its earlier attempts): ``max_tokens`` is cut to it, and an attempt
+    with no room for its smallest answer raises ``OverBudget``. ``min_answer``: the smallest
+    answer this call can use (a revision must rewrite its whole proposal), instead of
+    ``floor(budget)``.
     """
     known = await windows.endpoint(agent)
     if isinstance(prompt, Prompt):
         messages, cuts = prompt.render(files)
     else:
         messages, cuts = prompt, []
+    per_token = windows.chars_per_token(agent)
+
+    def sized(max_tokens: int) -> tuple[dict[str, Any] | None, str | None]:
+        if response_format is None:
+            return None, None
+        planned = max_tokens * (base or budget) // budget  # a retry plans the stage's length
+        return fit_answer(response_format, planned, per_token)
+
+    if cap is not None:  # the budget's room, from an upper estimate of the prompt
+        prompt_tokens = int(estimate(messages) * known.scale)
+        if prompt_tokens + (min_answer or floor(base or budget)) > cap:
+            raise OverBudget(
+                stage,
+                agent["agent_id"],
+                f"no room in the token budget: the prompt is about {prompt_tokens} tokens and "
+                f"this task has {cap} left",
+            )
+        budget = min(budget, cap - prompt_tokens)
     if known.window is None:
-        return Fitted(messages, budget, response_format=response_format)
+        return Fitted(messages, budget, response_format=sized(budget)[0])
     room = known.window - MARGIN
     if estimate(messages) * known.scale + budget <= room and not overflows:
-        return Fitted(messages, budget, response_format=response_format)
+        return Fitted(messages, budget, response_format=sized(budget)[0])
     tokens, counted_by = await windows.count(agent, messages, known)
-    least = floor(base or budget)
-    need = min(floor(budget), max(least, room // 2))
+    least = min(budget, min_answer) if min_answer else floor(base or budget)
+    need = least if min_answer else min(floor(budget), max(least, room // 2))
     if tokens + need > room and isinstance(prompt, Prompt) and prompt.pieces:
         messages, cuts, tokens, counted_by = await _shorten(
             windows, files, agent, prompt, known, messages, tokens, room - need
@@ -105,12 +135,10 @@ async def fit(
             f"({known.window} tokens){', with its inputs shortened' if cuts else ''}",
         )
     max_tokens = min(budget, room - tokens)
+    fitted_format, note = sized(max_tokens)
     if max_tokens == budget and not cuts and not overflows:
-        return Fitted(messages, budget, response_format=response_format)
-    if response_format is not None:  # a retry of a cut answer plans a shorter document
-        planned = max_tokens * (base or budget) // budget
-        response_format, note = fit_answer(response_format, planned)
-        cuts = [*cuts, note] if note else cuts
+        return Fitted(messages, budget, response_format=fitted_format)
+    cuts = [*cuts, note] if note else cuts
     record = ContextFit(
         window=known.window,
         prompt_tokens=tokens,
@@ -120,7 +148,7 @@ async def fit(
         shortened=cuts,
         overflows=overflows,
     )
-    return Fitted(messages, max_tokens, record, response_format)
+    return Fitted(messages, max_tokens, record, fitted_format)
 
 
 async def _shorten(

@@ -4,22 +4,27 @@ up-front check that a deliberation's shortest prompts fit its models' context wi
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
-from langgraph.config import get_stream_writer
+from langgraph.config import get_config, get_stream_writer
 from pydantic import BaseModel
 
-from council_agents.core.request import RequestError
+from council_agents.core.errors import AnswerRejected, CouncilError
+from council_agents.core.request import RequestError, salt_of
 from council_agents.core.state import (
     Agent,
     AgentTask,
     Brief,
     Council,
+    Omission,
     ProposeTask,
+    ShowTask,
 )
 from council_agents.core.terms import Stage
 from council_agents.llm.client import LLM, Answer, structured
-from council_agents.llm.fit import MARGIN, floor
+from council_agents.llm.fit import MARGIN, ContextOverflow, OverBudget, floor
 from council_agents.llm.prompt import MARKER, EvenCap, Piece, Prompt
 from council_agents.llm.prompt_files import rubric_text
 from council_agents.llm.tokens import estimate
@@ -48,6 +53,25 @@ def labelled(order: list[str], proposals: dict[str, str]) -> tuple[dict[str, str
         f"## Proposal {label}\n{proposals[agent_id]}" for label, agent_id in labels.items()
     )
     return labels, text
+
+
+ANONYMOUS = "[a council member]"
+"""What an agent id inside a proposal shown to judges and voters becomes."""
+
+
+def anonymous(proposals: dict[str, str], ids: list[str]) -> dict[str, str]:
+    """``proposals`` with every agent id of ``ids`` in their texts replaced by ``ANONYMOUS``:
+    a proposal that names its author (or a peer) must not tell the judges whose it is.
+    """
+    if not ids:
+        return proposals
+    pattern = re.compile("|".join(re.escape(i) for i in sorted(ids, key=len, reverse=True)))
+    return {a: pattern.sub(ANONYMOUS, text) for a, text in proposals.items()}
+
+
+def shown(task: ShowTask) -> dict[str, str]:
+    """The proposals of a judge's or voter's task as they read them: without any agent's id."""
+    return anonymous(task["proposals"], [*task["order"], task["agent"]["agent_id"]])
 
 
 def announce(stage: Stage, task: AgentTask, answer: Answer) -> None:
@@ -98,14 +122,18 @@ async def run_agent(
     *,
     system: str | None = None,
     answer: type[BaseModel] | None = None,
+    check: Callable[[str], Any] | None = None,
+    min_answer: int | None = None,
     pieces: dict[str, Piece] | None = None,
     **values: Any,
 ) -> Answer:
     """Render ``<stage>.md`` for the task's agent, call its LLM (answering ``answer``'s JSON
-    Schema when given; ``pieces`` shortened if the window needs it), announce the answer.
+    Schema when given, else plain text that ``check`` reads and may reject with
+    ``ValueError``; ``pieces`` shortened if the window needs it), announce the answer.
+    Raises ``AnswerRejected`` when every attempt was rejected.
     """
     prompt = stage_prompt(task, stage, system=system, pieces=pieces, **values)
-    response_format, validate = structured(answer, stage) if answer is not None else (None, None)
+    response_format, validate = structured(answer, stage) if answer is not None else (None, check)
     result = await llm.call(
         task["agent"],
         prompt,
@@ -115,9 +143,41 @@ async def run_agent(
         max_tokens=task["max_tokens"],
         response_format=response_format,
         validate=validate,
+        salt=_salt(),
+        token_cap=task["token_cap"],
+        min_answer=min_answer,
     )
     announce(stage, task, result)
     return result
+
+
+LEFT_OUT = (AnswerRejected, ContextOverflow, OverBudget)
+"""What leaves an agent out of a task (and the deliberation goes on): its answers were rejected
+after every retry, its prompt cannot fit its model's window even shortened, or its share of the
+token budget has no room for it."""
+
+
+def omission(
+    task: AgentTask, stage: Stage, error: CouncilError, subject: str | None = None
+) -> Omission:
+    """The record of an agent left out of a task, with what its attempts cost."""
+    return Omission(
+        stage=stage,
+        round=task["round"],
+        agent_id=task["agent"]["agent_id"],
+        subject=subject,
+        reason=error.cause,
+        attempts=len(error.records),
+        completion_tokens=sum(r["completion_tokens"] for r in error.records),
+    )
+
+
+def _salt() -> int:
+    """This run's seed salt (0 outside a graph, or on a first try)."""
+    try:
+        return salt_of(get_config())
+    except RuntimeError:  # not running inside a graph
+        return 0
 
 
 def proposals_piece(order: list[str], proposals: dict[str, str]) -> EvenCap:
@@ -138,6 +198,7 @@ def _base(council: Council, task: str, deliberation_id: str, agent: Agent) -> Pr
         agent=agent,
         round=0,
         max_tokens=0,
+        token_cap=None,
     )
 
 

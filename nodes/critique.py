@@ -13,7 +13,7 @@ from council_agents.core.state import Critique, CritiqueTask, CritiqueUpdate, De
 from council_agents.core.terms import Severity
 from council_agents.llm.client import LLM
 from council_agents.llm.prompt import Oldest
-from council_agents.llm.stage import run_agent
+from council_agents.llm.stage import LEFT_OUT, omission, run_agent
 
 
 class _Doc(BaseModel):
@@ -38,18 +38,24 @@ class CritiqueAnswer(_Doc):
 
 
 async def critique(task: CritiqueTask, *, llm: LLM) -> CritiqueUpdate:
-    """The agent's critique of ``task["author"]``'s latest version."""
+    """The agent's critique of ``task["author"]``'s latest version (or, when the critic's
+    answers are rejected after every retry, an omission: the author goes without it).
+    """
     critic = task["agent"]["agent_id"]
-    answer = await run_agent(
-        llm,
-        task,
-        "critique",
-        answer=CritiqueAnswer,
-        author=task["author"],
-        version=task["round"] - 1,
-        round=task["round"],
-        pieces={"proposal": Oldest("proposal under critique", task["proposal"])},
-    )
+    try:
+        answer = await run_agent(
+            llm,
+            task,
+            "critique",
+            answer=CritiqueAnswer,
+            author=task["author"],
+            version=task["round"] - 1,
+            round=task["round"],
+            pieces={"proposal": Oldest("proposal under critique", task["proposal"])},
+        )
+    except LEFT_OUT as e:
+        left = omission(task, "critique", e, subject=task["author"])
+        return CritiqueUpdate(omissions=[left], calls=e.records)
     doc: CritiqueAnswer = answer.parsed
     written = Critique(
         round=task["round"],

@@ -15,7 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from council_agents.core.state import Assessment, Criterion, Judgement, JudgementUpdate, ShowTask
 from council_agents.llm.client import LLM
-from council_agents.llm.stage import labels_for, proposals_piece, run_agent
+from council_agents.llm.stage import (
+    LEFT_OUT,
+    labels_for,
+    omission,
+    proposals_piece,
+    run_agent,
+    shown,
+)
 
 
 @functools.lru_cache(maxsize=256)
@@ -49,19 +56,25 @@ def weighted_total(scores: Mapping[str, float], rubric: Mapping[str, Criterion])
 
 
 async def judge(task: ShowTask, *, llm: LLM) -> JudgementUpdate:
-    """One judgement, mapped back to the agents."""
+    """One judgement, mapped back to the agents (or, when the judge's answers are rejected
+    after every retry, an omission: the other judgements and the vote decide).
+    """
     council = task["council"]
     labels = labels_for(task["order"])
     model = judgement_model(tuple(labels), tuple(council["rubric"]))
-    answer = await run_agent(
-        llm,
-        task,
-        "judge",
-        system="roles/judge",
-        answer=model,
-        labels=", ".join(labels),
-        pieces={"proposals": proposals_piece(task["order"], task["proposals"])},
-    )
+    try:
+        answer = await run_agent(
+            llm,
+            task,
+            "judge",
+            system="roles/judge",
+            answer=model,
+            labels=", ".join(labels),
+            pieces={"proposals": proposals_piece(task["order"], shown(task))},
+        )
+    except LEFT_OUT as e:
+        left = omission(task, "judge", e, subject=",".join(task["order"]))
+        return JudgementUpdate(omissions=[left], calls=e.records)
     doc = answer.parsed.model_dump(by_alias=True)
     assessments: dict[str, Assessment] = {labels[label]: doc[label] for label in labels}
     judgement = Judgement(

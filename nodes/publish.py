@@ -26,6 +26,7 @@ from council_agents.core.events import (
     DeliberationCompleted,
     JudgementRecord,
     LegacyDecision,
+    OmissionRecord,
     ProposalRecord,
     RankEntry,
     TokenCount,
@@ -73,6 +74,7 @@ def _decision_record(state: CouncilState) -> DecisionRecord:
         votes=[BallotRecord.model_validate(b) for b in state.get("ballots", [])],
         borda={r["agent_id"]: r["borda"] for r in decision["ranking"]},
         vote_winner=decision["vote_winner"],
+        omissions=[OmissionRecord.model_validate(o) for o in state.get("omissions", [])],
     )
 
 

@@ -1,58 +1,113 @@
 """revise: an author revises its own proposal from the critiques it received (in parallel).
 
-The author answers which defects it addressed and how, which it rejected and why, then the
-full revised proposal (a structured document).
+The author answers in plain text: first the full revised proposal (a code block for code), then
+a ``=== CHANGES ===`` line and the defects it addressed and rejected, one per line (read
+loosely); or only ``UNCHANGED``, which carries the previous version forward. A revision that
+drops what the previous version had (``checks.artifact``: its code block, code that no longer
+parses or defines the same names, a fixed section, most of its text) is rejected and asked
+again; after the retries the previous version stands. An author with no critique to answer
+keeps its version without a call. The proposal under revision is never shortened to fit a
+window (only the critiques are).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+from dataclasses import dataclass, field
 
+from council_agents.checks.artifact import dropped
 from council_agents.core.state import Change, Draft, DraftUpdate, ReviseTask
 from council_agents.llm.client import LLM
-from council_agents.llm.prompt import Critiques, Oldest
-from council_agents.llm.stage import run_agent
+from council_agents.llm.prompt import Critiques
+from council_agents.llm.stage import LEFT_OUT, omission, run_agent
+
+CHANGES = re.compile(r"^\s*[=#*-]*\s*changes\s*[=#*:-]*\s*$", re.I | re.M)
+"""The line between the revised proposal and its list of changes."""
+_ITEM = re.compile(r"^\s*[-*]?\s*(addressed|rejected)\s*[:-]\s*(.+)$", re.I)
+UNCHANGED = "UNCHANGED"
 
 
-class ChangeAnswer(BaseModel):
-    """One defect and the author's response to it."""
+@dataclass
+class Revision:
+    """A revision as read from the author's answer."""
 
-    model_config = ConfigDict(extra="forbid")
-    defect: str = Field(max_length=800)
-    response: str = Field(max_length=800)
+    proposal: str | None
+    """The revised proposal (None: unchanged)."""
+    addressed: list[Change] = field(default_factory=list)
+    rejected: list[Change] = field(default_factory=list)
 
 
-class RevisionAnswer(BaseModel):
-    """What an author answers."""
+def _change(text: str) -> Change:
+    parts = re.split(r"\s*(?:->|→)\s*", text, maxsplit=1)
+    defect, response = (parts[0], parts[1]) if len(parts) == 2 else (text, "")
+    return Change(defect=defect.strip()[:800], response=response.strip()[:800])
 
-    model_config = ConfigDict(extra="forbid")
-    addressed: list[ChangeAnswer] = Field(max_length=24)
-    rejected: list[ChangeAnswer] = Field(max_length=24)
-    proposal: str = Field(min_length=1)
+
+def read_revision(answer: str, previous: str) -> Revision:
+    """The revision in ``answer``; ``ValueError`` (one line) when it is empty or drops what
+    ``previous`` had.
+    """
+    text = answer.strip()
+    if text.upper().startswith(UNCHANGED) and len(text) < len(UNCHANGED) + 200:
+        return Revision(None)
+    marker = CHANGES.search(text)
+    proposal = (text[: marker.start()] if marker else text).strip()
+    if not proposal:
+        raise ValueError("the revision has no proposal before its list of changes")
+    problem = dropped(previous, proposal)
+    if problem:
+        raise ValueError(problem)
+    revision = Revision(proposal)
+    for line in text[marker.end() :].splitlines() if marker else []:
+        item = _ITEM.match(line)
+        if item:
+            kept = revision.addressed if item.group(1).lower() == "addressed" else revision.rejected
+            kept.append(_change(item.group(2)))
+    return revision
+
+
+def carried(task: ReviseTask, why: str) -> Draft:
+    """The previous version, carried forward as this round's."""
+    return Draft(
+        agent_id=task["agent"]["agent_id"],
+        version=task["round"],
+        content=task["proposal"],
+        carried=why,
+    )
 
 
 async def revise(task: ReviseTask, *, llm: LLM) -> DraftUpdate:
-    """The agent's version ``round``."""
-    agent_id = task["agent"]["agent_id"]
-    answer = await run_agent(
-        llm,
-        task,
-        "revise",
-        answer=RevisionAnswer,
-        author=agent_id,
-        version=task["round"] - 1,
-        round=task["round"],
-        pieces={  # shortened in this order when the context window needs it
-            "critiques": Critiques(task["critiques"]),
-            "proposal": Oldest("proposal under revision", task["proposal"]),
-        },
-    )
-    doc: RevisionAnswer = answer.parsed
+    """The agent's version ``round``: revised, unchanged, or (its revision rejected after every
+    retry) the previous one carried forward, with an omission that says why.
+    """
+    if not task["critiques"]:
+        return DraftUpdate(drafts=[carried(task, "unchanged: no critique to answer")], calls=[])
+    previous = task["proposal"]
+    try:
+        answer = await run_agent(
+            llm,
+            task,
+            "revise",
+            check=lambda text: read_revision(text, previous),
+            min_answer=len(previous) // 3 + 64,  # room to rewrite the whole proposal
+            author=task["agent"]["agent_id"],
+            version=task["round"] - 1,
+            round=task["round"],
+            proposal=previous,
+            pieces={"critiques": Critiques(task["critiques"])},  # never the proposal itself
+        )
+    except LEFT_OUT as e:
+        left = omission(task, "revise", e)
+        kept = carried(task, f"revision rejected: {e.cause}")
+        return DraftUpdate(drafts=[kept], omissions=[left], calls=e.records)
+    revision: Revision = answer.parsed
+    if revision.proposal is None:
+        return DraftUpdate(drafts=[carried(task, "unchanged")], calls=answer.records)
     draft = Draft(
-        agent_id=agent_id,
+        agent_id=task["agent"]["agent_id"],
         version=task["round"],
-        content=doc.proposal.strip(),
-        addressed=[Change(defect=c.defect, response=c.response) for c in doc.addressed],
-        rejected=[Change(defect=c.defect, response=c.response) for c in doc.rejected],
+        content=revision.proposal,
+        addressed=revision.addressed,
+        rejected=revision.rejected,
     )
     return DraftUpdate(drafts=[draft], calls=answer.records)

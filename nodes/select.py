@@ -1,15 +1,26 @@
 """select: one aggregation decides the winner, and the justification is about that winner.
 
-No LLM call here: the judgements (two, in opposite orders) and the peer ballots are in the
-state. ``judge``: the best weighted mean score over both judgements. ``vote``: the Borda
-winner. ``judge+vote`` (default): the judges' winner when both judgements put the same proposal
-first; when they disagree, the peer vote decides (head-to-head majorities among the peers who
-wrote neither proposal, then Borda). Ties fall to the other signal, then to the lower agent id,
-so the outcome is deterministic. See docs/DECISIONS.md.
+No LLM call here: the judgements and the peer ballots are in the state.
+
+- **The judges' signal**: each proposal's weighted mean score over every judgement that
+  assessed it (the council's presentation scheme shows each proposal in each position equally
+  often, or alone). The judges *agree* when every judgement that compared proposals put the
+  same one first (None with fewer than two such judgements).
+- **The vote's signal**: head-to-head majorities among neutral voters (Copeland: a pair counts
+  only the voters who wrote neither proposal, since nobody votes on their own), then Borda
+  points to break a Copeland tie. With two agents nobody is neutral: the vote cannot decide.
+- **The aggregation**: ``judge``: the judges' signal; ``vote``: the vote's; ``judge+vote``
+  (default): the judges' when they agree (or judged each proposal alone), else the vote's.
+  Whatever signal decides, a tie falls to the other signal, then to the lower agent id; when
+  that happens ``decided_by`` is ``tiebreak`` and the justification says so. With neither a
+  judgement nor a ballot the deliberation fails (``AnswerRejected``). See docs/DECISIONS.md.
 """
 
 from __future__ import annotations
 
+from itertools import combinations
+
+from council_agents.core.errors import AnswerRejected
 from council_agents.core.progress import latest_drafts, stop_reason
 from council_agents.core.state import (
     CouncilState,
@@ -24,21 +35,18 @@ from council_agents.nodes.vote import borda, copeland
 
 
 def mean_scores(judgements: list[Judgement], agent_id: str) -> dict[str, float]:
-    """A proposal's score per criterion, averaged over the judgements."""
-    if not judgements:
+    """A proposal's score per criterion, averaged over the judgements that assessed it."""
+    mine = [
+        j["assessments"][agent_id]["scores"] for j in judgements if agent_id in j["assessments"]
+    ]
+    if not mine:
         return {}
-    criteria = judgements[0]["assessments"][agent_id]["scores"]
-    return {
-        c: round(
-            sum(j["assessments"][agent_id]["scores"][c] for j in judgements) / len(judgements), 3
-        )
-        for c in criteria
-    }
+    return {c: round(sum(s[c] for s in mine) / len(mine), 3) for c in mine[0]}
 
 
 def kendall_tau(a: dict[str, float], b: dict[str, float]) -> float:
-    """Kendall's tau-a between two score maps over the same agents (1: same order)."""
-    ids = sorted(a)
+    """Kendall's tau-a between two score maps over the agents both have (1: same order)."""
+    ids = sorted(set(a) & set(b))
     pairs = [(x, y) for i, x in enumerate(ids) for y in ids[i + 1 :]]
     if not pairs:
         return 1.0
@@ -47,8 +55,14 @@ def kendall_tau(a: dict[str, float], b: dict[str, float]) -> float:
     return round((concordant - discordant) / len(pairs), 3)
 
 
-def _top(totals: dict[str, float], tie: dict[str, int]) -> str:
-    return min(totals, key=lambda a: (-totals[a], -tie.get(a, 0), a))
+def _leaders(values: dict[str, float]) -> list[str]:
+    best = max(values.values())
+    return sorted(a for a, v in values.items() if v == best)
+
+
+def ranked(ids: list[str], *keys: dict[str, float]) -> list[str]:
+    """``ids`` best first by ``keys`` in turn, then by id."""
+    return sorted(ids, key=lambda a: (*(-k.get(a, 0.0) for k in keys), a))
 
 
 def decide(state: CouncilState) -> Decision:
@@ -57,31 +71,32 @@ def decide(state: CouncilState) -> Decision:
     ids = sorted(latest_drafts(state))
     judgements = state.get("judgements", [])
     ballots = state.get("ballots", [])
+    if not judgements and not ballots:
+        raise AnswerRejected(
+            "select", "-", "no judgement and no ballot was accepted: nothing to decide by"
+        )
     points = borda(ballots, ids)
     wins = copeland(ballots, ids)
     scores = {a: mean_scores(judgements, a) for a in ids}
-    totals = {a: weighted_total(scores[a], council["rubric"]) if judgements else 0.0 for a in ids}
-    vote_winner = _top(
-        {a: float(points[a]) for a in ids}, {a: round(totals[a] * 1000) for a in ids}
+    totals = {a: weighted_total(scores[a], council["rubric"]) if scores[a] else 0.0 for a in ids}
+    compared = [j for j in judgements if len(j["order"]) > 1]
+    firsts = {ranked(list(j["totals"]), j["totals"])[0] for j in compared}
+    agree = len(firsts) == 1 if len(compared) > 1 else None
+    vote_key = [{a: float(v) for a, v in wins.items()}, {a: float(v) for a, v in points.items()}]
+    by_vote = bool(ballots) and (
+        council["aggregator"] == "vote"
+        or not judgements
+        or (council["aggregator"] == "judge+vote" and agree is False)
     )
-    firsts = [_top(j["totals"], points) for j in judgements]
-    agree = len(set(firsts)) == 1 if judgements else None
-    aggregator = council["aggregator"]
-    decided_by: DecidedBy
-    if aggregator == "vote" or not judgements:
-        winner, decided_by = vote_winner, "vote"
-    elif aggregator == "judge" or agree:
-        winner, decided_by = _top(totals, points), "judges"
-    else:  # the two orders disagree: position swayed the judge, so the peer vote decides
-        winner, decided_by = vote_winner, "vote"
-    by_vote = decided_by == "vote"
-    rest = sorted(
-        (a for a in ids if a != winner),
-        key=lambda a: (
-            (-wins[a], -points[a], -totals[a]) if by_vote else (-totals[a], -points[a], 0),
-            a,
-        ),
-    )
+    if by_vote:
+        order = ranked(ids, *vote_key, totals)
+        decided_by: DecidedBy = (
+            "vote" if len(_leaders(wins)) == 1 or _unique(points, _leaders(wins)) else "tiebreak"
+        )
+    else:
+        order = ranked(ids, totals, *vote_key)
+        decided_by = "judges" if len(_leaders(totals)) == 1 else "tiebreak"
+    winner = order[0]
     ranking = [
         RankEntry(
             rank=place,
@@ -89,66 +104,113 @@ def decide(state: CouncilState) -> Decision:
             scores=scores[a],
             total=totals[a],
             borda=points[a],
-            rationale=" / ".join(j["assessments"][a]["verdict"] for j in judgements),
+            rationale=" / ".join(
+                j["assessments"][a]["verdict"] for j in judgements if a in j["assessments"]
+            ),
         )
-        for place, a in enumerate([winner, *rest], 1)
+        for place, a in enumerate(order, 1)
     ]
-    tau = (
-        kendall_tau(judgements[0]["totals"], judgements[1]["totals"])
-        if len(judgements) == 2
-        else None
-    )
     return Decision(
         winner=winner,
-        justification=justify(ranking, decided_by, judgements, agree, points),
+        justification=justify(state, ranking, by_vote, decided_by, agree, wins),
         ranking=ranking,
-        aggregator=aggregator,
+        aggregator=council["aggregator"],
         decided_by=decided_by,
         judges_agree=agree,
-        rank_agreement=tau,
-        vote_winner=vote_winner,
+        rank_agreement=_rank_agreement(compared),
+        vote_winner=ranked(ids, *vote_key)[0] if ballots else None,
         stop_reason=stop_reason(state),
     )
 
 
+def _unique(points: dict[str, int], among: list[str]) -> bool:
+    """Whether Borda points separate the first of ``among`` from the others."""
+    best = max(points[a] for a in among)
+    return sum(points[a] == best for a in among) == 1
+
+
+def _rank_agreement(compared: list[Judgement]) -> float | None:
+    """Mean Kendall tau over pairs of judgements that compared proposals (None: fewer than 2)."""
+    taus = [kendall_tau(a["totals"], b["totals"]) for a, b in combinations(compared, 2)]
+    return round(sum(taus) / len(taus), 3) if taus else None
+
+
 def justify(
+    state: CouncilState,
     ranking: list[RankEntry],
+    by_vote: bool,
     decided_by: DecidedBy,
-    judgements: list[Judgement],
     agree: bool | None,
-    points: dict[str, int],
+    wins: dict[str, float],
 ) -> str:
-    """Why the winner won, from the numbers that decided it and the judges' own evidence on
-    the winner; never a judge's words about another proposal.
+    """Why the winner won, from the numbers that decided it and the judges' own evidence on the
+    winner; never a judge's words about another proposal.
     """
     win, second = ranking[0], (ranking[1] if len(ranking) > 1 else ranking[0])
-    name = win["agent_id"]
-    if decided_by == "judges":
-        how = (
-            f"{name} has the best weighted mean score, {win['total']:.2f} of 10 against "
-            f"{second['total']:.2f} for {second['agent_id']}, over two judgements in "
-            f"opposite orders ({'they agree' if agree else 'averaged'})."
+    name, other = win["agent_id"], second["agent_id"]
+    judgements = state.get("judgements", [])
+    agents = len(ranking)
+    if by_vote:
+        why = (
+            "the council decides by vote"
+            if state["council"]["aggregator"] == "vote"
+            else "the judgements put different proposals first"
+            if judgements
+            else _no_judges(state)
         )
-    elif judgements:
+        if agents == 2:
+            broke = (
+                f"judged {win['total']:.2f} of 10 against {second['total']:.2f}"
+                if judgements
+                else "the lower agent id"
+            )
+            how = (
+                f"{name} was chosen because {why}, and a vote between two agents cannot decide "
+                f"(each votes only on the other): the tie-break chose it ({broke})."
+            )
+        elif decided_by == "tiebreak":
+            how = (
+                f"{name} was chosen because {why}; the vote tied (head-to-head wins "
+                f"{wins[name]:g} against {wins[other]:g}, Borda {win['borda']} against "
+                f"{second['borda']}), and the tie-break chose it "
+                f"({'by judged score' if judgements else 'by the lower agent id'})."
+            )
+        else:
+            how = (
+                f"{name} won the peer vote, which decided because {why}: head-to-head majorities "
+                f"among the peers who wrote neither proposal ({wins[name]:g} against "
+                f"{wins[other]:g} for {other}), then Borda points ({win['borda']} against "
+                f"{second['borda']})"
+                + (f"; judged {win['total']:.2f} of 10." if judgements else ".")
+            )
+    elif decided_by == "tiebreak":
         how = (
-            f"{name} won the peer vote, which decided because the two judgements put different "
-            f"proposals first (head-to-head majorities among the peers who wrote neither "
-            f"proposal, then Borda points: {win['borda']} against {second['borda']} for "
-            f"{second['agent_id']}; judged {win['total']:.2f} of 10)."
+            f"{name} was chosen by the tie-break: the judges scored it {win['total']:.2f} of 10, "
+            f"the same as {other}, and the vote put it ahead."
         )
     else:
+        agreement = {True: "they agree on the winner", False: "averaged", None: "averaged"}[agree]
         how = (
-            f"{name} won the peer vote (head-to-head majorities among the peers who wrote "
-            f"neither proposal, then Borda points: {win['borda']} against {second['borda']} "
-            f"for {second['agent_id']})."
+            f"{name} has the best weighted mean score, {win['total']:.2f} of 10 against "
+            f"{second['total']:.2f} for {other}, over {len(judgements)} judgement(s) "
+            f"({agreement})."
         )
     evidence = []
     for j in judgements:
+        if name not in j["assessments"]:
+            continue
         a = j["assessments"][name]
         strengths = "; ".join(x.strip().rstrip(".") for x in a["strengths"][:3])
         verdict = a["verdict"].strip().rstrip(".")
         evidence.append(f"{verdict}." + (f" Strengths: {strengths}." if strengths else ""))
     return how + ("" if not evidence else " Judges on " + name + ": " + " | ".join(evidence))
+
+
+def _no_judges(state: CouncilState) -> str:
+    rejected = [o for o in state.get("omissions", []) if o["stage"] == "judge"]
+    if rejected:
+        return "every judgement was rejected"
+    return "the judges no longer fit the token budget"
 
 
 async def select(state: CouncilState) -> DecisionUpdate:

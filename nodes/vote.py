@@ -15,7 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from council_agents.core.state import Ballot, BallotUpdate, ShowTask
 from council_agents.llm.client import LLM
-from council_agents.llm.stage import labels_for, proposals_piece, run_agent
+from council_agents.llm.stage import (
+    LEFT_OUT,
+    labels_for,
+    omission,
+    proposals_piece,
+    run_agent,
+    shown,
+)
 
 
 @functools.lru_cache(maxsize=64)
@@ -82,16 +89,21 @@ def copeland(ballots: list[Ballot], agent_ids: list[str]) -> dict[str, float]:
 
 
 async def vote(task: ShowTask, *, llm: LLM) -> BallotUpdate:
-    """The agent's ranking of its peers."""
+    """The agent's ranking of its peers (or, when its answers are rejected after every retry,
+    an omission: it casts no ballot).
+    """
     labels = labels_for(task["order"])
-    answer = await run_agent(
-        llm,
-        task,
-        "vote",
-        answer=ballot_model(tuple(labels)),
-        labels=", ".join(labels),
-        pieces={"proposals": proposals_piece(task["order"], task["proposals"])},
-    )
+    try:
+        answer = await run_agent(
+            llm,
+            task,
+            "vote",
+            answer=ballot_model(tuple(labels)),
+            labels=", ".join(labels),
+            pieces={"proposals": proposals_piece(task["order"], shown(task))},
+        )
+    except LEFT_OUT as e:
+        return BallotUpdate(omissions=[omission(task, "vote", e)], calls=e.records)
     ballot = Ballot(
         voter=task["agent"]["agent_id"],
         reason=answer.parsed.reason,

@@ -11,6 +11,7 @@ checkpoints retention removed is ``pruned``.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -20,7 +21,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, StreamMode
 
 from council_agents.core.context import Context
-from council_agents.core.request import RequestError, with_admission
+from council_agents.core.request import RequestError, with_admission, with_salt
 from council_agents.core.settings import Settings
 from council_agents.core.state import Admission, Council, CouncilState
 from council_agents.graph.builder import Clients, Compiled, compile_graph
@@ -86,6 +87,7 @@ class Deliberations:
         admission: Admission | None,
         *,
         answer: Any = None,
+        salt: int | None = None,
         on_update: Callable[[str, Any], None] | None = None,
         stream_mode: Sequence[StreamMode] = ("updates", "custom"),
     ) -> Outcome:
@@ -95,7 +97,9 @@ class Deliberations:
         interrupt) resumes from its last checkpoint: finished tasks are not run again; one that
         waits for a human is resumed with ``answer`` (``{"approved": true}`` or ``{"winner":
         ..., "reason": ...}``). ``admission`` (a door's, ``core.request.admit``) starts a
-        thread that has no checkpoint yet, and is ignored otherwise.
+        thread that has no checkpoint yet, and is ignored otherwise. ``salt`` varies the
+        sampling seeds of this try (default: none for a first try, a random one for a resume:
+        an answer that was rejected is not asked for again with the same seed).
         """
         config = thread_config(thread_id)
         snap = await self.graph.aget_state(config)
@@ -107,6 +111,9 @@ class Deliberations:
         if marker is not None:
             return Outcome("pruned", cast(CouncilState, {}), marker=marker)
         start: Any
+        if salt is None:
+            salt = secrets.randbelow(2**31) if snap.next else 0
+        config = with_salt(config, salt)
         if snap.next:
             waiting = any(task.interrupts for task in snap.tasks)
             start = Command(resume=answer) if waiting and answer is not None else None

@@ -205,7 +205,8 @@ class Worker:
         beat = asyncio.create_task(self._heartbeat(msg))
         try:
             results: list[Any] = await asyncio.gather(
-                *(self.deliberate(event, role, env) for role in roles), return_exceptions=True
+                *(self.deliberate(event, role, env, delivered) for role in roles),
+                return_exceptions=True,
             )
         except asyncio.CancelledError:
             results = [asyncio.CancelledError()]
@@ -270,15 +271,19 @@ class Worker:
         context = Context(council=role.lower())
         return admit(deliberation_input(event, role), context, stored, self.settings.llm)
 
-    async def deliberate(self, event: PlanApproved, role: str, env: Envelope | None) -> Outcome:
+    async def deliberate(
+        self, event: PlanApproved, role: str, env: Envelope | None, delivered: int = 1
+    ) -> Outcome:
         """One role's deliberation, admitted, then started, resumed or (finished before)
-        re-published.
+        re-published; the ``delivered``-th delivery asks with seeds of its own.
         """
         thread_id = thread_id_for(event, role)
         admission = await self.admission(event, role)
         holder = f"{self.name}:{uuid.uuid4().hex[:8]}"
         async with self.slots, Lease(self.valkey, thread_id, holder, ttl_s=self.ack_wait * 0.9):
-            outcome = await self.deliberations.run(thread_id, admission)
+            # a redelivery asks again with other seeds (the same ones gave what failed)
+            salt = max(0, delivered - 1)
+            outcome = await self.deliberations.run(thread_id, admission, salt=salt)
         if outcome.status == "interrupted":
             raise RuntimeError(f"deliberation {thread_id} is waiting at {outcome.pending}")
         if outcome.status == "pruned":  # finished and published long ago; nothing to redo

@@ -90,6 +90,12 @@ def plan_answer(
         body = _document(rng, schema, stage, prompt, who, config, authors)
         if kind == "invalid_json":
             body = content.break_json(rng, body)
+    elif stage == "revise" and not req.ignore_eos:
+        mean = config.mean_tokens.get(stage, config.mean_tokens["default"])
+        target = max(20, int(rng.lognormvariate(0, config.length_sigma) * mean))
+        body = content.revision(rng, prompt, target, who["agent"] or "")
+        proposal = body.split("\n\n=== CHANGES ===")[0]
+        authors.remember(who["agent"], proposal)
     else:
         body = _prose(rng, req, stage, prompt, who, config, max_tokens)
         if stage == "propose":

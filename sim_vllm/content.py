@@ -244,6 +244,33 @@ def make_text(
     return "\n".join(out)
 
 
+_UNDER_REVIEW = re.compile(r"## Proposal under review \(version \d+\)\n(.*?)(?=\n## |\Z)", re.S)
+_DEFECT_LINE = re.compile(r"^- \*\*(blocker|major|minor|constraint violated)\*\*[^:]*: (.+)$", re.M)
+
+
+def revision(rng: random.Random, prompt: str, target_tokens: int, who: str = "") -> str:
+    """A revision in the council's plain-text form: the proposal under review kept whole, with
+    a section of changes after review, then ``=== CHANGES ===`` and one ``ADDRESSED:`` line per
+    defect the critiques named (up to three). Without a proposal in the prompt, fresh prose.
+    """
+    found = _UNDER_REVIEW.search(prompt)
+    if found is None:
+        return make_text(rng, "revise", prompt, target_tokens, who)
+    previous = found.group(1).strip()
+    kws = keywords(prompt)
+    changes = "\n".join(
+        f"- Now {rng.choice(_VERBS)}s {rng.choice(kws)} {rng.choice(_CLAUSES)}." for _ in range(2)
+    )
+    lines = previous.split("\n")
+    body = "\n".join([lines[0], "### Changes after review", changes, *lines[1:]])
+    defects = [what.strip() for _, what in _DEFECT_LINE.findall(prompt)][:3]
+    listed = "\n".join(
+        f"ADDRESSED: {what[:120]} -> {rng.choice(_VERBS)} it {rng.choice(_CLAUSES)}"
+        for what in defects
+    )
+    return body + "\n\n=== CHANGES ===\n" + (listed or "ADDRESSED: (none named) -> kept as is")
+
+
 def make_thinking(rng: random.Random, prompt: str) -> str:
     """A reasoning block about the prompt."""
     kws = keywords(prompt, 8)

@@ -103,15 +103,15 @@ class HumanEvalScript:
         problem = self.problem_in(prompt)
         if problem is None:
             return None
+        if stage == "revise":  # plain text: the code (fixed or not) and what changed
+            before = is_correct(problem, prompt)
+            after = before or self.fixes(problem, agent, round_)
+            return revise_text(problem, before, after)
         if schema is None:
             return first_answer(problem, self.first_correct(problem, agent))
         right = self.judges_right(problem)
         if stage == "critique":
             return content.dumps(critique_doc(is_correct(problem, prompt)))
-        if stage == "revise":
-            before = is_correct(problem, prompt)
-            after = before or self.fixes(problem, agent, round_)
-            return content.dumps(revise_doc(problem, before, after))
         if stage == "judge":
             return content.dumps(judge_doc(candidates(problem, prompt), criteria(schema), right))
         if stage == "vote":
@@ -169,14 +169,17 @@ def critique_doc(correct: bool) -> dict[str, Any]:
     return {"defects": defects, "violations": [], "summary": summary}
 
 
-def revise_doc(problem: Problem, before: bool, after: bool) -> dict[str, Any]:
-    """A revision: the code, fixed or not."""
-    addressed = [] if before else [{"defect": "returns too early", "response": "changed it"}]
-    return {
-        "addressed": addressed,
-        "rejected": [],
-        "proposal": first_answer(problem, after),
-    }
+def revise_text(problem: Problem, before: bool, after: bool) -> str:
+    """A revision in the council's plain-text form: ``UNCHANGED`` for code that was right,
+    else the code (fixed or not) and the defect it answered.
+    """
+    if before:
+        return "UNCHANGED"
+    return (
+        first_answer(problem, after)
+        + "\n=== CHANGES ===\n"
+        + "ADDRESSED: it returns before computing anything -> removed that line\n"
+    )
 
 
 def judge_doc(shown: list[tuple[str, bool]], names: list[str], right: bool) -> dict[str, Any]:

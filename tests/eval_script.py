@@ -12,7 +12,7 @@ from council_agents.sim_vllm.humaneval import (
     critique_doc,
     first_answer,
     judge_doc,
-    revise_doc,
+    revise_text,
     vote_doc,
 )
 from council_agents.sim_vllm.scripted import broken_kind_for
@@ -48,13 +48,13 @@ def expected_council(problem, rounds: int, judges: bool, script: HumanEvalScript
             break
         after = {a: correct[a] or script.fixes(problem, a, round_) for a in AGENTS}
         calls += N
-        tokens += sum(completion_tokens(revise_doc(problem, correct[a], after[a])) for a in AGENTS)
+        tokens += sum(completion_tokens(revise_text(problem, correct[a], after[a])) for a in AGENTS)
         correct = after
     right = script.judges_right(problem)
     shown = [(f"P{i}", correct[a]) for i, a in enumerate(AGENTS, 1)]
-    if judges:
-        calls += 2
-        tokens += 2 * completion_tokens(judge_doc(shown, list(RUBRIC), right))
+    if judges:  # the default presentation: every rotation of the order, one judgement each
+        calls += N
+        tokens += N * completion_tokens(judge_doc(shown, list(RUBRIC), right))
     calls += N  # every agent ranks its peers
     tokens += sum(
         completion_tokens(vote_doc([s for s in shown if s[0] != f"P{i}"], right))

@@ -19,6 +19,7 @@ from council_agents.core import state
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = {
     "core": 0,
+    "checks": 1,
     "llm": 1,
     "events": 1,
     "storage": 1,

@@ -79,7 +79,6 @@ def test_peers_render_councils_prompts_and_split_off_the_same_task_block(stage):
     ("peers", "council"),
     [
         ("CritiqueAnswer", "council_agents.nodes.critique:CritiqueAnswer"),
-        ("RevisionAnswer", "council_agents.nodes.revise:RevisionAnswer"),
     ],
 )
 def test_peers_ask_for_councils_answer_schemas(peers, council):

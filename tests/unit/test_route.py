@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from langgraph.types import Send
 
 from council_agents.graph.routing import after_select, route
@@ -62,8 +63,10 @@ def test_zero_rounds_goes_straight_to_selection_then_select():
     sends = route(state(rounds=0, drafts=drafts(0)))
     judges = [s for s in sends if s.node == "judge"]
     votes = [s for s in sends if s.node == "vote"]
-    assert len(judges) == 2 and judges[0].arg["order"] == judges[1].arg["order"][::-1]
-    assert sorted(judges[0].arg["order"]) == ids()
+    # the default presentation: every rotation, so each proposal is shown once in each position
+    orders = [j.arg["order"] for j in judges]
+    assert len(orders) == 3 and all(sorted(o) == ids() for o in orders)
+    assert all(sorted(o[k] for o in orders) == ids() for k in range(3))
     assert [v.arg["agent"]["agent_id"] for v in votes] == ids()
     for v in votes:  # a voter sees its peers, never itself
         assert sorted(v.arg["order"]) == [i for i in ids() if i != v.arg["agent"]["agent_id"]]
@@ -77,8 +80,21 @@ def test_zero_rounds_goes_straight_to_selection_then_select():
     again = route({**state(rounds=0, drafts=drafts(0)), **half})
     assert [(s.node, s.arg["agent"]["agent_id"]) for s in again] == [
         ("judge", "judge-qa"),
+        ("judge", "judge-qa"),
         ("vote", "agent-qa-003"),
     ]
+
+
+@pytest.mark.parametrize("scheme,shown", [("pair", 2), ("pointwise", 3), ("rotations", 3)])
+def test_each_presentation_scheme_shows_what_it_says(scheme, shown):
+    st = state(rounds=0, drafts=drafts(0))
+    st["council"] = {**st["council"], "presentation": scheme}
+    orders = [s.arg["order"] for s in route(st) if s.node == "judge"]
+    assert len(orders) == shown
+    if scheme == "pair":
+        assert orders[0] == orders[1][::-1]
+    if scheme == "pointwise":
+        assert sorted(o[0] for o in orders) == ids() and all(len(o) == 1 for o in orders)
 
 
 def test_a_round_without_severe_defects_converges_before_revising():
@@ -93,8 +109,13 @@ def test_budget_goes_to_selection_before_a_stage_that_could_exceed_it():
     st["calls"] = [{"prompt_tokens": 3000, "completion_tokens": 1000}]
     st["council"] = {**st["council"], "token_budget": 1_000_000}
     assert {s.node for s in route(st)} == {"critique"}
-    st["council"] = {**st["council"], "token_budget": 12_000}
+    st["council"] = {**st["council"], "token_budget": 20_000}
     assert {s.node for s in route(st)} == {"judge", "vote"}
+    # when the judges no longer fit, the vote decides alone
+    st["council"] = {**st["council"], "token_budget": 12_000}
+    assert {s.node for s in route(st)} == {"vote"}
+    caps = [s.arg["token_cap"] for s in route(st)]
+    assert all(c is not None and 3 * c <= 12_000 - 4000 for c in caps)
 
 
 def test_critique_every_ordered_pair_of_distinct_agents():

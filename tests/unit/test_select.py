@@ -125,8 +125,11 @@ def test_disagreeing_judges_hand_the_decision_to_the_peer_vote():
     assert d["judges_agree"] is False and d["decided_by"] == "vote"
     assert d["winner"] == d["vote_winner"] == "agent-dev-002"
     assert d["justification"].startswith("agent-dev-002 won the peer vote, which decided")
+    # the judges alone average 7, 6 and 7: a tie, broken by the vote and said so
     judge_only = decide(state([first, second], st["ballots"], aggregator="judge"))
-    assert judge_only["decided_by"] == "judges" and judge_only["winner"] != "agent-dev-002"
+    assert judge_only["decided_by"] == "tiebreak"
+    assert judge_only["winner"] in ("agent-dev-001", "agent-dev-003")
+    assert "tie-break" in judge_only["justification"]
 
 
 def test_vote_aggregator_needs_no_judge():
@@ -142,4 +145,44 @@ def test_vote_aggregator_needs_no_judge():
         )
     )
     assert d["winner"] == "agent-dev-003" and d["judges_agree"] is None
-    assert d["justification"].startswith("agent-dev-003 won the peer vote (head-to-head")
+    assert d["justification"].startswith("agent-dev-003 won the peer vote, which decided")
+
+
+def test_a_two_agent_vote_cannot_decide_and_says_so():
+    two = IDS[:2]
+    st = {
+        **state(
+            [],
+            [
+                {"voter": IDS[0], "ranking": [IDS[1]], "reason": "r"},
+                {"voter": IDS[1], "ranking": [IDS[0]], "reason": "r"},
+            ],
+            aggregator="vote",
+        ),
+        "drafts": [{"agent_id": a, "version": 0, "content": a} for a in two],
+    }
+    d = decide(st)
+    assert d["decided_by"] == "tiebreak" and d["winner"] == IDS[0]  # the lower id
+    assert "a vote between two agents cannot decide" in d["justification"]
+    assert "lower agent id" in d["justification"]
+
+
+def test_one_judgement_cannot_agree_with_itself():
+    only = judgement(IDS, {"agent-dev-001": 9, "agent-dev-002": 6, "agent-dev-003": 5})
+    d = decide(state([only], ballots([IDS[1], IDS[2]])))
+    assert d["judges_agree"] is None and d["rank_agreement"] is None
+    assert d["decided_by"] == "judges" and d["winner"] == IDS[0]
+
+
+def test_pointwise_judgements_are_averaged_per_proposal():
+    alone = [judgement([a], {a: s}) for a, s in zip(IDS, (4, 8, 6), strict=True)]
+    d = decide(state(alone, []))
+    assert d["winner"] == IDS[1] and d["judges_agree"] is None and d["decided_by"] == "judges"
+    assert [r["agent_id"] for r in d["ranking"]] == [IDS[1], IDS[2], IDS[0]]
+
+
+def test_with_neither_a_judgement_nor_a_ballot_the_deliberation_fails():
+    from council_agents.core.errors import AnswerRejected
+
+    with pytest.raises(AnswerRejected, match="no judgement and no ballot"):
+        decide(state([], []))

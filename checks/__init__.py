@@ -1,0 +1,3 @@
+"""Checks on what agents write, without an LLM: what a revision must keep of the version before
+it. Imports only ``core``.
+"""
