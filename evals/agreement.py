@@ -22,13 +22,9 @@ import ast
 import re
 from collections.abc import Sequence
 
+from council_agents.checks.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
 from council_agents.evals.humaneval import Problem
-from council_agents.evals.sandbox import (
-    DEFAULT_MEMORY_MB,
-    DEFAULT_TIMEOUT_S,
-    extract_code,
-    run_examples,
-)
+from council_agents.evals.sandbox import extract_code, run_examples
 
 MAX_CALLS = 12
 

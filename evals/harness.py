@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from council_agents.checks.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
 from council_agents.core.context import Context
 from council_agents.core.errors import CouncilError, LLMUnreachable
 from council_agents.core.progress import latest_drafts
@@ -38,7 +39,7 @@ from council_agents.evals.agreement import choose
 from council_agents.evals.humaneval import Problem, task_text
 from council_agents.evals.report import RESULTS_FILE, append_result, read_results
 from council_agents.evals.results import ProblemResult
-from council_agents.evals.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, Outcome, score_answer
+from council_agents.evals.sandbox import Outcome, score_answer
 from council_agents.evals.strategies import EVAL_MAX_TOKENS, RUBRIC, Strategy
 from council_agents.llm.stage import brief
 from council_agents.nodes.propose import propose

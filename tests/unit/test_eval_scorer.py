@@ -125,7 +125,7 @@ def test_a_failed_assertion_is_failed_and_names_the_line():
         ("def f(:\n", "SyntaxError"),
         ("def f():\n    return input()\n", "EOFError"),  # stdin is /dev/null, not the terminal
         ("import sys\nsys.exit(0)\n", "exit(0)"),
-        ("import os\nos._exit(0)\n", "exited with status 0 before the tests finished"),
+        ("import os\nos._exit(0)\n", "exited with status 0 before it finished"),
         ("", "no code"),
     ],
 )
