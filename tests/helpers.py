@@ -8,9 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,6 +58,9 @@ TASKS = [
     json.loads(x)
     for x in resources.files("council_agents.cli").joinpath("tasks.jsonl").read_text().splitlines()
 ]
+
+TASK = "Add rate limiting (100 requests per minute per API key) to the public API."
+"""The task of the served app's and the CLI's trust and failure tests (``run_wait``'s default)."""
 
 
 def sim_admin(sim: ServerThread, path: str) -> str:
@@ -203,3 +208,66 @@ class Served:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def run_wait(http: httpx.Client, thread_id: str | None = None, **inp: Any) -> httpx.Response:
+    """A blocking run (a stateless one without ``thread_id``)."""
+    path = f"/threads/{thread_id}/runs/wait" if thread_id else "/runs/wait"
+    body = {"task": TASK, "role": "DEV", "rounds": 0, **inp}
+    return http.post(path, json={"assistant_id": "council", "input": body})
+
+
+def cli_env(tmp_path: Path, **env: str) -> dict[str, str]:
+    """The environment of a ``council`` subprocess: its own data dir, no inherited servers."""
+    base = {k: v for k, v in os.environ.items() if k not in ("VALKEY_URL", "NATS_URL")}
+    return {
+        **base,
+        "PYTHONPATH": str(ROOT),
+        "COUNCIL_DATA_DIR": str(tmp_path / "data"),
+        "COUNCIL_LLM_MAX_RETRIES": "0",
+        **env,
+    }
+
+
+def council_cli(
+    *args: str, env: dict[str, str], timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """Run ``council ARGS`` to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "council_agents.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class Recorder:
+    """A loopback HTTP server that records every request (and answers ``body``)."""
+
+    def __init__(self, body: dict[str, Any] | None = None):
+        seen: list[dict[str, Any]] = []
+        answer = json.dumps(body or {}).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                seen.append({"method": self.command, "path": self.path, **dict(self.headers)})
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(answer)
+
+            do_GET = do_POST = do_PUT = _any
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.requests = seen
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.httpd.shutdown()
