@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +31,7 @@ from council_agents.server.services import free_port
 from council_agents.sim_vllm import ServerThread
 from council_agents.storage.apikeys import ADMIN_SCOPE, KeyStore
 from council_agents.storage.councils import CouncilStore
+from council_agents.storage.saver import valkey_saver
 
 T = TypeVar("T")
 
@@ -271,3 +273,42 @@ class Recorder:
     def close(self) -> None:
         """Stop serving."""
         self.httpd.shutdown()
+
+
+class KeptPort:
+    """A loopback port that no other process can take while nothing serves on it.
+
+    A socket is bound to it and never listens, so a connection is refused as by a server that is
+    down; ``release`` lets the port go just before the server starts on it. A port left free
+    for seconds (from ``free_port()`` to a server's start, or from a server's stop to its
+    restart) can be handed to any process's ``bind(0)`` meanwhile, and the server then cannot
+    start on it.
+    """
+
+    def __init__(self, port: int = 0):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+        self.sock.bind(("127.0.0.1", port))
+        self.port: int = self.sock.getsockname()[1]
+
+    def release(self) -> None:
+        """Let the port go (for the server about to start on it)."""
+        self.sock.close()
+
+
+def tasks_stored(valkey_url: str, thread_id: str, count: int, timeout: float = 60) -> int:
+    """Wait until ``count`` tasks of a thread's running step have their writes in Valkey (what a
+    resume does not run again; an LLM call can end well before its task's writes are stored),
+    or ``timeout`` seconds; the number stored.
+    """
+
+    async def stored() -> int:
+        config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+        async with valkey_saver(valkey_url) as saver:
+            found = await saver.aget_tuple(config)  # type: ignore[arg-type]
+        return len({task for task, _, _ in (found.pending_writes or [])}) if found else 0
+
+    deadline = time.monotonic() + timeout
+    while (n := run_sync(stored())) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return n

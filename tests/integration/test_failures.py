@@ -26,7 +26,16 @@ import valkey
 from council_agents.server.services import EmbeddedNats, EmbeddedValkey, free_port
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 from council_agents.storage.saver import client_url
-from tests.helpers import ROOT, TASK, cli_env, council_cli, run_sync, sim_admin, sim_requests
+from tests.helpers import (
+    ROOT,
+    TASK,
+    KeptPort,
+    cli_env,
+    council_cli,
+    run_sync,
+    sim_admin,
+    sim_requests,
+)
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -142,7 +151,8 @@ def published_event(nats_url: str, deliberation_id: str) -> dict[str, Any]:
 
 
 def test_nats_down_at_publish_is_one_named_line_and_resumable(tmp_path, valkey_url, module_sim):
-    nats_server = EmbeddedNats(tmp_path / "nats", port=free_port())  # not started yet
+    kept = KeptPort()  # no other process takes the port before nats-server does
+    nats_server = EmbeddedNats(tmp_path / "nats", port=kept.port)  # not started yet
     env = cli_env(
         tmp_path,
         VALKEY_URL=valkey_url,
@@ -163,6 +173,7 @@ def test_nats_down_at_publish_is_one_named_line_and_resumable(tmp_path, valkey_u
     calls = len([e for e in sim_requests(module_sim) if e["deliberation"] == thread])
     assert calls == 8  # 3 proposals, 2 judgements, 3 ballots: checkpointed
 
+    kept.release()
     with nats_server:
         resumed = council_cli("resume", thread, "--json", env=env)
         assert resumed.returncode == 0, resumed.stderr
@@ -214,6 +225,7 @@ def test_valkey_killed_mid_run_is_one_named_line_and_resumable(tmp_path, nats_ur
         assert store.proc is not None
         store.proc.send_signal(signal.SIGKILL)  # mid-critique
         store.proc.wait()
+        kept = KeptPort(store.port)  # Valkey's port, until it restarts there
         out, err = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
@@ -226,6 +238,7 @@ def test_valkey_killed_mid_run_is_one_named_line_and_resumable(tmp_path, nats_ur
     assert f"resume: council resume {thread}" in err and "Traceback" not in err
 
     first = len([e for e in sim_requests(sim) if e["deliberation"] == thread])
+    kept.release()
     with EmbeddedValkey(tmp_path / "valkey", port=store.port):
         resumed = council_cli("resume", thread, "--json", env=env)
     assert resumed.returncode == 0, resumed.stderr

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from council_agents.server.services import EmbeddedNats, free_port
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
-from tests.helpers import ROOT, TASK, Served, cli_env, run_sync, run_wait, sim_admin
+from tests.helpers import ROOT, TASK, KeptPort, Served, cli_env, run_sync, run_wait, sim_admin
 
 
 def metric_values(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -54,11 +54,15 @@ def test_metrics_match_a_scripted_sequence_exactly(tmp_path, valkey_url):
         httpx.delete(sim_admin(sim, "/admin/faults"))
         port = int(sim.base_url.split(":")[2].split("/")[0])
         sim.stop()
+        kept = KeptPort(port)  # the simulator's port, until it restarts there
         assert "preflight failed" in error_of(run_wait(http))  # 5: prepare fails
+        kept.release()
         sim = ServerThread(SimVLLM(SimConfig(time_scale=0.002)), port=port).start()
         events.stop()
+        kept = KeptPort(events.port)  # NATS's port, until it restarts there
         thread = http.post("/threads", json={}).json()["thread_id"]
         assert "publish failed" in error_of(run_wait(http, thread))  # 6: publish fails
+        kept.release()
         events.start()
         resumed = http.post(f"/threads/{thread}/runs/wait", json={"assistant_id": "council"})
         assert resumed.json()["published"]["duplicate"] is False  # 7: completed on resume
