@@ -6,11 +6,14 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +31,7 @@ from council_agents.server.services import free_port
 from council_agents.sim_vllm import ServerThread
 from council_agents.storage.apikeys import ADMIN_SCOPE, KeyStore
 from council_agents.storage.councils import CouncilStore
+from council_agents.storage.saver import valkey_saver
 
 T = TypeVar("T")
 
@@ -56,6 +60,9 @@ TASKS = [
     json.loads(x)
     for x in resources.files("council_agents.cli").joinpath("tasks.jsonl").read_text().splitlines()
 ]
+
+TASK = "Add rate limiting (100 requests per minute per API key) to the public API."
+"""The task of the served app's and the CLI's trust and failure tests (``run_wait``'s default)."""
 
 
 def sim_admin(sim: ServerThread, path: str) -> str:
@@ -203,3 +210,105 @@ class Served:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def run_wait(http: httpx.Client, thread_id: str | None = None, **inp: Any) -> httpx.Response:
+    """A blocking run (a stateless one without ``thread_id``)."""
+    path = f"/threads/{thread_id}/runs/wait" if thread_id else "/runs/wait"
+    body = {"task": TASK, "role": "DEV", "rounds": 0, **inp}
+    return http.post(path, json={"assistant_id": "council", "input": body})
+
+
+def cli_env(tmp_path: Path, **env: str) -> dict[str, str]:
+    """The environment of a ``council`` subprocess: its own data dir, no inherited servers."""
+    base = {k: v for k, v in os.environ.items() if k not in ("VALKEY_URL", "NATS_URL")}
+    return {
+        **base,
+        "PYTHONPATH": str(ROOT),
+        "COUNCIL_DATA_DIR": str(tmp_path / "data"),
+        "COUNCIL_LLM_MAX_RETRIES": "0",
+        **env,
+    }
+
+
+def council_cli(
+    *args: str, env: dict[str, str], timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """Run ``council ARGS`` to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "council_agents.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class Recorder:
+    """A loopback HTTP server that records every request (and answers ``body``)."""
+
+    def __init__(self, body: dict[str, Any] | None = None):
+        seen: list[dict[str, Any]] = []
+        answer = json.dumps(body or {}).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                seen.append({"method": self.command, "path": self.path, **dict(self.headers)})
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(answer)
+
+            do_GET = do_POST = do_PUT = _any
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.requests = seen
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.httpd.shutdown()
+
+
+class KeptPort:
+    """A loopback port that no other process can take while nothing serves on it.
+
+    A socket is bound to it and never listens, so a connection is refused as by a server that is
+    down; ``release`` lets the port go just before the server starts on it. A port left free
+    for seconds (from ``free_port()`` to a server's start, or from a server's stop to its
+    restart) can be handed to any process's ``bind(0)`` meanwhile, and the server then cannot
+    start on it.
+    """
+
+    def __init__(self, port: int = 0):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+        self.sock.bind(("127.0.0.1", port))
+        self.port: int = self.sock.getsockname()[1]
+
+    def release(self) -> None:
+        """Let the port go (for the server about to start on it)."""
+        self.sock.close()
+
+
+def tasks_stored(valkey_url: str, thread_id: str, count: int, timeout: float = 60) -> int:
+    """Wait until ``count`` tasks of a thread's running step have their writes in Valkey (what a
+    resume does not run again; an LLM call can end well before its task's writes are stored),
+    or ``timeout`` seconds; the number stored.
+    """
+
+    async def stored() -> int:
+        config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+        async with valkey_saver(valkey_url) as saver:
+            found = await saver.aget_tuple(config)  # type: ignore[arg-type]
+        return len({task for task, _, _ in (found.pending_writes or [])}) if found else 0
+
+    deadline = time.monotonic() + timeout
+    while (n := run_sync(stored())) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return n

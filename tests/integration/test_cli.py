@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from council_agents.core.limits import MAX_ROUNDS, MAX_TASK_CHARS
-from council_agents.server.services import free_port
+from council_agents.server.services import free_port, running_services
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
-from tests.helpers import ROOT, sim_admin, sim_requests
+from tests.helpers import ROOT, sim_admin, sim_requests, tasks_stored
 
 COUNCIL = [sys.executable, "-m", "council_agents.cli"]
 TASK = "Add idempotent retry handling to the webhook consumer that receives payment notifications."
@@ -212,7 +212,9 @@ def test_killed_mid_critique_resumes_without_repeating_finished_calls(tmp_path):
                     break
                 time.sleep(0.05)
             assert len(done) == 5, "critique stage did not get going"
-            time.sleep(1.0)  # let the finished tasks' writes reach Valkey
+            embedded = running_services(tmp_path / "data")
+            assert embedded and embedded["valkey_url"], embedded
+            assert tasks_stored(embedded["valkey_url"], did, 5) == 5  # what resume keeps
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()

@@ -18,11 +18,11 @@ import pytest
 from council_agents.core.request import AgentSpec, CouncilSpec
 from council_agents.evals.humaneval import load_problems
 from council_agents.evals.report import read_results
-from council_agents.server.services import free_port
+from council_agents.server.services import free_port, running_services
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 from council_agents.storage.councils import CouncilStore
 from tests.eval_script import SCRIPT, expected
-from tests.helpers import sim_admin, sim_requests
+from tests.helpers import sim_admin, sim_requests, tasks_stored
 from tests.integration.test_cli import COUNCIL, ROOT, council, env
 
 
@@ -100,7 +100,9 @@ def test_killed_mid_deliberation_resumes_without_reasking_what_finished(tmp_path
                     break
                 time.sleep(0.05)
             assert len(critiques) == 5, "the second deliberation did not reach its critiques"
-            time.sleep(1.0)  # let the finished critiques' writes reach Valkey
+            embedded = running_services(tmp_path / "data")
+            assert embedded and embedded["valkey_url"], embedded
+            assert tasks_stored(embedded["valkey_url"], critiques[0][0], 5) == 5
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from council_agents.server.services import free_port
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
-from tests.helpers import Served
+from tests.helpers import KeptPort, Served
 
 TASK = (
     "Choose between server-sent events and WebSockets for live order-status updates "
@@ -216,6 +216,7 @@ async def test_councils_crud_use_and_survive_restart(server, tmp_path, valkey_ur
     # a restarted server finds the council again (it lives in Valkey)
     other = Served(tmp_path, valkey_url, nats_url, llm.base_url)
     server.stop()
+    kept = KeptPort(server.port)  # the module's server comes back on its port
     other.start()
     try:
         assert other.http.get(f"/councils/{name}").json()["agents"][0]["agent_id"] == "qa-alice"
@@ -224,6 +225,7 @@ async def test_councils_crud_use_and_survive_restart(server, tmp_path, valkey_ur
         assert other.http.delete(f"/councils/{name}").status_code == 404
     finally:
         other.stop()
+        kept.release()
         server.start()
 
 

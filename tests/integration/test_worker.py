@@ -28,7 +28,7 @@ from council_agents.events.planning import (
 from council_agents.events.publisher import STREAM
 from council_agents.server.services import EmbeddedNats
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
-from tests.helpers import ROOT, sim_admin, sim_requests
+from tests.helpers import ROOT, sim_admin, sim_requests, tasks_stored
 
 TASK = "Kubernetes pods of the API are OOM-killed during traffic peaks; propose a fix."
 
@@ -206,7 +206,10 @@ async def test_kill_9_mid_stage_then_another_worker_finishes(
                 break
             await asyncio.sleep(0.05)
         assert stalled, f"never reached {stage}"
-        await asyncio.sleep(0.8)  # finished tasks' writes reach Valkey
+        # the other tasks of the stalled one's step (the votes run with the judgements) have
+        # their writes in Valkey: what the next worker keeps
+        others = {"propose": 2, "critique": 5, "revise": 2, "judge": 1 + 3}[stage]
+        assert tasks_stored(w.valkey_url, did, others) == others
         first.send_signal(signal.SIGKILL)
         first.wait()
         before = sim_requests(sim)

@@ -1,10 +1,9 @@
-"""The fast tier of the trust boundary: failure kinds, metrics per run, secrets kept out of
-sight, tokens and scopes (the real-server tier is tests/integration/test_security.py).
+"""The fast tier of failures: each has a kind, a stage and an exit code, URLs are shown without
+their password, and a failed run counts once in the metrics (the real-server tier is
+tests/integration/test_failures.py and tests/integration/test_metrics.py).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import httpx
 import nats
@@ -13,15 +12,12 @@ import valkey.exceptions
 from langgraph.checkpoint.memory import InMemorySaver
 from prometheus_client import REGISTRY
 
-from council_agents.cli.commands import exit_code, is_loopback
+from council_agents.cli.commands import exit_code
 from council_agents.core.context import Context
 from council_agents.core.errors import CouncilError, LLMUnreachable, PublishFailed, describe
 from council_agents.core.request import RequestError
 from council_agents.core.settings import LLMSettings, Settings, display_url
-from council_agents.events import publisher as nats_publisher
-from council_agents.server.auth import scopes_of
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
-from council_agents.storage.apikeys import KeyStore
 from tests.helpers import deliberate, sim_admin
 
 
@@ -59,36 +55,6 @@ def test_urls_are_shown_without_their_password():
     assert display_url("nats://council:s3cret@h:4222") == "nats://council:***@h:4222"
     assert display_url("nats://h:4222") == "nats://h:4222"
     assert "s3cret" not in str(PublishFailed(display_url("nats://u:s3cret@h:1"), "down"))
-
-
-async def test_every_nats_connection_carries_the_credentials_file(monkeypatch, tmp_path):
-    seen: dict[str, Any] = {}
-
-    async def fake_connect(url: str, **options: Any) -> str:
-        seen.update(options, url=url)
-        return "connection"
-
-    monkeypatch.setattr(nats, "connect", fake_connect)
-    creds = tmp_path / "council.creds"
-    assert await nats_publisher.connect("nats://h:4222", creds, name="x") == "connection"
-    assert seen == {"url": "nats://h:4222", "name": "x", "user_credentials": str(creds)}
-
-
-def test_scopes_come_from_the_usual_claims():
-    assert scopes_of({"scope": "council:admin read"}) == ["council:admin", "read"]
-    assert scopes_of({"scp": ["a"], "permissions": ["b"], "scopes": "c"}) == ["a", "b", "c"]
-    assert scopes_of({"sub": "x"}) == []
-
-
-async def test_malformed_keys_are_refused_without_a_lookup():
-    store = KeyStore("valkey://127.0.0.1:9")  # nothing listens: a lookup would raise
-    for token in ("", "ck_", "ck_xyz_abc", "ck_0123456789ab_" + "A" * 42, "Bearer ck_x"):
-        assert await store.verify(token) is None
-
-
-def test_only_loopback_counts_as_local():
-    assert all(map(is_loopback, ("127.0.0.1", "::1", "localhost", "127.0.0.2")))
-    assert not any(map(is_loopback, ("0.0.0.0", "::", "192.168.1.4", "example.org")))
 
 
 def failed_runs() -> dict[tuple[str, str], float]:
