@@ -446,3 +446,26 @@ def break_json(rng: random.Random, doc: str) -> str:
 def dumps(value: Any) -> str:
     """JSON as a model would write it."""
     return json.dumps(value, ensure_ascii=False, indent=1)
+
+
+_SECTION = re.compile(
+    r"^## Proposal (P\d+)\n(.*?)(?=^## Proposal P\d+\n|^## Your assignment|\Z)", re.S | re.M
+)
+_FENCED = re.compile(r"^<(data-\w+)>\n(.*)\n</\1>\s*$", re.S)
+_ESCAPED_HEADING = re.compile(r"^( {0,3})\\(#+)", re.M)
+
+
+def proposal_sections(prompt: str) -> list[tuple[str, str]]:
+    """``(label, text)`` of each ``## Proposal P<k>`` section of a judge or vote prompt, as its
+    author wrote it: council fences each one as data (``<data-ID>`` ... ``</data-ID>``, headings
+    escaped with a backslash), and this undoes that.
+    """
+    found = []
+    for label, section in _SECTION.findall(prompt):
+        fenced = _FENCED.match(section.strip("\n"))
+        text = section
+        if fenced:
+            text = _ESCAPED_HEADING.sub(r"\1\2", fenced.group(2))
+            text = text.replace("<\\/data-", "</data-").replace("<\\data-", "<data-")
+        found.append((label, text))
+    return found

@@ -272,7 +272,7 @@ def test_one_owner_cannot_read_or_touch_another_owners_thread(served, alice, bob
     assert own not in [t["thread_id"] for t in a.post("/threads/search", json={}).json()]
     # alice's thread is intact
     state = a.get(f"/threads/{tid}/state").json()
-    assert state["values"]["deliberation_id"] == tid and state["values"]["published"]
+    assert state["values"]["deliberation_id"].startswith(f"{tid}:") and state["values"]["published"]
     assert a.get(f"/threads/{tid}/runs").json()[0]["status"] == "success"
 
 
@@ -457,9 +457,10 @@ def test_served_logs_go_to_the_log_file_not_the_console(served):
     calls = [
         json.loads(line)
         for line in logged.read_text().splitlines()
-        if f'"{thread}"' in line and '"llm.call"' in line
+        if f'"{thread}:' in line and '"llm.call"' in line
     ]
-    assert len(calls) == 8 and {c["deliberation_id"] for c in calls} == {thread}  # 3+2+3
+    assert len(calls) == 8  # 3+2+3
+    assert len({c["deliberation_id"] for c in calls}) == 1  # <thread>:<run>
     assert "llm.call" not in served.log.read_text()  # the server's console
     assert not (ROOT / ".langgraph_api").exists()
     assert (Path(served.env["COUNCIL_DATA_DIR"]) / "api" / ".langgraph_api").is_dir()
@@ -490,7 +491,7 @@ async def test_ten_runs_submitted_together_overlap(served, sim):
     joins = [client.runs.join(t, r["run_id"]) for t, r in zip(threads, runs, strict=True)]
     outs = await asyncio.gather(*joins)
     assert all(o["result"]["role"] == "QA" for o in outs)
-    log = [e for e in sim_requests(sim) if e["deliberation"] in threads]
+    log = [e for e in sim_requests(sim) if e["deliberation"].split(":")[0] in threads]
     spans = {}
     for entry in log:
         start, end = spans.get(entry["deliberation"], (entry["t_in"], entry["t_out"]))
@@ -686,7 +687,9 @@ def test_valkey_killed_mid_run_is_one_named_line_and_resumable(tmp_path, nats_ur
     assert proc.returncode == 4, err
     errors = error_lines(err)
     assert len(errors) == 1, err
-    assert f"Valkey at valkey://:***@127.0.0.1:{store.port} failed" in errors[0], err
+    # a checkpoint write failed, or the next call stopped before it was made (nothing could
+    # have saved its answer): either way one line naming Valkey and the stage
+    assert f"Valkey at valkey://:***@127.0.0.1:{store.port} " in errors[0], err
     assert "critique" in errors[0], err
     assert f"resume: council resume {thread}" in err and "Traceback" not in err
 
