@@ -280,6 +280,14 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def ours(pid: int) -> str:
+    """The command line of ``pid`` ("" when it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def serve(tmp: Path, port: int, log: Path, **env: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "council_agents.cli", "serve", "--port", str(port)],
@@ -306,6 +314,7 @@ def answering(port: int, proc: subprocess.Popen[bytes], timeout: float = 90) -> 
 def test_kill_9_of_council_serve_leaves_no_process_and_a_restart_keeps_its_port(tmp_path):
     port = free_port()
     first = serve(tmp_path, port, tmp_path / "first.log")
+    children: list[int] = []
     try:
         answering(port, first)
         time.sleep(1)  # the app's lifespan has started watching its parent
@@ -321,9 +330,10 @@ def test_kill_9_of_council_serve_leaves_no_process_and_a_restart_keeps_its_port(
         with socket.socket() as s:  # the port is free again
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
-    finally:
-        for p in descendants(first.pid):
-            os.kill(p, signal.SIGKILL)
+    finally:  # an orphan (the bug this tests) would not be found from its dead parent
+        for p in descendants(first.pid) + children:
+            if alive(p) and str(tmp_path) in ours(p):  # never a reused pid of someone else
+                os.kill(p, signal.SIGKILL)
 
     second = serve(tmp_path, port, tmp_path / "second.log")
     try:
