@@ -36,6 +36,7 @@ from council_agents.core.request import (
     DeliberationRequest,
     RequestError,
     admit,
+    load_json,
     parse_context,
     parse_input,
 )
@@ -53,7 +54,7 @@ from council_agents.events.publisher import connect_once, declare_streams
 from council_agents.graph.builder import Clients, compile_graph
 from council_agents.server import logs, worker_http
 from council_agents.server.runner import Deliberations, Outcome
-from council_agents.server.services import services
+from council_agents.server.services import killed_with_parent, port_in_use, services
 from council_agents.server.worker import serve
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM
 from council_agents.storage.apikeys import KeyStore
@@ -151,10 +152,12 @@ def exit_code(failure: Failure) -> int:
 def failure_line(e: BaseException, current: Settings, stage: str) -> tuple[str, int]:
     """One line naming what failed (its URL), where and for whom; and the exit code."""
     failure = describe(e)
-    if failure.kind == "valkey":
+    if failure.named:
+        line = failure.message
+    elif failure.kind == "valkey":
         url = display_url(current.storage.valkey_url)
         line = f"Valkey at {url} failed ({stage}): {failure.message}"
-    elif failure.kind == "nats" and failure.stage != "publish":
+    elif failure.kind == "nats":
         url = display_url(current.events.nats_url)
         line = f"NATS at {url} failed ({stage}): {failure.message}"
     elif failure.kind == "other":
@@ -254,11 +257,7 @@ def cmd_deliberate(args: argparse.Namespace) -> int:
         "story_id": args.story_id,
         "task_id": args.task_id,
     }
-    inp = {
-        "task": args.task,
-        "deliberation_id": thread_id,
-        **{k: v for k, v in optional.items() if v is not None},
-    }
+    inp = {"task": args.task, **{k: v for k, v in optional.items() if v is not None}}
     request = parse_input(inp)  # bad input is refused before any server starts
     context = run_context(args)
     say(f"deliberation {thread_id}")
@@ -299,7 +298,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "rubric": task["rubric"],
         "story_id": "demo",
         "task_id": task["id"],
-        "deliberation_id": thread_id,
     }
     request = parse_input(inp)
     context = run_context(args)
@@ -485,6 +483,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     exe = Path(sys.executable).parent / "langgraph"
     if not exe.exists():
         raise UsageError("the langgraph CLI is not installed: pip install 'council-agents[serve]'")
+    if port_in_use(args.host, args.port):  # langgraph dev would move to another port silently
+        raise UsageError(
+            f"--port: {args.host}:{args.port} is in use by another process "
+            "(another council serve?); stop it or choose another port"
+        )
     with services(process_settings(args), announce=say) as current:
         check_exposure(args, current)
         jobs = args.jobs or current.server.serve_jobs
@@ -520,7 +523,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
             say(f"LangGraph Studio: https://smith.langchain.com/studio/?baseUrl={base}")
         say(f"LLM: {current.llm.base_url}")
-        proc = subprocess.Popen(cmd, env=serve_environment(current), cwd=workdir)
+        # the LangGraph server dies with this process, kill -9 included (the kernel's death
+        # signal), and so does what it starts (it watches this pid: COUNCIL_SERVE_PARENT)
+        env = {**serve_environment(current), "COUNCIL_SERVE_PARENT": str(os.getpid())}
+        proc = subprocess.Popen(cmd, env=env, cwd=workdir, preexec_fn=killed_with_parent)
 
         def forward(signum: int, _frame: FrameType | None) -> None:
             proc.send_signal(signum)
@@ -559,8 +565,8 @@ def cmd_publish_plan(args: argparse.Namespace) -> int:
     """Send a planning.plan.approved event by hand."""
     if args.file:
         try:
-            event = json.loads(Path(args.file).read_text())
-        except (OSError, ValueError) as e:
+            event = load_json(Path(args.file).read_bytes(), "--file")
+        except OSError as e:
             raise UsageError(f"--file: {e}") from None
     else:
         if not (args.story_id and args.plan_id and args.roles and args.task):

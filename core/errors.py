@@ -64,6 +64,21 @@ class PublishFailed(CouncilError):
         return f"publish failed: {self.cause}"
 
 
+class StorageUnavailable(CouncilError):
+    """The checkpointer's Valkey does not answer: the stage stops before its LLM call (nothing
+    could save the answer) or ``publish`` before the event (no event for a state that was not
+    saved); the deliberation resumes from its last checkpoint once Valkey is back.
+    """
+
+    transient = True
+
+    def __init__(self, stage: str, agent_id: str, url: str, cause: str, before: str) -> None:
+        super().__init__(stage, agent_id, f"Valkey at {url} does not answer ({cause})")
+        who = "" if agent_id == "-" else f" for {agent_id}"
+        self.args = (f"{stage} stopped{who} before {before}: {self.cause}",)
+        self.url = url
+
+
 def broken_stream(exc: BaseException) -> bool:
     """True for an answer whose stream broke after it started (the peer closed mid-body, a
     read failed): the openai client retries a request that fails, not a stream that dies
@@ -91,6 +106,8 @@ class Failure:
     """Where: ``prepare``, a stage (``propose`` ...), ``publish``, or ``checkpoint``."""
     message: str
     """One line: what failed, where, and for which agent."""
+    named: bool = False
+    """The message names the server that failed, with its URL, already."""
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -109,7 +126,9 @@ def describe(exc: BaseException) -> Failure:
         if isinstance(e, RequestError):
             return Failure("input", "prepare", str(e))
         if isinstance(e, PublishFailed):
-            return Failure("nats", "publish", str(e))
+            return Failure("nats", "publish", str(e), named=True)
+        if isinstance(e, StorageUnavailable):
+            return Failure("valkey", "checkpoint", str(e), named=True)
         if isinstance(e, AnswerRejected):
             return Failure("answers", e.stage, str(e))
         if isinstance(e, CouncilError):

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from council_agents.core.terms import Aggregator, DecidedBy, Severity, Stage, StopReason
+from council_agents.core.terms import Aggregator, DecidedBy, Origin, Severity, Stage, StopReason
 
 
 def utcnow() -> datetime:
@@ -186,7 +186,12 @@ class DeliberationCompleted(_Model):
         "orchestration.deliberation.completed"
     )
     schema_version: Literal["1.2"] = "1.2"
-    deliberation_id: str
+    deliberation_id: str = Field(
+        description="the server's id of the deliberation: its thread id (council deliberate, "
+        "the worker's `plan.<story>.<plan>.<role>`, council eval) or `<thread>:<run>` (a run "
+        "of the HTTP API); never chosen by a caller. The event's Nats-Msg-Id is "
+        "`<deliberation_id>:completed`"
+    )
     story_id: str | None
     task_id: str | None
     role: str
@@ -205,6 +210,20 @@ class DeliberationCompleted(_Model):
     duration_ms: int = Field(ge=0)
     timestamp: datetime = Field(description="ISO 8601, UTC")
     stop_reason: StopReason
+    thread_id: str | None = Field(None, description="the thread it ran on (its checkpoints)")
+    origin: Origin | None = Field(
+        None,
+        description="the door that started it: cli, http, planning (the worker), eval; story "
+        "and task ids are the planning service's only when it is `planning`",
+    )
+    owner: str | None = Field(
+        None, description="who started it over HTTP (an API key's owner or a JWT's subject)"
+    )
+    label: str | None = Field(
+        None,
+        description="the caller's own name for it (its input's `deliberation_id`), meaningful "
+        "only with `owner`: never the deliberation's id",
+    )
 
 
 class DeliberationFailed(_Model):

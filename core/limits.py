@@ -19,6 +19,12 @@ MAX_TASK_CHARS = 8000
 MAX_CONSTRAINTS_CHARS = 4000
 MAX_CRITERIA = 12
 MIN_TOKEN_BUDGET, MAX_TOKEN_BUDGET = 1000, 10_000_000
+MAX_BODY_BYTES = 512 * 1024
+"""The largest HTTP request body the served API reads (a run's largest input, every field at
+its limit and JSON-escaped, is under 250 KB)."""
+MAX_JSON_DEPTH = 32
+"""The deepest nesting of objects and arrays in a request body or a planning event (a run's
+input needs 5)."""
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """Council names and agent ids: a letter or digit, then letters, digits, ``_ . -``; <= 64."""
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"

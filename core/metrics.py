@@ -13,7 +13,9 @@ Deliberations are counted, not attempts:
   ``valkey``; ``nats``; ``other``), ``stage`` where (``door``, ``prepare``, ``propose`` ...,
   ``publish``, ``checkpoint``). The graph counts its own failures (``FailureCounter``, one per
   failed run whichever door started it); the doors count the requests they refuse (``refused``).
-  A deliberation that fails, is resumed and completes counts once in each. A worker's trouble
+  A run counts once: one that published its event and then failed (its last checkpoint could
+  not be written) is completed, not failed too. A deliberation that fails, is resumed and
+  completes counts once in each. A worker's trouble
   outside a graph run (its Valkey lease, re-publishing a finished deliberation) is logged and
   the message redelivered, not counted here.
 
@@ -82,7 +84,48 @@ def completed(role: str, seconds: float) -> None:
 
 
 class FailureCounter(AsyncCallbackHandler):
-    """Counts each failed graph run once, at the top of the run (the graph is bound to it)."""
+    """Counts each failed graph run once, at the top of the run (the graph is bound to it).
+
+    A run whose ``publish`` node finished was counted completed there (JetStream stored its
+    event); if the run then fails (its last checkpoint could not be written), it is not counted
+    failed too: a run counts once, completed or failed.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[UUID, bool] = {}
+        """Graph runs going on -> whether their ``publish`` node finished."""
+        self._publishing: dict[UUID, UUID] = {}
+        """A ``publish`` node's run going on -> its graph run."""
+
+    async def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Remember the graph runs going on, and which one a ``publish`` node belongs to."""
+        if parent_run_id is None:
+            self._runs[run_id] = False
+        elif kwargs.get("name") == "publish" and parent_run_id in self._runs:
+            self._publishing[run_id] = parent_run_id
+
+    async def on_chain_end(
+        self,
+        outputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """A ``publish`` node finished (its run published); a graph run ended."""
+        graph_run = self._publishing.pop(run_id, None)
+        if graph_run is not None and graph_run in self._runs:
+            self._runs[graph_run] = True
+        if parent_run_id is None:
+            self._runs.pop(run_id, None)
 
     async def on_chain_error(
         self,
@@ -92,8 +135,14 @@ class FailureCounter(AsyncCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        """A run of the whole graph failed: count it by what failed and where."""
-        if parent_run_id is not None or isinstance(error, asyncio.CancelledError):
-            return  # a node's error is the run's error (counted once, at the top); a stop is not
+        """A run of the whole graph failed: count it by what failed and where (unless it had
+        published: then it counted as completed).
+        """
+        self._publishing.pop(run_id, None)
+        if parent_run_id is not None:
+            return  # a node's error is the run's error (counted once, at the top)
+        published = self._runs.pop(run_id, False)
+        if published or isinstance(error, asyncio.CancelledError):
+            return  # counted completed at publish; a stop is not a failure
         failure = describe(error)
         DELIBERATIONS_FAILED.labels(failure.kind, failure.stage).inc()

@@ -10,11 +10,14 @@ the field and the limit.
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, cast
 
+import orjson
 from langchain_core.runnables import RunnableConfig
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -22,8 +25,8 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from council_agents.core.context import Context
@@ -32,6 +35,7 @@ from council_agents.core.limits import (
     MAX_AGENTS,
     MAX_CONSTRAINTS_CHARS,
     MAX_CRITERIA,
+    MAX_JSON_DEPTH,
     MAX_TASK_CHARS,
     MIN_AGENTS,
     Identifier,
@@ -42,7 +46,7 @@ from council_agents.core.limits import (
 )
 from council_agents.core.settings import KEY_NAME, LLMSettings
 from council_agents.core.state import Admission, Agent, Council, Criterion, InputState
-from council_agents.core.terms import Aggregator, Presentation, Role
+from council_agents.core.terms import Aggregator, Origin, Presentation, Role
 
 ADMISSION_KEY = "council_admission"
 """The run configuration's key (``configurable``) that carries a door's ``Admission`` to the
@@ -88,11 +92,33 @@ DEFAULT_RUBRIC: dict[str, Any] = {
     },
 }
 
+ALLOWED_CONTROLS = frozenset("\t\n\r")
+"""The only control characters a text may hold: tab and line breaks."""
+
+
+def no_controls(text: str) -> str:
+    """``text`` unchanged, or ``ValueError`` naming its first control character (NUL, ESC,
+    DEL, C1 ...; tab and line breaks are text).
+    """
+    for i, ch in enumerate(text):
+        if ch not in ALLOWED_CONTROLS and unicodedata.category(ch) == "Cc":
+            raise ValueError(
+                f"contains the control character U+{ord(ch):04X} at position {i + 1}; "
+                "only tab and line breaks are allowed"
+            )
+    return text
+
+
+Text = AfterValidator(no_controls)
+"""Refuses control characters (``no_controls``)."""
+
 CriterionName = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)
+    str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True), Text
 ]
-Meaning = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
-Constraints = Annotated[str, Field(max_length=MAX_CONSTRAINTS_CHARS)]
+Meaning = Annotated[
+    str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True), Text
+]
+Constraints = Annotated[str, Field(max_length=MAX_CONSTRAINTS_CHARS), Text]
 BaseUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=300)]
 KeyName = Annotated[str, StringConstraints(pattern=f"^{KEY_NAME.pattern}$")]
 
@@ -155,12 +181,25 @@ class CouncilSpec(_Strict):
     presentation: Presentation = "rotations"
     token_budget: TokenBudget | None = None
 
-    @model_validator(mode="after")
-    def _unique_agents(self) -> CouncilSpec:
-        ids = [a.agent_id for a in self.agents] + ([self.judge.agent_id] if self.judge else [])
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"agent ids (judge included) must be unique, got {ids}")
-        return self
+    @field_validator("agents")
+    @classmethod
+    def _unique_agents(cls, agents: list[AgentSpec]) -> list[AgentSpec]:
+        ids = [a.agent_id for a in agents]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"agent ids must be unique; repeated: {', '.join(repeated)}")
+        return agents
+
+    @field_validator("judge")
+    @classmethod
+    def _judge_apart(cls, judge: AgentSpec | None, info: ValidationInfo) -> AgentSpec | None:
+        members = {a.agent_id for a in info.data.get("agents") or []}
+        if judge is not None and judge.agent_id in members:
+            raise ValueError(
+                f"agent ids must be unique: {judge.agent_id!r} is a member; "
+                "the judge needs an id of its own"
+            )
+        return judge
 
 
 class DeliberationRequest(_Strict):
@@ -178,9 +217,49 @@ class DeliberationRequest(_Strict):
     @field_validator("task")
     @classmethod
     def _task_not_blank(cls, v: str) -> str:
+        no_controls(v)
         if not v.strip():
             raise ValueError("is empty or only whitespace")
         return v.strip()
+
+
+def json_depth(doc: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deeply ``doc`` nests objects and arrays (a scalar: 0, ``{}``: 1), counted without
+    recursion; counting stops past ``limit``.
+    """
+    if not isinstance(doc, dict | list):
+        return 0
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return deepest
+
+
+def load_json(raw: bytes | str, field: str = "body") -> Any:
+    """A JSON document, refused (``RequestError`` on ``field``) when it is malformed (400) or
+    nests deeper than ``MAX_JSON_DEPTH`` (422): parsed by orjson, which never recurses past
+    1024 levels, so no document can exhaust the interpreter's stack.
+    """
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        if "depth" in str(e):
+            raise RequestError(
+                field, f"JSON nested more than 1024 levels deep; the limit is {MAX_JSON_DEPTH}"
+            ) from None
+        raise RequestError(field, f"malformed JSON: {e}", status=400) from None
+    depth = json_depth(doc)
+    if depth > MAX_JSON_DEPTH:
+        raise RequestError(
+            field,
+            f"JSON nested more than {MAX_JSON_DEPTH} levels deep; the limit is {MAX_JSON_DEPTH}",
+        )
+    return doc
 
 
 def default_council(
@@ -300,6 +379,9 @@ def admit(
     context: Context | Mapping[str, Any] | None,
     stored: CouncilSpec | None,
     settings: LLMSettings,
+    *,
+    origin: Origin = "cli",
+    owner: str | None = None,
 ) -> Admission:
     """The validated input (defaults filled) and the effective council of one deliberation.
 
@@ -307,7 +389,9 @@ def admit(
     ``context.council`` (looked up once by the door), then the built-in council of the role.
     Endpoints, models and key names come only from ``settings`` and the stored council
     (checked against the allow-list), never from the caller; each stage's token budget is
-    fixed from the settings here.
+    fixed from the settings here. ``origin`` is the door, ``owner`` who asked (HTTP); the
+    input's ``deliberation_id`` becomes the admission's ``label``: the deliberation's id is
+    the server's (``nodes.admit``).
     """
     req = inp if isinstance(inp, DeliberationRequest) else parse_input(inp)
     ctx = parse_context(context)
@@ -358,8 +442,14 @@ def admit(
         token_budget=ctx.token_budget if ctx.token_budget is not None else spec.token_budget,
         max_tokens=dict(settings.max_tokens),
     )
+    given = req.model_dump(mode="json", exclude_none=True)
+    label = given.pop("deliberation_id", None)
     return Admission(
-        input=cast(InputState, req.model_dump(mode="json", exclude_none=True)), council=council
+        input=cast(InputState, given),
+        council=council,
+        label=label,
+        origin=origin,
+        owner=owner,
     )
 
 

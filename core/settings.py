@@ -309,6 +309,9 @@ class ServerSettings:
     """``council worker`` serves Prometheus ``/metrics`` on 127.0.0.1 at this port (0: none)."""
     log_file: Path | None = None
     """Structured logs of the served graph (``council serve`` points it into the data dir)."""
+    serve_parent: int | None = None
+    """The ``council serve`` process that started this LangGraph server: it exits when that
+    process is gone, however it died (``COUNCIL_SERVE_PARENT``, set by ``council serve``)."""
 
     @property
     def jwt_configured(self) -> bool:
@@ -375,6 +378,7 @@ class Settings:
             jwt_issuer=env.get("COUNCIL_JWT_ISSUER") or None,
             metrics_port=int(_number(env, "COUNCIL_METRICS_PORT", 0, int)),
             log_file=_path(env, "COUNCIL_LOG_FILE"),
+            serve_parent=int(_number(env, "COUNCIL_SERVE_PARENT", 0, int)) or None,
         )
         return cls(
             llm=llm,

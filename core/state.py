@@ -17,12 +17,14 @@ import operator
 from typing import Annotated, NotRequired, Required
 
 from langgraph.channels import UntrackedValue
+from langgraph.types import Overwrite
 from typing_extensions import TypedDict
 
 from council_agents.core.events import DeliberationCompleted
 from council_agents.core.terms import (
     Aggregator,
     DecidedBy,
+    Origin,
     Presentation,
     Role,
     Severity,
@@ -354,7 +356,9 @@ class InputState(TypedDict, total=False):
     task_id: str | None
     """Planning task id, if any."""
     deliberation_id: str
-    """Id of this deliberation (default: the thread id)."""
+    """In the state: the deliberation's id, chosen by the server (``nodes.admit``): the thread
+    id, or ``<thread>:<run>`` for a run of the HTTP API. A caller's ``deliberation_id`` is kept
+    as its ``label`` and never becomes the id."""
 
 
 class Admission(TypedDict):
@@ -367,6 +371,13 @@ class Admission(TypedDict):
     """The validated input, defaults filled (role, rounds, rubric, constraints)."""
     council: Council
     """The effective council (members, judge, endpoints, rounds, budgets)."""
+    label: NotRequired[str | None]
+    """The caller's own name for the deliberation (its input's ``deliberation_id``): a label
+    in the event, scoped to its ``owner``, never the deliberation's id."""
+    origin: NotRequired[Origin]
+    """The door that admitted it."""
+    owner: NotRequired[str | None]
+    """Who asked, for the HTTP API (an API key's owner or a JWT's subject)."""
 
 
 class PublishAck(TypedDict, total=False):
@@ -389,6 +400,14 @@ class CouncilState(InputState, total=False):
 
     council: Council
     """The effective council, fixed when the request was admitted."""
+    thread_id: str
+    """The thread it runs on (its checkpoints)."""
+    label: str | None
+    """The caller's own name for it (``Admission.label``), if any."""
+    origin: Origin | None
+    """The door that admitted it."""
+    owner: str | None
+    """Who asked over HTTP (None from the other doors)."""
     started_at: float
     """Unix time the deliberation started."""
     drafts: Annotated[list[Draft], operator.add]
@@ -405,15 +424,18 @@ class CouncilState(InputState, total=False):
     """Agents left out of a task (answers rejected after every retry, or no room left in the
     token budget): the deliberation went on without them."""
     decision: Decision
-    """Select's outcome."""
+    """Select's outcome (None while a later deliberation on the thread has not selected:
+    ``Admitted`` clears it)."""
     result: Annotated[DeliberationCompleted, UntrackedValue]
     """The completed event, as published: in the run's output, never checkpointed (rebuilt
     from the state with ``finished_at``)."""
     published: PublishAck
-    """JetStream's acknowledgement of the completed event (stream, seq, duplicate); present
-    (empty when not published) once the deliberation has finished."""
+    """JetStream's acknowledgement of the completed event (stream, seq, duplicate); set
+    (empty when not published) once the deliberation has finished (None while a later
+    deliberation on the thread runs: ``Admitted`` clears it)."""
     finished_at: str
-    """When the completed event was built (ISO 8601, UTC): its ``timestamp``."""
+    """When the completed event was built (ISO 8601, UTC): its ``timestamp`` (None while a
+    later deliberation on the thread runs)."""
 
 
 class OutputState(TypedDict, total=False):
@@ -531,9 +553,24 @@ class DecisionUpdate(TypedDict):
 
 
 class Admitted(InputState, total=False):
-    """admit: the admitted input (defaults filled) and the council."""
+    """admit: the admitted input (defaults filled), the council and who asked; a later
+    deliberation on the same thread also clears the one before (its lists overwritten, its
+    outcome None), so each deliberation is a new one with its own event.
+    """
 
     council: Council
+    thread_id: str
+    label: str | None
+    origin: Origin | None
+    owner: str | None
+    drafts: Overwrite
+    critiques: Overwrite
+    calls: Overwrite
+    judgements: Overwrite
+    ballots: Overwrite
+    decision: None
+    published: None
+    finished_at: None
 
 
 class Prepared(TypedDict):

@@ -28,6 +28,9 @@ Presentation = Literal["pair", "rotations", "pointwise"]
 alone). docs/DECISIONS.md measures them."""
 Severity = Literal["blocker", "major", "minor"]
 """How much a defect matters: must, should or could change."""
+Origin = Literal["cli", "http", "planning", "eval"]
+"""Which door started a deliberation: ``council deliberate``, the HTTP API, a planning event
+(the worker), ``council eval``."""
 
 ROLES: tuple[Role, ...] = get_args(Role)
 """Every role, in the order the docs list them."""

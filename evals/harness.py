@@ -320,6 +320,7 @@ class Runner:
                 context,
                 mixed if strategy.mixed else None,
                 self.settings.llm,
+                origin="eval",
             )
             outcome = await self.deliberations.run(thread, admission, stream_mode=("updates",))
         except LLMUnreachable:

@@ -17,7 +17,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from council_agents.core.limits import MAX_ROUNDS
-from council_agents.core.request import RequestError, one_line, parse_input
+from council_agents.core.request import RequestError, load_json, one_line, parse_input
 from council_agents.core.terms import ROLES
 from council_agents.events.publisher import connect, ensure_stream
 
@@ -98,7 +98,6 @@ def deliberation_input(event: PlanApproved, role: str) -> dict[str, Any]:
     inp: dict[str, Any] = {
         "task": event.task,
         "role": role,
-        "deliberation_id": thread_id_for(event, role),
         "story_id": event.story_id,
         "task_id": event.task_id or event.plan_id,
     }
@@ -109,9 +108,9 @@ def deliberation_input(event: PlanApproved, role: str) -> dict[str, Any]:
 def parse_event(data: bytes) -> tuple[PlanApproved, Envelope | None]:
     """The event (and its envelope, if any); ``PoisonMessage`` names what is wrong."""
     try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise PoisonMessage(f"not JSON: {e}") from None
+        doc = load_json(data, "event")
+    except RequestError as e:  # malformed, or nested deeper than any event needs
+        raise PoisonMessage(f"not JSON: {e.message}" if e.status == 400 else str(e)) from None
     if not isinstance(doc, dict):
         raise PoisonMessage(f"not a JSON object but {type(doc).__name__}")
     env = None

@@ -27,6 +27,19 @@ STREAM = "ORCHESTRATOR_EVENTS"
 COMPLETED_SUBJECT = "orchestration.deliberation.completed"
 FAILED_SUBJECT = "orchestration.deliberation.failed"
 
+
+def completed_id(deliberation_id: str) -> str:
+    """The ``Nats-Msg-Id`` of a deliberation's completed event: ``<deliberation_id>:completed``
+    (the id is the server's, ``nodes.admit``), so JetStream keeps one per deliberation.
+    """
+    return f"{deliberation_id}:completed"
+
+
+def failed_id(deliberation_id: str) -> str:
+    """The ``Nats-Msg-Id`` of a deliberation's failed event."""
+    return f"{deliberation_id}:failed"
+
+
 # The replaced system's streams (limits retention, discard old, one replica), with a 24 h
 # duplicate window so a re-published event (same Nats-Msg-Id) is dropped.
 STREAMS: dict[str, dict[str, Any]] = {

@@ -46,6 +46,7 @@ from council_agents.nodes.publish import publish
 from council_agents.nodes.revise import revise
 from council_agents.nodes.select import select
 from council_agents.nodes.vote import vote
+from council_agents.storage.saver import ensure_checkpointable
 
 Graph = StateGraph[CouncilState, Context, InputState, OutputState]
 Compiled = CompiledStateGraph[CouncilState, Context, InputState, OutputState]
@@ -60,8 +61,15 @@ class Clients:
 
     @classmethod
     def of(cls, settings: Settings) -> Clients:
-        """The clients of a process with these settings."""
-        return cls(llm=LLM(settings.llm), events=Events(settings.events))
+        """The clients of a process with these settings: no LLM call is made unless the run's
+        checkpoints can be written (``storage.saver.ensure_checkpointable``).
+        """
+        return cls(llm=LLM(settings.llm, guard=checkpointable), events=Events(settings.events))
+
+
+async def checkpointable(stage: str, agent_id: str) -> None:
+    """Before an LLM call: the run's Valkey answers (``StorageUnavailable`` otherwise)."""
+    await ensure_checkpointable(stage, agent_id, "its LLM call")
 
 
 async def tally(state: CouncilState) -> dict[str, object]:

@@ -21,7 +21,7 @@ import re
 import ssl
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -32,10 +32,11 @@ import structlog
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from council_agents.core import metrics
 from council_agents.core.errors import AnswerRejected, CouncilError, LLMUnreachable
+from council_agents.core.request import one_line
 from council_agents.core.settings import LLMSettings
 from council_agents.core.state import Agent, CallRecord, Council
 from council_agents.core.terms import Stage
@@ -46,6 +47,9 @@ from council_agents.llm.prompt_files import PromptFiles
 from council_agents.llm.tokens import Tokenizer, estimate
 
 log = structlog.get_logger("council.llm")
+
+Guard = Callable[[str, str], Awaitable[None]]
+"""A check before an LLM call (stage, agent id) that raises to stop it."""
 
 _THINK = re.compile(r"^\s*<think>(.*?)(?:</think>\s*|$)", re.S)
 _NOT_WORDISH = re.compile(r"[^\w\s.,;:()'\"#*`/-]")
@@ -242,7 +246,8 @@ def _problem(
     try:
         return "", validate(answer)
     except ValueError as e:
-        return f"invalid structured answer (finish_reason={finish}): {e}", None
+        said = " ".join(str(e).split())  # one line, whatever the check raised
+        return f"invalid structured answer (finish_reason={finish}): {said}", None
 
 
 class LLM:
@@ -250,8 +255,11 @@ class LLM:
     each endpoint's context window, and the prompt files it renders.
     """
 
-    def __init__(self, settings: LLMSettings) -> None:
+    def __init__(self, settings: LLMSettings, guard: Guard | None = None) -> None:
         self.settings = settings
+        self.guard = guard
+        """Awaited before every attempt with the stage and the agent; raises to stop the call
+        (``graph.builder`` checks that the run's checkpoints can still be written)."""
         self.windows = Windows(settings)
         """Each endpoint's context window, learned on first use."""
         self.prompts = PromptFiles(settings.prompts_dir)
@@ -343,6 +351,8 @@ class LLM:
         budget, problem = max_tokens, ""
         for attempt in range(1, attempts + 1):
             spent = sum(r["prompt_tokens"] + r["completion_tokens"] for r in records)
+            if self.guard is not None:
+                await self.guard(stage, agent["agent_id"])
             try:
                 sent, msg, latency = await self._send(
                     agent,
@@ -563,7 +573,11 @@ def structured(model: type[BaseModel], name: str) -> tuple[dict[str, Any], Calla
     }
 
     def validate(answer: str) -> Any:
-        return model.model_validate_json(answer)
+        try:
+            return model.model_validate_json(answer)
+        except ValidationError as e:  # one line for the error; every problem in the log
+            log.info("llm.invalid_answer", schema=name, errors=e.errors(include_url=False))
+            raise ValueError(str(one_line(e))) from None
 
     return response_format, validate
 

@@ -1,4 +1,4 @@
-"""A stage's prompt as a model of its parts: fixed placeholders, and the inputs that may be
+r"""A stage's prompt as a model of its parts: fixed placeholders, and the inputs that may be
 shortened to fit a context window, each by its own rule (``llm.fit`` decides how much).
 
 - critique: the proposal under critique, oldest (first) paragraphs first (``Oldest``);
@@ -11,10 +11,19 @@ shortened to fit a context window, each by its own rule (``llm.fit`` decides how
   whose shortest prompts do not fit, with the numbers).
 
 Every cut leaves a marker in the text saying how much was omitted and why.
+
+What agents wrote reaches another agent's prompt as data, fenced (``fence``): between
+``<data-ID>`` and ``</data-ID>``, the ID drawn from the text itself (no text can hold its own
+closing tag, and fence tags inside are escaped anyway), its markdown headings escaped (``\#``;
+in code blocks, those of the templates' level) so that no heading or instruction in it can pass
+as the template's own; the prompt files tell the readers that fenced text is data. ``Fenced``
+is the same for an input that may be shortened.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -44,6 +53,72 @@ class Piece(Protocol):
 def marker(n: int) -> str:
     """The note left where ``n`` characters were cut."""
     return MARKER.format(n=n)
+
+
+_HEADING = re.compile(r"^( {0,3})(#+)(?=\s|$)")
+"""A markdown (ATX) heading: up to three spaces, ``#``s, then a space or the end."""
+_SECTION = re.compile(r"^( {0,3})(##+)(?=\s|$)")
+"""A heading of the templates' level or deeper (``## Task``, ``## Your assignment``)."""
+_CODE = re.compile(r"^ {0,3}(```|~~~)")
+"""A line that opens or closes a fenced code block."""
+
+
+def escaped(text: str, headings: bool = True) -> str:
+    r"""``text`` with fence tags made inert (``<\data-``, ``<\/data-``) and, with
+    ``headings``, every markdown heading escaped (``\## ...``): in a code block only those of
+    the templates' level or deeper, so a code comment (``# ...``) stays as written while an
+    unclosed block cannot hide a section heading.
+    """
+    if headings:
+        lines, code = [], None
+        for line in text.split("\n"):
+            opened = _CODE.match(line)
+            if opened:
+                code = (
+                    opened.group(1) if code is None else (None if opened.group(1) == code else code)
+                )
+            else:
+                line = (_HEADING if code is None else _SECTION).sub(r"\1\\\2", line)
+            lines.append(line)
+        text = "\n".join(lines)
+    return text.replace("</data-", "<\\/data-").replace("<data-", "<\\data-")
+
+
+def fence_id(text: str) -> str:
+    """The fence's id: drawn from the text (a text cannot contain its own digest), so the same
+    text is fenced the same way in every prompt (the prefix cache keeps working).
+    """
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def fence(text: str, headings: bool = True) -> str:
+    """``text`` as data in a prompt: escaped (``escaped``) between ``<data-ID>`` and
+    ``</data-ID>``.
+    """
+    tag = f"data-{fence_id(text)}"
+    return f"<{tag}>\n{escaped(text, headings)}\n</{tag}>"
+
+
+@dataclass
+class Fenced:
+    """A piece that reaches the prompt fenced as data (``fence``): shortened by its own rule
+    first, to what leaves room for the fence.
+    """
+
+    piece: Piece
+    headings: bool = True
+    """Escape its headings (a peer's text); False for an author's own proposal, which it copies
+    back and which is not a peer's."""
+
+    def size(self) -> int:
+        """Characters at full length, fence and escapes included."""
+        return len(fence(self.piece.text(self.piece.size())[0], self.headings))
+
+    def text(self, limit: int) -> tuple[str, str | None]:
+        """The piece shortened to leave room for the fence, fenced."""
+        room = limit - (self.size() - self.piece.size())
+        inner, cut = self.piece.text(max(0, room))
+        return fence(inner, self.headings), cut
 
 
 @dataclass

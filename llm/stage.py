@@ -1,5 +1,11 @@
 """What the agent stages share: the prompt, the call, the news for streaming clients, and the
 up-front check that a deliberation's shortest prompts fit its models' context windows.
+
+Proposals are data: what agents wrote reaches another agent's prompt fenced
+(``llm.prompt.fence``): the proposals judges and voters read (``labelled``), and every
+placeholder named in ``PEER_TEXT`` (the proposal under critique or revision, the critiques),
+whether given as a value or as a piece that may be shortened. A stage that embeds another
+agent's text names its placeholder there.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from council_agents.core.state import (
 from council_agents.core.terms import Stage
 from council_agents.llm.client import LLM, Answer, structured
 from council_agents.llm.fit import MARGIN, ContextOverflow, OverBudget, floor
-from council_agents.llm.prompt import MARKER, EvenCap, Piece, Prompt
+from council_agents.llm.prompt import MARKER, EvenCap, Fenced, Piece, Prompt, fence
 from council_agents.llm.prompt_files import rubric_text
 from council_agents.llm.tokens import estimate
 
@@ -47,10 +53,12 @@ def labels_for(order: list[str]) -> dict[str, str]:
 
 
 def labelled(order: list[str], proposals: dict[str, str]) -> tuple[dict[str, str], str]:
-    """Neutral labels -> agent, and the proposals as the judge or voter reads them."""
+    """Neutral labels -> agent, and the proposals as the judge or voter reads them: each under
+    its label's heading, fenced as data (``llm.prompt.fence``).
+    """
     labels = labels_for(order)
     text = "\n\n".join(
-        f"## Proposal {label}\n{proposals[agent_id]}" for label, agent_id in labels.items()
+        f"## Proposal {label}\n{fence(proposals[agent_id])}" for label, agent_id in labels.items()
     )
     return labels, text
 
@@ -72,6 +80,29 @@ def anonymous(proposals: dict[str, str], ids: list[str]) -> dict[str, str]:
 def shown(task: ShowTask) -> dict[str, str]:
     """The proposals of a judge's or voter's task as they read them: without any agent's id."""
     return anonymous(task["proposals"], [*task["order"], task["agent"]["agent_id"]])
+
+
+PEER_TEXT = frozenset({"proposal", "critiques"})
+"""Placeholders that hold what an agent wrote: fenced as data wherever they appear. In
+``revise`` the proposal is the author's own: fenced, its headings kept as written (it copies
+them back)."""
+
+
+def fenced(
+    stage: Stage, pieces: dict[str, Piece], values: dict[str, Any]
+) -> tuple[dict[str, Piece], dict[str, Any]]:
+    """``pieces`` and ``values`` with every ``PEER_TEXT`` placeholder fenced."""
+
+    def headings(name: str) -> bool:
+        return not (stage == "revise" and name == "proposal")
+
+    return (
+        {n: Fenced(p, headings(n)) if n in PEER_TEXT else p for n, p in pieces.items()},
+        {
+            n: fence(v, headings(n)) if n in PEER_TEXT and isinstance(v, str) else v
+            for n, v in values.items()
+        },
+    )
 
 
 def announce(stage: Stage, task: AgentTask, answer: Answer) -> None:
@@ -103,15 +134,17 @@ def stage_prompt(
     **values: Any,
 ) -> Prompt:
     """``<stage>.md`` for the task's agent (system prompt: its role's, or ``system``), with
-    ``pieces``: the inputs that may be shortened to fit the context window, in order.
+    ``pieces``: the inputs that may be shortened to fit the context window, in order; what
+    agents wrote is fenced (``PEER_TEXT``).
     """
     council = task["council"]
+    shown, given = fenced(stage, pieces or {}, values)
     return Prompt(
         system=system or f"roles/{council['role'].lower()}",
         stage=stage,
         role=council["role"],
-        values={**shared_values(task), **values},
-        pieces=pieces or {},
+        values={**shared_values(task), **given},
+        pieces=shown,
     )
 
 

@@ -36,8 +36,9 @@ from council_agents.core.events import (
 )
 from council_agents.core.settings import display_url
 from council_agents.core.state import CallRecord, CouncilState, Published
-from council_agents.events.publisher import COMPLETED_SUBJECT, Events
+from council_agents.events.publisher import COMPLETED_SUBJECT, Events, completed_id
 from council_agents.llm.prompt import critique_text
+from council_agents.storage.saver import ensure_checkpointable
 
 log = structlog.get_logger("council.publish")
 
@@ -129,6 +130,10 @@ def build_completed(state: CouncilState, now: datetime | None = None) -> Deliber
         approved_by_human=d.get("approved_by_human", False),
         timestamp=now,
         stop_reason=d["stop_reason"],
+        thread_id=state.get("thread_id"),
+        origin=state.get("origin"),
+        owner=state.get("owner"),
+        label=state.get("label"),
     )
 
 
@@ -136,13 +141,16 @@ def completed_event(values: CouncilState) -> DeliberationCompleted | None:
     """The completed event of a finished deliberation's values, as it was published (None
     before it finished).
     """
-    if "finished_at" not in values:
+    if values.get("finished_at") is None:  # not finished (or a later deliberation runs)
         return None
     return build_completed(values, now=datetime.fromisoformat(values["finished_at"]))
 
 
 async def publish(state: CouncilState, *, events: Events) -> Published:
-    """The completed event, and where JetStream stored it."""
+    """The completed event, and where JetStream stored it: only while the state that decided
+    it can still be saved (``storage.saver.ensure_checkpointable``).
+    """
+    await ensure_checkpointable("publish", "-", "the event")
     now = utcnow()
     event = build_completed(state, now=now)
     seconds = event.duration_ms / 1000
@@ -155,7 +163,7 @@ async def publish(state: CouncilState, *, events: Events) -> Published:
         metrics.completed(event.role, seconds)
         return Published(result=event, published={}, finished_at=now.isoformat())
     try:
-        ack = await events.publish(COMPLETED_SUBJECT, event, f"{event.deliberation_id}:completed")
+        ack = await events.publish(COMPLETED_SUBJECT, event, completed_id(event.deliberation_id))
     except (nats.errors.Error, OSError, TimeoutError) as e:
         cause = f"{type(e).__name__}: {e}".rstrip(": ")
         raise PublishFailed(display_url(events.url), cause) from e

@@ -23,6 +23,8 @@ from council_agents.llm.stage import LEFT_OUT, omission, run_agent
 
 CHANGES = re.compile(r"^\s*[=#*-]*\s*changes\s*[=#*:-]*\s*$", re.I | re.M)
 """The line between the revised proposal and its list of changes."""
+_FENCE = re.compile(r"^\s*</?data-[0-9a-f]{12}>\s*$", re.M)
+"""A fence line (``llm.prompt.fence``) the author copied back with its proposal."""
 _ITEM = re.compile(r"^\s*[-*]?\s*(addressed|rejected)\s*[:-]\s*(.+)$", re.I)
 UNCHANGED = "UNCHANGED"
 
@@ -47,7 +49,7 @@ def read_revision(answer: str, previous: str) -> Revision:
     """The revision in ``answer``; ``ValueError`` (one line) when it is empty or drops what
     ``previous`` had.
     """
-    text = answer.strip()
+    text = _FENCE.sub("", answer).strip()
     if text.upper().startswith(UNCHANGED) and len(text) < len(UNCHANGED) + 200:
         return Revision(None)
     marker = CHANGES.search(text)

@@ -11,11 +11,12 @@ Authentication (``authenticate``), every request but ``GET /healthz`` and ``GET 
   stored by ``storage.apikeys``), checked against its SHA-256 in Valkey, so a revoked key
   stops working at once;
 - ``Authorization: Bearer <JWT>``: accepted when ``COUNCIL_JWT_SECRET`` (HS256) or
-  ``COUNCIL_JWT_JWKS_URL`` (RS256, ES256) is set; ``exp`` and ``sub`` are required, ``aud``
-  and ``iss`` when configured. The identity is ``sub``; scopes come from ``scope`` (space
-  separated), ``scp``, ``scopes`` or ``permissions``.
+  ``COUNCIL_JWT_JWKS_URL`` (RS256, ES256) is set; ``exp`` and a non-empty string ``sub``
+  are required, ``aud`` and ``iss`` when configured. The identity is ``sub``; scopes come from
+  ``scope`` (space separated), ``scp``, ``scopes`` or ``permissions``.
 
-Anything else is 401. Authorization, deny by default:
+Anything else is 401; an API key while Valkey does not answer is 503, naming it.
+Authorization, deny by default:
 
 | resource | who |
 |---|---|
@@ -38,10 +39,12 @@ import weakref
 from typing import Any
 
 import jwt
+import valkey.exceptions
 from langgraph_sdk import Auth
 from langgraph_sdk.auth.types import StudioUser
+from starlette.exceptions import HTTPException
 
-from council_agents.core.settings import ServerSettings, Settings
+from council_agents.core.settings import ServerSettings, Settings, display_url
 from council_agents.storage.apikeys import ADMIN_SCOPE, KeyStore
 
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
@@ -145,7 +148,17 @@ class Authenticator:
                 "missing bearer token: send `Authorization: Bearer <API key or JWT>`"
             )
         if token.startswith("ck_"):
-            record = await self._key_store().verify(token)
+            try:
+                record = await self._key_store().verify(token)
+            except (valkey.exceptions.ValkeyError, OSError) as e:
+                # starlette's HTTPException passes LangGraph's authentication as it is (its
+                # own becomes a 500 unless it is a 401 or 403)
+                cause = f"{type(e).__name__}: {e}".rstrip(": ")
+                raise HTTPException(
+                    status_code=503,
+                    detail=f"valkey: {display_url(self.valkey_url)} does not answer ({cause}): "
+                    "API keys cannot be checked",
+                ) from e
             if record is None:
                 raise _unauthorized("unknown or revoked API key")
             return {"identity": record.owner, "permissions": record.scopes}
@@ -156,7 +169,10 @@ class Authenticator:
                 if self.settings.jwt_configured
                 else "invalid token: not an API key (JWTs are not configured)"
             )
-        return {"identity": str(claims["sub"]), "permissions": scopes_of(claims)}
+        identity = claims["sub"]
+        if not isinstance(identity, str) or not identity.strip():
+            raise _unauthorized("invalid token: `sub` must name the caller (a non-empty string)")
+        return {"identity": identity, "permissions": scopes_of(claims)}
 
 
 def create_auth(settings: Settings) -> Auth:

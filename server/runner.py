@@ -104,7 +104,7 @@ class Deliberations:
         config = thread_config(thread_id)
         snap = await self.graph.aget_state(config)
         values = cast(CouncilState, snap.values or {})
-        if values and not snap.next and "published" in values:
+        if values and not snap.next and values.get("published") is not None:
             return Outcome("replayed", finished_values(values))
         client = saver_client(self.checkpointer)
         marker = None if values or not client else await done_marker(client, thread_id)

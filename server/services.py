@@ -142,6 +142,54 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def killed_with_parent() -> None:
+    """For ``preexec_fn``: the kernel kills the child (SIGKILL) when the thread that started it
+    ends, however it ends (kill -9 included): for a child that would otherwise shut down
+    slowly, holding its port meanwhile.
+    """
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _started(pid: int) -> str | None:
+    """When ``pid`` started (``/proc/<pid>/stat`` field 22), None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]
+
+
+def exit_with(pid: int, every_s: float = 0.5) -> threading.Thread:
+    """Watch ``pid`` from a daemon thread and kill this process when it is gone (or its pid is
+    reused): a process started by ``council serve`` (and what it started, as ``--reload``'s
+    worker) never outlives it.
+    """
+    born = _started(pid)
+
+    def watch() -> None:
+        while born is not None and _started(pid) == born:
+            time.sleep(every_s)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    thread = threading.Thread(target=watch, name=f"exit-with-{pid}", daemon=True)
+    thread.start()
+    return thread
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when ``host:port`` cannot be bound now (another process listens there)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def _alive(pid: int, name: str | None = None) -> bool:
     """Is ``pid`` a live process (and, with ``name``, one running that program)?"""
     try:

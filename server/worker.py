@@ -36,7 +36,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from nats.aio.msg import Msg
 
 from council_agents.core.context import Context
-from council_agents.core.errors import CouncilError
+from council_agents.core.errors import CouncilError, Kind
 from council_agents.core.events import DeliberationCompleted, DeliberationFailed
 from council_agents.core.metrics import refused
 from council_agents.core.request import RequestError, admit
@@ -53,7 +53,13 @@ from council_agents.events.planning import (
     parse_event,
     thread_id_for,
 )
-from council_agents.events.publisher import COMPLETED_SUBJECT, FAILED_SUBJECT, ensure_stream
+from council_agents.events.publisher import (
+    COMPLETED_SUBJECT,
+    FAILED_SUBJECT,
+    completed_id,
+    ensure_stream,
+    failed_id,
+)
 from council_agents.events.publisher import connect as nats_connect
 from council_agents.server import retention
 from council_agents.server.runner import Deliberations, Outcome
@@ -179,13 +185,23 @@ class Worker:
                 return
 
     async def handle(self, msg: Msg) -> None:
-        """Handle one message; whatever goes wrong, the message is handed back, never lost."""
+        """Handle one message; whatever goes wrong, the message is handed back, never lost, and
+        at its last delivery it is given up with a failed event, never dropped in silence.
+        """
         try:
             await self._handle(msg)
         except Exception as e:  # noqa: BLE001
             log.exception("worker.handler_failed", worker=self.name, error=str(e))
             try:
-                await msg.nak(delay=1.0)
+                if msg.metadata.num_delivered >= self.max_deliver:
+                    await self.fail_poison(
+                        msg,
+                        f"gave up after {self.max_deliver} deliveries: {type(e).__name__}: "
+                        + " ".join(str(e).split())[:300],
+                        kind="other",
+                    )
+                else:
+                    await msg.nak(delay=1.0)
             except Exception:  # noqa: BLE001
                 pass
 
@@ -269,7 +285,8 @@ class Worker:
         """
         stored = await self.store.get(role.lower())
         context = Context(council=role.lower())
-        return admit(deliberation_input(event, role), context, stored, self.settings.llm)
+        inp = deliberation_input(event, role)
+        return admit(inp, context, stored, self.settings.llm, origin="planning")
 
     async def deliberate(
         self, event: PlanApproved, role: str, env: Envelope | None, delivered: int = 1
@@ -290,7 +307,8 @@ class Worker:
             log.info("worker.already_finished", thread_id=thread_id, marker=outcome.marker)
         if outcome.status == "replayed":  # a redelivery: JetStream drops the duplicate
             completed: DeliberationCompleted = outcome.values["result"]
-            ack = await self.events.publish(COMPLETED_SUBJECT, completed, f"{thread_id}:completed")
+            msg_id = completed_id(completed.deliberation_id)
+            ack = await self.events.publish(COMPLETED_SUBJECT, completed, msg_id)
             log.info("worker.republished", thread_id=thread_id, duplicate=ack["duplicate"])
         return outcome
 
@@ -313,15 +331,17 @@ class Worker:
             reason=reason,
             timestamp=datetime.now(UTC),
         )
-        await self.events.publish(FAILED_SUBJECT, ev, f"{thread_id}:failed")
+        await self.events.publish(FAILED_SUBJECT, ev, failed_id(thread_id))
 
-    async def fail_poison(self, msg: Msg, reason: str) -> None:
-        """Publish why a message can never be processed, and terminate it."""
-        refused("input")
+    async def fail_poison(self, msg: Msg, reason: str, kind: Kind = "input") -> None:
+        """Publish why a message can never be processed (``kind``: ``input``, a malformed
+        event; ``other``, one whose handling kept failing), and terminate it.
+        """
+        refused(kind)
         seq = msg.metadata.sequence.stream
         ev = DeliberationFailed(
             deliberation_id=f"poison.{PLANNING_STREAM}.{seq}",
-            reason=f"malformed event: {reason}",
+            reason=f"malformed event: {reason}" if kind == "input" else reason,
             timestamp=datetime.now(UTC),
         )
         try:

@@ -86,6 +86,10 @@ def plan_answer(
         reasoning, body = "", scripted
     elif kind == "garbage":
         body = content.make_garbage(rng, 40)
+    elif kind == "say" and fault is not None and schema is None:
+        reasoning, body = "", fault.text
+        if stage == "propose":
+            authors.remember(who["agent"], body)
     elif schema is not None:
         body = _document(rng, schema, stage, prompt, who, config, authors)
         if kind == "invalid_json":

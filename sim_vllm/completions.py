@@ -72,6 +72,8 @@ class ChatCompletions:
             return error(400, f"response_format: {e}", param="response_format")
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         entry = log_entry(rid, req, who, prompt, fault)
+        if sim.config.log_prompts:
+            entry["prompt"] = prompt
         sim.log.append(entry)
         if fault is not None and fault.kind in HTTP_FAULTS:
             return http_fault(fault, entry)

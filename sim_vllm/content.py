@@ -244,7 +244,11 @@ def make_text(
     return "\n".join(out)
 
 
-_UNDER_REVIEW = re.compile(r"## Proposal under review \(version \d+\)\n(.*?)(?=\n## |\Z)", re.S)
+_UNDER_REVIEW = re.compile(
+    r"## Proposal under review \(version \d+\)\n"
+    r"(?:<(data-\w+)>\n(.*?)\n</\1>|(.*?)(?=\n## |\Z))",
+    re.S,
+)
 _DEFECT_LINE = re.compile(r"^- \*\*(blocker|major|minor|constraint violated)\*\*[^:]*: (.+)$", re.M)
 
 
@@ -256,7 +260,8 @@ def revision(rng: random.Random, prompt: str, target_tokens: int, who: str = "")
     found = _UNDER_REVIEW.search(prompt)
     if found is None:
         return make_text(rng, "revise", prompt, target_tokens, who)
-    previous = found.group(1).strip()
+    previous = (found.group(2) if found.group(1) else found.group(3)).strip()
+    previous = _ESCAPED_HEADING.sub(r"\1\2", previous)
     kws = keywords(prompt)
     changes = "\n".join(
         f"- Now {rng.choice(_VERBS)}s {rng.choice(kws)} {rng.choice(_CLAUSES)}." for _ in range(2)
@@ -473,3 +478,26 @@ def break_json(rng: random.Random, doc: str) -> str:
 def dumps(value: Any) -> str:
     """JSON as a model would write it."""
     return json.dumps(value, ensure_ascii=False, indent=1)
+
+
+_SECTION = re.compile(
+    r"^## Proposal (P\d+)\n(.*?)(?=^## Proposal P\d+\n|^## Your assignment|\Z)", re.S | re.M
+)
+_FENCED = re.compile(r"^<(data-\w+)>\n(.*)\n</\1>\s*$", re.S)
+_ESCAPED_HEADING = re.compile(r"^( {0,3})\\(#+)", re.M)
+
+
+def proposal_sections(prompt: str) -> list[tuple[str, str]]:
+    """``(label, text)`` of each ``## Proposal P<k>`` section of a judge or vote prompt, as its
+    author wrote it: council fences each one as data (``<data-ID>`` ... ``</data-ID>``, headings
+    escaped with a backslash), and this undoes that.
+    """
+    found = []
+    for label, section in _SECTION.findall(prompt):
+        fenced = _FENCED.match(section.strip("\n"))
+        text = section
+        if fenced:
+            text = _ESCAPED_HEADING.sub(r"\1\2", fenced.group(2))
+            text = text.replace("<\\/data-", "</data-").replace("<\\data-", "<data-")
+        found.append((label, text))
+    return found

@@ -8,7 +8,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 FaultKind = Literal[
-    "http_500", "http_503", "http_429", "drop", "stall", "truncated_json", "invalid_json", "garbage"
+    "http_500",
+    "http_503",
+    "http_429",
+    "drop",
+    "stall",
+    "truncated_json",
+    "invalid_json",
+    "garbage",
+    "say",
 ]
 
 
@@ -23,6 +31,7 @@ class FaultRule(BaseModel):
     stage: str | None = None
     agent: str | None = None
     stall_seconds: float = Field(600.0, gt=0, description="real seconds a stall lasts")
+    text: str = Field("", description="what a `say` fault answers (a prose answer's text)")
     seen: int = 0
     fired: int = 0
 

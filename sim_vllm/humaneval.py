@@ -34,9 +34,6 @@ from council_agents.sim_vllm import content
 from council_agents.sim_vllm.problems import Problem, read_problems
 from council_agents.sim_vllm.scripted import answer_text, broken_kind_for, solution_code
 
-_SECTION = re.compile(
-    r"^## Proposal (P\d+)\n(.*?)(?=^## Proposal P\d+\n|^## Your assignment|\Z)", re.S | re.M
-)
 _DEF = re.compile(r"def\s+(\w+)\s*\(")
 SCORE_CORRECT, SCORE_BROKEN = 8, 3
 
@@ -136,7 +133,7 @@ def is_correct(problem: Problem, text: str) -> bool:
 
 def candidates(problem: Problem, prompt: str) -> list[tuple[str, bool]]:
     """``(label, correct)`` for each ``## Proposal P<k>`` section of a judge or vote prompt."""
-    return [(label, is_correct(problem, text)) for label, text in _SECTION.findall(prompt)]
+    return [(label, is_correct(problem, text)) for label, text in content.proposal_sections(prompt)]
 
 
 def _resolved(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ class SimConfig:
         truth: Scripted judges, voters and critics.
         length_sigma: Sigma of the log-normal answer length.
         chunk_tokens: Tokens per decode step (and per streamed chunk).
+        log_prompts: Keep each request's rendered prompt in the request log (``prompt``).
     """
 
     model: str = "Qwen/Qwen3-0.6B"
@@ -67,6 +68,7 @@ class SimConfig:
     """Known truth for judges, voters and critics (``sim_vllm.truth``); None: random answers."""
     length_sigma: float = 0.25
     chunk_tokens: int = 4
+    log_prompts: bool = False
 
 
 def render_prompt(messages: list[dict[str, Any]]) -> str:

@@ -11,22 +11,18 @@ The simulator remembers which agent wrote each proposal it generated (propose, a
   so deliberations run all their rounds.
 
 It finds the proposals in judge and vote prompts by council's layout (``## Proposal P1``
-sections): the one place the simulator knows council's prompt format.
+sections, each fenced as data: ``content.proposal_sections``): the one place the simulator
+knows council's prompt format.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from council_agents.sim_vllm import content
-
-_SECTION = re.compile(
-    r"^## Proposal (P\d+)\n(.*?)(?=^## Proposal P\d+\n|^## Your assignment|\Z)", re.S | re.M
-)
 
 
 @dataclass
@@ -59,7 +55,10 @@ class Authors:
 
     def labelled(self, prompt: str) -> list[tuple[str, str | None]]:
         """``(label, author)`` for each proposal section of a judge or vote prompt, in order."""
-        return [(label, self.by_text.get(text.strip())) for label, text in _SECTION.findall(prompt)]
+        return [
+            (label, self.by_text.get(text.strip()))
+            for label, text in content.proposal_sections(prompt)
+        ]
 
 
 def _clamp(x: float) -> int:

@@ -164,7 +164,8 @@ def status_of(checkpoint: dict[str, Any], writes: list[dict[str, Any]]) -> Statu
         return "failed"
     if next_nodes(checkpoint):
         return "unfinished"
-    return "finished" if "published" in checkpoint["channel_values"] else "ended"
+    published = checkpoint["channel_values"].get("published")
+    return "finished" if published is not None else "ended"
 
 
 def finished_at(values: dict[str, Any], checkpoint: dict[str, Any]) -> float:

@@ -28,17 +28,22 @@ reads, listing, TTL, deletion) is inherited unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
 import valkey.asyncio as avalkey
+import valkey.exceptions
 from langchain_core.runnables import RunnableConfig
+from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.config import get_config
 from langgraph_checkpoint_aws.checkpoint.valkey import AsyncValkeySaver
 from valkey.asyncio import BlockingConnectionPool
 
+from council_agents.core.errors import StorageUnavailable
 from council_agents.storage import keys
 
 
@@ -107,6 +112,24 @@ class CouncilValkeySaver(AsyncValkeySaver):  # type: ignore[misc]
         super().__init__(client, **kwargs)
         self._merge = client.register_script(MERGE_WRITES)
 
+    async def aget_tuple(self, config: RunnableConfig) -> Any:
+        """The thread's checkpoint (None: it has none), never None because Valkey failed.
+
+        The library logs a failed read and answers None, as if the thread were new: a run would
+        start the deliberation again, a resume would find nothing. Here a None is confirmed by a
+        PING, so an unreachable Valkey raises instead.
+
+        Args:
+            config: The thread (and, optionally, the checkpoint).
+
+        Returns:
+            The ``CheckpointTuple``, or None when there is none.
+        """
+        found = await super().aget_tuple(config)
+        if found is None:
+            await self.client.ping()
+        return found
+
     async def aput_writes(
         self,
         config: RunnableConfig,
@@ -171,3 +194,50 @@ def saver_client(saver: BaseCheckpointSaver[Any]) -> avalkey.Valkey | None:
         return None
     client: avalkey.Valkey = saver.client
     return client
+
+
+def shown(client: avalkey.Valkey) -> str:
+    """Where a client connects, fit to print: ``valkey://:***@host:port`` (never a password).
+
+    Args:
+        client: A Valkey client.
+
+    Returns:
+        Its server's URL, password hidden.
+    """
+    kw = client.connection_pool.connection_kwargs
+    if "path" in kw:
+        return f"unix://{kw['path']}"
+    secret = f"{kw.get('username') or ''}:***@" if kw.get("password") else ""
+    return f"valkey://{secret}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+
+
+PING_TIMEOUT_S = 5.0
+"""How long the check before a call waits for Valkey's answer."""
+
+
+async def ensure_checkpointable(stage: str, agent_id: str, before: str) -> None:
+    """Inside a graph run on a Valkey checkpointer: raise ``StorageUnavailable`` unless Valkey
+    answers now. Called before every LLM call (``llm.client.LLM``'s guard, wired by
+    ``graph.builder``) and before the completed event is published, so a run whose checkpoints
+    cannot be written stops at once: no call whose answer nothing could save, no event for a
+    state that was not saved. Outside a graph run, or on another checkpointer, nothing to check.
+
+    Args:
+        stage: The stage about to act (named by the error).
+        agent_id: The agent about to call (``-``: none).
+        before: What would come next (named by the error): ``its LLM call``, ``the event``.
+    """
+    try:
+        config = get_config()
+    except RuntimeError:  # not in a graph run (an eval's single answers): nothing to save to
+        return
+    saver = (config.get("configurable") or {}).get(CONFIG_KEY_CHECKPOINTER)
+    client = saver_client(saver) if isinstance(saver, BaseCheckpointSaver) else None
+    if client is None:
+        return
+    try:
+        await asyncio.wait_for(client.ping(), timeout=PING_TIMEOUT_S)
+    except (valkey.exceptions.ValkeyError, OSError, TimeoutError) as e:
+        cause = f"{type(e).__name__}: {e}".rstrip(": ")
+        raise StorageUnavailable(stage, agent_id, shown(client), cause, before) from e

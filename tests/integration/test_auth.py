@@ -178,7 +178,7 @@ def test_one_owner_cannot_read_or_touch_another_owners_thread(served, alice, bob
     assert own not in [t["thread_id"] for t in a.post("/threads/search", json={}).json()]
     # alice's thread is intact
     state = a.get(f"/threads/{tid}/state").json()
-    assert state["values"]["deliberation_id"] == tid and state["values"]["published"]
+    assert state["values"]["deliberation_id"].startswith(f"{tid}:") and state["values"]["published"]
     assert a.get(f"/threads/{tid}/runs").json()[0]["status"] == "success"
 
 

@@ -233,7 +233,9 @@ def test_valkey_killed_mid_run_is_one_named_line_and_resumable(tmp_path, nats_ur
     assert proc.returncode == 4, err
     errors = error_lines(err)
     assert len(errors) == 1, err
-    assert f"Valkey at valkey://:***@127.0.0.1:{store.port} failed" in errors[0], err
+    # a checkpoint write failed, or the next call stopped before it was made (nothing could
+    # have saved its answer): either way one line naming Valkey and the stage
+    assert f"Valkey at valkey://:***@127.0.0.1:{store.port} " in errors[0], err
     assert "critique" in errors[0], err
     assert f"resume: council resume {thread}" in err and "Traceback" not in err
 

@@ -193,7 +193,11 @@ def test_other_rejections_are_not_context_length():
 
 @pytest.fixture(scope="module")
 def small_sim():
-    with ServerThread(SimVLLM(SimConfig(time_scale=0, max_model_len=2048))) as sim:
+    # proposals near 400 tokens: a revision needs room for the whole proposal twice (in its
+    # prompt and in its answer), which a 2048-token window has for about 650-token proposals
+    lengths = {**SimConfig().mean_tokens, "propose": 400}
+    config = SimConfig(time_scale=0, max_model_len=2048, mean_tokens=lengths)
+    with ServerThread(SimVLLM(config)) as sim:
         yield sim
 
 

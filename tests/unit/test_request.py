@@ -160,7 +160,7 @@ AB = [{"agent_id": "a"}, {"agent_id": "b"}]
         ),
         (
             {"name": "n", "role": "QA", "agents": [{"agent_id": "a"}, {"agent_id": "a"}]},
-            "input: agent ids (judge included) must be unique",
+            "agents: agent ids must be unique; repeated: a",
         ),
         (
             {
