@@ -82,11 +82,11 @@ def eval_settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, llm=llm, events=events)
 
 
-def run_id(out_dir: Path, identity: dict[str, Any]) -> str:
-    """The eval's id, kept in ``eval.json``; an out dir of another model or agent count is
-    refused (its results would not compare).
+def run_id(out_dir: Path, identity: dict[str, Any], file: str = RUN_FILE) -> str:
+    """The eval's id, kept in ``eval.json`` (``file``); an out dir of another model or agent
+    count is refused (its results would not compare).
     """
-    path = out_dir / RUN_FILE
+    path = out_dir / file
     if path.exists():
         stored = json.loads(path.read_text(encoding="utf-8"))
         for key, value in identity.items():

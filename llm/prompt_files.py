@@ -1,10 +1,21 @@
 """Prompt files: read at call time from the installed ``prompts`` package or a directory
 (``COUNCIL_PROMPTS_DIR``), so an edit applies to the next call without a restart.
+
+Provenance: a call renders from a ``Snapshot`` of the prompt set, read once for that call (every
+``.md`` file of the tree but ``README.md``). Each file has a content hash (the first 16 hex digits
+of the SHA-256 of its bytes, as ``sha256sum`` prints it) and the set one digest (the same over
+the sorted ``name hash`` lines of its files), so an edit changes the digest of the next call, and
+a call record names the exact files it rendered (``CallRecord.prompts``, ``prompt_set``).
+
+A problem (a missing file, a malformed or unknown placeholder) is a ``PromptError``: bad input,
+naming the file, the line, the placeholder and what is known.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
@@ -12,11 +23,155 @@ from string import Template
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
+from council_agents.core.request import RequestError
 from council_agents.core.state import Criterion
 
+HASH_HEX = 16
+"""Hex digits kept of a SHA-256: a file's hash and a set's digest."""
 
-class PromptError(ValueError):
-    """A prompt file is missing or has a placeholder nobody fills."""
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of one prompt file, with where it is."""
+
+    file: str
+    """The file, as its set names it (``critique.md``, ``roles/dev.md``)."""
+    line: int | None
+    """1-based line of the problem (None: the whole file)."""
+    what: str
+    """What is wrong, and what is known."""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.what}"
+
+
+class PromptError(RequestError):
+    """A prompt file is missing, unreadable, or has a placeholder nobody fills: bad input
+    (exit 2), one line naming the file, the line and the placeholder.
+    """
+
+    def __init__(self, root: str, problems: list[Problem]):
+        self.problems = problems
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        where = f"{first.file}:{first.line}" if first.line is not None else first.file
+        super().__init__(f"prompt file {root.rstrip('/')}/{where}", f"{first.what}{more}")
+
+
+def content_hash(data: bytes) -> str:
+    """A file's content hash: the first 16 hex digits of its SHA-256."""
+    return hashlib.sha256(data).hexdigest()[:HASH_HEX]
+
+
+def set_digest(files: Mapping[str, str]) -> str:
+    """One digest of a prompt set from its files' hashes (``name -> hash``)."""
+    lines = "".join(f"{name} {files[name]}\n" for name in sorted(files))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()[:HASH_HEX]
+
+
+def _line(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def placeholders(text: str) -> tuple[dict[str, int], list[tuple[int, str]]]:
+    """The placeholders of a prompt text, each with the line it first appears on, and every
+    malformed ``$`` (line, what follows it).
+    """
+    names: dict[str, int] = {}
+    invalid: list[tuple[int, str]] = []
+    for match in Template.pattern.finditer(text):
+        name = match.group("named") or match.group("braced")
+        if name is not None:
+            names.setdefault(name, _line(text, match.start()))
+        elif match.group("invalid") is not None:
+            start = match.start("invalid")
+            invalid.append((_line(text, start), text[start : start + 12].split("\n")[0]))
+    return names, invalid
+
+
+def check_text(name: str, text: str, known: set[str] | None) -> list[Problem]:
+    """The problems of one prompt file's text: malformed ``$``, placeholders not in ``known``
+    (None: any placeholder is known).
+    """
+    names, invalid = placeholders(text)
+    problems = [
+        Problem(
+            name,
+            line,
+            f"malformed placeholder at {shown!r} (use ${{name}}, and $$ for a literal $)",
+        )
+        for line, shown in invalid
+    ]
+    if known is not None:
+        listed = ", ".join("${" + k + "}" for k in sorted(known)) or "none"
+        problems += [
+            Problem(name, line, f"unknown placeholder ${{{p}}}; known here: {listed}")
+            for p, line in sorted(names.items(), key=lambda x: x[1])
+            if p not in known
+        ]
+    return problems
+
+
+@dataclass
+class Snapshot:
+    """A prompt set as read at one moment: every file's bytes and hash, the set's digest, and
+    what was rendered from it (the call record's ``prompts``).
+    """
+
+    root: str
+    """Where it was read from (for messages)."""
+    files: dict[str, bytes]
+    """``critique.md`` -> its bytes."""
+    hashes: dict[str, str] = field(init=False)
+    """``critique.md`` -> its content hash."""
+    digest: str = field(init=False)
+    """The set's digest."""
+    rendered: dict[str, str] = field(default_factory=dict)
+    """The files rendered from this snapshot, ``critique.md`` -> hash."""
+
+    def __post_init__(self) -> None:
+        self.hashes = {name: content_hash(data) for name, data in self.files.items()}
+        self.digest = set_digest(self.hashes)
+
+    def text(self, name: str) -> str:
+        """The text of ``<name>.md`` (``PromptError`` when missing or not UTF-8)."""
+        file = f"{name}.md"
+        if file not in self.files:
+            raise PromptError(self.root, [Problem(file, None, "is missing")])
+        try:
+            return self.files[file].decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise PromptError(self.root, [Problem(file, None, f"is not UTF-8: {e}")]) from None
+
+    def render(self, name: str, **values: object) -> str:
+        """Render ``<name>.md`` with ``${placeholder}`` values (``PromptError`` naming the
+        file, line and placeholder when one is malformed or not among ``values``).
+        """
+        text = self.text(name)
+        problems = check_text(f"{name}.md", text, set(values))
+        if problems:
+            raise PromptError(self.root, problems)
+        self.rendered[f"{name}.md"] = self.hashes[f"{name}.md"]
+        return Template(text).substitute({k: str(v) for k, v in values.items()}).strip()
+
+    def messages(
+        self, system_name: str, user_name: str, *, role: str, **values: object
+    ) -> list[BaseMessage]:
+        """System prompt (shared by the council) then the stage prompt (shared part first)."""
+        return [
+            SystemMessage(self.render(system_name, role=role)),
+            HumanMessage(self.render(user_name, **values)),
+        ]
+
+
+def _walk(root: Traversable, prefix: str = "") -> Iterator[tuple[str, Traversable]]:
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if entry.is_dir():
+            if not entry.name.startswith((".", "_")):
+                yield from _walk(entry, f"{prefix}{entry.name}/")
+        elif entry.name.endswith(".md") and entry.name != "README.md":
+            yield f"{prefix}{entry.name}", entry
 
 
 class PromptFiles:
@@ -32,35 +187,35 @@ class PromptFiles:
             return self.directory
         return resources.files("council_agents.prompts")
 
+    @property
+    def where(self) -> str:
+        """The directory, as messages name it."""
+        return str(self.directory) if self.directory is not None else "(installed prompts)"
+
+    def snapshot(self) -> Snapshot:
+        """Every prompt file of the set, read now (``PromptError`` when the directory is
+        missing or a file cannot be read).
+        """
+        root = self.root
+        if self.directory is not None and not self.directory.is_dir():
+            raise PromptError(self.where, [Problem(".", None, "is not a directory")])
+        files = {}
+        for name, entry in _walk(root):
+            try:
+                files[name] = entry.read_bytes()
+            except OSError as e:
+                raise PromptError(self.where, [Problem(name, None, f"unreadable: {e}")]) from None
+        return Snapshot(self.where, files)
+
     def render(self, name: str, **values: object) -> str:
         """Render ``<name>.md`` with ``${placeholder}`` values; read fresh on every call."""
-        path = self.root.joinpath(*f"{name}.md".split("/"))
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise PromptError(f"prompt file {path} is missing") from None
-        template = Template(text)
-        if not template.is_valid():
-            raise PromptError(
-                f"prompt file {path} has a malformed placeholder (use ${{name}}, and $$ for $)"
-            )
-        unknown = sorted(set(template.get_identifiers()) - set(values))
-        if unknown:
-            named = ", ".join("${" + u + "}" for u in unknown)
-            raise PromptError(
-                f"prompt file {path} uses unknown placeholder(s) {named}; "
-                f"known: {', '.join(sorted(values))}"
-            )
-        return template.substitute({k: str(v) for k, v in values.items()}).strip()
+        return self.snapshot().render(name, **values)
 
     def messages(
         self, system_name: str, user_name: str, *, role: str, **values: object
     ) -> list[BaseMessage]:
         """System prompt (shared by the council) then the stage prompt (shared part first)."""
-        return [
-            SystemMessage(self.render(system_name, role=role)),
-            HumanMessage(self.render(user_name, **values)),
-        ]
+        return self.snapshot().messages(system_name, user_name, role=role, **values)
 
 
 def rubric_text(rubric: Mapping[str, Criterion]) -> str:

@@ -19,7 +19,13 @@ from council_agents.sim_vllm import content, truth
 from council_agents.sim_vllm.faults import FaultRule
 from council_agents.sim_vllm.humaneval import HumanEvalScript
 from council_agents.sim_vllm.latency import SimConfig
-from council_agents.sim_vllm.protocol import Caller, ChatRequest, guess_stage, json_schema
+from council_agents.sim_vllm.protocol import (
+    Caller,
+    ChatRequest,
+    guess_stage,
+    json_schema,
+    message_text,
+)
 
 PieceKind = Literal["reasoning", "content"]
 FinishReason = Literal["stop", "length"]
@@ -67,6 +73,11 @@ def plan_answer(
         content.SchemaError: The response format or its schema is not supported.
     """
     rng = _rng(req, config.seed)
+    points = (
+        config.truth.points("\n".join(message_text(m) for m in req.messages))
+        if config.truth is not None and config.truth.marks
+        else 0.0
+    )
     stage = who["stage"] or guess_stage(req.messages)
     max_tokens = req.max_tokens_asked or (config.max_model_len - who["prompt_tokens"])
     thinking_on = (req.chat_template_kwargs or {}).get("enable_thinking", True) is not False
@@ -87,13 +98,13 @@ def plan_answer(
     elif kind == "garbage":
         body = content.make_garbage(rng, 40)
     elif schema is not None:
-        body = _document(rng, schema, stage, prompt, who, config, authors)
+        body = _document(rng, schema, stage, prompt, who, config, authors, points)
         if kind == "invalid_json":
             body = content.break_json(rng, body)
     else:
         body = _prose(rng, req, stage, prompt, who, config, max_tokens)
         if stage == "propose":
-            authors.remember(who["agent"], body)
+            authors.remember(who["agent"], body, points)
     finish: FinishReason = "stop"
     if kind == "truncated_json":
         body, finish = body[: max(1, len(body) // 2)], "length"
@@ -115,11 +126,12 @@ def _document(
     who: Caller,
     config: SimConfig,
     authors: truth.Authors,
+    points: float = 0.0,
 ) -> str:
     """A structured answer: a document valid against ``schema``, as the truth shapes it."""
     doc = content.from_schema(schema, rng, prompt)
     revise = max(20, int(rng.lognormvariate(0, config.length_sigma) * config.mean_tokens["revise"]))
-    doc = truth.shape(doc, stage, prompt, who, rng, config.truth, authors, revise)
+    doc = truth.shape(doc, stage, prompt, who, rng, config.truth, authors, revise, points)
     return content.dumps(doc)
 
 
