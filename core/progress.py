@@ -64,21 +64,22 @@ def prompt_provenance(state: CouncilState) -> PromptProvenance | None:
     """
     start = state.get("prompts")
     digests = [start["digest"]] if start else []
-    files: dict[str, str] = {}
-    seen: dict[str, list[str]] = {}
+    seen: dict[str, list[str]] = {n: [h] for n, h in (start["files"] if start else {}).items()}
+    rendered: set[str] = set()
     for call in state.get("calls", []):
         if "prompt_set" in call and call["prompt_set"] not in digests:
             digests.append(call["prompt_set"])
         for name, digest in call.get("prompts", {}).items():
-            files.setdefault(name, digest)
+            rendered.add(name)
             if digest not in seen.setdefault(name, []):
                 seen[name].append(digest)
     if not digests:
         return None
+    files = {name: seen[name][0] for name in sorted(rendered or seen)}
     return PromptProvenance(
         digest=digests[0],
         changed=len(digests) > 1,
         digests=digests,
-        files=dict(sorted(files.items())),
+        files=files,
         changed_files=sorted(name for name, hashes in seen.items() if len(hashes) > 1),
     )

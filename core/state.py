@@ -268,7 +268,8 @@ class PromptProvenance(TypedDict):
     digests: list[str]
     """Every digest its calls read, in the order first read (one unless it changed)."""
     files: dict[str, str]
-    """The prompt files its calls rendered -> the content hash first read."""
+    """The prompt files its calls rendered -> the content hash first read (by ``prepare``'s
+    check, else by a call); before any call, every file of the set."""
     changed_files: list[str]
     """The files whose content differed between its calls (empty unless it changed)."""
 

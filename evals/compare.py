@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Literal, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel, Field
@@ -169,6 +169,35 @@ def judge_agent(settings: Settings, role: Role, model: str) -> Agent:
     )
 
 
+def pairwise_prompt(
+    task: CompareTask, agent: Agent, texts: Sequence[str], settings: Settings
+) -> tuple[list[str], Prompt]:
+    """The pairwise judge's prompt: the task, its rubric and constraints, and the two texts in
+    the given order under neutral labels (``P1``, ``P2``), nothing about where they came from.
+    """
+    keys = [f"text{i}" for i in range(len(texts))]
+    labels, shown = labelled(keys, dict(zip(keys, texts, strict=True)))
+    inp: dict[str, Any] = {"task": task["task"], "role": task["role"]}
+    if task["rubric"]:
+        inp["rubric"] = task["rubric"]
+    council = admit(inp, Context(agents=2), None, settings.llm)["council"]
+    base = ProposeTask(
+        deliberation_id="-",
+        task=task["task"],
+        council={**brief(council), "constraints": task["constraints"]},
+        agent=agent,
+        round=0,
+        max_tokens=0,
+    )
+    prompt = Prompt(
+        system="judge",
+        stage="compare",
+        role=task["role"],
+        values={**shared_values(base), "proposals": shown, "labels": ", ".join(labels)},
+    )
+    return list(labels), prompt
+
+
 def outcome_of(verdicts: Sequence[Verdict]) -> Literal["win", "tie", "loss"]:
     """The candidate's outcome from the verdicts of both orders."""
     if verdicts and all(v == "candidate" for v in verdicts):
@@ -284,40 +313,26 @@ class Runner:
         """One pairwise judgement (``order`` 1 or 2) of the two winners, shown in ``shown``'s
         order under neutral labels.
         """
-        labels, text = labelled(list(shown), {s: results[s]["content"] for s in shown})
-        inp: dict[str, Any] = {"task": task["task"], "role": task["role"]}
-        if task["rubric"]:
-            inp["rubric"] = task["rubric"]
-        council = admit(inp, Context(agents=2), None, self.settings.llm)["council"]
         agent = judge_agent(self.settings, task["role"], self.plan.judge_model)
-        base = ProposeTask(
-            deliberation_id=f"compare-{self.rid}.{task['id']}.pairwise",
-            task=task["task"],
-            council={**brief(council), "constraints": task["constraints"]},
-            agent=agent,
-            round=order,
-            max_tokens=self.settings.llm.max_tokens["judge"],
+        _, prompt = pairwise_prompt(
+            task, agent, [results[s]["content"] for s in shown], self.settings
         )
-        prompt = Prompt(
-            system="judge",
-            stage="compare",
-            role=task["role"],
-            values={**shared_values(base), "proposals": text, "labels": ", ".join(labels)},
-        )
+        deliberation_id = f"compare-{self.rid}.{task['id']}.pairwise"
+        max_tokens = self.settings.llm.max_tokens["judge"]
         response_format, validate = structured(PairwiseVerdict, "pairwise")
         answer = await self.judge.call(
             agent,
             prompt,
             stage="judge",
             round_=order,
-            deliberation_id=base["deliberation_id"],
-            max_tokens=base["max_tokens"],
+            deliberation_id=deliberation_id,
+            max_tokens=max_tokens,
             response_format=response_format,
             validate=validate,
         )
         verdict: PairwiseVerdict = answer.parsed
         preferred: Verdict = (
-            "tie" if verdict.preferred == "tie" else cast(Side, labels[verdict.preferred])
+            "tie" if verdict.preferred == "tie" else shown[int(verdict.preferred[1:]) - 1]
         )
         return (
             OrderVerdict(

@@ -85,8 +85,8 @@ def placeholders(text: str) -> tuple[dict[str, int], list[tuple[int, str]]]:
         if name is not None:
             names.setdefault(name, _line(text, match.start()))
         elif match.group("invalid") is not None:
-            start = match.start("invalid")
-            invalid.append((_line(text, start), text[start : start + 12].split("\n")[0]))
+            start = match.start()
+            invalid.append((_line(text, start), text[start : start + 10].split("\n")[0]))
     return names, invalid
 
 
