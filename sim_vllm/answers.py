@@ -73,10 +73,10 @@ def plan_answer(
         content.SchemaError: The response format or its schema is not supported.
     """
     rng = _rng(req, config.seed)
-    points = (
-        config.truth.points("\n".join(message_text(m) for m in req.messages))
+    words = (
+        config.truth.marked("\n".join(message_text(m) for m in req.messages))
         if config.truth is not None and config.truth.marks
-        else 0.0
+        else frozenset()
     )
     stage = who["stage"] or guess_stage(req.messages)
     max_tokens = req.max_tokens_asked or (config.max_model_len - who["prompt_tokens"])
@@ -98,13 +98,13 @@ def plan_answer(
     elif kind == "garbage":
         body = content.make_garbage(rng, 40)
     elif schema is not None:
-        body = _document(rng, schema, stage, prompt, who, config, authors, points)
+        body = _document(rng, schema, stage, prompt, who, config, authors, words)
         if kind == "invalid_json":
             body = content.break_json(rng, body)
     else:
         body = _prose(rng, req, stage, prompt, who, config, max_tokens)
         if stage == "propose":
-            authors.remember(who["agent"], body, points)
+            authors.remember(who["agent"], body, words, who["deliberation"])
     finish: FinishReason = "stop"
     if kind == "truncated_json":
         body, finish = body[: max(1, len(body) // 2)], "length"
@@ -126,12 +126,12 @@ def _document(
     who: Caller,
     config: SimConfig,
     authors: truth.Authors,
-    points: float = 0.0,
+    words: frozenset[str] = frozenset(),
 ) -> str:
     """A structured answer: a document valid against ``schema``, as the truth shapes it."""
     doc = content.from_schema(schema, rng, prompt)
     revise = max(20, int(rng.lognormvariate(0, config.length_sigma) * config.mean_tokens["revise"]))
-    doc = truth.shape(doc, stage, prompt, who, rng, config.truth, authors, revise, points)
+    doc = truth.shape(doc, stage, prompt, who, rng, config.truth, authors, revise, words)
     return content.dumps(doc)
 
 

@@ -10,7 +10,8 @@ The simulator remembers which agent wrote each proposal it generated (propose, a
   (so convergence can be scripted). Without a ``Truth``, critics always find a major defect,
   so deliberations run all their rounds;
 - prompt changes: ``marks`` adds points to the quality of a proposal written from a prompt (any
-  of its messages) that contains a given word, so a prompt set can be scripted to write better
+  of its messages) that contains a given word, or of a revision of such a proposal (an agent's
+  revision keeps the words of its proposal), so a prompt set can be scripted to write better
   or worse proposals;
 - pairwise judges (a structured answer with a ``preferred`` field, as ``council compare``
   asks): the proposal of higher quality (with ``position_bias`` for the one shown first, and
@@ -52,9 +53,13 @@ class Truth:
     marks: dict[str, float] = field(default_factory=dict)
     """Word -> quality points added to a proposal written from a prompt containing the word."""
 
-    def points(self, prompt: str) -> float:
-        """The quality points ``marks`` gives a proposal written from ``prompt``."""
-        return sum(p for word, p in self.marks.items() if word in prompt)
+    def marked(self, prompt: str) -> frozenset[str]:
+        """The words of ``marks`` that ``prompt`` contains."""
+        return frozenset(word for word in self.marks if word in prompt)
+
+    def points(self, words: frozenset[str]) -> float:
+        """The quality points ``marks`` gives a proposal written with ``words``."""
+        return sum(self.marks.get(word, 0.0) for word in words)
 
 
 class Authors:
@@ -63,13 +68,27 @@ class Authors:
     def __init__(self) -> None:
         """No text known yet."""
         self.by_text: dict[str, str] = {}
-        self.points: dict[str, float] = {}
+        self.words: dict[str, frozenset[str]] = {}
+        self.latest: dict[tuple[str | None, str], frozenset[str]] = {}
 
-    def remember(self, agent: str | None, text: str, points: float = 0.0) -> None:
-        """Record that ``agent`` wrote ``text`` (from a prompt worth ``points``, ``marks``)."""
+    def remember(
+        self,
+        agent: str | None,
+        text: str,
+        words: frozenset[str] = frozenset(),
+        deliberation: str | None = None,
+    ) -> None:
+        """Record that ``agent`` wrote ``text`` in ``deliberation``, with the ``marks`` words
+        of its prompt (and of the proposal it revises).
+        """
         if agent:
             self.by_text[text.strip()] = agent
-            self.points[text.strip()] = points
+            self.words[text.strip()] = words
+            self.latest[(deliberation, agent)] = words
+
+    def inherited(self, deliberation: str | None, agent: str | None) -> frozenset[str]:
+        """The ``marks`` words of ``agent``'s latest text in ``deliberation``."""
+        return self.latest.get((deliberation, agent or ""), frozenset())
 
     def labelled(self, prompt: str) -> list[tuple[str, str | None]]:
         """``(label, author)`` for each proposal section of a judge or vote prompt, in order."""
@@ -83,7 +102,7 @@ class Authors:
             (
                 label,
                 truth.quality.get(self.by_text.get(text.strip()) or "", 5.0)
-                + self.points.get(text.strip(), 0.0),
+                + truth.points(self.words.get(text.strip(), frozenset())),
             )
             for label, text in _SECTION.findall(prompt)
         ]
@@ -102,7 +121,7 @@ def shape(
     truth: Truth | None,
     authors: Authors,
     revise_tokens: int,
-    points: float = 0.0,
+    words: frozenset[str] = frozenset(),
 ) -> Any:
     """A schema-valid document adjusted to the stage (and to the truth, when one is set).
 
@@ -115,7 +134,8 @@ def shape(
         truth: The scripted truth, or None for random judges and voters.
         authors: The proposals the simulator wrote, by agent (a revision's is recorded).
         revise_tokens: The length of a revision's ``proposal`` text.
-        points: What the truth's ``marks`` give the request's prompt (a revision's worth).
+        words: The truth's ``marks`` words in the request's prompt (a revision adds those of
+            the agent's proposal).
 
     Returns:
         The document: lists shortened to one to three items for critiques and revisions, a
@@ -130,7 +150,9 @@ def shape(
         doc["proposal"] = content.make_text(
             rng, "revise", prompt, revise_tokens, who.get("agent") or ""
         )
-        authors.remember(who.get("agent"), doc["proposal"], points)
+        agent, deliberation = who.get("agent"), who.get("deliberation")
+        words = words | authors.inherited(deliberation, agent)
+        authors.remember(agent, doc["proposal"], words, deliberation)
     if truth is None:
         if stage == "critique":  # a first look always finds something: every round runs
             truth = Truth(major_until_round=10**6)

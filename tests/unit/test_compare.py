@@ -197,9 +197,9 @@ def _pairwise_prompt(first: str, second: str) -> str:
 )
 def test_the_simulated_pairwise_judge_prefers_the_marked_prompt_s_text(points, bias, expected):
     authors = Authors()
-    authors.remember("agent-dev-001", "better text", points[0])
-    authors.remember("agent-dev-001", "other text", points[1])
-    truth = Truth(position_bias=bias)
+    truth = Truth(marks={"good": points[0], "plain": points[1]}, position_bias=bias)
+    authors.remember("agent-dev-001", "better text", frozenset({"good"}), "d1")
+    authors.remember("agent-dev-001", "other text", frozenset({"plain"}), "d2")
     answers = []
     for first, second in (("better text", "other text"), ("other text", "better text")):
         doc = {"comparison": "c", "preferred": "P1"}
@@ -210,8 +210,15 @@ def test_the_simulated_pairwise_judge_prefers_the_marked_prompt_s_text(points, b
     assert answers == expected
 
 
-def test_marks_are_points_for_a_prompt_containing_the_word():
+def test_marks_are_points_for_a_prompt_containing_the_word_and_its_revisions():
     truth = Truth(marks={"Zephyrquux": 3.0, "Quuxzephyr": -1.0})
-    assert truth.points("You are a DEV. Zephyrquux.") == 3.0
-    assert truth.points("Zephyrquux and Quuxzephyr") == 2.0
-    assert truth.points("nothing") == 0.0
+    assert truth.marked("You are a DEV. Zephyrquux.") == {"Zephyrquux"}
+    assert truth.points(truth.marked("Zephyrquux and Quuxzephyr")) == 2.0
+    assert truth.points(truth.marked("nothing")) == 0.0
+    authors = Authors()
+    authors.remember("a1", "proposal", frozenset({"Zephyrquux"}), "d1")
+    doc = {"proposal": "", "addressed": []}
+    who = {"agent": "a1", "deliberation": "d1", "round": "1"}
+    revised = shape(doc, "revise", "revise it", who, random.Random(0), truth, authors, 30)
+    assert authors.words[revised["proposal"].strip()] == {"Zephyrquux"}  # kept by the revision
+    assert authors.inherited("d2", "a1") == frozenset()
