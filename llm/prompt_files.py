@@ -14,6 +14,8 @@ naming the file, the line, the placeholder and what is known.
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -123,15 +125,17 @@ class Snapshot:
     """Where it was read from (for messages)."""
     files: dict[str, bytes]
     """``critique.md`` -> its bytes."""
-    hashes: dict[str, str] = field(init=False)
-    """``critique.md`` -> its content hash."""
+    hashes: dict[str, str] = field(default_factory=dict)
+    """``critique.md`` -> its content hash (computed when not given)."""
     digest: str = field(init=False)
     """The set's digest."""
     rendered: dict[str, str] = field(default_factory=dict)
     """The files rendered from this snapshot, ``critique.md`` -> hash."""
 
     def __post_init__(self) -> None:
-        self.hashes = {name: content_hash(data) for name, data in self.files.items()}
+        self.hashes = {
+            name: self.hashes.get(name) or content_hash(data) for name, data in self.files.items()
+        }
         self.digest = set_digest(self.hashes)
 
     def text(self, name: str) -> str:
@@ -165,6 +169,43 @@ class Snapshot:
         ]
 
 
+_RACY_S = 2.0
+"""A file modified this recently is read again even when its stat is unchanged (git's "racily
+clean" rule: an edit within the file system's timestamp granularity keeps mtime and size)."""
+
+
+class _Stats:
+    """Files read before, by path: their stat and bytes (a file whose stat is unchanged, and
+    older than ``_RACY_S``, is not read again).
+    """
+
+    def __init__(self) -> None:
+        self.known: dict[str, tuple[tuple[int, int, int, int], bytes, str]] = {}
+
+    def read(self, path: str, st: os.stat_result) -> tuple[bytes, str]:
+        """The file's bytes and content hash."""
+        key = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+        cached = self.known.get(path)
+        if cached is not None and cached[0] == key and time.time() - st.st_mtime > _RACY_S:
+            return cached[1], cached[2]
+        with open(path, "rb") as f:
+            data = f.read()
+        self.known[path] = (key, data, content_hash(data))
+        return data, self.known[path][2]
+
+
+def _scan(root: str, stats: _Stats, prefix: str = "") -> Iterator[tuple[str, bytes, str]]:
+    """Every prompt file under a directory, by name, with its bytes and hash."""
+    with os.scandir(root) as entries:
+        found = sorted(entries, key=lambda e: e.name)
+    for entry in found:
+        if entry.is_dir():
+            if not entry.name.startswith((".", "_")):
+                yield from _scan(entry.path, stats, f"{prefix}{entry.name}/")
+        elif entry.name.endswith(".md") and entry.name != "README.md":
+            yield f"{prefix}{entry.name}", *stats.read(entry.path, entry.stat())
+
+
 def _walk(root: Traversable, prefix: str = "") -> Iterator[tuple[str, Traversable]]:
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
         if entry.is_dir():
@@ -179,6 +220,7 @@ class PromptFiles:
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory
+        self._stats = _Stats()
 
     @property
     def root(self) -> Traversable:
@@ -199,13 +241,16 @@ class PromptFiles:
         root = self.root
         if self.directory is not None and not self.directory.is_dir():
             raise PromptError(self.where, [Problem(".", None, "is not a directory")])
-        files = {}
-        for name, entry in _walk(root):
-            try:
-                files[name] = entry.read_bytes()
-            except OSError as e:
-                raise PromptError(self.where, [Problem(name, None, f"unreadable: {e}")]) from None
-        return Snapshot(self.where, files)
+        files, hashes = {}, {}
+        try:
+            if isinstance(root, Path):  # a directory, or an installed package's folder
+                for name, data, digest in _scan(str(root), self._stats):
+                    files[name], hashes[name] = data, digest
+            else:  # a package inside an archive
+                files = {name: entry.read_bytes() for name, entry in _walk(root)}
+        except OSError as e:
+            raise PromptError(self.where, [Problem(".", None, f"unreadable: {e}")]) from None
+        return Snapshot(self.where, files, hashes)
 
     def render(self, name: str, **values: object) -> str:
         """Render ``<name>.md`` with ``${placeholder}`` values; read fresh on every call."""

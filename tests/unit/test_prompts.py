@@ -209,3 +209,24 @@ def test_braces_in_prompts_are_plain_text(own_prompts, tmp_path):
     prompts = own_prompts
     (tmp_path / "judge.md").write_text('answer like {"winner": "..."} for ${task}')
     assert prompts.render("judge", task="x") == 'answer like {"winner": "..."} for x'
+
+
+def test_an_edit_is_seen_even_when_it_keeps_the_size_and_the_mtime(tmp_path):
+    """Files are read again only when their stat changed (or they are recent): an edit that
+    keeps the size and puts the old mtime back still changes the ctime."""
+    import os
+    import time
+
+    path = tmp_path / "propose.md"
+    path.write_text("first ${task}")
+    old = time.time() - 100
+    os.utime(path, (old, old))
+    files = PromptFiles(tmp_path)
+    before = files.snapshot()
+    assert files.snapshot().hashes == before.hashes  # unchanged: from what was read
+    time.sleep(0.01)
+    path.write_text("other ${task}")
+    os.utime(path, (old, old))
+    after = files.snapshot()
+    assert after.hashes["propose.md"] != before.hashes["propose.md"]
+    assert after.render("propose", task="x") == "other x"
