@@ -11,7 +11,9 @@ written into ``<out>/candidate-prompts``. Installs (``--install``) and starts ll
 tokens, ``-t`` threads), runs ``council compare`` against it with the given flags, and stops the
 server. ``council compare`` writes ``results.jsonl``, ``summary.md``, ``summary.json`` and
 ``compare.png`` into ``--out`` (default ``COUNCIL_DATA_DIR/compare/real-smollm2``); run the same
-command again to resume a stopped run. ``COUNCIL_LLM_TIMEOUT`` defaults to 900 s here.
+command again to resume a stopped run, with the same ``--port``: a deliberation's endpoint is
+fixed when it starts, so one begun against another port is refused by the allow-list (and
+loses its task). ``COUNCIL_LLM_TIMEOUT`` defaults to 900 s here.
 """
 
 from __future__ import annotations
@@ -47,7 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--concurrency", type=int, default=1, help="council compare's --concurrency")
     ap.add_argument("--base-url", help="use this OpenAI-compatible server instead of starting one")
     ap.add_argument("--model", default=MODEL_ALIAS)
-    ap.add_argument("--port", type=int, default=None, help="llama-server's port (default: free)")
+    ap.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="llama-server's port (default: free; fix it to resume a run)",
+    )
     ap.add_argument("--slots", type=int, default=6, help="llama-server's -np (2,048 tokens each)")
     ap.add_argument("--threads", type=int, default=1, help="llama-server's -t")
     ap.add_argument("--out", type=Path, default=None)
