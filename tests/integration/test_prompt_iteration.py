@@ -110,10 +110,17 @@ async def test_an_edit_between_deliberations_changes_the_digest_and_a_straddled_
                 saver, f"prov-{uuid.uuid4().hex[:8]}", task, None, settings, on_update=on_update
             )
         event = outcome.values["result"].model_dump(mode="json")
+        assert outcome.values["prompts"] == event["prompts"]  # the state Studio shows
         return {"event": event, "calls": outcome.values["calls"]}
 
-    first = await once()
+    prepared: list[dict[str, Any]] = []
+    first = await once(
+        lambda mode, chunk: prepared.append(chunk["prepare"]) if "prepare" in chunk else None
+    )
     before = PromptFiles(prompts).snapshot()
+    # from its first step the state names the set prepare checked, every file of it
+    assert prepared[0]["prompts"]["digest"] == before.digest
+    assert prepared[0]["prompts"]["files"] == before.hashes
     assert first["event"]["prompts"] == {
         "digest": before.digest,
         "changed": False,
