@@ -8,7 +8,8 @@ problem, before any server starts). Then every task (the shipped ones, or ``--ta
 lines file of tasks with rubrics) is deliberated by the same council with each set, and the two
 winners are judged pairwise, blind, in both orders (``evals.compare``). Writes
 ``results.jsonl``, ``summary.md``, ``summary.json`` and ``compare.png`` into ``--out``, prints
-the summary. Resumable: run the same command again.
+the summary. Resumable: run the same command again; ``--report`` prints the summary of the
+tasks finished so far without asking anything.
 
 Exit codes as every council command: 2 bad input (a directory with problems, a tasks file
 line, a flag, an out dir of another comparison), one line naming it; 3 the LLM could not be
@@ -19,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from council_agents.cli.commands import UsageError, demo_tasks, process_settings
 from council_agents.cli.prompts import check_directory
@@ -75,6 +78,11 @@ def add_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     c.add_argument("--concurrency", type=int, default=1, help="tasks in flight at once")
     c.add_argument("--out", help="results directory (default: <data dir>/compare/<digests>)")
+    c.add_argument(
+        "--report",
+        action="store_true",
+        help="only write and print the summary of the tasks finished so far in --out (no LLM)",
+    )
     c.add_argument("--quiet", action="store_true", help="no progress lines")
     c.add_argument("--base-url", help="OpenAI-compatible LLM base URL (env COUNCIL_LLM_BASE_URL)")
     c.add_argument("--model", help="model name (env COUNCIL_MODEL; default: the server's)")
@@ -156,6 +164,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     base_digest = check_directory(baseline).files.digest
     cand_digest = check_directory(candidate).files.digest
     settings = process_settings(args)
+    if args.report:
+        return _report_only(args, baseline, candidate, tasks)
     try:
         model, judge = asyncio.run(_models(settings, args.judge_model))
     except LLMUnreachable as e:
@@ -208,15 +218,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 "command to resume"
             )
             return 130
+    _summary(out, baseline, candidate, tasks, identity)
+    return 0
+
+
+def _summary(
+    out: Path,
+    baseline: Path | None,
+    candidate: Path,
+    tasks: list[CompareTask],
+    identity: dict[str, Any],
+) -> None:
+    """Write and print the summary of the plan's tasks finished in ``out``."""
     ids = {t["id"] for t in tasks}
     records: list[TaskComparison] = [
         r  # type: ignore[misc]
         for r in read_results(out / RESULTS_FILE)
         if r["task_id"] in ids
     ]
+    done = f"; {len(records)} of {len(tasks)} task(s) finished" if len(records) < len(tasks) else ""
     title = (
-        f"Prompt sets: candidate {cand_digest} against baseline {base_digest}; "
-        f"{model}, {args.agents} agents, {args.rounds} round(s), judge {judge}"
+        f"Prompt sets: candidate {identity['candidate_prompt_set']} against baseline "
+        f"{identity['baseline_prompt_set']}; {identity['model']}, {identity['agents']} agents, "
+        f"{identity['rounds']} round(s), judge {identity['judge_model']}{done}"
     )
     write_report(
         records,
@@ -227,6 +251,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     sys.stdout.write((out / SUMMARY_FILE).read_text(encoding="utf-8"))
     print(f"results: {out}")
+
+
+def _report_only(
+    args: argparse.Namespace,
+    baseline: Path | None,
+    candidate: Path,
+    tasks: list[CompareTask],
+) -> int:
+    """``--report``: the summary of what ``--out`` holds, without starting anything."""
+    if not args.out:
+        raise UsageError("--report: give the --out of the comparison")
+    out = Path(args.out)
+    try:
+        identity = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UsageError(f"--out: {out} holds no comparison ({RUN_FILE})") from None
+    digests = (check_directory(baseline).files.digest, check_directory(candidate).files.digest)
+    if (identity.get("baseline_prompt_set"), identity.get("candidate_prompt_set")) != digests:
+        raise UsageError(
+            f"--out: {out} compares prompt sets {identity.get('baseline_prompt_set')} and "
+            f"{identity.get('candidate_prompt_set')}, not {digests[0]} and {digests[1]}"
+        )
+    _summary(out, baseline, candidate, tasks, identity)
     return 0
 
 

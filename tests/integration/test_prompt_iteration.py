@@ -261,6 +261,13 @@ def test_compare_reports_exactly_the_scripted_wins_ties_and_losses(tmp_path, jud
     judged = [e for e in sim_requests(judging_sim) if ".pairwise" in (e["deliberation"] or "")]
     assert len(judged) == 2 * len(roles)
 
+    # the summary of what finished, asking nothing
+    report = run(tmp_path, *args, "--report", "--base-url", "http://127.0.0.1:9/v1")
+    assert report.returncode == 0, report.stderr
+    assert f"{wins} won, {ties} tied, {losses} lost" in report.stdout
+    elsewhere = run(tmp_path, "compare", str(candidate), "--report", "--out", str(tmp_path))
+    assert elsewhere.returncode == 2 and "holds no comparison (compare.json)" in elsewhere.stderr
+
     # resumable: the same command again asks nothing
     before = len(sim_requests(judging_sim))
     again = run(tmp_path, *args, "--base-url", judging_sim.base_url)
