@@ -1,7 +1,11 @@
 """``council eval``: the command line of the eval (registered by ``cli.main``).
 
+``--prompts-dir DIR`` runs every strategy a second time with DIR's prompts (labels
+`` [prompts <digest>]``) and pairs each with itself on the eval's prompts (McNemar).
+
 Exit codes as every council command: 0 done; 2 bad input (an unknown suite or strategy, a
-limit below 1, an out dir of another eval), one line naming the flag; 3 the LLM could not be
+limit below 1, an out dir of another eval, a prompt directory with a problem), one line naming
+the flag; 3 the LLM could not be
 reached (before the first problem, or part way: what finished is kept, run the same command
 again to resume); 1 anything else.
 """
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -20,7 +25,7 @@ from council_agents.cli.render import say
 from council_agents.core.errors import LLMUnreachable
 from council_agents.core.limits import MAX_AGENTS, MIN_AGENTS
 from council_agents.core.request import AgentSpec, CouncilSpec, admit
-from council_agents.core.settings import Settings
+from council_agents.core.settings import LLMSettings, Settings
 from council_agents.evals.harness import (
     EvalError,
     Plan,
@@ -29,18 +34,22 @@ from council_agents.evals.harness import (
     eval_context,
     eval_settings,
     run_id,
+    variant_label,
 )
 from council_agents.evals.humaneval import SuiteError, load_problems
 from council_agents.evals.report import RESULTS_FILE, read_results, write_report
 from council_agents.evals.results import ProblemResult
 from council_agents.evals.strategies import (
     DEFAULT_STRATEGIES,
+    RUBRIC,
     STRATEGIES,
     Strategy,
     StrategyError,
     parse_strategies,
 )
 from council_agents.llm.client import LLM, served_models
+from council_agents.llm.prompt_files import PromptError, PromptFiles
+from council_agents.llm.stage import check_prompts
 from council_agents.server.services import services
 from council_agents.storage.councils import CouncilStore
 from council_agents.storage.saver import valkey_saver
@@ -73,6 +82,11 @@ def add_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e.add_argument("--concurrency", type=int, default=2, help="problem x strategy runs at once")
     e.add_argument("--timeout", type=float, default=10.0, help="seconds per test run")
     e.add_argument("--out", help="results directory (default: <data dir>/eval/<suite>-<split>)")
+    e.add_argument(
+        "--prompts-dir",
+        help="also run every strategy with this prompt directory, each paired with itself on "
+        "the eval's prompts (McNemar): is a prompt change better on code?",
+    )
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument(
         "--base-url",
@@ -100,7 +114,33 @@ def _checked(args: argparse.Namespace) -> dict[str, Any]:
     except (StrategyError, SuiteError) as e:
         message = str(e) if str(e).startswith("--") else f"--split: {e}"
         raise UsageError(message) from None
-    return {"strategies": strategies, "problems": problems, "explicit": args.strategies}
+    variant = _variant(args.prompts_dir)
+    return {
+        "strategies": strategies,
+        "problems": problems,
+        "explicit": args.strategies,
+        "variant": variant,
+    }
+
+
+def _variant(directory: str | None) -> tuple[Path, str] | None:
+    """``--prompts-dir``, checked as the eval's DEV councils render it, and its digest."""
+    if directory is None:
+        return None
+    path = Path(directory).resolve()
+    if not path.is_dir():
+        raise UsageError(f"--prompts-dir: {path} is not a directory")
+    council = admit(
+        {"task": "eval", "role": "DEV", "rubric": RUBRIC},
+        eval_context(STRATEGIES["council1"], MIN_AGENTS, None),
+        None,
+        LLMSettings(model="(model)"),
+    )["council"]
+    try:
+        files = check_prompts(PromptFiles(path), council)
+    except PromptError as e:
+        raise UsageError(f"--prompts-dir: {e}") from None
+    return path, files.digest
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -208,7 +248,10 @@ async def _session(
         timeout_s=args.timeout,
     )
     rid = run_id(out, {"suite": args.suite, "model": settings.llm.model, "samples": args.samples})
+    variant: tuple[Path, str] | None = checked["variant"]
     labels = [s.label(args.samples) for s in strategies]
+    if variant is not None:
+        labels += [variant_label(label, variant[1]) for label in labels]
     ids = {p["task_id"] for p in problems}
 
     def in_plan() -> list[ProblemResult]:
@@ -223,6 +266,10 @@ async def _session(
     try:
         async with valkey_saver(settings.storage.valkey_url, settings.storage.valkey_pool) as saver:
             await Runner(plan, eval_settings(settings), saver, rid, on_result=bar).run()
+            if variant is not None:  # the same problems and strategies with the other prompts
+                other = dataclasses.replace(plan, variant=variant[1])
+                other_settings = eval_settings(settings, variant[0])
+                await Runner(other, other_settings, saver, rid, on_result=bar).run()
     finally:
         bar.close()
     first, last = problems[0]["task_id"], problems[-1]["task_id"]
@@ -230,6 +277,8 @@ async def _session(
         f"HumanEval {args.split} split, {first}..{last}, {settings.llm.model}, "
         f"{args.samples} agents"
     )
+    if variant is not None:
+        title += f"; prompts {variant[1]} = {variant[0]}"
     write_report(in_plan(), out, title=title)
     print((out / "summary.md").read_text(encoding="utf-8"))
     print(f"results: {out}")

@@ -29,6 +29,8 @@ from pathlib import Path
 import structlog
 
 from council_agents.cli import commands, keys, prune
+from council_agents.cli import compare as compare_cli
+from council_agents.cli import prompts as prompts_cli
 from council_agents.cli.eval import add_cli as add_eval_cli
 from council_agents.cli.render import say
 from council_agents.core.errors import describe
@@ -204,6 +206,8 @@ def parser() -> argparse.ArgumentParser:
     prune.add_cli(sub)
     keys.add_cli(sub)
     add_eval_cli(sub)
+    compare_cli.add_cli(sub)
+    prompts_cli.add_cli(sub)
     add_sim_cli(sub)
     return ap
 
@@ -213,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     try:
-        if args.cmd not in ("schemas", "draw"):
+        if args.cmd not in ("schemas", "draw", "prompts"):
             log_file = (
                 Path(args.log_file)
                 if args.log_file

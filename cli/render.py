@@ -6,6 +6,7 @@ import sys
 import time
 from typing import Any
 
+from council_agents.core.events import PromptSetRecord
 from council_agents.core.state import CouncilState
 
 
@@ -101,6 +102,7 @@ def print_result(values: CouncilState, as_json: bool) -> None:
         f"{usage.completion_tokens} completion in {usage.calls} calls; "
         f"{event.duration_ms / 1000:.1f}s"
     )
+    print(prompts_line(event.prompts))
     print(f"Deliberation id: {event.deliberation_id}\n")
     print("Winning proposal:\n" + event.winner.content)
 
@@ -116,4 +118,17 @@ def pruned_line(thread_id: str, marker: dict[str, Any]) -> str:
     return (
         f"council: deliberation {thread_id} finished at {marker.get('finished_at')}; "
         f"its checkpoints were pruned (retention) and {event}"
+    )
+
+
+def prompts_line(prompts: PromptSetRecord | None) -> str:
+    """Which prompt set the deliberation used, and whether it changed while it ran."""
+    if prompts is None:
+        return "Prompts: not recorded"
+    if not prompts.changed:
+        return f"Prompts: set {prompts.digest} ({len(prompts.files)} files rendered)"
+    files = ", ".join(prompts.changed_files) or "a file it did not render"
+    return (
+        f"Prompts: CHANGED during the deliberation: sets {' -> '.join(prompts.digests)} "
+        f"({files} edited)"
     )

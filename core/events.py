@@ -171,6 +171,22 @@ class Usage(TokenCount):
     by_agent: dict[str, TokenCount] = Field(default_factory=dict)
 
 
+class PromptSetRecord(_Model):
+    """Which prompt text the deliberation used (its prompt set's digest, ``council prompts
+    check`` prints the same), and whether the set changed while it ran.
+    """
+
+    digest: str = Field(description="digest of the prompt set it started with (16 hex digits)")
+    changed: bool = Field(description="the prompt set changed during the deliberation")
+    digests: list[str] = Field(description="every prompt-set digest its calls read, in order")
+    files: dict[str, str] = Field(
+        description="prompt file rendered -> content hash (first 16 hex digits of its SHA-256)"
+    )
+    changed_files: list[str] = Field(
+        default_factory=list, description="files whose content differed between its calls"
+    )
+
+
 class LegacyDecision(_Model):
     """The replaced system's decision shape, kept for its consumers."""
 
@@ -223,6 +239,9 @@ class DeliberationCompleted(_Model):
         None,
         description="the caller's own name for it (its input's `deliberation_id`), meaningful "
         "only with `owner`: never the deliberation's id",
+    )
+    prompts: PromptSetRecord | None = Field(
+        None, description="the prompt set it used (optional: absent from earlier events)"
     )
 
 

@@ -1,10 +1,11 @@
 """What the state says has happened so far: derived from the data itself, so resuming needs no
-counter. The router (``graph.routing``), ``select`` and the eval read progress only here.
+counter. The router (``graph.routing``), ``select`` and the eval read progress only here; the
+completed event reads which prompt set was used (``prompt_provenance``).
 """
 
 from __future__ import annotations
 
-from council_agents.core.state import CouncilState, Critique
+from council_agents.core.state import CouncilState, Critique, PromptProvenance
 from council_agents.core.terms import SEVERE, StopReason
 
 
@@ -64,3 +65,31 @@ def stop_reason(state: CouncilState) -> StopReason:
         o for o in state.get("omissions", []) if o["stage"] == "critique" and o["round"] == done + 1
     ]
     return "no_critiques" if rejected and not received else "budget"
+
+
+def prompt_provenance(state: CouncilState) -> PromptProvenance | None:
+    """Which prompt set the deliberation used: the digest ``prepare`` checked (when recorded),
+    then every digest and file hash its calls read, in order (None: nothing recorded, e.g. a
+    deliberation from before prompt provenance).
+    """
+    start = state.get("prompts")
+    digests = [start["digest"]] if start else []
+    seen: dict[str, list[str]] = {n: [h] for n, h in (start["files"] if start else {}).items()}
+    rendered: set[str] = set()
+    for call in state.get("calls", []):
+        if "prompt_set" in call and call["prompt_set"] not in digests:
+            digests.append(call["prompt_set"])
+        for name, digest in call.get("prompts", {}).items():
+            rendered.add(name)
+            if digest not in seen.setdefault(name, []):
+                seen[name].append(digest)
+    if not digests:
+        return None
+    files = {name: seen[name][0] for name in sorted(rendered or seen)}
+    return PromptProvenance(
+        digest=digests[0],
+        changed=len(digests) > 1,
+        digests=digests,
+        files=files,
+        changed_files=sorted(name for name, hashes in seen.items() if len(hashes) > 1),
+    )

@@ -279,6 +279,29 @@ class CallRecord(TypedDict):
     context_fit: NotRequired[ContextFit]
     """Present when the call was fitted into the context window: ``max_tokens`` capped, inputs
     shortened, or sent again after a context-length rejection."""
+    prompts: NotRequired[dict[str, str]]
+    """The prompt files this attempt rendered (``roles/dev.md``, ``propose.md``) -> the content
+    hash it read (the first 16 hex digits of the file's SHA-256, as ``sha256sum`` prints it)."""
+    prompt_set: NotRequired[str]
+    """The digest of the whole prompt set (every prompt file) as this attempt read it."""
+
+
+class PromptProvenance(TypedDict):
+    """Which prompt text a deliberation used (``llm.prompt_files``): one digest of the prompt
+    set, and whether the set changed while it ran.
+    """
+
+    digest: str
+    """The digest of the prompt set the deliberation started with (every prompt file)."""
+    changed: bool
+    """True when the prompt set changed during the deliberation (its calls read several)."""
+    digests: list[str]
+    """Every digest its calls read, in the order first read (one unless it changed)."""
+    files: dict[str, str]
+    """The prompt files its calls rendered -> the content hash first read (by ``prepare``'s
+    check, else by a call); before any call, every file of the set."""
+    changed_files: list[str]
+    """The files whose content differed between its calls (empty unless it changed)."""
 
 
 class RankEntry(TypedDict):
@@ -436,6 +459,9 @@ class CouncilState(InputState, total=False):
     finished_at: str
     """When the completed event was built (ISO 8601, UTC): its ``timestamp`` (None while a
     later deliberation on the thread runs)."""
+    prompts: PromptProvenance
+    """The prompt set: its digest when ``prepare`` checked it, then, once finished, what the
+    calls rendered (and whether it changed during the deliberation)."""
 
 
 class OutputState(TypedDict, total=False):
@@ -574,10 +600,13 @@ class Admitted(InputState, total=False):
 
 
 class Prepared(TypedDict):
-    """prepare: the council with every model named, and when the deliberation started."""
+    """prepare: the council with every model named, when the deliberation started, and the
+    prompt set it checked.
+    """
 
     council: Council
     started_at: float
+    prompts: NotRequired[PromptProvenance]
 
 
 class Published(TypedDict):
@@ -586,3 +615,4 @@ class Published(TypedDict):
     result: DeliberationCompleted
     published: PublishAck
     finished_at: str
+    prompts: NotRequired[PromptProvenance]

@@ -68,26 +68,31 @@ class Plan:
     """The stored council the ``mixed`` strategy deliberates with (looked up once)."""
     timeout_s: float = DEFAULT_TIMEOUT_S
     memory_mb: int = DEFAULT_MEMORY_MB
+    variant: str = ""
+    """The digest of the prompt set the strategies use instead of the eval's own
+    (``council eval --prompts-dir``): each label gets `` [prompts <digest>]``, each thread
+    ``-p<digest>``, so both sets' results sit side by side ("": the eval's prompts)."""
 
 
-def eval_settings(settings: Settings) -> Settings:
-    """``settings`` for an eval: the eval's prompts and token budgets, and no events published
-    (an eval's deliberations are measurements, not decisions anyone should act on).
+def eval_settings(settings: Settings, prompts_dir: Path | None = None) -> Settings:
+    """``settings`` for an eval: the eval's prompts (or ``prompts_dir``) and token budgets, and
+    no events published (an eval's deliberations are measurements, not decisions anyone should
+    act on).
     """
     llm = dataclasses.replace(
         settings.llm,
-        prompts_dir=PROMPTS_DIR,
+        prompts_dir=prompts_dir or PROMPTS_DIR,
         max_tokens={**settings.llm.max_tokens, **EVAL_MAX_TOKENS},
     )
     events = dataclasses.replace(settings.events, nats_url=None)
     return dataclasses.replace(settings, llm=llm, events=events)
 
 
-def run_id(out_dir: Path, identity: dict[str, Any]) -> str:
-    """The eval's id, kept in ``eval.json``; an out dir of another model or agent count is
-    refused (its results would not compare).
+def run_id(out_dir: Path, identity: dict[str, Any], file: str = RUN_FILE) -> str:
+    """The eval's id, kept in ``eval.json`` (``file``); an out dir of another model or agent
+    count is refused (its results would not compare).
     """
-    path = out_dir / RUN_FILE
+    path = out_dir / file
     if path.exists():
         stored = json.loads(path.read_text(encoding="utf-8"))
         for key, value in identity.items():
@@ -101,6 +106,11 @@ def run_id(out_dir: Path, identity: dict[str, Any]) -> str:
     rid = secrets.token_hex(4)
     path.write_text(json.dumps({"run_id": rid, **identity}, indent=2), encoding="utf-8")
     return rid
+
+
+def variant_label(name: str, variant: str) -> str:
+    """A strategy's label with another prompt set (its digest; "": the eval's prompts)."""
+    return f"{name} [prompts {variant}]" if variant else name
 
 
 def slug(problem: Problem) -> str:
@@ -186,7 +196,12 @@ class Runner:
 
     def thread(self, problem: Problem, name: str) -> str:
         """The thread (deliberation id) of one problem and strategy."""
-        return thread_id(self.rid, problem, name)
+        suffix = f"-p{self.plan.variant}" if self.plan.variant else ""
+        return thread_id(self.rid, problem, name + suffix)
+
+    def label(self, name: str) -> str:
+        """A strategy's label in the results (with the prompt set's, when not the eval's)."""
+        return variant_label(name, self.plan.variant)
 
     def groups(self) -> list[list[Strategy]]:
         """Jobs' strategies, in the plan's order; ``vote`` and ``oracle`` share their calls, so
@@ -211,7 +226,9 @@ class Runner:
         for problem in self.plan.problems:
             for group in self.groups():
                 missing = [
-                    s for s in group if (problem["task_id"], s.label(self.plan.samples)) not in done
+                    s
+                    for s in group
+                    if (problem["task_id"], self.label(s.label(self.plan.samples))) not in done
                 ]
                 if missing:
                     jobs.append((problem, missing))
@@ -259,7 +276,11 @@ class Runner:
         answer, calls, failure = await self.answer(problem, self.thread(problem, "single"), 0)
         outcome = Outcome("error", failure, 0.0) if failure else await self.score(problem, answer)
         wall = time.perf_counter() - started
-        return [_record(problem, "single", outcome, calls, wall, answer, answered=not failure)]
+        return [
+            _record(
+                problem, self.label("single"), outcome, calls, wall, answer, answered=not failure
+            )
+        ]
 
     async def sampled(self, problem: Problem, wanted: list[Strategy]) -> list[ProblemResult]:
         """N answers; ``vote`` picks by agreement, ``oracle`` passes when any passes."""
@@ -295,7 +316,7 @@ class Runner:
             records.append(
                 _record(
                     problem,
-                    strategy.label(self.plan.samples),
+                    self.label(strategy.label(self.plan.samples)),
                     outcome,
                     calls,
                     wall,
@@ -331,7 +352,8 @@ class Runner:
             calls = [*state.values.get("calls", []), *e.records]
             failed = Outcome("error", f"the deliberation failed: {e}"[:300], 0.0)
             wall = time.perf_counter() - started
-            return [_record(problem, strategy.name, failed, calls, wall, "", answered=False)]
+            label = self.label(strategy.name)
+            return [_record(problem, label, failed, calls, wall, "", answered=False)]
         values = outcome.values
         winner = values["decision"]["winner"]
         finals = latest_drafts(values)
@@ -342,7 +364,7 @@ class Runner:
         return [
             _record(
                 problem,
-                strategy.name,
+                self.label(strategy.name),
                 outcomes[ids.index(winner)],
                 values["calls"],
                 wall,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from council_agents.evals.results import ProblemResult, StrategySummary
-from council_agents.evals.stats import summarize
+from council_agents.evals.stats import paired, summarize
 
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.md"
@@ -122,6 +122,49 @@ def reachable_gain(summaries: Sequence[StrategySummary], baseline: str = "single
     return "\n".join(lines) + "\n"
 
 
+def prompt_pairs(results: Iterable[ProblemResult]) -> str:
+    """``council eval --prompts-dir``: each strategy with the other prompt set against itself
+    with the eval's prompts, on the problems both ran (McNemar), as Markdown ("" when no
+    strategy ran with another prompt set).
+    """
+    latest: dict[str, dict[str, bool]] = {}
+    for r in results:
+        latest.setdefault(r["strategy"], {})[r["task_id"]] = r["passed"]
+    lines = []
+    for label, outcomes in latest.items():
+        base, sep, rest = label.partition(" [prompts ")
+        if not sep or base not in latest:
+            continue
+        pair = paired(latest[base], outcomes, base)
+        if pair is None:
+            continue
+        n = pair["problems"]
+        mine = sum(outcomes[t] for t in outcomes if t in latest[base])
+        theirs = sum(latest[base][t] for t in latest[base] if t in outcomes)
+        lines.append(
+            f"| {base} | {rest.rstrip(']')} | {n} | {theirs}/{n} | {mine}/{n} "
+            f"| {pair['only_strategy']} | {pair['only_baseline']} | {pair['p_value']:.3g} |"
+        )
+    if not lines:
+        return ""
+    return (
+        "\n".join(
+            [
+                "### Prompt sets, strategy by strategy (McNemar, the same problems)",
+                "",
+                "| strategy | prompt set | problems | passed with the eval's prompts "
+                "| passed with the prompt set | only the prompt set passed | only the eval's "
+                "passed | p |",
+                "|---|---|---:|---:|---:|---:|---:|---:|",
+                *lines,
+                "",
+                "p: two-sided exact McNemar test on the discordant problems.",
+            ]
+        )
+        + "\n"
+    )
+
+
 def plot_pass_vs_tokens(
     summaries: Sequence[StrategySummary],
     path: Path,
@@ -211,10 +254,13 @@ def write_report(
     The results themselves are expected in ``out_dir / results.jsonl`` already (see
     :func:`append_result`); this only summarises.
     """
-    summaries = summarize(results, baseline)
     out_dir.mkdir(parents=True, exist_ok=True)
+    results = list(results)
+    summaries = summarize(results, baseline)
     gain = reachable_gain(summaries, baseline)
+    pairs = prompt_pairs(results)
     text = markdown_summary(summaries, title) + (f"\n{gain}" if gain else "")
+    text += f"\n{pairs}" if pairs else ""
     (out_dir / SUMMARY_FILE).write_text(text, encoding="utf-8")
     if summaries:
         plot_pass_vs_tokens(

@@ -6,6 +6,9 @@
   discordant pairs (one passed, the other failed) split 50/50, so the two-sided p-value is
   ``min(1, 2 * P(X <= min(b, c)))`` with ``X ~ Binomial(b + c, 1/2)``, computed exactly with
   integer binomial coefficients (:func:`math.comb`);
+- the sign test of a pairwise comparison (``council compare``): under the null hypothesis the
+  tasks one prompt set won and the other won (ties left out) split 50/50; it is the same exact
+  binomial test as McNemar's, on wins and losses;
 - pass@1 per 1,000 completion tokens: solved problems per 1,000 tokens generated, the price of
   a strategy's accuracy.
 """
@@ -59,6 +62,13 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     if n == 0:
         return 1.0
     return min(1.0, 2 * binomial_cdf_half(min(only_a, only_b), n))
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test of ``wins`` against ``losses`` (ties left out): 1.0 when
+    there is no decided task.
+    """
+    return mcnemar_exact(wins, losses)
 
 
 def pass_per_1k_tokens(passed: int, completion_tokens: int) -> float | None:

@@ -8,7 +8,9 @@ deliberation, agent, role and stage. Failed requests (5xx, 429, timeouts, refuse
 are retried by the openai client with backoff; empty, garbage or invalid answers are retried
 here; a stream that breaks mid-answer is retried by the stage's ``RetryPolicy``
 (``core.errors.broken_stream``). Every attempt is fitted into the model's context window
-(``llm.fit``), and a context-length 400 is fitted and sent again.
+(``llm.fit``), and a context-length 400 is fitted and sent again. Each attempt renders from a
+snapshot of the prompt set read for it, and its record names the files' hashes and the set's
+digest (``llm.prompt_files``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from council_agents.core.terms import Stage
 from council_agents.llm import fit as fitting
 from council_agents.llm.endpoints import Windows, overflow
 from council_agents.llm.prompt import Prompt
-from council_agents.llm.prompt_files import PromptFiles
+from council_agents.llm.prompt_files import PromptFiles, Snapshot
 from council_agents.llm.tokens import Tokenizer, estimate
 
 log = structlog.get_logger("council.llm")
@@ -353,11 +355,14 @@ class LLM:
             spent = sum(r["prompt_tokens"] + r["completion_tokens"] for r in records)
             if self.guard is not None:
                 await self.guard(stage, agent["agent_id"])
+            # the prompt set as it is now, read once for this attempt: what it rendered is named
+            files = self.prompts.snapshot() if isinstance(messages, Prompt) else None
             try:
                 sent, msg, latency = await self._send(
                     agent,
                     messages,
                     budget,
+                    files=files,
                     base=max_tokens,
                     stage=stage,
                     round_=round_,
@@ -379,6 +384,8 @@ class LLM:
             )
             if sent.fit is not None:
                 record["context_fit"] = sent.fit
+            if files is not None:
+                record["prompts"], record["prompt_set"] = dict(files.rendered), files.digest
             problem, parsed = _problem(
                 record.get("content", ""),
                 record["reasoning"],
@@ -417,14 +424,17 @@ class LLM:
         seed: int | None = None,
         cap: int | None = None,
         min_answer: int | None = None,
+        files: Snapshot | None = None,
     ) -> tuple[fitting.Fitted, AIMessage, float]:
-        """Fit, send, and fit again after a context-length rejection (``REFITS`` times)."""
+        """Fit, send, and fit again after a context-length rejection (``REFITS`` times);
+        a ``Prompt`` is rendered from ``files`` (the attempt's snapshot of the prompt set).
+        """
         llm = self.chat_model(agent)
         overflows = 0
         while True:
             sent = await fitting.fit(
                 self.windows,
-                self.prompts,
+                files or self.prompts,
                 agent,
                 messages,
                 budget,

@@ -31,7 +31,7 @@ from council_agents.core.state import Agent, ContextFit
 from council_agents.llm.answer_schema import fit_answer
 from council_agents.llm.endpoints import Endpoint, Windows
 from council_agents.llm.prompt import Prompt
-from council_agents.llm.prompt_files import PromptFiles
+from council_agents.llm.prompt_files import PromptFiles, Snapshot
 from council_agents.llm.tokens import estimate, text_of
 
 MARGIN = 16
@@ -69,7 +69,7 @@ def floor(budget: int) -> int:
 
 async def fit(
     windows: Windows,
-    files: PromptFiles,
+    files: PromptFiles | Snapshot,
     agent: Agent,
     prompt: Prompt | list[BaseMessage],
     budget: int,
@@ -153,7 +153,7 @@ async def fit(
 
 async def _shorten(
     windows: Windows,
-    files: PromptFiles,
+    files: PromptFiles | Snapshot,
     agent: Agent,
     prompt: Prompt,
     known: Endpoint,

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from langchain_core.messages import BaseMessage
 
 from council_agents.core.state import Critique
-from council_agents.llm.prompt_files import PromptFiles
+from council_agents.llm.prompt_files import PromptFiles, Snapshot
 
 MARKER = "[… {n:,} characters omitted to fit the model's context window …]"
 
@@ -285,9 +285,11 @@ class Prompt:
     pieces: dict[str, Piece] = field(default_factory=dict)
 
     def render(
-        self, files: PromptFiles, limits: Mapping[str, int] | None = None
+        self, files: PromptFiles | Snapshot, limits: Mapping[str, int] | None = None
     ) -> tuple[list[BaseMessage], list[str]]:
-        """The messages with each piece at most its limit, and what was cut."""
+        """The messages with each piece at most its limit, and what was cut (rendered from
+        ``files``: a call's ``Snapshot``, or the files as they are now).
+        """
         texts, cuts = {}, []
         for name, piece in self.pieces.items():
             texts[name], cut = piece.text((limits or {}).get(name, piece.size()))

@@ -1,5 +1,6 @@
 """What the agent stages share: the prompt, the call, the news for streaming clients, and the
-up-front check that a deliberation's shortest prompts fit its models' context windows.
+up-front checks: every prompt file a deliberation renders is there with only known placeholders
+(``check_prompts``), and its shortest prompts fit its models' context windows (``check_fits``).
 
 Proposals are data: what agents wrote reaches another agent's prompt fenced
 (``llm.prompt.fence``): the proposals judges and voters read (``labelled``), and every
@@ -32,7 +33,14 @@ from council_agents.core.terms import Stage
 from council_agents.llm.client import LLM, Answer, structured
 from council_agents.llm.fit import MARGIN, ContextOverflow, OverBudget, floor
 from council_agents.llm.prompt import MARKER, EvenCap, Fenced, Piece, Prompt, fence
-from council_agents.llm.prompt_files import rubric_text
+from council_agents.llm.prompt_files import (
+    Problem,
+    PromptError,
+    PromptFiles,
+    Snapshot,
+    check_text,
+    rubric_text,
+)
 from council_agents.llm.tokens import estimate
 
 
@@ -264,23 +272,75 @@ def shortest_prompts(council: Council, task: ProposeTask) -> list[tuple[Stage, P
     return prompts
 
 
-async def check_fits(llm: LLM, council: Council, task: str, deliberation_id: str) -> None:
-    """Refuse (``RequestError`` on ``task``, with the numbers) a deliberation whose shortest
-    prompts do not leave their answers room in some agent's context window.
-    """
+def judge_prompt(council: Council, task: ProposeTask) -> Prompt:
+    """The judge's prompt with every proposal at its shortest."""
+    labels = [f"P{i}" for i in range(1, len(council["agents"]) + 1)]
+    _, text = labelled(labels, dict.fromkeys(labels, MARKER.format(n=0)))
+    return stage_prompt(
+        task, "judge", system="roles/judge", proposals=text, labels=", ".join(labels)
+    )
+
+
+def _checks(council: Council, task: str, deliberation_id: str) -> list[tuple[Agent, Stage, Prompt]]:
+    """Every agent's shortest prompt of every stage the council runs, and the judge's."""
     checks: list[tuple[Agent, Stage, Prompt]] = []
     for agent in council["agents"]:
         base = _base(council, task, deliberation_id, agent)
         checks += [(agent, stage, prompt) for stage, prompt in shortest_prompts(council, base)]
     if council["aggregator"] != "vote":
         judge = council["judge"]
-        base = _base(council, task, deliberation_id, judge)
-        labels = [f"P{i}" for i in range(1, len(council["agents"]) + 1)]
-        _, text = labelled(labels, dict.fromkeys(labels, MARKER.format(n=0)))
-        prompt = stage_prompt(
-            base, "judge", system="roles/judge", proposals=text, labels=", ".join(labels)
-        )
-        checks.append((judge, "judge", prompt))
+        checks.append((judge, "judge", judge_prompt(council, _base(council, task, "-", judge))))
+    return checks
+
+
+def prompt_files_used(council: Council) -> set[str]:
+    """The prompt files ``council``'s stages render (``propose.md``, ``roles/dev.md``, ...)."""
+    return {
+        f"{name}.md"
+        for _, _, prompt in _checks(council, "(task)", "-")
+        for name in (prompt.system, prompt.stage)
+    }
+
+
+def prompt_problems(files: Snapshot, council: Council, task: str = "(task)") -> list[Problem]:
+    """Every problem of the prompt files ``council``'s stages render (missing files, malformed
+    or unknown placeholders), each once, rendered with representative values.
+    """
+    problems: dict[tuple[str, int | None, str], Problem] = {}
+    for _, _, prompt in _checks(council, task, "-"):
+        given = [(prompt.system, {"role"}), (prompt.stage, {*prompt.values, *prompt.pieces})]
+        for name, known in given:
+            try:
+                text = files.text(name)
+            except PromptError as e:
+                found = e.problems
+            else:
+                found = check_text(f"{name}.md", text, known)
+            for p in found:
+                problems.setdefault((p.file, p.line, p.what), p)
+        if not problems:
+            prompt.render(files)
+    return list(problems.values())
+
+
+def check_prompts(files: PromptFiles, council: Council) -> Snapshot:
+    """The prompt set as read now, when every file ``council`` renders is there and fills only
+    placeholders its stage gives (``PromptError`` naming each problem: bad input, before any
+    LLM call).
+    """
+    snapshot = files.snapshot()
+    problems = prompt_problems(snapshot, council)
+    if problems:
+        raise PromptError(snapshot.root, problems)
+    snapshot.rendered.clear()
+    return snapshot
+
+
+async def check_fits(llm: LLM, council: Council, task: str, deliberation_id: str) -> None:
+    """Refuse (``RequestError`` on ``task``, with the numbers) a deliberation whose shortest
+    prompts do not leave their answers room in some agent's context window.
+    """
+    checks = _checks(council, task, deliberation_id)
     seen: set[tuple[str, str, str]] = set()
     for agent, stage, prompt in checks:
         key = (agent["base_url"], agent["model"], stage)

@@ -1,4 +1,9 @@
-"""prepare: check the LLMs and that the council's shortest prompts fit their windows.
+"""prepare: check the prompt files, the LLMs, and that the council's shortest prompts fit
+their windows.
+
+Every prompt file the council renders must be there and use only the placeholders its stage
+fills (``llm.stage.check_prompts``: a ``PromptError``, bad input, before any LLM request); the
+prompt set's digest is recorded (``prompts``), so the event can say which prompt text it used.
 
 Every endpoint the council names must answer and serve its agents' models (an agent without a
 model adopts its server's first one). A deliberation whose shortest prompts cannot fit an
@@ -11,14 +16,22 @@ from __future__ import annotations
 import time
 
 from council_agents.core.metrics import DELIBERATIONS_STARTED
-from council_agents.core.state import CouncilState, Prepared
+from council_agents.core.state import CouncilState, Prepared, PromptProvenance
 from council_agents.llm.client import LLM
-from council_agents.llm.stage import check_fits
+from council_agents.llm.stage import check_fits, check_prompts
 
 
 async def prepare(state: CouncilState, *, llm: LLM) -> Prepared:
-    """The council with every model named, and when the deliberation started."""
+    """The council with every model named, when the deliberation started, its prompt set."""
+    files = check_prompts(llm.prompts, state["council"])
     council = await llm.ready(state["council"])
     await check_fits(llm, council, state["task"], state["deliberation_id"])
     DELIBERATIONS_STARTED.labels(council["role"]).inc()
-    return Prepared(council=council, started_at=time.time())
+    prompts = PromptProvenance(
+        digest=files.digest,
+        changed=False,
+        digests=[files.digest],
+        files=files.hashes,
+        changed_files=[],
+    )
+    return Prepared(council=council, started_at=time.time(), prompts=prompts)

@@ -27,6 +27,7 @@ from council_agents.core.events import (
     JudgementRecord,
     LegacyDecision,
     OmissionRecord,
+    PromptSetRecord,
     ProposalRecord,
     RankEntry,
     TokenCount,
@@ -34,8 +35,9 @@ from council_agents.core.events import (
     Winner,
     utcnow,
 )
+from council_agents.core.progress import prompt_provenance
 from council_agents.core.settings import display_url
-from council_agents.core.state import CallRecord, CouncilState, Published
+from council_agents.core.state import CallRecord, CouncilState, PublishAck, Published
 from council_agents.events.publisher import COMPLETED_SUBJECT, Events, completed_id
 from council_agents.llm.prompt import critique_text
 from council_agents.storage.saver import ensure_checkpointable
@@ -134,7 +136,14 @@ def build_completed(state: CouncilState, now: datetime | None = None) -> Deliber
         origin=state.get("origin"),
         owner=state.get("owner"),
         label=state.get("label"),
+        prompts=_prompts_record(state),
     )
+
+
+def _prompts_record(state: CouncilState) -> PromptSetRecord | None:
+    """The prompt set the deliberation used, as the event records it."""
+    provenance = prompt_provenance(state)
+    return None if provenance is None else PromptSetRecord.model_validate(provenance)
 
 
 def completed_event(values: CouncilState) -> DeliberationCompleted | None:
@@ -161,7 +170,7 @@ async def publish(state: CouncilState, *, events: Events) -> Published:
             reason="no NATS server configured (NATS_URL unset)",
         )
         metrics.completed(event.role, seconds)
-        return Published(result=event, published={}, finished_at=now.isoformat())
+        return _published(state, event, {}, now)
     try:
         ack = await events.publish(COMPLETED_SUBJECT, event, completed_id(event.deliberation_id))
     except (nats.errors.Error, OSError, TimeoutError) as e:
@@ -170,4 +179,15 @@ async def publish(state: CouncilState, *, events: Events) -> Published:
     log.info("event.published", deliberation_id=event.deliberation_id, **ack)
     if not ack["duplicate"]:
         metrics.completed(event.role, seconds)
-    return Published(result=event, published=ack, finished_at=now.isoformat())
+    return _published(state, event, ack, now)
+
+
+def _published(
+    state: CouncilState, event: DeliberationCompleted, ack: PublishAck, now: datetime
+) -> Published:
+    """The update of publish: the event, where it went, when, and the prompt set the calls used."""
+    update = Published(result=event, published=ack, finished_at=now.isoformat())
+    provenance = prompt_provenance(state)
+    if provenance is not None:
+        update["prompts"] = provenance
+    return update

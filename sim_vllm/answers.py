@@ -19,7 +19,13 @@ from council_agents.sim_vllm import content, truth
 from council_agents.sim_vllm.faults import FaultRule
 from council_agents.sim_vllm.humaneval import HumanEvalScript
 from council_agents.sim_vllm.latency import SimConfig
-from council_agents.sim_vllm.protocol import Caller, ChatRequest, guess_stage, json_schema
+from council_agents.sim_vllm.protocol import (
+    Caller,
+    ChatRequest,
+    guess_stage,
+    json_schema,
+    message_text,
+)
 
 PieceKind = Literal["reasoning", "content"]
 FinishReason = Literal["stop", "length"]
@@ -67,6 +73,11 @@ def plan_answer(
         content.SchemaError: The response format or its schema is not supported.
     """
     rng = _rng(req, config.seed)
+    words = (
+        config.truth.marked("\n".join(message_text(m) for m in req.messages))
+        if config.truth is not None and config.truth.marks
+        else frozenset()
+    )
     stage = who["stage"] or guess_stage(req.messages)
     max_tokens = req.max_tokens_asked or (config.max_model_len - who["prompt_tokens"])
     thinking_on = (req.chat_template_kwargs or {}).get("enable_thinking", True) is not False
@@ -91,7 +102,7 @@ def plan_answer(
         if stage == "propose":
             authors.remember(who["agent"], body)
     elif schema is not None:
-        body = _document(rng, schema, stage, prompt, who, config, authors)
+        body = _document(rng, schema, stage, prompt, who, config, authors, words)
         if kind == "invalid_json":
             body = content.break_json(rng, body)
     elif stage == "revise" and not req.ignore_eos:
@@ -103,7 +114,7 @@ def plan_answer(
     else:
         body = _prose(rng, req, stage, prompt, who, config, max_tokens)
         if stage == "propose":
-            authors.remember(who["agent"], body)
+            authors.remember(who["agent"], body, words, who["deliberation"])
     finish: FinishReason = "stop"
     if kind == "truncated_json":
         body, finish = body[: max(1, len(body) // 2)], "length"
@@ -125,11 +136,12 @@ def _document(
     who: Caller,
     config: SimConfig,
     authors: truth.Authors,
+    words: frozenset[str] = frozenset(),
 ) -> str:
     """A structured answer: a document valid against ``schema``, as the truth shapes it."""
     doc = content.from_schema(schema, rng, prompt)
     revise = max(20, int(rng.lognormvariate(0, config.length_sigma) * config.mean_tokens["revise"]))
-    doc = truth.shape(doc, stage, prompt, who, rng, config.truth, authors, revise)
+    doc = truth.shape(doc, stage, prompt, who, rng, config.truth, authors, revise, words)
     return content.dumps(doc)
 
 

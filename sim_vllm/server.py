@@ -23,6 +23,7 @@ from council_agents.sim_vllm.faults import FaultRule
 from council_agents.sim_vllm.humaneval import HumanEvalScript
 from council_agents.sim_vllm.info import Info
 from council_agents.sim_vllm.latency import SimConfig
+from council_agents.sim_vllm.truth import Truth
 
 __all__ = ["ServerThread", "SimConfig", "SimVLLM", "add_cli", "create_app", "free_port"]
 
@@ -153,6 +154,20 @@ def add_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the vLLM release simulated where releases differ (reasoning field, error wording)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--mark",
+        action="append",
+        default=[],
+        metavar="WORD=POINTS",
+        help="script the judges: a proposal written from a prompt containing WORD is worth "
+        "POINTS more (e.g. a prompt change; sim_vllm.truth)",
+    )
+    p.add_argument(
+        "--position-bias",
+        type=float,
+        default=0.0,
+        help="with --mark: points the judges add to the proposal shown first",
+    )
     _add_humaneval_flags(p)
     p.add_argument(
         "--fault",
@@ -183,6 +198,22 @@ def _add_humaneval_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _truth(marks: list[str], position_bias: float) -> Truth | None:
+    """The scripted truth of ``--mark WORD=POINTS`` flags (None: none given)."""
+    if not marks:
+        return None
+    points = {}
+    for mark in marks:
+        word, sep, value = mark.rpartition("=")
+        try:
+            points[word] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not word:
+            raise SystemExit(f"sim-vllm: --mark: {mark!r} is not WORD=POINTS")
+    return Truth(marks=points, position_bias=position_bias)
+
+
 def _run_cli(args: argparse.Namespace) -> int:
     cfg = SimConfig(
         model=args.model,
@@ -195,6 +226,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         reasoning_parser=args.reasoning_parser,
         vllm_version=args.vllm_version,
         seed=args.seed,
+        truth=_truth(args.mark, args.position_bias),
     )
     faults = [FaultRule.parse_flag(f) for f in args.fault]
     humaneval = (

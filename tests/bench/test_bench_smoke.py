@@ -7,8 +7,9 @@ still run every code path of the command (time scale 0 or 0.01: seconds, not min
 
 Two need what CI cannot have; what of them is covered is said in their tests:
 
-* ``bench.real_llm`` and ``bench.real_eval`` start llama.cpp's llama-server (``--install``
-  compiles it): both run here with ``--base-url`` against the simulated vLLM instead, which
+* ``bench.real_llm``, ``bench.real_eval`` and ``bench.real_compare`` start llama.cpp's
+  llama-server (``--install`` compiles it): they run here with ``--base-url`` against the
+  simulated vLLM instead, which
   covers everything but installing and starting llama-server (``llama_server``, ``install``);
 * ``bench.peers`` runs AutoGen and CrewAI in virtualenvs it installs from PyPI: it runs here
   with ``--frameworks council`` (the figures, the table, the JSON) and its helpers on tiny
@@ -346,3 +347,46 @@ def test_real_eval_helpers(tmp_path):
     assert cmd[cmd.index("--limit") + 1] == "2" and cmd[cmd.index("--strategies") + 1] == "single"
     assert cmd[cmd.index("--model") + 1] == real_eval.MODEL_ALIAS
     assert isinstance(real_eval.installed(), bool)
+
+
+def test_real_compare_against_the_simulator(tmp_path, sim):
+    """Covered: ``bench.real_compare`` with ``--base-url`` (the candidate prompt set written
+    with its one change, ``council compare`` on one shipped task with 2 agents and 0 rounds).
+    Not covered: ``--install`` and starting llama-server."""
+    from council_agents.llm.prompt_files import PromptFiles
+
+    results = tmp_path / "compare"
+    args = ["--base-url", sim.base_url, "--model", served_model(sim), "--limit", "1"]
+    out = bench(
+        tmp_path,
+        "bench.real_compare",
+        *args,
+        "--agents",
+        "2",
+        "--rounds",
+        "0",
+        "--out",
+        str(results),
+    )
+    assert "council compare exited 0" in out and "1 task(s): " in out
+    assert {"compare.json", "results.jsonl", "summary.md", "summary.json"} <= {
+        p.name for p in results.iterdir()
+    }
+    candidate = (results / "candidate-prompts" / "propose.md").read_text()
+    assert "at most about 200 words in all, one line per step" in candidate
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["tasks"] == 1
+    assert summary["sets"][1]["prompt_sets"] == [
+        PromptFiles(results / "candidate-prompts").snapshot().digest
+    ]
+
+
+def test_real_compare_helpers(tmp_path):
+    """The command line and the ``council compare`` command it runs."""
+    from bench import real_compare
+
+    args = real_compare.parse_args(["--base-url", "http://x/v1", "--limit", "2"])
+    cmd = real_compare.compare_command(args, args.base_url, tmp_path)
+    assert cmd[1:5] == ["-m", "council_agents.cli", "compare", str(tmp_path / "candidate-prompts")]
+    assert cmd[cmd.index("--limit") + 1] == "2" and cmd[cmd.index("--rounds") + 1] == "1"
+    assert cmd[cmd.index("--model") + 1] == real_compare.MODEL_ALIAS

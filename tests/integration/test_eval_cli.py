@@ -240,3 +240,36 @@ def test_an_out_dir_of_another_eval_is_refused_with_exit_2(tmp_path, scripted_si
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "holds an eval with model 'another-model'" in lines[0]
+
+
+def test_prompts_dir_pairs_every_strategy_with_itself_on_the_eval_s_prompts(tmp_path, scripted_sim):
+    import shutil
+
+    from council_agents.evals.harness import PROMPTS_DIR
+    from council_agents.llm.prompt_files import PromptFiles
+
+    prompts = tmp_path / "prompts"
+    shutil.copytree(PROMPTS_DIR, prompts)
+    propose = prompts / "propose.md"
+    propose.write_text(propose.read_text() + "\nKeep the function short.\n")
+    digest = PromptFiles(prompts).snapshot().digest
+    out = tmp_path / "out"
+    args = eval_args(scripted_sim, out, "--limit", "2", "--strategies", "single,judge")
+    r = council(tmp_path, *args, "--prompts-dir", str(prompts))
+    assert r.returncode == 0, r.stderr
+    labels = {(x["task_id"], x["strategy"]) for x in read_results(out / "results.jsonl")}
+    ids = [p["task_id"] for p in load_problems("test", 2)]
+    variants = [f"single [prompts {digest}]", f"judge [prompts {digest}]"]
+    assert labels == {(t, s) for t in ids for s in ["single", "judge", *variants]}
+    summary = (out / "summary.md").read_text()
+    assert "Prompt sets, strategy by strategy (McNemar, the same problems)" in summary
+    for strategy in ("single", "judge"):
+        assert f"| {strategy} | {digest} | 2 |" in summary
+    threads = {e["deliberation"] for e in sim_requests(scripted_sim)}
+    assert any(t and t.endswith(f".judge-p{digest}") for t in threads)
+
+    (prompts / "critique.md").write_text("${task} ${proposl}\n")
+    bad = council(tmp_path, *args, "--prompts-dir", str(prompts))
+    lines = [line for line in bad.stderr.splitlines() if line.strip()]
+    assert bad.returncode == 2 and len(lines) == 1, bad.stderr
+    assert f"--prompts-dir: prompt file {prompts}/critique.md:1: unknown placeholder" in lines[0]
