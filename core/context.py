@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import ConfigDict
 
-from council_agents.core.limits import AgentCount, Name, TokenBudget
+from council_agents.core.limits import AgentCount, Critics, Name, TokenBudget
 from council_agents.core.terms import Aggregator, Presentation
 
 
@@ -31,6 +31,9 @@ class Context:
     """How the winner is decided (default: the council's, else ``judge+vote``)."""
     presentation: Presentation | None = None
     """How the judges are shown the proposals (default: the council's, else ``rotations``)."""
+    critics: Critics | None = None
+    """Critics per proposal (default: the council's, else every peer); fewer than the peers
+    make a sparse ring (docs/DECISIONS.md, "Topology")."""
     token_budget: TokenBudget | None = None
     """Most prompt + completion tokens for the deliberation (default: the council's, else none);
     when the next stage could exceed it, the council goes to selection."""

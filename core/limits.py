@@ -51,6 +51,8 @@ Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 """A deliberation, story or task id."""
 AgentCount = Annotated[int, Field(ge=MIN_AGENTS, le=MAX_AGENTS)]
 """Agents in a council."""
+Critics = Annotated[int, Field(ge=1, le=MAX_AGENTS - 1)]
+"""Critics per proposal (a sparse ring when fewer than the peers)."""
 Rounds = Annotated[int, Field(ge=0, le=MAX_ROUNDS)]
 """Critique and revise rounds."""
 TokenBudget = Annotated[int, Field(ge=MIN_TOKEN_BUDGET, le=MAX_TOKEN_BUDGET)]

@@ -27,6 +27,41 @@ def versions_done(state: CouncilState) -> dict[str, int]:
     return versions
 
 
+def unchanged(state: CouncilState) -> set[str]:
+    """The agents whose newest version (a revision) has the same content as the one before it:
+    carried forward, or answered ``UNCHANGED``. Their drafts are not critiqued again.
+    """
+    texts: dict[str, dict[int, str]] = {}
+    for draft in state.get("drafts", []):
+        texts.setdefault(draft["agent_id"], {})[draft["version"]] = draft["content"]
+    same = set()
+    for agent_id, versions in texts.items():
+        newest = max(versions)
+        if newest > 0 and versions.get(newest - 1) == versions[newest]:
+            same.add(agent_id)
+    return same
+
+
+def critic_pairs(state: CouncilState) -> list[tuple[str, str]]:
+    """The (critic, author) pairs of the next critique round: among the agents still in (id
+    order), author i is critiqued by agents i+1..i+k (mod their number), k being the council's
+    ``critics`` (every peer when unset); an author whose newest draft is unchanged is not
+    critiqued again.
+    """
+    versions = versions_done(state)
+    ids = [a["agent_id"] for a in state["council"]["agents"] if a["agent_id"] in versions]
+    n = len(ids)
+    k = state["council"].get("critics") or n - 1
+    k = min(k, n - 1)
+    same = unchanged(state)
+    return [
+        (ids[(i + step) % n], author)
+        for i, author in enumerate(ids)
+        if author not in same
+        for step in range(1, k + 1)
+    ]
+
+
 def critiques_for(critiques: list[Critique], author: str) -> list[Critique]:
     """The critiques of ``author``'s proposal, in critic order."""
     return sorted((c for c in critiques if c["author"] == author), key=lambda c: c["critic"])
@@ -53,7 +88,9 @@ def tokens_used(state: CouncilState) -> int:
 
 
 def stop_reason(state: CouncilState) -> StopReason:
-    """Why the rounds ended: ``rounds_completed``, ``converged`` or ``budget``."""
+    """Why the rounds ended: ``rounds_completed``, ``converged``, ``no_critiques``,
+    ``unchanged`` (no draft changed, so no pair was left to critique) or ``budget``.
+    """
     versions = versions_done(state)
     done = min(versions.values()) if versions else 0
     if done >= state["council"]["rounds"]:
@@ -61,6 +98,8 @@ def stop_reason(state: CouncilState) -> StopReason:
     received = [c for c in state.get("critiques", []) if c["round"] == done + 1]
     if converged(received):
         return "converged"
+    if not received and not critic_pairs(state):
+        return "unchanged"
     rejected = [
         o for o in state.get("omissions", []) if o["stage"] == "critique" and o["round"] == done + 1
     ]

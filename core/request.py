@@ -38,6 +38,7 @@ from council_agents.core.limits import (
     MAX_JSON_DEPTH,
     MAX_TASK_CHARS,
     MIN_AGENTS,
+    Critics,
     Identifier,
     Name,
     RoleName,
@@ -180,6 +181,8 @@ class CouncilSpec(_Strict):
     aggregator: Aggregator = "judge+vote"
     presentation: Presentation = "rotations"
     token_budget: TokenBudget | None = None
+    critics: Critics | None = None
+    """Critics per proposal (None: every peer; fewer make a sparse ring)."""
 
     @field_validator("agents")
     @classmethod
@@ -424,6 +427,13 @@ def admit(
             "constraints": constraints,
         }
     )
+    critics = ctx.critics if ctx.critics is not None else spec.critics
+    if critics is not None and critics > len(spec.agents) - 1:
+        raise RequestError(
+            "critics",
+            f"{critics} critics per proposal with {len(spec.agents)} agents; "
+            f"the most is {len(spec.agents) - 1} (every peer)",
+        )
     judge = spec.judge or AgentSpec(agent_id=f"judge-{role.lower()}", temperature=0.0, seed=7)
     agents = sorted(spec.agents, key=lambda a: a.agent_id)
     council = Council(
@@ -441,6 +451,7 @@ def admit(
         presentation=ctx.presentation or spec.presentation,
         token_budget=ctx.token_budget if ctx.token_budget is not None else spec.token_budget,
         max_tokens=dict(settings.max_tokens),
+        critics=critics,
     )
     given = req.model_dump(mode="json", exclude_none=True)
     label = given.pop("deliberation_id", None)

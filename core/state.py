@@ -80,6 +80,10 @@ class Council(TypedDict):
     """Constraints every agent must respect (empty: none)."""
     require_approval: bool
     """Interrupt after select for a human approval or override."""
+    critics: NotRequired[int | None]
+    """Critics per proposal (None or absent: every peer). With fewer than the peers, the
+    critics of each author form a sparse ring: agent i is critiqued by agents i+1..i+k (mod the
+    agents still in, in id order)."""
 
 
 class Criterion(TypedDict):
@@ -342,7 +346,9 @@ class Decision(TypedDict):
     vote_winner: str | None
     """The Borda winner of the peer vote."""
     stop_reason: StopReason
-    """converged, budget, rounds_completed or human_override."""
+    """converged, budget, rounds_completed, no_critiques, unchanged or human_override."""
+    judges_skipped: NotRequired[str | None]
+    """Why the judges were not asked (the ballots were unanimous), when they were not."""
     approved_by_human: NotRequired[bool]
     """True when a human approved or overrode the decision."""
     machine_justification: NotRequired[str]
@@ -511,6 +517,12 @@ class CritiqueTask(_AgentTask):
     """Whose proposal is critiqued."""
     proposal: str
     """The proposal's latest version."""
+    order: NotRequired[list[str]]
+    """Every agent still in, in the deliberation's fixed order: the latest versions are shown
+    in this order under neutral labels (P1 first), the same for every critic and author of the
+    round so the prefix cache serves them (absent: the proposal alone)."""
+    proposals: NotRequired[dict[str, str]]
+    """Agent id -> latest version, for ``order``."""
 
 
 class ReviseTask(_AgentTask):
@@ -520,6 +532,10 @@ class ReviseTask(_AgentTask):
     """Its latest version."""
     critiques: list[Critique]
     """The critiques it received this round, in critic order."""
+    order: NotRequired[list[str]]
+    """As ``CritiqueTask.order``: the same proposals, in the same order, as the critics saw."""
+    proposals: NotRequired[dict[str, str]]
+    """Agent id -> the version the critics saw, for ``order``."""
 
 
 class ShowTask(_AgentTask):

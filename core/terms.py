@@ -15,10 +15,17 @@ Stage = Literal["propose", "critique", "revise", "judge", "vote"]
 Aggregator = Literal["judge", "vote", "judge+vote"]
 """How the winner is decided (docs/DECISIONS.md)."""
 StopReason = Literal[
-    "converged", "budget", "rounds_completed", "human_override", "approved", "no_critiques"
+    "converged",
+    "budget",
+    "rounds_completed",
+    "human_override",
+    "approved",
+    "no_critiques",
+    "unchanged",
 ]
 """Why the rounds ended (``approved``: kept for the replaced system's consumers;
-``no_critiques``: every critique of a round was rejected, so nothing could be revised)."""
+``no_critiques``: every critique of a round was rejected, so nothing could be revised;
+``unchanged``: no draft changed in the last round, so nothing was left to critique)."""
 DecidedBy = Literal["judges", "vote", "human", "tiebreak"]
 """What decided the winner (``tiebreak``: neither the judges nor the vote could tell the
 leaders apart, and the documented tie-break did; the justification says which)."""

@@ -34,7 +34,7 @@ from council_agents.core.metrics import FailureCounter
 from council_agents.core.settings import Settings
 from council_agents.core.state import CouncilState, InputState, OutputState
 from council_agents.events.publisher import Events
-from council_agents.graph.routing import after_select, route
+from council_agents.graph.routing import after_select, carried_drafts, route
 from council_agents.llm.client import LLM
 from council_agents.nodes.admit import admit
 from council_agents.nodes.approve import approve
@@ -73,8 +73,11 @@ async def checkpointable(stage: str, agent_id: str) -> None:
 
 
 async def tally(state: CouncilState) -> dict[str, object]:
-    """Join point after each stage; routing happens in ``route``."""
-    return {}
+    """Join point after each stage; routing happens in ``route``. Writes the drafts carried
+    forward without a call (``graph.routing.carried_drafts``: authors with no severe critique).
+    """
+    carried = carried_drafts(state)
+    return {"drafts": carried} if carried else {}
 
 
 def build(clients: Clients) -> Graph:

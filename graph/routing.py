@@ -2,11 +2,19 @@
 
 Rounds go on until the ceiling, until a round's critiques find no blocker or major defect
 (converged: the revise of that round is skipped), until every critique of a round was rejected
-(nothing to revise), or until the next stage could take the deliberation over its token budget
-(planned with the council's own per-stage budgets; each task is given its share of what is left,
-retries included, as a hard cap). Then selection: the judgements (one per presentation the
-council's scheme gives, unless the vote decides alone or the judges no longer fit the budget)
-and one ballot per agent, all in parallel, then ``select`` aggregates.
+(nothing to revise), until no draft changed (nothing left to critique: ``unchanged``), or until
+the next stage could take the deliberation over its token budget (planned with the council's own
+per-stage budgets; each task is given its share of what is left, retries included, as a hard
+cap). Then selection: the judgements (one per presentation the council's scheme gives, unless
+the vote decides alone or the judges no longer fit the budget) and one ballot per agent, then
+``select`` aggregates.
+
+Targeted deliberation (docs/DECISIONS.md): the critics of each proposal are the council's
+``critics`` (every peer, or a sparse ring: ``core.progress.critic_pairs``); only authors with a
+severe critique (a blocker, a major defect or a broken constraint) revise, the others' drafts
+are carried forward without a call (``carried_drafts``, written by ``tally``); a draft that did
+not change is not critiqued again. With ``judge+vote`` the ballots come first and the judges
+are asked only when the ballots' first choices are not unanimous (``nodes.vote.unanimous``).
 
 An agent whose answers were rejected after every retry is left out of that task (an
 ``Omission`` in the state) and the deliberation goes on: a proposer left out takes no further
@@ -23,10 +31,13 @@ from langgraph.types import Send
 from council_agents.core.errors import AnswerRejected
 from council_agents.core.progress import (
     converged,
+    critic_pairs,
     critiques_for,
     latest_drafts,
     left_out,
+    severe,
     tokens_used,
+    unchanged,
     versions_done,
 )
 from council_agents.core.state import (
@@ -34,6 +45,7 @@ from council_agents.core.state import (
     CouncilState,
     Critique,
     CritiqueTask,
+    Draft,
     ProposeTask,
     ReviseTask,
     ShowTask,
@@ -41,6 +53,7 @@ from council_agents.core.state import (
 from council_agents.core.terms import Stage
 from council_agents.llm.prompt import critique_text
 from council_agents.llm.stage import brief
+from council_agents.nodes.select import skipped_because
 
 PROMPT_OVERHEAD_TOKENS = 700
 """System prompt, headings and instructions of a stage prompt (an upper estimate)."""
@@ -113,10 +126,24 @@ def _judged(state: CouncilState) -> list[list[str]]:
     return done
 
 
+def _voters(state: CouncilState) -> list[Agent]:
+    """The agents still in that have neither voted nor been left out of the vote."""
+    finals = latest_drafts(state)
+    voted = {b["voter"] for b in state.get("ballots", [])}
+    voted |= {o["agent_id"] for o in state.get("omissions", []) if o["stage"] == "vote"}
+    return [
+        a
+        for a in state["council"]["agents"]
+        if a["agent_id"] in finals and a["agent_id"] not in voted
+    ]
+
+
 def selection(state: CouncilState) -> list[Send]:
-    """The selection tasks not yet done: the judgements (unless the council decides by vote
-    alone, or they no longer fit the token budget: then the vote decides) and one ballot per
-    agent still in (its peers only).
+    """The selection tasks not yet done: one ballot per agent still in (every final version in
+    the deliberation's fixed order, ranking its peers only), and the judgements (unless the
+    council decides by vote alone, or they no longer fit the token budget: then the vote
+    decides). With ``judge+vote`` the ballots come first, and the judges only when the ballots'
+    first choices are not unanimous (``nodes.select.skipped_because``).
     """
     council = state["council"]
     finals = latest_drafts(state)
@@ -125,19 +152,15 @@ def selection(state: CouncilState) -> list[Send]:
     judging = council["aggregator"] != "vote" and not (
         _over(state, _selection_cost(state, len(shown))) and not state.get("judgements")
     )
+    voters = _voters(state)
+    if council["aggregator"] == "judge+vote" and (voters or skipped_because(state)):
+        judging = False  # the ballots first; the judges only when they are not unanimous
     judges = [order for order in shown if order not in _judged(state)] if judging else []
-    voted = {b["voter"] for b in state.get("ballots", [])}
-    voted |= {o["agent_id"] for o in state.get("omissions", []) if o["stage"] == "vote"}
-    voters = [
-        a for a in council["agents"] if a["agent_id"] in finals and a["agent_id"] not in voted
-    ]
     cap = _share(state, 0, len(judges) + len(voters))
     sends = [_show(state, council["judge"], "judge", order, cap) for order in judges]
+    order = presentation_order(state, ids)
     for agent in voters:
-        peers = [
-            a for a in presentation_order(state, ids, agent["agent_id"]) if a != agent["agent_id"]
-        ]
-        sends.append(_show(state, agent, "vote", peers, cap))
+        sends.append(_show(state, agent, "vote", order, cap))
     return sends
 
 
@@ -173,9 +196,10 @@ def over_budget(state: CouncilState, calls: list[tuple[int, int]]) -> bool:
 def route(state: CouncilState) -> list[Send] | Literal["select"]:
     """Send the next stage's parallel tasks, or go to select when selection is complete.
 
-    propose: one task per agent without a draft (or an omission); critique: one per ordered
-    (critic, author) pair of the round; revise: one per author, with the critiques it
-    received; then the selection tasks; then select. Raises ``AnswerRejected`` when fewer than
+    propose: one task per agent without a draft (or an omission); critique: one per
+    (critic, author) pair of the round (``core.progress.critic_pairs``); revise: one per author
+    with a severe critique (the others' drafts were carried by ``tally``), with the critiques
+    it received; then the selection tasks; then select. Raises ``AnswerRejected`` when fewer than
     two proposals were accepted.
     """
     council = state["council"]
@@ -203,6 +227,7 @@ def route(state: CouncilState) -> list[Send] | Literal["select"]:
         done >= council["rounds"]
         or converged(received)
         or all_critiques_rejected(state, this_round)
+        or not (received or critic_pairs(state))
         or state.get("judgements")
         or state.get("ballots")
     )
@@ -215,10 +240,49 @@ def route(state: CouncilState) -> list[Send] | Literal["select"]:
 
 
 def _pairs(state: CouncilState) -> list[tuple[Agent, Agent]]:
-    """Every ordered (critic, author) pair of the agents still in."""
+    """The round's (critic, author) pairs (``core.progress.critic_pairs``: every peer or a
+    sparse ring, never an unchanged draft).
+    """
+    agents = {a["agent_id"]: a for a in state["council"]["agents"]}
+    return [(agents[c], agents[a]) for c, a in critic_pairs(state)]
+
+
+def carried_drafts(state: CouncilState) -> list[Draft]:
+    """The drafts carried forward without a call, once a round's critiques are all in and some
+    author must revise: each author still at the previous version with no severe critique
+    (only minor defects, none, or not critiqued because its draft did not change). ``tally``
+    writes them, so no revise task is sent for them and the rounds still count from the drafts.
+    """
     versions = versions_done(state)
-    agents = [a for a in state["council"]["agents"] if a["agent_id"] in versions]
-    return [(c, a) for a in agents for c in agents if c["agent_id"] != a["agent_id"]]
+    if not versions or state.get("judgements") or state.get("ballots"):
+        return []
+    done = min(versions.values())
+    this_round = done + 1
+    if done >= state["council"]["rounds"]:
+        return []
+    received = [c for c in state.get("critiques", []) if c["round"] == this_round]
+    if not any(severe(c) for c in received):
+        return []  # converged, rejected or not yet critiqued: no revise stage follows
+    if any((c, a) not in _critiqued(state, this_round) for c, a in critic_pairs(state)):
+        return []
+    finals = latest_drafts(state)
+    same = unchanged(state)
+    carried = []
+    for agent_id in sorted(versions):
+        mine = critiques_for(received, agent_id)
+        if versions[agent_id] >= this_round or any(severe(c) for c in mine):
+            continue
+        why = (
+            "unchanged: no severe defect"
+            if mine
+            else "unchanged: not critiqued again (its draft did not change)"
+            if agent_id in same
+            else "unchanged: no critique to answer"
+        )
+        carried.append(
+            Draft(agent_id=agent_id, version=this_round, content=finals[agent_id], carried=why)
+        )
+    return carried
 
 
 def _critiqued(state: CouncilState, this_round: int) -> set[tuple[str, str]]:
@@ -251,10 +315,11 @@ def _round(state: CouncilState, this_round: int, received: list[Critique]) -> li
         for c, a in _pairs(state)
         if (c["agent_id"], a["agent_id"]) not in _critiqued(state, this_round)
     ]
+    order = presentation_order(state, sorted(versions_done(state)))
+    shown = {a: finals[a] for a in order}
+    shown_chars = sum(len(t) for t in shown.values())
     if pending:
-        cost = [
-            (len(finals[a["agent_id"]]) + len(state["task"]), limit["critique"]) for _, a in pending
-        ]
+        cost = [(shown_chars + len(state["task"]), limit["critique"]) for _ in pending]
         if over_budget(state, cost):
             return []
         cap = _share(state, _selection_cost(state, 2), len(pending))
@@ -265,6 +330,8 @@ def _round(state: CouncilState, this_round: int, received: list[Critique]) -> li
                     **_base(state, critic, "critique", this_round, cap),
                     author=author["agent_id"],
                     proposal=finals[author["agent_id"]],
+                    order=order,
+                    proposals=shown,
                 ),
             )
             for critic, author in pending
@@ -273,7 +340,10 @@ def _round(state: CouncilState, this_round: int, received: list[Critique]) -> li
     authors = [a for a in council["agents"] if versions.get(a["agent_id"], this_round) < this_round]
     received_chars = sum(len(critique_text(c)) for c in received)
     cost = [
-        (len(finals[a["agent_id"]]) * 2 + received_chars + len(state["task"]), limit["revise"])
+        (
+            shown_chars + len(finals[a["agent_id"]]) + received_chars + len(state["task"]),
+            limit["revise"],
+        )
         for a in authors
     ]
     if over_budget(state, cost):
@@ -286,6 +356,8 @@ def _round(state: CouncilState, this_round: int, received: list[Critique]) -> li
                 **_base(state, agent, "revise", this_round, cap),
                 proposal=finals[agent["agent_id"]],
                 critiques=critiques_for(received, agent["agent_id"]),
+                order=order,
+                proposals=shown,
             ),
         )
         for agent in authors

@@ -252,23 +252,19 @@ def shortest_prompts(council: Council, task: ProposeTask) -> list[tuple[Stage, P
     labels = [f"P{i}" for i in range(1, n + 1)]
     shown = dict.fromkeys(labels, stub)
     prompts: list[tuple[Stage, Prompt]] = [("propose", stage_prompt(task, "propose"))]
+    _, text = labelled(labels, shown)
     if council["rounds"] > 0 and n > 1:
-        prompts.append(
-            (
-                "critique",
-                stage_prompt(task, "critique", author="-", version=0, proposal=stub, round=1),
-            )
-        )
+        on: dict[str, Any] = {"author": "-", "version": 0, "proposal": stub, "round": 1}
+        on["label"] = "P2"
+        prompts.append(("critique", stage_prompt(task, "critique", proposals=text, own="P1", **on)))
         prompts.append(
             (
                 "revise",
-                stage_prompt(
-                    task, "revise", author="-", version=0, proposal=stub, critiques=stub, round=1
-                ),
+                stage_prompt(task, "revise", proposals=text, critiques=stub, own="P2", **on),
             )
         )
-    _, text = labelled(labels[:-1] or labels, shown)
-    prompts.append(("vote", stage_prompt(task, "vote", proposals=text, labels="P1")))
+    peers = ", ".join(labels[1:]) or "P1"
+    prompts.append(("vote", stage_prompt(task, "vote", proposals=text, labels=peers, own="P1")))
     return prompts
 
 

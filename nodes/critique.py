@@ -1,4 +1,8 @@
-"""critique: one peer critiques one proposal (every ordered pair of agents, in parallel).
+"""critique: one peer critiques one proposal (the round's pairs, in parallel).
+
+Every critic of a round reads the same prompt up to its last lines: the latest versions of
+every agent still in, in the deliberation's fixed order under neutral labels; the label under
+critique and the critic's own come last (the prefix cache serves the rest).
 
 The critic answers a structured document (defects with severities, constraint violations), so
 the council can tell when no blocker or major defect is left (``graph.routing``); the author
@@ -12,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from council_agents.core.state import Critique, CritiqueTask, CritiqueUpdate, Defect
 from council_agents.core.terms import Severity
 from council_agents.llm.client import LLM
-from council_agents.llm.prompt import Oldest
-from council_agents.llm.stage import LEFT_OUT, omission, run_agent
+from council_agents.llm.stage import LEFT_OUT, labels_for, omission, proposals_piece, run_agent
 
 
 class _Doc(BaseModel):
@@ -42,6 +45,8 @@ async def critique(task: CritiqueTask, *, llm: LLM) -> CritiqueUpdate:
     answers are rejected after every retry, an omission: the author goes without it).
     """
     critic = task["agent"]["agent_id"]
+    order = task.get("order") or [task["author"]]
+    labels = {a: label for label, a in labels_for(order).items()}
     try:
         answer = await run_agent(
             llm,
@@ -51,7 +56,14 @@ async def critique(task: CritiqueTask, *, llm: LLM) -> CritiqueUpdate:
             author=task["author"],
             version=task["round"] - 1,
             round=task["round"],
-            pieces={"proposal": Oldest("proposal under critique", task["proposal"])},
+            label=labels[task["author"]],
+            own=labels.get(critic, "none of them"),
+            proposal=task["proposal"],
+            pieces={
+                "proposals": proposals_piece(
+                    order, task.get("proposals") or {task["author"]: task["proposal"]}
+                )
+            },
         )
     except LEFT_OUT as e:
         left = omission(task, "critique", e, subject=task["author"])

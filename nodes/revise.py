@@ -1,4 +1,4 @@
-"""revise: an author revises its own proposal from the critiques it received (in parallel).
+r"""revise: an author revises its own proposal from the critiques it received (in parallel).
 
 The author answers in plain text: first the full revised proposal (a code block for code), then
 a ``=== CHANGES ===`` line and the defects it addressed and rejected, one per line (read
@@ -6,8 +6,12 @@ loosely); or only ``UNCHANGED``, which carries the previous version forward. A r
 drops what the previous version had (``checks.artifact``: its code block, code that no longer
 parses or defines the same names, a fixed section, most of its text) is rejected and asked
 again; after the retries the previous version stands. An author with no critique to answer
-keeps its version without a call. The proposal under revision is never shortened to fit a
-window (only the critiques are).
+keeps its version without a call (the router sends no task to an author without a severe
+critique: ``tally`` carries its draft). The prompt shows the proposals exactly as the round's
+critics saw them (every agent's, in the deliberation's fixed order, under neutral labels, so
+the prefix cache serves it), then the critiques, then which label is the author's; the critiques
+are shortened first to fit a window. Headings the fence escaped (``\## ...``) and copied back
+are restored.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from council_agents.checks.artifact import dropped
 from council_agents.core.state import Change, Draft, DraftUpdate, ReviseTask
 from council_agents.llm.client import LLM
 from council_agents.llm.prompt import Critiques
-from council_agents.llm.stage import LEFT_OUT, omission, run_agent
+from council_agents.llm.stage import LEFT_OUT, labels_for, omission, proposals_piece, run_agent
 
 CHANGES = re.compile(r"^\s*[=#*-]*\s*changes\s*[=#*:-]*\s*$", re.I | re.M)
 """The line between the revised proposal and its list of changes."""
 _FENCE = re.compile(r"^\s*</?data-[0-9a-f]{12}>\s*$", re.M)
 """A fence line (``llm.prompt.fence``) the author copied back with its proposal."""
+_ESCAPED = re.compile(r"^( {0,3})\\(#)", re.M)
+"""A heading the fence escaped (``llm.prompt.escaped``), copied back with the proposal."""
 _ITEM = re.compile(r"^\s*[-*]?\s*(addressed|rejected)\s*[:-]\s*(.+)$", re.I)
 UNCHANGED = "UNCHANGED"
 
@@ -49,7 +55,7 @@ def read_revision(answer: str, previous: str) -> Revision:
     """The revision in ``answer``; ``ValueError`` (one line) when it is empty or drops what
     ``previous`` had.
     """
-    text = _FENCE.sub("", answer).strip()
+    text = _ESCAPED.sub(r"\1\2", _FENCE.sub("", answer)).strip()
     if text.upper().startswith(UNCHANGED) and len(text) < len(UNCHANGED) + 200:
         return Revision(None)
     marker = CHANGES.search(text)
@@ -85,6 +91,9 @@ async def revise(task: ReviseTask, *, llm: LLM) -> DraftUpdate:
     if not task["critiques"]:
         return DraftUpdate(drafts=[carried(task, "unchanged: no critique to answer")], calls=[])
     previous = task["proposal"]
+    author = task["agent"]["agent_id"]
+    order = task.get("order") or [author]
+    labels = {a: label for label, a in labels_for(order).items()}
     try:
         answer = await run_agent(
             llm,
@@ -96,7 +105,12 @@ async def revise(task: ReviseTask, *, llm: LLM) -> DraftUpdate:
             version=task["round"] - 1,
             round=task["round"],
             proposal=previous,
-            pieces={"critiques": Critiques(task["critiques"])},  # never the proposal itself
+            label=labels[author],
+            own=labels[author],
+            pieces={
+                "critiques": Critiques(task["critiques"]),  # shortened first
+                "proposals": proposals_piece(order, task.get("proposals") or {author: previous}),
+            },
         )
     except LEFT_OUT as e:
         left = omission(task, "revise", e)

@@ -12,7 +12,9 @@ No LLM call here: the judgements and the peer ballots are in the state.
 - **The aggregation**: ``judge``: the judges' signal; ``vote``: the vote's; ``judge+vote``
   (default): the judges' when they agree (or judged each proposal alone), else the vote's.
   Whatever signal decides, a tie falls to the other signal, then to the lower agent id; when
-  that happens ``decided_by`` is ``tiebreak`` and the justification says so. With neither a
+  that happens ``decided_by`` is ``tiebreak`` and the justification says so. With
+  ``judge+vote`` the ballots come first; when they are unanimous the judges are not asked and
+  the vote decides (``judges_skipped`` says why). With neither a
   judgement nor a ballot the deliberation fails (``AnswerRejected``). See docs/DECISIONS.md.
 """
 
@@ -31,7 +33,7 @@ from council_agents.core.state import (
 )
 from council_agents.core.terms import DecidedBy
 from council_agents.nodes.judge import weighted_total
-from council_agents.nodes.vote import borda, copeland
+from council_agents.nodes.vote import borda, copeland, unanimous
 
 
 def mean_scores(judgements: list[Judgement], agent_id: str) -> dict[str, float]:
@@ -65,6 +67,19 @@ def ranked(ids: list[str], *keys: dict[str, float]) -> list[str]:
     return sorted(ids, key=lambda a: (*(-k.get(a, 0.0) for k in keys), a))
 
 
+def skipped_because(state: CouncilState) -> str | None:
+    """Why the judges were not asked: with ``judge+vote`` the ballots come first, and when their
+    first choices are unanimous (``nodes.vote.unanimous``) the judges are skipped (None: they
+    were asked, or the council decides otherwise).
+    """
+    if state["council"]["aggregator"] != "judge+vote" or state.get("judgements"):
+        return None
+    winner = unanimous(state.get("ballots", []), sorted(latest_drafts(state)))
+    if winner is None:
+        return None
+    return f"the ballots were unanimous: every voter who could put {winner} first did"
+
+
 def decide(state: CouncilState) -> Decision:
     """The winner, the ranking and the story of how they were decided."""
     council = state["council"]
@@ -75,6 +90,7 @@ def decide(state: CouncilState) -> Decision:
         raise AnswerRejected(
             "select", "-", "no judgement and no ballot was accepted: nothing to decide by"
         )
+    skipped = skipped_because(state)
     points = borda(ballots, ids)
     wins = copeland(ballots, ids)
     scores = {a: mean_scores(judgements, a) for a in ids}
@@ -112,7 +128,7 @@ def decide(state: CouncilState) -> Decision:
     ]
     return Decision(
         winner=winner,
-        justification=justify(state, ranking, by_vote, decided_by, agree, wins),
+        justification=justify(state, ranking, by_vote, decided_by, agree, wins, skipped),
         ranking=ranking,
         aggregator=council["aggregator"],
         decided_by=decided_by,
@@ -120,6 +136,7 @@ def decide(state: CouncilState) -> Decision:
         rank_agreement=_rank_agreement(compared),
         vote_winner=ranked(ids, *vote_key)[0] if ballots else None,
         stop_reason=stop_reason(state),
+        judges_skipped=skipped,
     )
 
 
@@ -142,6 +159,7 @@ def justify(
     decided_by: DecidedBy,
     agree: bool | None,
     wins: dict[str, float],
+    skipped: str | None = None,
 ) -> str:
     """Why the winner won, from the numbers that decided it and the judges' own evidence on the
     winner; never a judge's words about another proposal.
@@ -156,7 +174,7 @@ def justify(
             if state["council"]["aggregator"] == "vote"
             else "the judgements put different proposals first"
             if judgements
-            else _no_judges(state)
+            else skipped or _no_judges(state)
         )
         if agents == 2:
             broke = (

@@ -1,5 +1,8 @@
 """vote: each agent ranks its peers' final proposals (never its own), all in parallel.
 
+Every voter reads the same final proposals in the deliberation's fixed order (the prefix cache
+serves all but the first voter's); which label is its own, and the labels it ranks, come last.
+
 Every deliberation records the ballots' Borda count, the judge-free baseline the literature
 says to compare a judge against. Because nobody votes on their own proposal, the best
 proposal's author always gives its points to a rival; the vote's winner is therefore decided by
@@ -88,11 +91,25 @@ def copeland(ballots: list[Ballot], agent_ids: list[str]) -> dict[str, float]:
     return wins
 
 
+def unanimous(ballots: list[Ballot], agent_ids: list[str]) -> str | None:
+    """The proposal every ballot that could put it first did put first (its author cannot vote
+    for it), when at least two such ballots were cast; None otherwise.
+    """
+    for candidate in agent_ids:
+        neutral = [b for b in ballots if b["voter"] != candidate]
+        if len(neutral) >= 2 and all(b["ranking"][:1] == [candidate] for b in neutral):
+            return candidate
+    return None
+
+
 async def vote(task: ShowTask, *, llm: LLM) -> BallotUpdate:
     """The agent's ranking of its peers (or, when its answers are rejected after every retry,
     an omission: it casts no ballot).
     """
-    labels = labels_for(task["order"])
+    voter = task["agent"]["agent_id"]
+    every = labels_for(task["order"])
+    labels = {label: a for label, a in every.items() if a != voter}
+    own = next((label for label, a in every.items() if a == voter), "none of them")
     try:
         answer = await run_agent(
             llm,
@@ -100,6 +117,7 @@ async def vote(task: ShowTask, *, llm: LLM) -> BallotUpdate:
             "vote",
             answer=ballot_model(tuple(labels)),
             labels=", ".join(labels),
+            own=own,
             pieces={"proposals": proposals_piece(task["order"], shown(task))},
         )
     except LEFT_OUT as e:

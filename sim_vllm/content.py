@@ -258,10 +258,13 @@ def revision(rng: random.Random, prompt: str, target_tokens: int, who: str = "")
     defect the critiques named (up to three). Without a proposal in the prompt, fresh prose.
     """
     found = _UNDER_REVIEW.search(prompt)
-    if found is None:
+    if found is not None:
+        previous = (found.group(2) if found.group(1) else found.group(3)).strip()
+        previous = _ESCAPED_HEADING.sub(r"\1\2", previous)
+    elif _NAMED.search(prompt) is not None:
+        previous = under_review(prompt).strip()
+    else:
         return make_text(rng, "revise", prompt, target_tokens, who)
-    previous = (found.group(2) if found.group(1) else found.group(3)).strip()
-    previous = _ESCAPED_HEADING.sub(r"\1\2", previous)
     kws = keywords(prompt)
     changes = "\n".join(
         f"- Now {rng.choice(_VERBS)}s {rng.choice(kws)} {rng.choice(_CLAUSES)}." for _ in range(2)
@@ -481,10 +484,24 @@ def dumps(value: Any) -> str:
 
 
 _SECTION = re.compile(
-    r"^## Proposal (P\d+)\n(.*?)(?=^## Proposal P\d+\n|^## Your assignment|\Z)", re.S | re.M
+    r"^## Proposal (P\d+)\n(.*?)(?=^## Proposal P\d+\n|^## Your assignment|^## Critiques|\Z)",
+    re.S | re.M,
 )
+_NAMED = re.compile(r"(?:Review proposal|^## Critiques of proposal) (P\d+)\b", re.M)
+"""Where a critique or revise prompt names the proposal under review."""
 _FENCED = re.compile(r"^<(data-\w+)>\n(.*)\n</\1>\s*$", re.S)
 _ESCAPED_HEADING = re.compile(r"^( {0,3})\\(#+)", re.M)
+
+
+def under_review(prompt: str) -> str:
+    """The text of the proposal a critique or revise prompt is about: council shows every
+    proposal (``## Proposal P<k>`` sections) and names the one under review (``Review proposal
+    P2``, ``## Critiques of proposal P2``); the whole prompt when it names none.
+    """
+    named = _NAMED.search(prompt)
+    if named is None:
+        return prompt
+    return dict(proposal_sections(prompt)).get(named.group(1), prompt)
 
 
 def proposal_sections(prompt: str) -> list[tuple[str, str]]:

@@ -101,18 +101,20 @@ class HumanEvalScript:
         if problem is None:
             return None
         if stage == "revise":  # plain text: the code (fixed or not) and what changed
-            before = is_correct(problem, prompt)
+            before = is_correct(problem, content.under_review(prompt))
             after = before or self.fixes(problem, agent, round_)
             return revise_text(problem, before, after)
         if schema is None:
             return first_answer(problem, self.first_correct(problem, agent))
         right = self.judges_right(problem)
         if stage == "critique":
-            return content.dumps(critique_doc(is_correct(problem, prompt)))
+            return content.dumps(critique_doc(is_correct(problem, content.under_review(prompt))))
         if stage == "judge":
             return content.dumps(judge_doc(candidates(problem, prompt), criteria(schema), right))
         if stage == "vote":
-            return content.dumps(vote_doc(candidates(problem, prompt), right))
+            ranked = set(ballot_labels(schema))
+            shown = [c for c in candidates(problem, prompt) if not ranked or c[0] in ranked]
+            return content.dumps(vote_doc(shown, right))
         return None
 
 
@@ -140,6 +142,14 @@ def _resolved(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     while "$ref" in node:
         node = schema.get("$defs", {})[node["$ref"].rsplit("/", 1)[1]]
     return node
+
+
+def ballot_labels(schema: dict[str, Any]) -> list[str]:
+    """The labels a ballot's schema lets the voter rank (its own proposal is shown, not
+    ranked); empty when the schema does not enumerate them.
+    """
+    items = _resolved(schema, schema.get("properties", {}).get("ranking", {})).get("items", {})
+    return list(_resolved(schema, items).get("enum", []))
 
 
 def criteria(schema: dict[str, Any]) -> list[str]:

@@ -7,8 +7,9 @@ The simulator remembers which agent wrote each proposal it generated (propose, a
   ``position_bias`` for the proposal listed first and Gaussian ``noise``;
 - voters: a ranking by hidden quality plus ``vote_noise``;
 - critics: a ``major`` defect in rounds up to ``major_until_round``, only ``minor`` ones after
-  (so convergence can be scripted). Without a ``Truth``, critics always find a major defect,
-  so deliberations run all their rounds;
+  (so convergence can be scripted), and only ``minor`` ones for the proposals of
+  ``minor_authors`` (so targeted revision can be scripted). Without a ``Truth``, critics
+  always find a major defect, so deliberations run all their rounds;
 - prompt changes: ``marks`` adds points to the quality of a proposal written from a prompt (any
   of its messages) that contains a given word, or of a revision of such a proposal (an agent's
   revision keeps the words of its proposal), so a prompt set can be scripted to write better
@@ -48,6 +49,9 @@ class Truth:
     """Critiques report a major defect up to this round, only minor ones after (None: random)."""
     marks: dict[str, float] = field(default_factory=dict)
     """Word -> quality points added to a proposal written from a prompt containing the word."""
+    minor_authors: list[str] = field(default_factory=list)
+    """Agents in whose proposals critics find only minor defects, whatever the round (the
+    proposal under review is found by council's layout: ``content.under_review``)."""
 
     def marked(self, prompt: str) -> frozenset[str]:
         """The words of ``marks`` that ``prompt`` contains."""
@@ -164,7 +168,9 @@ def shape(
     elif stage == "vote" and isinstance(doc.get("ranking"), list):
         _rank(doc, authors.qualities(prompt, truth), rng, truth)
     elif stage == "critique" and truth.major_until_round is not None:
-        _grade_defects(doc, int(who.get("round") or 0) <= truth.major_until_round)
+        author = authors.by_text.get(content.under_review(prompt).strip())
+        severe = int(who.get("round") or 0) <= truth.major_until_round
+        _grade_defects(doc, severe and author not in truth.minor_authors)
     return doc
 
 
