@@ -240,6 +240,8 @@ class EvenCap:
     proposals: dict[str, str]
     join: Callable[[list[str], dict[str, str]], str]
     """How the proposals are shown (labels and headings), from their texts."""
+    keep: frozenset[str] = frozenset()
+    """Proposals never cut (a revising author's own: it copies it back whole)."""
 
     def size(self) -> int:
         """Characters at full length."""
@@ -249,7 +251,7 @@ class EvenCap:
         """The proposals, each capped at the largest common length that fits ``limit``."""
         if self.size() <= limit:
             return self.join(self.order, self.proposals), None
-        low, high = 0, max(len(self.proposals[a]) for a in self.order)
+        low, high = 0, max((len(self.proposals[a]) for a in self.order), default=0)
         while low < high:  # the largest cap whose text fits
             middle = (low + high + 1) // 2
             if len(self.join(self.order, self._capped(middle))) <= limit:
@@ -257,7 +259,7 @@ class EvenCap:
             else:
                 high = middle - 1
         capped = self._capped(low)
-        cut = sum(len(self.proposals[a]) > low for a in self.order)
+        cut = sum(len(self.proposals[a]) > low for a in self.order if a not in self.keep)
         note = f"proposals: {cut} of {len(self.order)} cut to their first {low:,} characters"
         return self.join(self.order, capped), note
 
@@ -265,7 +267,7 @@ class EvenCap:
         out = {}
         for agent_id in self.order:
             text = self.proposals[agent_id]
-            if len(text) > cap:
+            if len(text) > cap and agent_id not in self.keep:
                 head = text[:cap].rsplit(" ", 1)[0] if " " in text[:cap] else text[:cap]
                 text = head + ("\n" if head else "") + marker(len(text) - len(head))
             out[agent_id] = text

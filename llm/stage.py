@@ -221,9 +221,13 @@ def _salt() -> int:
         return 0
 
 
-def proposals_piece(order: list[str], proposals: dict[str, str]) -> EvenCap:
-    """The proposals a judge or voter reads, all cut to one length when they do not fit."""
-    return EvenCap(order, proposals, lambda o, texts: labelled(o, texts)[1])
+def proposals_piece(
+    order: list[str], proposals: dict[str, str], keep: frozenset[str] = frozenset()
+) -> EvenCap:
+    """The proposals an agent reads, all cut to one length when they do not fit (except those
+    of ``keep``: a revising author's own).
+    """
+    return EvenCap(order, proposals, lambda o, texts: labelled(o, texts)[1], keep)
 
 
 def brief(council: Council) -> Brief:

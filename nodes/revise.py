@@ -9,9 +9,9 @@ again; after the retries the previous version stands. An author with no critique
 keeps its version without a call (the router sends no task to an author without a severe
 critique: ``tally`` carries its draft). The prompt shows the proposals exactly as the round's
 critics saw them (every agent's, in the deliberation's fixed order, under neutral labels, so
-the prefix cache serves it), then the critiques, then which label is the author's; the critiques
-are shortened first to fit a window. Headings the fence escaped (``\## ...``) and copied back
-are restored.
+the prefix cache serves it), then the critiques, then which label is the author's; to fit a
+window the critiques are shortened first, then the other proposals, never the author's own.
+Headings the fence escaped (``\## ...``) and copied back are restored.
 """
 
 from __future__ import annotations
@@ -109,7 +109,9 @@ async def revise(task: ReviseTask, *, llm: LLM) -> DraftUpdate:
             own=labels[author],
             pieces={
                 "critiques": Critiques(task["critiques"]),  # shortened first
-                "proposals": proposals_piece(order, task.get("proposals") or {author: previous}),
+                "proposals": proposals_piece(  # the author's own is never cut
+                    order, task.get("proposals") or {author: previous}, frozenset({author})
+                ),
             },
         )
     except LEFT_OUT as e:

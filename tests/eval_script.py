@@ -32,27 +32,56 @@ def expected_vote(problem, correct: list[bool]) -> bool:
     return correct[pick([("ok",) if c else (broken,) for c in correct])]
 
 
-def expected_council(problem, rounds: int, judges: bool, script: HumanEvalScript = SCRIPT):
-    """(passed, calls, completion tokens) of a scripted deliberation."""
+def unanimous_ballots(shown: list[tuple[str, bool]], right: bool) -> bool:
+    """Whether the scripted ballots (each voter ranks its peers: the preferred kind of code
+    first, each group in label order) put one proposal first on every ballot that could.
+    """
+    firsts = {
+        label: vote_doc([s for s in shown if s[0] != label], right)["ranking"][0]
+        for label, _ in shown
+    }
+    return any(all(first == x for voter, first in firsts.items() if voter != x) for x, _ in shown)
+
+
+def expected_council(
+    problem, rounds: int, aggregator: str = "judge+vote", script: HumanEvalScript = SCRIPT
+):
+    """(passed, calls, completion tokens) of a scripted deliberation (targeted: only broken
+    code draws a blocker and is revised; a revision that changed nothing is not critiqued
+    again; with ``judge+vote`` the judges are skipped when the ballots are unanimous).
+    """
     correct = {a: script.first_correct(problem, a) for a in AGENTS}
     calls = N
     tokens = sum(completion_tokens(first_answer(problem, c)) for c in correct.values())
+    same: set[str] = set()  # authors whose newest version equals the one before it
     for round_ in range(1, rounds + 1):
-        calls += N * (N - 1)
+        authors = [a for a in AGENTS if a not in same]
+        if not authors:  # nothing changed: nothing left to critique
+            break
+        calls += len(authors) * (N - 1)
         tokens += sum(
             completion_tokens(critique_doc(correct[author]))
-            for author in AGENTS
+            for author in authors
             for _ in range(N - 1)
         )
-        if all(correct.values()):  # no blocker: converged, no revision
+        revising = [a for a in authors if not correct[a]]  # a blocker: it revises
+        if not revising:  # no blocker: converged, no revision
             break
-        after = {a: correct[a] or script.fixes(problem, a, round_) for a in AGENTS}
-        calls += N
-        tokens += sum(completion_tokens(revise_text(problem, correct[a], after[a])) for a in AGENTS)
+        after = {
+            a: correct[a] or (a in revising and script.fixes(problem, a, round_)) for a in AGENTS
+        }
+        calls += len(revising)
+        tokens += sum(
+            completion_tokens(revise_text(problem, correct[a], after[a])) for a in revising
+        )
+        same = {a for a in AGENTS if a not in revising or after[a] == correct[a]}
         correct = after
     right = script.judges_right(problem)
     shown = [(f"P{i}", correct[a]) for i, a in enumerate(AGENTS, 1)]
-    if judges:  # the default presentation: every rotation of the order, one judgement each
+    judged = aggregator == "judge" or (
+        aggregator == "judge+vote" and not unanimous_ballots(shown, right)
+    )
+    if judged:  # the default presentation: every rotation of the order, one judgement each
         calls += N
         tokens += N * completion_tokens(judge_doc(shown, list(RUBRIC), right))
     calls += N  # every agent ranks its peers
@@ -76,4 +105,4 @@ def expected(problem, name: str, script: HumanEvalScript = SCRIPT):
     if name == "oracle@3":
         return any(correct), N, sum(answers)
     strategy = STRATEGIES[name]
-    return expected_council(problem, strategy.rounds, strategy.aggregator != "vote", script)
+    return expected_council(problem, strategy.rounds, strategy.aggregator, script)

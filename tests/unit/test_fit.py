@@ -217,14 +217,13 @@ async def test_deliberation_fits_a_2048_token_window(small_sim):
     )
     assert outcome.status == "completed"
     calls = outcome.values["calls"]
-    assert (
-        len([c for c in calls if c["accepted"]]) == 3 + 6 + 3 + 3 + 3
-    )  # 3 judgements: each rotation
+    judges = 0 if outcome.values["decision"].get("judges_skipped") else 3  # each rotation
+    assert len([c for c in calls if c["accepted"]]) == 3 + 6 + 3 + judges + 3
     sent = _fitted_requests(small_sim, "fit-2048")
     assert len(sent) == len(calls)  # no request was rejected
     assert all(e["prompt_tokens"] + e["max_tokens"] <= 2048 - MARGIN for e in sent)
     fitted = [c for c in calls if "context_fit" in c]
-    assert {c["stage"] for c in fitted} >= {"revise", "judge"}
+    assert {c["stage"] for c in fitted} >= {"revise"} | ({"judge"} if judges else set())
     shortened = [line for c in fitted for line in c["context_fit"]["shortened"]]
     assert any(line.startswith("critiques:") for line in shortened)
     assert any(line.startswith("proposals:") for line in shortened)
@@ -316,7 +315,10 @@ async def test_a_call_too_long_even_when_shortened_fails_naming_the_numbers():
             author="x",
             version=0,
             round=1,
-            pieces={"proposal": Oldest("proposal under critique", "word " * 400)},
+            label="P1",
+            own="P2",
+            proposal="word " * 400,
+            pieces={"proposals": proposals_piece(["x"], {"x": "word " * 400})},
         )
         with pytest.raises(ContextOverflow, match="over the context window of"):
             await LLM(settings.llm).call(

@@ -63,6 +63,8 @@ def test_peers_render_councils_prompts_and_split_off_the_same_task_block(stage):
         "critiques": "C",
         "proposals": "## Proposal P1\nP",
         "labels": "P1",
+        "label": "P1",
+        "own": "P2",
     }
     common = shared.shared_values(run)
     rendered = shared.render(run, stage, **common, **values)

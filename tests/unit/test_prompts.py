@@ -27,6 +27,9 @@ STAGE_VALUES = {
         author="a2",
         version=0,
         proposal="P",
+        proposals="## Proposal P1\nP\n\n## Proposal P2\nQ",
+        label="P1",
+        own="P2",
         round=1,
     ),
     "revise": dict(
@@ -36,12 +39,17 @@ STAGE_VALUES = {
         agent_id="a1",
         author="a1",
         version=0,
-        proposal="P",
+        proposal="Q",
+        proposals="## Proposal P1\nP\n\n## Proposal P2\nQ",
+        label="P2",
+        own="P2",
         critiques="X",
         round=1,
     ),
     "judge": dict(task="T", constraints="C", rubric="R", proposals="P", labels="P1, P2"),
-    "vote": dict(task="T", constraints="C", rubric="R", proposals="P", labels="P1", agent_id="a1"),
+    "vote": dict(
+        task="T", constraints="C", rubric="R", proposals="P", labels="P1", own="P2", agent_id="a1"
+    ),
 }
 
 prompts = PromptFiles()
@@ -57,13 +65,22 @@ def test_shipped_stage_prompts_render_with_shared_part_first(name):
 
 
 def test_revise_shares_the_critique_prefix_of_the_same_proposal():
-    """What vLLM's prefix cache can reuse: a revision's prompt starts like the critiques'."""
+    """What vLLM's prefix cache can reuse: every critique of a round and every revision start
+    with the same task block and the same proposals; which one is under review comes last.
+    """
     crit = prompts.render(
         "critique", **{**STAGE_VALUES["critique"], "author": "a1", "agent_id": "a2"}
     )
+    other = prompts.render("critique", **{**STAGE_VALUES["critique"], "label": "P2", "own": "P1"})
     rev = prompts.render("revise", **STAGE_VALUES["revise"])
     shared = crit[: crit.index("## Your assignment")]
-    assert rev.startswith(shared) and "## Proposal under review (version 0)\nP" in shared
+    assert rev.startswith(shared) and other.startswith(shared)
+    assert (
+        "## Proposal P1\nP\n\n## Proposal P2\nQ" in shared
+        and "P1" not in crit[len(shared) :].split("Review proposal")[0]
+    )
+    tail = crit[len(shared) :]
+    assert tail.rstrip().endswith("Review proposal P1 (round 1); your own proposal is P2.")
 
 
 @pytest.mark.parametrize("role", ["dev", "qa", "architect", "devops", "data", "judge"])
@@ -183,15 +200,15 @@ def test_the_event_and_the_cli_name_the_prompt_set():
 def test_check_names_every_problem_of_every_role_and_the_unused_files(tmp_path):
     shutil.copytree(ROOT / "prompts", tmp_path / "p", ignore=shutil.ignore_patterns("__*"))
     critique = tmp_path / "p" / "critique.md"
-    critique.write_text(critique.read_text().replace("${proposal}", "${proposl}"))
+    critique.write_text(critique.read_text().replace("${proposals}", "${proposl}"))
     (tmp_path / "p" / "roles" / "qa.md").write_text("You test for ${rol}. Costs $5.\n")
     (tmp_path / "p" / "roles" / "data.md").unlink()
     (tmp_path / "p" / "critque.md").write_text("misspelt\n")
     checked = check_directory(tmp_path / "p")
     assert [str(p) for p in checked.problems] == [
         f"critique.md:{_line_of(critique, 'proposl')}: unknown placeholder ${{proposl}}; "
-        "known here: ${agent_id}, ${author}, ${constraints}, ${proposal}, ${round}, ${rubric}, "
-        "${task}, ${version}",
+        "known here: ${agent_id}, ${author}, ${constraints}, ${label}, ${own}, ${proposal}, "
+        "${proposals}, ${round}, ${rubric}, ${task}, ${version}",
         "roles/data.md: is missing",
         "roles/qa.md:1: malformed placeholder at '$5.' (use ${name}, and $$ for a literal $)",
         "roles/qa.md:1: unknown placeholder ${rol}; known here: ${role}",

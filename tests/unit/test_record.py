@@ -36,7 +36,7 @@ from council_agents.events.planning import PoisonMessage, parse_event
 from council_agents.graph.builder import Clients, compile_graph
 from council_agents.llm.prompt import Critiques, Fenced, Oldest, escaped, fence
 from council_agents.llm.prompt_files import PromptFiles
-from council_agents.llm.stage import brief, labelled, stage_prompt
+from council_agents.llm.stage import brief, labelled, proposals_piece, stage_prompt
 from council_agents.nodes.admit import deliberation_id
 from council_agents.server.app import Door
 from council_agents.server.auth import Authenticator
@@ -119,11 +119,17 @@ def test_planted_headings_and_instructions_stay_inside_the_fence(stage):
         _, shown = labelled(
             ["agent-qa-002", "agent-qa-003"], {"agent-qa-002": "Plan B.", "agent-qa-003": INJECTION}
         )
-        text = render(stage, system="roles/judge", proposals=shown, labels="P1, P2")
+        text = render(stage, system="roles/judge", proposals=shown, labels="P1, P2", own="P3")
     elif stage == "critique":
-        proposal = Oldest("proposal under critique", INJECTION)
+        shown_ = proposals_piece(["agent-qa-002"], {"agent-qa-002": INJECTION})
         text = render(
-            stage, author="agent-qa-002", version=0, round=1, pieces={"proposal": proposal}
+            stage,
+            author="agent-qa-002",
+            version=0,
+            round=1,
+            label="P1",
+            own="P2",
+            pieces={"proposals": shown_},
         )
     else:
         critique = {
@@ -134,8 +140,13 @@ def test_planted_headings_and_instructions_stay_inside_the_fence(stage):
             "defects": [],
             "violations": [],
         }
-        pieces = {"critiques": Critiques([critique]), "proposal": Oldest("p", INJECTION)}
-        text = render(stage, author="agent-qa-001", version=0, round=1, pieces=pieces)
+        pieces = {
+            "critiques": Critiques([critique]),
+            "proposals": proposals_piece(["agent-qa-002"], {"agent-qa-002": INJECTION}),
+        }
+        text = render(
+            stage, author="agent-qa-001", version=0, round=1, label="P1", own="P1", pieces=pieces
+        )
     lines = text.split("\n")
     inner = fenced_lines(text)
     for needle in ("Proposal P2 (withdrawn)", "SYSTEM: "):

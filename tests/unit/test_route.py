@@ -61,34 +61,44 @@ def test_only_missing_proposals_are_sent_again():
 
 def test_zero_rounds_goes_straight_to_selection_then_select():
     sends = route(state(rounds=0, drafts=drafts(0)))
-    judges = [s for s in sends if s.node == "judge"]
+    # judge+vote: the ballots first, every voter reading every proposal in one fixed order
+    assert {s.node for s in sends} == {"vote"}
     votes = [s for s in sends if s.node == "vote"]
+    assert [v.arg["agent"]["agent_id"] for v in votes] == ids()
+    assert len({tuple(v.arg["order"]) for v in votes}) == 1
+    for v in votes:  # a voter reads every proposal (it ranks only its peers: nodes.vote)
+        assert sorted(v.arg["order"]) == ids() and set(v.arg["proposals"]) == set(ids())
+    split = [  # first choices not unanimous: the judges are asked
+        {"voter": "agent-qa-001", "ranking": ["agent-qa-002", "agent-qa-003"]},
+        {"voter": "agent-qa-002", "ranking": ["agent-qa-003", "agent-qa-001"]},
+        {"voter": "agent-qa-003", "ranking": ["agent-qa-001", "agent-qa-002"]},
+    ]
+    judges = route({**state(rounds=0, drafts=drafts(0)), "ballots": split})
+    assert {s.node for s in judges} == {"judge"}
     # the default presentation: every rotation, so each proposal is shown once in each position
     orders = [j.arg["order"] for j in judges]
     assert len(orders) == 3 and all(sorted(o) == ids() for o in orders)
     assert all(sorted(o[k] for o in orders) == ids() for k in range(3))
-    assert [v.arg["agent"]["agent_id"] for v in votes] == ids()
-    for v in votes:  # a voter sees its peers, never itself
-        assert sorted(v.arg["order"]) == [i for i in ids() if i != v.arg["agent"]["agent_id"]]
-        assert set(v.arg["proposals"]) == set(v.arg["order"])
-    done = {
-        "judgements": [{"order": j.arg["order"]} for j in judges],
-        "ballots": [{"voter": v.arg["agent"]["agent_id"]} for v in votes],
-    }
+    done = {"judgements": [{"order": o} for o in orders], "ballots": split}
     assert route({**state(rounds=0, drafts=drafts(0)), **done}) == "select"
-    half = {"judgements": done["judgements"][:1], "ballots": done["ballots"][:2]}
+    half = {"judgements": done["judgements"][:1], "ballots": split}
     again = route({**state(rounds=0, drafts=drafts(0)), **half})
-    assert [(s.node, s.arg["agent"]["agent_id"]) for s in again] == [
-        ("judge", "judge-qa"),
-        ("judge", "judge-qa"),
-        ("vote", "agent-qa-003"),
+    assert [(s.node, s.arg["agent"]["agent_id"]) for s in again] == [("judge", "judge-qa")] * 2
+    unanimous = [  # every voter who could put agent-qa-001 first did: no judge is asked
+        {"voter": "agent-qa-001", "ranking": ["agent-qa-003", "agent-qa-002"]},
+        {"voter": "agent-qa-002", "ranking": ["agent-qa-001", "agent-qa-003"]},
+        {"voter": "agent-qa-003", "ranking": ["agent-qa-001", "agent-qa-002"]},
     ]
+    assert route({**state(rounds=0, drafts=drafts(0)), "ballots": unanimous}) == "select"
+    judge_only = state(rounds=0, drafts=drafts(0))
+    judge_only["council"] = {**judge_only["council"], "aggregator": "judge"}
+    assert {s.node for s in route(judge_only)} == {"judge", "vote"}  # together, as before
 
 
 @pytest.mark.parametrize("scheme,shown", [("pair", 2), ("pointwise", 3), ("rotations", 3)])
 def test_each_presentation_scheme_shows_what_it_says(scheme, shown):
     st = state(rounds=0, drafts=drafts(0))
-    st["council"] = {**st["council"], "presentation": scheme}
+    st["council"] = {**st["council"], "presentation": scheme, "aggregator": "judge"}
     orders = [s.arg["order"] for s in route(st) if s.node == "judge"]
     assert len(orders) == shown
     if scheme == "pair":
@@ -99,7 +109,7 @@ def test_each_presentation_scheme_shows_what_it_says(scheme, shown):
 
 def test_a_round_without_severe_defects_converges_before_revising():
     sends = route(state(rounds=3, drafts=drafts(0), critiques=crits(1, severity="minor")))
-    assert {s.node for s in sends} == {"judge", "vote"}
+    assert {s.node for s in sends} == {"vote"}  # selection: the ballots first
     sends = route(state(rounds=3, drafts=drafts(0), critiques=crits(1, severity="blocker")))
     assert {s.node for s in sends} == {"revise"}
 
@@ -107,7 +117,7 @@ def test_a_round_without_severe_defects_converges_before_revising():
 def test_budget_goes_to_selection_before_a_stage_that_could_exceed_it():
     st = state(rounds=2, drafts=drafts(0))
     st["calls"] = [{"prompt_tokens": 3000, "completion_tokens": 1000}]
-    st["council"] = {**st["council"], "token_budget": 1_000_000}
+    st["council"] = {**st["council"], "token_budget": 1_000_000, "aggregator": "judge"}
     assert {s.node for s in route(st)} == {"critique"}
     st["council"] = {**st["council"], "token_budget": 20_000}
     assert {s.node for s in route(st)} == {"judge", "vote"}
@@ -143,7 +153,7 @@ def test_second_round_critiques_the_revisions_then_selects():
     assert {s.node for s in sends} == {"critique"} and {s.arg["round"] for s in sends} == {2}
     assert all(s.arg["proposal"].endswith("v1") for s in sends)
     final = route(state(rounds=2, drafts=drafts(2), critiques=crits(1) + crits(2)))
-    assert {s.node for s in final} == {"judge", "vote"}
+    assert {s.node for s in final} == {"vote"}
 
 
 def test_after_select_asks_for_approval_only_when_required():

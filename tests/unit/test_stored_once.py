@@ -71,18 +71,20 @@ async def test_accepted_answers_are_stored_once_and_rejected_ones_are_kept(finis
     assert rejected[0]["content"] and rejected[0]["problem"].startswith("garbage")
     assert all("content" not in c for c in calls if c["accepted"])
     # what the accepted answers were is in the drafts and critiques, hence in the event
-    assert len(calls) == 3 + 6 + 3 + 3 + 3 + 1 == published["usage"]["calls"]  # +1 rejected
+    judges = 0 if outcome.values["decision"].get("judges_skipped") else 3  # unanimous ballots
+    assert len(calls) == 3 + 6 + 3 + judges + 3 + 1 == published["usage"]["calls"]  # +1 rejected
     assert sum(len(p["versions"]) for p in published["proposals"]) == 6
 
 
 async def test_a_send_carries_only_what_its_agent_uses_of_the_council(finished):
-    saver, _, _ = finished
+    saver, outcome, _ = finished
+    judges = 0 if outcome.values["decision"].get("judges_skipped") else 3  # unanimous ballots
     payloads = [
         write[2].arg
         for step in saver.list(thread_config("once"))
         for write in step.pending_writes or []
         if write[1] == "__pregel_tasks"
     ]
-    assert len(payloads) == 3 + 6 + 3 + 3 + 3  # propose, critique, revise, judge (rotations), vote
+    assert len(payloads) == 3 + 6 + 3 + judges + 3  # propose, critique, revise, judge, vote
     for payload in payloads:
         assert set(payload["council"]) == {"role", "rubric", "constraints"}
