@@ -124,7 +124,7 @@ class OmissionRecord(_Model):
 
 
 class DecisionRecord(_Model):
-    """How the decision was made (1.1; omissions 1.2)."""
+    """How the decision was made (1.1; omissions 1.2; judges_skipped 1.3)."""
 
     aggregator: Aggregator
     decided_by: DecidedBy
@@ -142,6 +142,11 @@ class DecisionRecord(_Model):
     omissions: list[OmissionRecord] = Field(
         default_factory=list,
         description="agents left out of a task, their answers rejected after every retry (1.2)",
+    )
+    judges_skipped: str | None = Field(
+        None,
+        description="why the judges were not asked: with judge+vote the ballots come first, and "
+        "when their first choices are unanimous the judges are skipped (1.3)",
     )
 
 
@@ -201,7 +206,7 @@ class DeliberationCompleted(_Model):
     event_type: Literal["orchestration.deliberation.completed"] = (
         "orchestration.deliberation.completed"
     )
-    schema_version: Literal["1.2"] = "1.2"
+    schema_version: Literal["1.3"] = "1.3"
     deliberation_id: str = Field(
         description="the server's id of the deliberation: its thread id (council deliberate, "
         "the worker's `plan.<story>.<plan>.<role>`, council eval) or `<thread>:<run>` (a run "

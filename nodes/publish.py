@@ -78,6 +78,7 @@ def _decision_record(state: CouncilState) -> DecisionRecord:
         borda={r["agent_id"]: r["borda"] for r in decision["ranking"]},
         vote_winner=decision["vote_winner"],
         omissions=[OmissionRecord.model_validate(o) for o in state.get("omissions", [])],
+        judges_skipped=decision.get("judges_skipped"),
     )
 
 
