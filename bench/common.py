@@ -99,18 +99,20 @@ async def deliberate(
     inp: dict[str, Any],
     settings: Settings,
     clients: Clients | None = None,
+    context: dict[str, Any] | None = None,
     **run: Any,
 ) -> Outcome:
     """One deliberation as a door runs it: the request admitted once
     (``core.request.admit``), then run to its end on ``saver`` (``server.runner``).
 
-    ``clients``: the process's LLM client and event publisher, shared by every deliberation of
+    ``context``: the run's context (e.g. its aggregator). ``clients``: the process's LLM client
+    and event publisher, shared by every deliberation of
     the benchmark as a served process shares them (HTTP connections, the learned context
     windows, one NATS connection); closed by the caller. None: clients of their own, closed
     here."""
     deliberations = Deliberations(settings, saver, clients)
     try:
-        return await deliberations.run(thread_id, admit(inp, None, None, settings.llm), **run)
+        return await deliberations.run(thread_id, admit(inp, context, None, settings.llm), **run)
     finally:
         if clients is None:
             await deliberations.close()

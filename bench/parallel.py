@@ -1,6 +1,6 @@
 """Benchmark 1 and 4: council (parallel) vs every LLM call one at a time; prefix cache; tokens.
 
-    python -m bench.parallel [--time-scale 1.0] [--task t01]
+    python -m bench.parallel [--time-scale 1.0] [--task t01] [--aggregator judge]
     python -m bench.parallel --stage-barrier [--runs 3] [--length-sigma 0.25 0.5]
 
 Realistic simulated speeds (time scale 1: ~250 tokens/s per request). For 1 and 2 rounds, runs
@@ -75,7 +75,13 @@ class Process:
 
 
 async def one(
-    sim: SimProcess, valkey_url: str, process: Process, task: dict, rounds: int, serial: bool
+    sim: SimProcess,
+    valkey_url: str,
+    process: Process,
+    task: dict,
+    rounds: int,
+    serial: bool,
+    aggregator: str | None = None,
 ) -> dict:
     did = f"bench-{'serial' if serial else 'council'}-{rounds}-{time.time_ns()}"
     sim.reset_prefix_cache()  # each deliberation starts cold: its hit rate is its own
@@ -88,7 +94,8 @@ async def one(
             "rounds": rounds,
             "rubric": task["rubric"],
         }
-        values = await process.run(saver, did, inp, serial)
+        context = {"aggregator": aggregator} if aggregator else None
+        values = await process.run(saver, did, inp, serial, context=context)
     wall = time.perf_counter() - t0
     after = sim.counters()
     log = sim.requests()
@@ -252,6 +259,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="what a council without stage barriers would save (see the module docstring)",
     )
+    ap.add_argument(
+        "--aggregator",
+        choices=["judge", "vote", "judge+vote"],
+        default=None,
+        help="the council's aggregator (default: the council's, judge+vote: the judges are "
+        "skipped when the ballots are unanimous; judge: they always run)",
+    )
     ap.add_argument("--runs", type=int, default=3, help="--stage-barrier: tasks per setting")
     ap.add_argument(
         "--length-sigma",
@@ -289,8 +303,8 @@ async def main(args: argparse.Namespace) -> None:
         sim.configure(time_scale=args.time_scale)
         rows = []
         for rounds in (1, 2):
-            c = await one(sim, v.url, process, task, rounds, serial=False)
-            s = await one(sim, v.url, process, task, rounds, serial=True)
+            c = await one(sim, v.url, process, task, rounds, False, args.aggregator)
+            s = await one(sim, v.url, process, task, rounds, True, args.aggregator)
             rows.append((rounds, c, s))
         await process.close()
     print(
