@@ -57,7 +57,7 @@ async def one_setting(agents: int, critics: int | None, n: int, rounds: int) -> 
         try:
             for i in range(n):
                 task = tasks[i % len(tasks)]
-                inp = {"task": task["task"], "role": task["role"], "rounds": rounds}
+                inp = {"task": task["task"], "role": "DEV", "rounds": rounds}  # the truth's ids
                 context = {"agents": agents, "critics": critics}
                 outcome = await runner.run(
                     f"topology-{agents}-{i}", admit(inp, context, None, settings.llm)

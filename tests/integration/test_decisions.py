@@ -58,7 +58,11 @@ async def test_winner_and_justification_never_disagree(biased_sim):
             for other in set(QUALITY) - {d["winner"]}:
                 assert j["assessments"][other]["verdict"] not in d["justification"]
         assert event["decision"]["aggregator"] == "judge+vote"
-        assert len(event["decision"]["votes"]) == 3 and len(event["decision"]["judgements"]) == 2
+        # the ballots first; the judges (one per rotation) only when the ballots are not unanimous
+        judged = 0 if d["judges_skipped"] else 3
+        assert len(event["decision"]["votes"]) == 3
+        assert len(event["decision"]["judgements"]) == judged
+        assert event["decision"]["judges_skipped"] == d["judges_skipped"]
 
 
 async def test_both_orders_beat_one_judgement_against_position_bias(biased_sim):
@@ -108,7 +112,10 @@ async def test_budget_stops_before_it_is_exceeded():
     event = values["result"]
     used = event["usage"]["prompt_tokens"] + event["usage"]["completion_tokens"]
     assert event["stop_reason"] == "budget" and event["rounds"] < 3 and used <= budget
-    assert {c["stage"] for c in values["calls"]} >= {"judge", "vote"}  # selection still ran
+    # selection still ran: the ballots, and the judges when they fit what was left (each critique
+    # prompt now shows every proposal, so the token budget binds sooner: tokens served from the
+    # prefix cache count like any other in it)
+    assert "vote" in {c["stage"] for c in values["calls"]}
 
 
 async def test_mixed_council_calls_each_agent_on_its_own_endpoint_and_model(valkey_url):

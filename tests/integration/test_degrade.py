@@ -40,6 +40,8 @@ def test_one_agents_garbage_is_left_out_and_the_council_decides(tmp_path, stage,
             "--base-url",
             sim.base_url,
             "--json",
+            # judge+vote asks the judges only when the ballots are not unanimous: judge always
+            *(["--aggregator", "judge"] if stage == "judge" else []),
         )
         asked = [e for e in sim_requests(sim) if e["stage"] == stage and e["agent"] == agent]
     assert r.returncode == 0, r.stderr
