@@ -106,6 +106,7 @@ def run_context(args: argparse.Namespace) -> Context:
             "require_approval": True if getattr(args, "approval", False) else None,
             "aggregator": getattr(args, "aggregator", None),
             "token_budget": getattr(args, "token_budget", None),
+            "critics": getattr(args, "critics", None),
         }
     )
 

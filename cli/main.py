@@ -76,6 +76,11 @@ def _council_flags(p: argparse.ArgumentParser, agents_default: int | None = None
         type=int,
         help="most prompt+completion tokens; past it the council goes to selection",
     )
+    p.add_argument(
+        "--critics",
+        type=int,
+        help="critics per proposal (default: every peer; fewer make a sparse ring)",
+    )
     p.add_argument("--id", help="deliberation (thread) id; default: a new one")
 
 
