@@ -49,11 +49,11 @@ def copy_prompts(target: Path) -> Path:
 
 
 def with_typo(prompts: Path) -> int:
-    """``critique.md`` with ``${proposal}`` misspelt; the line it is on."""
+    """``critique.md`` with ``${proposals}`` misspelt; the line it is on."""
     path = prompts / "critique.md"
     lines = path.read_text().splitlines()
-    number = next(i for i, line in enumerate(lines, 1) if "${proposal}" in line)
-    path.write_text(path.read_text().replace("${proposal}", "${proposl}"))
+    number = next(i for i, line in enumerate(lines, 1) if "${proposals}" in line)
+    path.write_text(path.read_text().replace("${proposals}", "${proposl}"))
     return number
 
 
@@ -73,8 +73,8 @@ def test_a_placeholder_typo_exits_2_before_any_request_and_check_names_its_line(
     errors = [x for x in r.stderr.splitlines() if x.startswith("council: error:")]
     assert errors == [
         f"council: error: prompt file {prompts}/critique.md:{line}: unknown placeholder "
-        "${proposl}; known here: ${agent_id}, ${author}, ${constraints}, ${proposal}, "
-        "${round}, ${rubric}, ${task}, ${version}"
+        "${proposl}; known here: ${agent_id}, ${author}, ${constraints}, ${label}, ${own}, "
+        "${proposal}, ${proposals}, ${round}, ${rubric}, ${task}, ${version}"
     ]
     assert "Traceback" not in r.stderr
     assert sim_requests(sim) == []  # no request reached the LLM
@@ -128,14 +128,16 @@ async def test_an_edit_between_deliberations_changes_the_digest_and_a_straddled_
         "files": {n: before.hashes[n] for n in first["event"]["prompts"]["files"]},
         "changed_files": [],
     }
+    judged = (
+        [] if first["event"]["decision"].get("judges_skipped") else ["roles/judge.md", "judge.md"]
+    )
     assert set(first["event"]["prompts"]["files"]) == {
         "roles/dev.md",
         "propose.md",
         "critique.md",
         "revise.md",
         "vote.md",
-        "roles/judge.md",
-        "judge.md",
+        *judged,  # the judges are asked only when the ballots are not unanimous
     }
     for call in first["calls"]:  # each call names the files it rendered
         assert call["prompt_set"] == before.digest
