@@ -111,7 +111,8 @@ def test_overhead(tmp_path, llm):
 
 
 def test_parallel(tmp_path):
-    out = bench(tmp_path, "bench.parallel", "--time-scale", "0.01")
+    # aggregator judge: the judges always run (judge+vote skips them on unanimous ballots)
+    out = bench(tmp_path, "bench.parallel", "--time-scale", "0.01", "--aggregator", "judge")
     rows = table(out, "rounds")
     assert [r["rounds"] for r in rows] == ["1", "2"]
     for r in rows:
@@ -122,6 +123,16 @@ def test_parallel(tmp_path):
     assert [r["stage"] for r in tokens] == STAGES * 2
     positive(tokens[0]["prefix-cache hit rate (prompt tokens)"])
     assert all(positive(r["prompt tokens"]) and positive(r["calls"]) for r in tokens)
+
+
+def test_topology(tmp_path):
+    out = bench(tmp_path, "bench.topology", "--n", "1", "--agents", "3")
+    rows = table(out, "agents")
+    assert [(r["agents"], r["critics per proposal"]) for r in rows] == [("3", "all"), ("3", "1")]
+    assert float(rows[1]["critique calls"]) < float(rows[0]["critique calls"])  # the ring
+    for r in rows:
+        positive(r["calls"])
+        positive(r["tokens"].replace(",", ""))
 
 
 def test_parallel_stage_barrier(tmp_path):
