@@ -248,6 +248,30 @@ _UNDER_REVIEW = re.compile(r"## Proposal under review \(version \d+\)\n(.*?)(?=\
 _DEFECT_LINE = re.compile(r"^- \*\*(blocker|major|minor|constraint violated)\*\*[^:]*: (.+)$", re.M)
 
 
+def under_review(prompt: str) -> str | None:
+    """The proposal a critique or revise prompt shows (``## Proposal under review``), if any."""
+    found = _UNDER_REVIEW.search(prompt)
+    return found.group(1).strip() if found else None
+
+
+_DROPPABLE = re.compile(r"^### (Tests|Risks|Steps|Approach)\n(?:(?!### ).*(?:\n|$))*", re.M)
+
+
+def dropped_revision(rng: random.Random, prompt: str) -> str:
+    """A revision that drops content, as a weak model writes one: the proposal under review
+    without one of its fixed sections (or, without any, a fifth of it), then its changes.
+    Council must refuse it (``checks.artifact``).
+    """
+    previous = under_review(prompt) or make_text(rng, "revise", prompt, 200)
+    sections = list(_DROPPABLE.finditer(previous))
+    if sections:
+        cut = rng.choice(sections)
+        body = (previous[: cut.start()] + previous[cut.end() :]).strip()
+    else:
+        body = previous[: max(1, len(previous) // 5)]
+    return body + "\n\n=== CHANGES ===\nADDRESSED: the critiques -> removed what was not needed"
+
+
 def revision(rng: random.Random, prompt: str, target_tokens: int, who: str = "") -> str:
     """A revision in the council's plain-text form: the proposal under review kept whole, with
     a section of changes after review, then ``=== CHANGES ===`` and one ``ADDRESSED:`` line per

@@ -23,6 +23,7 @@ from council_agents.sim_vllm.faults import FaultRule
 from council_agents.sim_vllm.humaneval import HumanEvalScript
 from council_agents.sim_vllm.info import Info
 from council_agents.sim_vllm.latency import SimConfig
+from council_agents.sim_vllm.truth import Truth
 
 __all__ = ["ServerThread", "SimConfig", "SimVLLM", "add_cli", "create_app", "free_port"]
 
@@ -153,6 +154,12 @@ def add_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the vLLM release simulated where releases differ (reasoning field, error wording)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--truth",
+        choices=["fitted-smollm2"],
+        help="play judges, voters, critics and revisions as the truth fitted to SmolLM2-135M "
+        "does (sim_vllm.truth, docs/SIMULATOR.md); default: random answers",
+    )
     _add_humaneval_flags(p)
     p.add_argument(
         "--fault",
@@ -195,6 +202,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         reasoning_parser=args.reasoning_parser,
         vllm_version=args.vllm_version,
         seed=args.seed,
+        truth=Truth.fitted_smollm2(seed=args.seed) if args.truth == "fitted-smollm2" else None,
     )
     faults = [FaultRule.parse_flag(f) for f in args.fault]
     humaneval = (
