@@ -19,7 +19,8 @@ seeded random generator:
   another replica, and sent again only if the thread has no run: a run counts as **accepted**
   once a response carried its id;
 - at ``--kills`` random moments of the same window one replica, chosen at random, gets SIGKILL
-  and is started again at once (as Kubernetes restarts a container).
+  (``--signal TERM``: the stop of a rolling update) and is started again as soon as it has
+  exited (as Kubernetes restarts a container).
 
 Then it waits for every accepted run to end and counts, from the outside:
 
@@ -44,6 +45,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -56,6 +58,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -149,6 +152,7 @@ class Replicas:
         self.ports = [free_port() for _ in range(n)]
         self.lock = threading.Lock()
         self.kills: list[tuple[float, int]] = []
+        self.kill_times: list[float] = []  # wall clock
         self.starts = Counter[int]()
 
     def name(self, i: int) -> str:
@@ -174,12 +178,13 @@ class Replicas:
         stack.start(self.name(i), argv, env, cwd=stack.root / self.name(i))
         self.starts[i] += 1
 
-    def kill(self, i: int, at: float) -> None:
+    def kill(self, i: int, at: float, sig: int = signal.SIGKILL) -> None:
         with self.lock:
             proc = self.stack.procs.pop(self.name(i))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            proc.send_signal(sig)
+            proc.wait()  # SIGTERM: up to uvicorn's 30 s of graceful shutdown
             self.kills.append((at, i))
+            self.kill_times.append(time.time())
             self.start(i)
 
     def ready(self, i: int) -> bool:
@@ -327,12 +332,37 @@ def published_lines(root: Path) -> Counter[str]:
     return out
 
 
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+STAMP = re.compile(r"'timestamp': '([0-9T:.+-]+)Z?'")
+
+
+def taken_over(root: Path) -> dict[str, float]:
+    """Runs the runtime re-queued after a kill, with the wall-clock time it did: swept when
+    their heartbeat expired (postgres) or found running at a start (inmem)."""
+    found: dict[str, float] = {}
+    for log in root.glob("api*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if "Swept stale run'" in line or "Retrying runs left running" in line:
+                stamp = STAMP.search(line)
+                when = (
+                    datetime.fromisoformat(stamp.group(1)).replace(tzinfo=UTC).timestamp()
+                    if stamp
+                    else 0.0
+                )
+                for run_id in UUID.findall(line):
+                    found.setdefault(run_id, when)
+    return found
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runtime", choices=("inmem", "postgres"), default="inmem")
     ap.add_argument("--replicas", type=int, default=1)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument(
+        "--signal", choices=("KILL", "TERM"), default="KILL", help="TERM: a rolling update's stop"
+    )
     ap.add_argument("--window", type=float, default=120, help="seconds of submissions and kills")
     ap.add_argument("--seed", type=int, default=None, help="default: a random one, printed")
     ap.add_argument("--rounds", type=int, default=1, help="rounds per deliberation")
@@ -351,7 +381,7 @@ def main() -> int:
     postgres = None
     print(
         f"crashtest: runtime {args.runtime}, {args.replicas} replica(s), {args.runs} runs, "
-        f"{args.kills} kills in {args.window:.0f}s, seed {seed}; directory {root}",
+        f"{args.kills} SIG{args.signal} in {args.window:.0f}s, seed {seed}; directory {root}",
         flush=True,
     )
     try:
@@ -361,9 +391,9 @@ def main() -> int:
             postgres = Postgres(root, args.pg_bin)
             database_uri = postgres.start()
         replicas = Replicas(stack, args.replicas, args.runtime, database_uri, args.jobs)
-        for i in range(args.replicas):  # one by one: the first creates the database schema
+        for i in range(args.replicas):  # together: the schema is set up under a lock
             replicas.start(i)
-            replicas.wait_all(180, upto=i + 1)
+        replicas.wait_all(180)
         token = subprocess.run(
             [str(stack.venv / "bin" / "council"), "keys", "create", "--owner", "crash", "--admin"],
             capture_output=True,
@@ -384,7 +414,7 @@ def main() -> int:
         def killer() -> None:
             for at, i in kill_plan:
                 time.sleep(max(0.0, t0 + at - time.monotonic()))
-                replicas.kill(i, time.monotonic() - t0)
+                replicas.kill(i, time.monotonic() - t0, getattr(signal, f"SIG{args.signal}"))
 
         def submit(sub: Submission) -> Submission:
             time.sleep(max(0.0, t0 + sub.at - time.monotonic()))
@@ -408,11 +438,22 @@ def main() -> int:
         replicas.wait_all(180)
         deadline = time.monotonic() + args.wait
         pending = list(accepted)
+        missing_since: dict[str, float] = {}
         while pending and time.monotonic() < deadline:
+            now = time.monotonic()
             for sub in pending:
                 sub.status = client.status(sub)
-            # a run missing right after a restart might still appear: only a final answer counts
-            pending = [s for s in pending if s.status not in TERMINAL]
+                if sub.status == "missing":
+                    missing_since.setdefault(sub.thread_id, now)
+                else:
+                    missing_since.pop(sub.thread_id, None)
+            # every replica is up: a run unknown to all of them for a minute stays unknown
+            pending = [
+                s
+                for s in pending
+                if s.status not in TERMINAL
+                and not (s.status == "missing" and now - missing_since[s.thread_id] > 60)
+            ]
             if pending:
                 time.sleep(2)
         stream = asyncio.run(stream_events(stack.urls["nats_url"]))
@@ -432,11 +473,22 @@ def main() -> int:
             or calls[s.thread_id] >= 2 * base
         ]
         repeated = sum(max(0, calls[s.thread_id] - base) for s in accepted)
+        swept = taken_over(root)
+        resumed = {s.run_id for s in accepted} & set(swept)
+        delays = [  # from the last kill before the take-over
+            when - max((k for k in replicas.kill_times if k <= when), default=when)
+            for run_id, when in swept.items()
+            if run_id in resumed and when
+        ]
         strays = [d for d in stream if d not in {s.thread_id for s in accepted}]
         print(f"finished (success, one completed event): {len(finished)} of {len(accepted)}")
         print(f"lost (404 or never ended): {len(lost)}")
         print(f"failed (ended otherwise): {len(failed)}")
         print(f"executed twice: {len(twice)}")
+        print(
+            f"runs taken over after a kill (re-queued by the runtime): {len(resumed)}"
+            + (f", at most {max(delays):.0f} s after the kill" if delays else "")
+        )
         print(
             f"LLM calls per run: median {base:g}, max "
             f"{max((calls[s.thread_id] for s in accepted), default=0)}; repeated LLM calls "
