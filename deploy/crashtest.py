@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import re
 import shutil
@@ -64,66 +63,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from smoke import Stack, free_port  # noqa: E402
+from smoke import Postgres, Stack, free_port  # noqa: E402
 
 TERMINAL = {"success", "error", "timeout", "interrupted"}
-
-
-class Postgres:
-    """A temporary PostgreSQL server on loopback (initdb, pg_ctl), owned by ``postgres`` when
-    this runs as root (PostgreSQL refuses to run as root)."""
-
-    def __init__(self, root: Path, bindir: Path | None):
-        self.root, self.port = root / "postgres", free_port()
-        self.bin = bindir or self._find()
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-    @staticmethod
-    def _find() -> Path:
-        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-        if found:
-            return found[-1].parent
-        initdb = shutil.which("initdb")
-        if initdb:
-            return Path(initdb).parent
-        raise SystemExit("postgres: no initdb found; install PostgreSQL or pass --pg-bin")
-
-    def run(self, *argv: str) -> None:
-        out = subprocess.run([*self.as_user, *argv], capture_output=True, text=True)
-        if out.returncode:
-            raise SystemExit(f"postgres: {' '.join(argv[:2])} failed: {out.stderr.strip()[-300:]}")
-
-    def start(self) -> str:
-        self.root.mkdir(mode=0o700)
-        if self.as_user:
-            shutil.chown(self.root, "postgres", "postgres")
-            os.chmod(self.root.parent, 0o755)
-        data = self.root / "data"
-        self.run(str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "council")
-        self.run(
-            str(self.bin / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(self.root / "server.log"),
-            "-w",
-            "-o",
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
-            "start",
-        )
-        self.run(
-            str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "council",
-            "council",
-        )  # fmt: skip
-        return f"postgresql://council@127.0.0.1:{self.port}/council"
-
-    def stop(self) -> None:
-        if (self.root / "data" / "postmaster.pid").exists():
-            subprocess.run(
-                [*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m",
-                 "immediate", "stop"],
-                capture_output=True,
-            )  # fmt: skip
 
 
 @dataclass

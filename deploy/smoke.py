@@ -3,6 +3,7 @@
     .venv/bin/python deploy/smoke.py                      # the venv's own install
     .venv/bin/python deploy/smoke.py --venv /tmp/runtime  # e.g. a venv installed from the wheel
     python deploy/smoke.py --image localhost/council:smoke  # inside the image (deploy/image-smoke)
+    ... --http-runtime postgres   # the API on a temporary PostgreSQL (this machine's initdb)
 
 Starts, on loopback and free ports, in a temporary directory: valkey-server with a password and
 an append-only file, nats-server with JetStream and a user/password from an included file (the
@@ -34,6 +35,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -86,6 +88,7 @@ class Stack:
         self.secrets = root / "secrets"
         self.data = root / "api-data"
         self.container: str | None = None
+        self.database_uri_file: str | None = None  # the API on postgres when set
         llm = f"http://127.0.0.1:{self.ports['llm']}/v1"
         if image:  # the image's environment, plus what each process is given
             self.env: dict[str, str] = {"COUNCIL_LLM_BASE_URL": llm}
@@ -273,6 +276,8 @@ class Stack:
         if self.image:
             os.chown(self.data, 10001, 10001)
         env = {**self.secret_env(), "COUNCIL_DATA_DIR": str(self.data)}
+        if self.database_uri_file:
+            env.update(COUNCIL_HTTP_RUNTIME="postgres", DATABASE_URI_FILE=self.database_uri_file)
         argv = [
             *self.entrypoint(),
             "serve",
@@ -284,7 +289,11 @@ class Stack:
             "--jobs",
             str(jobs),
         ]
-        self.api_mode = "council serve --production" + (f" in {self.image}" if self.image else "")
+        self.api_mode = (
+            "council serve --production"
+            + (" on postgres" if self.database_uri_file else "")
+            + (f" in {self.image}" if self.image else "")
+        )
         self.start("api", argv, env, cwd=self.data)
         self.wait_port("api")
 
@@ -301,6 +310,63 @@ class Stack:
             [*self.entrypoint(), "worker", "--concurrency", "4", "--ack-wait", "10"],
             env,
         )
+
+
+class Postgres:
+    """A temporary PostgreSQL server on loopback (initdb, pg_ctl), owned by ``postgres`` when
+    this runs as root (PostgreSQL refuses to run as root)."""
+
+    def __init__(self, root: Path, bindir: Path | None):
+        self.root, self.port = root / "postgres", free_port()
+        self.bin = bindir or self._find()
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    @staticmethod
+    def _find() -> Path:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if found:
+            return found[-1].parent
+        initdb = shutil.which("initdb")
+        if initdb:
+            return Path(initdb).parent
+        raise SystemExit("postgres: no initdb found; install PostgreSQL or pass --pg-bin")
+
+    def run(self, *argv: str) -> None:
+        out = subprocess.run([*self.as_user, *argv], capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(f"postgres: {' '.join(argv[:2])} failed: {out.stderr.strip()[-300:]}")
+
+    def start(self) -> str:
+        self.root.mkdir(mode=0o700)
+        if self.as_user:
+            shutil.chown(self.root, "postgres", "postgres")
+            os.chmod(self.root.parent, 0o755)
+        data = self.root / "data"
+        self.run(str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "council")
+        self.run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
+            "start",
+        )
+        self.run(
+            str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "council",
+            "council",
+        )  # fmt: skip
+        return f"postgresql://council@127.0.0.1:{self.port}/council"
+
+    def stop(self) -> None:
+        if (self.root / "data" / "postmaster.pid").exists():
+            subprocess.run(
+                [*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m",
+                 "immediate", "stop"],
+                capture_output=True,
+            )  # fmt: skip
 
 
 def check(ok: bool, what: str) -> None:
@@ -364,12 +430,27 @@ def main() -> int:
     ap.add_argument("--venv", type=Path, default=Path(sys.executable).parent.parent)
     ap.add_argument("--time-scale", type=float, default=0.2)
     ap.add_argument("--image", help="run every process inside this image (buildah run)")
+    ap.add_argument(
+        "--http-runtime",
+        choices=("inmem", "postgres"),
+        default="inmem",
+        help="postgres: the API on a temporary PostgreSQL (initdb; --pg-bin)",
+    )
+    ap.add_argument("--pg-bin", type=Path, help="PostgreSQL's server binaries (initdb, pg_ctl)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="council-smoke-"))
     stack = Stack(args.venv.resolve(), root, args.time_scale, args.image)
+    postgres = None
     try:
         stack.services()
+        if args.http_runtime == "postgres":
+            postgres = Postgres(root, args.pg_bin)
+            uri = stack.secrets / "database_uri"
+            uri.write_text(postgres.start() + "\n")
+            if args.image:
+                os.chown(uri, 10001, 10001)
+            stack.database_uri_file = str(uri)
         streams = stack.streams()
         check(
             streams.returncode == 0,
@@ -494,9 +575,9 @@ def main() -> int:
         return 0
     finally:
         stack.close()
+        if postgres:
+            postgres.stop()
         if not args.keep:
-            import shutil
-
             shutil.rmtree(root, ignore_errors=True)
 
 
