@@ -383,6 +383,10 @@ def production_runtime(
         "MIGRATIONS_PATH": "__inmem",
     }
     env.pop("LANGSMITH_LANGGRAPH_API_VARIANT", None)  # "local_dev" turns on Studio's bypass
+    # a run stopped (replica killed, rolling update) is re-queued and resumes from its Valkey
+    # checkpoint; past this many attempts it ends as an error. langgraph-api's default of 3 let
+    # 2 of 30 runs fail under 10 stops in 120 s on two replicas (docs/DEPLOY.md)
+    env.setdefault("BG_JOB_MAX_RETRIES", "10")
     app = "langgraph_api.server:app"
     if runtime == "postgres":
         database = os.environ.get("DATABASE_URI", "")
@@ -404,7 +408,8 @@ def production_runtime(
             REDIS_URI=redis_uri(current.valkey_url),  # run heartbeats, wake-ups, streams
         )
         # a dead replica's runs are re-queued once their heartbeat (TTL 2x this) expires and a
-        # sweep (every 2x this) sees it: ~40 s at 10 s instead of up to 8 min at the default
+        # sweep (every 2x this, by a replica with a free job slot) sees it: at 10 s that is
+        # within ~40 s instead of ~8 min at langgraph-api's default 120 (docs/DEPLOY.md)
         env.setdefault("LG_BG_JOB_HEARTBEAT", "10")
         app = "council_agents.server.pg_runtime:app"
     argv = [

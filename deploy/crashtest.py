@@ -31,8 +31,8 @@ Then it waits for every accepted run to end and counts, from the outside:
   (``event.published`` lines in the replicas' council logs, duplicates included: JetStream
   drops a repeated ``Nats-Msg-Id``, so the stream alone cannot show it), or made at least twice
   the LLM calls of the median run (the simulator's request log), i.e. ran again from the start
-  instead of resuming from its checkpoint. Calls repeated by a resume (those in flight at the
-  kill) are reported as ``repeated LLM calls``.
+  instead of resuming from its checkpoint (the median is over the runs that succeeded). Calls
+  repeated by a resume (those in flight at the kill) are reported as ``repeated LLM calls``.
 
 Prints one line per count and exits 0 only if every accepted run finished and none executed
 twice. Failures name what failed; process logs stay in the temporary directory (``--keep``).
@@ -84,18 +84,12 @@ class Replicas:
     """``n`` API processes on their own ports and data directories, killed and restarted."""
 
     def __init__(self, stack: Stack, n: int, runtime: str, database_uri: str | None, jobs: int):
-        self.stack, self.n, self.runtime, self.database_uri, self.jobs = (
-            stack,
-            n,
-            runtime,
-            database_uri,
-            jobs,
-        )
+        self.stack, self.n, self.runtime, self.jobs = stack, n, runtime, jobs
+        self.database_uri = database_uri
         self.ports = [free_port() for _ in range(n)]
         self.lock = threading.Lock()
         self.kills: list[tuple[float, int]] = []
         self.kill_times: list[float] = []  # wall clock
-        self.starts = Counter[int]()
 
     def name(self, i: int) -> str:
         return f"api{i}"
@@ -118,7 +112,6 @@ class Replicas:
                 "127.0.0.1", "--port", str(self.ports[i]), "--jobs", str(self.jobs)]  # fmt: skip
         stack.ports[self.name(i)] = self.ports[i]
         stack.start(self.name(i), argv, env, cwd=stack.root / self.name(i))
-        self.starts[i] += 1
 
     def kill(self, i: int, at: float, sig: int = signal.SIGKILL) -> None:
         with self.lock:
@@ -135,8 +128,8 @@ class Replicas:
         except httpx.HTTPError:
             return False
 
-    def wait_all(self, timeout: float, upto: int | None = None) -> None:
-        which = range(self.n if upto is None else upto)
+    def wait_all(self, timeout: float) -> None:
+        which = range(self.n)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(self.ready(i) for i in which):
@@ -404,9 +397,11 @@ def main() -> int:
         calls = Counter(r["deliberation"] for r in llm.json()["requests"])
 
         finished = [s for s in accepted if s.status == "success" and stream[s.thread_id] == 1]
-        lost = [s for s in accepted if s.status in ("missing", None) or s.status not in TERMINAL]
+        lost = [s for s in accepted if s.status not in TERMINAL]  # 404 ("missing") or never ended
         failed = [s for s in accepted if s.status in TERMINAL and s not in finished]
-        base = statistics.median(calls[s.thread_id] for s in accepted) if accepted else 0
+        # one execution's LLM calls: the median of the runs that succeeded (lost runs made fewer)
+        done = [s for s in accepted if s.status == "success"] or accepted
+        base = statistics.median(calls[s.thread_id] for s in done) if done else 0
         twice = [
             s
             for s in accepted
@@ -434,7 +429,9 @@ def main() -> int:
         print(
             f"LLM calls per run: median {base:g}, max "
             f"{max((calls[s.thread_id] for s in accepted), default=0)}; repeated LLM calls "
-            f"(resumed runs): {repeated:g}; completed events of unaccepted runs: {len(strays)}"
+            f"(resumed runs): {repeated:g}; event.published log lines: "
+            f"{sum(published[s.thread_id] for s in accepted)}; completed events of unaccepted "
+            f"runs: {len(strays)}"
         )
         for s in lost + failed + twice:
             print(

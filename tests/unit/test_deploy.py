@@ -374,6 +374,7 @@ def test_inmem_runtime_is_langgraph_api_with_a_strict_lifespan(monkeypatch) -> N
     assert argv[argv.index("--lifespan") + 1] == "on"  # "auto" serves 500s after a failed start
     assert argv[argv.index("--workers") + 1] == "1"
     assert env["LANGGRAPH_RUNTIME_EDITION"] == "inmem" and env["N_JOBS_PER_WORKER"] == "7"
+    assert env["BG_JOB_MAX_RETRIES"] == "10"
     assert "LANGSMITH_LANGGRAPH_API_VARIANT" not in env
 
 
