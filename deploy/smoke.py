@@ -15,14 +15,15 @@ working container of the image (as the image's user, sharing this machine's netw
 temporary directory mounted at the same path); this script needs only httpx and nats-py. Then
 checks:
 
+0. the streams job declares the streams (exit 0), and ``council keys create`` makes the first
+   API key; without it a request is refused (401);
 1. ``/ok`` and ``/healthz`` (Valkey, NATS and the LLM each reported ok);
 2. one run through ``POST /threads/{id}/runs/wait`` completes and its event is published;
 3. runs submitted together are in flight together (the simulator's request log);
 4. a ``planning.plan.approved`` event becomes one completed event per role (the worker);
-5. after a restart of the API its threads are still there (``.langgraph_api/`` in the data dir);
+5. after a restart of the API its threads are still there (``.langgraph_api/`` in the data dir,
+   or PostgreSQL);
 6. a run stopped by SIGTERM mid-deliberation finishes after the restart, resumed from Valkey.
-
-0. the streams job declares the streams (exit 0);
 
 Prints one line per check and exits non-zero on the first failure. The API runs as
 ``council serve --production`` (``cli.commands.production_runtime``), as the image runs it.
