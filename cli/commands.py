@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import ipaddress
 import json
 import os
@@ -414,12 +415,38 @@ def serve_environment(current: Settings) -> dict[str, str]:
     return env
 
 
+HTTP_RUNTIMES = ("inmem", "postgres")
+# the version tested (docs/DEPLOY.md), as deploy/requirements-postgres.txt pins it
+PG_RUNTIME = "langgraph-runtime-pg==0.11.1.post1"
+
+
+def http_runtime() -> str:
+    """The production HTTP runtime named by ``COUNCIL_HTTP_RUNTIME`` (default ``inmem``)."""
+    name = os.environ.get("COUNCIL_HTTP_RUNTIME", "inmem").strip() or "inmem"
+    if name not in HTTP_RUNTIMES:
+        raise UsageError(
+            f"COUNCIL_HTTP_RUNTIME={name}: unknown runtime; use one of {', '.join(HTTP_RUNTIMES)}"
+        )
+    return name
+
+
+def redis_uri(valkey_url: str) -> str:
+    """Valkey's URL in the scheme redis-py reads (``valkey://`` -> ``redis://``)."""
+    for ours, theirs in (("valkeys://", "rediss://"), ("valkey://", "redis://")):
+        if valkey_url.startswith(ours):
+            return theirs + valkey_url.removeprefix(ours)
+    return valkey_url
+
+
 def production_runtime(
-    current: Settings, host: str, port: int, jobs: int
+    current: Settings, host: str, port: int, jobs: int, runtime: str = "inmem"
 ) -> tuple[list[str], dict[str, str]]:
-    """The production HTTP runtime (docs/DEPLOY.md): langgraph-api's app on the in-memory
-    runtime under one uvicorn process, configured from the same ``server/langgraph.json`` as
-    ``langgraph dev``; no reload, no Studio bypass, ``jobs`` runs at once.
+    """The production HTTP runtime (docs/DEPLOY.md): langgraph-api's app under one uvicorn
+    process, configured from the same ``server/langgraph.json`` as ``langgraph dev``; no
+    reload, no Studio bypass, ``jobs`` runs at once. ``inmem``: threads and runs in the
+    process, flushed to ``.langgraph_api/``, one replica. ``postgres``: threads and runs in
+    PostgreSQL (``DATABASE_URI``), run heartbeats in Valkey, any number of replicas
+    (``server/pg_runtime.py``).
     """
     config = serve_config()
     env = {
@@ -435,17 +462,48 @@ def production_runtime(
         "MIGRATIONS_PATH": "__inmem",
     }
     env.pop("LANGSMITH_LANGGRAPH_API_VARIANT", None)  # "local_dev" turns on Studio's bypass
+    # a run stopped (replica killed, rolling update) is re-queued and resumes from its Valkey
+    # checkpoint; past this many attempts it ends as an error. langgraph-api's default of 3 let
+    # 2 of 30 runs fail under 10 stops in 120 s on two replicas (docs/DEPLOY.md)
+    env.setdefault("BG_JOB_MAX_RETRIES", "10")
+    app = "langgraph_api.server:app"
+    if runtime == "postgres":
+        database = os.environ.get("DATABASE_URI", "")
+        if not database.startswith(("postgres://", "postgresql://")):
+            raise UsageError(
+                "COUNCIL_HTTP_RUNTIME=postgres: set DATABASE_URI to the PostgreSQL URL "
+                "(postgresql://USER:PASSWORD@HOST:5432/DB)"
+            )
+        if importlib.util.find_spec("langgraph_runtime_pg") is None:
+            raise UsageError(
+                f"COUNCIL_HTTP_RUNTIME=postgres: the runtime is not installed: pip install "
+                f"'{PG_RUNTIME}' (it pins langgraph-api 0.11.1)"
+            )
+        assert current.storage.valkey_url is not None
+        del env["MIGRATIONS_PATH"]
+        env.update(
+            LANGGRAPH_RUNTIME_EDITION="pg",
+            DATABASE_URI=database,
+            REDIS_URI=redis_uri(current.storage.valkey_url),  # run heartbeats, wake-ups, streams
+        )
+        # a dead replica's runs are re-queued once their heartbeat (TTL 2x this) expires and a
+        # sweep (every 2x this, by a replica with a free job slot) sees it: at 10 s that is
+        # within ~40 s instead of ~8 min at langgraph-api's default 120 (docs/DEPLOY.md)
+        env.setdefault("LG_BG_JOB_HEARTBEAT", "10")
+        app = "council_agents.server.pg_runtime:app"
     argv = [
         sys.executable,
         "-m",
         "uvicorn",
-        "langgraph_api.server:app",
+        app,
         "--host",
         host,
         "--port",
         str(port),
         "--workers",
         "1",
+        "--lifespan",
+        "on",  # a failed startup exits instead of serving 500s ("auto" hides it)
         "--no-access-log",
         "--timeout-graceful-shutdown",
         "30",
@@ -462,13 +520,15 @@ def serve_production(args: argparse.Namespace) -> int:
         )
     if args.reload or args.dev_studio:
         raise UsageError("--production: --reload and --dev-studio are for development")
+    runtime = http_runtime()
     check_exposure(args, current)
-    jobs = args.jobs or current.server.serve_jobs
-    argv, env = production_runtime(current, args.host, args.port, jobs)
+    argv, env = production_runtime(
+        current, args.host, args.port, args.jobs or current.server.serve_jobs, runtime
+    )
     current.data_dir.mkdir(parents=True, exist_ok=True)
     os.chdir(current.data_dir)  # .langgraph_api/ is written here: a volume in a container
     say(
-        f"council API (production runtime) on http://{args.host}:{args.port}; "
+        f"council API (production runtime, {runtime}) on http://{args.host}:{args.port}; "
         f"{env['N_JOBS_PER_WORKER']} runs at once; bearer token required"
     )
     os.execvpe(argv[0], argv, env)

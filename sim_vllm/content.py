@@ -252,18 +252,49 @@ _UNDER_REVIEW = re.compile(
 _DEFECT_LINE = re.compile(r"^- \*\*(blocker|major|minor|constraint violated)\*\*[^:]*: (.+)$", re.M)
 
 
+def under_review(prompt: str) -> str | None:
+    """The proposal a critique or revise prompt is about, if any: council shows every proposal
+    (``## Proposal P<k>`` sections) and names the one under review last (``Review proposal P2``,
+    ``## Critiques of proposal P2``); an older layout shows it alone (``## Proposal under
+    review``).
+    """
+    named = _NAMED.search(prompt)
+    if named is not None:
+        shown = dict(proposal_sections(prompt))
+        if named.group(1) in shown:
+            return shown[named.group(1)].strip()
+    found = _UNDER_REVIEW.search(prompt)
+    if found is None:
+        return None
+    previous = (found.group(2) if found.group(1) else found.group(3)).strip()
+    return _ESCAPED_HEADING.sub(r"\1\2", previous)
+
+
+_DROPPABLE = re.compile(r"^### (Tests|Risks|Steps|Approach)\n(?:(?!### ).*(?:\n|$))*", re.M)
+
+
+def dropped_revision(rng: random.Random, prompt: str) -> str:
+    """A revision that drops content, as a weak model writes one: the proposal under review
+    without one of its fixed sections (or, without any, a fifth of it), then its changes.
+    Council must refuse it (``checks.artifact``).
+    """
+    previous = under_review(prompt) or make_text(rng, "revise", prompt, 200)
+    sections = list(_DROPPABLE.finditer(previous))
+    if sections:
+        cut = rng.choice(sections)
+        body = (previous[: cut.start()] + previous[cut.end() :]).strip()
+    else:
+        body = previous[: max(1, len(previous) // 5)]
+    return body + "\n\n=== CHANGES ===\nADDRESSED: the critiques -> removed what was not needed"
+
+
 def revision(rng: random.Random, prompt: str, target_tokens: int, who: str = "") -> str:
     """A revision in the council's plain-text form: the proposal under review kept whole, with
     a section of changes after review, then ``=== CHANGES ===`` and one ``ADDRESSED:`` line per
     defect the critiques named (up to three). Without a proposal in the prompt, fresh prose.
     """
-    found = _UNDER_REVIEW.search(prompt)
-    if found is not None:
-        previous = (found.group(2) if found.group(1) else found.group(3)).strip()
-        previous = _ESCAPED_HEADING.sub(r"\1\2", previous)
-    elif _NAMED.search(prompt) is not None:
-        previous = under_review(prompt).strip()
-    else:
+    previous = under_review(prompt)
+    if previous is None:
         return make_text(rng, "revise", prompt, target_tokens, who)
     kws = keywords(prompt)
     changes = "\n".join(
@@ -491,17 +522,6 @@ _NAMED = re.compile(r"(?:Review proposal|^## Critiques of proposal) (P\d+)\b", r
 """Where a critique or revise prompt names the proposal under review."""
 _FENCED = re.compile(r"^<(data-\w+)>\n(.*)\n</\1>\s*$", re.S)
 _ESCAPED_HEADING = re.compile(r"^( {0,3})\\(#+)", re.M)
-
-
-def under_review(prompt: str) -> str:
-    """The text of the proposal a critique or revise prompt is about: council shows every
-    proposal (``## Proposal P<k>`` sections) and names the one under review (``Review proposal
-    P2``, ``## Critiques of proposal P2``); the whole prompt when it names none.
-    """
-    named = _NAMED.search(prompt)
-    if named is None:
-        return prompt
-    return dict(proposal_sections(prompt)).get(named.group(1), prompt)
 
 
 def proposal_sections(prompt: str) -> list[tuple[str, str]]:

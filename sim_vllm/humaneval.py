@@ -12,7 +12,12 @@ and a test can work out every answer, and so every strategy's outcome, in advanc
 - critiques: one ``blocker`` when the code under review is broken, no defect when it is correct
   (so a round where every answer is correct converges);
 - revisions: the same code, made correct when it was broken and
-  ``draw("fix", problem, agent, round) < fix``;
+  ``draw("fix", problem, agent, round) < fix``; ``UNCHANGED`` for correct code. Set
+  ``revise_drop`` and an attempt (its request's seed drawn too, so a retry differs) answers
+  without its code block, which council must refuse; set ``revise_break`` and a revision of
+  correct code breaks it;
+- critiques, with ``critic_false`` and ``critic_miss``: a blocker on correct code, or none on
+  broken code, per attempt;
 - judges: every criterion 8 for correct code and 3 for broken code, and voters rank correct
   code first; on the problems where ``draw("judge", problem) >= judge_accuracy`` both prefer
   broken code instead.
@@ -48,6 +53,14 @@ class HumanEvalScript:
     """Chance that a revision makes broken code correct (per problem, agent and round)."""
     judge_accuracy: float = 1.0
     """Share of problems on which judges and voters prefer correct code (else broken code)."""
+    revise_drop: float = 0.0
+    """Chance a revision attempt answers without its code block (council refuses it)."""
+    revise_break: float = 0.0
+    """Chance a revision attempt of correct code breaks it (else ``UNCHANGED``)."""
+    critic_false: float = 0.0
+    """Chance a critique attempt of correct code reports a blocker."""
+    critic_miss: float = 0.0
+    """Chance a critique attempt of broken code reports no defect."""
     seed: int = 0
     """Varies every draw."""
     _by_name: dict[str, list[Problem]] = field(default_factory=dict, repr=False)
@@ -69,6 +82,18 @@ class HumanEvalScript:
         """Whether judges and voters prefer correct code on ``problem``."""
         return self.draw("judge", problem["index"]) < self.judge_accuracy
 
+    @property
+    def per_attempt(self) -> bool:
+        """Whether any draw varies per attempt (``answer`` is then given the request's seed)."""
+        return any((self.revise_drop, self.revise_break, self.critic_false, self.critic_miss))
+
+    @classmethod
+    def fitted_smollm2(cls, **changes: Any) -> HumanEvalScript:
+        """The script fitted to SmolLM2-135M-Instruct's eval records and probes
+        (``python -m bench.fit_smollm2``; docs/SIMULATOR.md), with ``changes`` applied.
+        """
+        return cls(**{**HUMANEVAL_SMOLLM2, **changes})
+
     def problem_in(self, text: str) -> Problem | None:
         """The HumanEval problem whose prompt ``text`` shows, if any."""
         if not self._by_name:
@@ -81,7 +106,13 @@ class HumanEvalScript:
         return None
 
     def answer(
-        self, stage: str, prompt: str, agent: str, round_: int, schema: dict[str, Any] | None
+        self,
+        stage: str,
+        prompt: str,
+        agent: str,
+        round_: int,
+        schema: dict[str, Any] | None,
+        nonce: object = None,
     ) -> str | None:
         """The scripted answer to a request, if it is about a HumanEval problem.
 
@@ -92,6 +123,8 @@ class HumanEvalScript:
             agent: Who asks (draws vary per agent).
             round_: The deliberation round (draws of revisions vary per round).
             schema: The structured output's JSON schema, None for plain text.
+            nonce: Varies the per-attempt draws (``revise_drop``, ``revise_break``,
+                ``critic_false``, ``critic_miss``): the request's seed.
 
         Returns:
             The answer's text, or None when the request is not about a HumanEval problem (or
@@ -101,14 +134,23 @@ class HumanEvalScript:
         if problem is None:
             return None
         if stage == "revise":  # plain text: the code (fixed or not) and what changed
-            before = is_correct(problem, content.under_review(prompt))
+            before = is_correct(problem, content.under_review(prompt) or prompt)
+            attempt = self.draw("revise", problem["index"], agent, round_, nonce)
+            if attempt < self.revise_drop:
+                return DROPPED
+            if before and attempt < self.revise_drop + self.revise_break:
+                return revise_text(problem, False, False)
             after = before or self.fixes(problem, agent, round_)
             return revise_text(problem, before, after)
         if schema is None:
             return first_answer(problem, self.first_correct(problem, agent))
         right = self.judges_right(problem)
         if stage == "critique":
-            return content.dumps(critique_doc(is_correct(problem, content.under_review(prompt))))
+            correct = is_correct(problem, content.under_review(prompt) or prompt)
+            wrong = self.draw("critique", problem["index"], agent, round_, nonce)
+            if wrong < (self.critic_false if correct else self.critic_miss):
+                correct = not correct  # a false blocker, or a missed one
+            return content.dumps(critique_doc(correct))
         if stage == "judge":
             return content.dumps(judge_doc(candidates(problem, prompt), criteria(schema), right))
         if stage == "vote":
@@ -116,6 +158,26 @@ class HumanEvalScript:
             shown = [c for c in candidates(problem, prompt) if not ranked or c[0] in ranked]
             return content.dumps(vote_doc(shown, right))
         return None
+
+
+DROPPED = (
+    "I fixed the function: it no longer returns before computing the result.\n"
+    "=== CHANGES ===\n"
+    "ADDRESSED: it returns before computing anything -> removed that line\n"
+)
+"""A revision that drops the code (a weak model describes its fix instead of writing it)."""
+
+HUMANEVAL_SMOLLM2: dict[str, Any] = {
+    # `python -m bench.fit_smollm2` (docs/SIMULATOR.md): the records and the probes
+    "correct": 0.025,
+    "fix": 0.0,
+    "judge_accuracy": 0.417,
+    "revise_drop": 0.706,
+    "revise_break": 0.294,
+    "critic_false": 1.0,
+    "critic_miss": 0.0,
+}
+"""``HumanEvalScript.fitted_smollm2()``'s parameters (bench/fit_smollm2.py prints the fit)."""
 
 
 def first_answer(problem: Problem, correct: bool) -> str:

@@ -168,6 +168,12 @@ def add_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=0.0,
         help="with --mark: points the judges add to the proposal shown first",
     )
+    p.add_argument(
+        "--truth",
+        choices=["fitted-smollm2"],
+        help="play judges, voters, critics and revisions as the truth fitted to SmolLM2-135M "
+        "does (sim_vllm.truth, docs/SIMULATOR.md); default: random answers",
+    )
     _add_humaneval_flags(p)
     p.add_argument(
         "--fault",
@@ -198,10 +204,8 @@ def _add_humaneval_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _truth(marks: list[str], position_bias: float) -> Truth | None:
-    """The scripted truth of ``--mark WORD=POINTS`` flags (None: none given)."""
-    if not marks:
-        return None
+def _truth(marks: list[str], position_bias: float, fitted: str | None, seed: int) -> Truth | None:
+    """The truth of ``--truth`` and ``--mark WORD=POINTS`` flags (None: neither given)."""
     points = {}
     for mark in marks:
         word, sep, value = mark.rpartition("=")
@@ -211,6 +215,10 @@ def _truth(marks: list[str], position_bias: float) -> Truth | None:
             sep = ""
         if not sep or not word:
             raise SystemExit(f"sim-vllm: --mark: {mark!r} is not WORD=POINTS")
+    if fitted == "fitted-smollm2":
+        return Truth.fitted_smollm2(seed=seed, marks=points)
+    if not points:
+        return None
     return Truth(marks=points, position_bias=position_bias)
 
 
@@ -226,7 +234,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         reasoning_parser=args.reasoning_parser,
         vllm_version=args.vllm_version,
         seed=args.seed,
-        truth=_truth(args.mark, args.position_bias),
+        truth=_truth(args.mark, args.position_bias, args.truth, args.seed),
     )
     faults = [FaultRule.parse_flag(f) for f in args.fault]
     humaneval = (

@@ -150,6 +150,51 @@ def test_parallel_stage_barrier(tmp_path):
         positive(r["wall (s)"])
 
 
+def test_decisions(tmp_path):
+    """Every aggregator and presentation scheme on the fitted truth, two deliberations each
+    (a round of critique and revision: the fitted revisions and critics run too)."""
+    out = bench(tmp_path, "bench.decisions", "--n", "2", "--agents", "3", "--rounds", "1")
+    rows = table(out, "agents")
+    assert [(r["aggregator"], r["presentation"]) for r in rows] == [
+        ("judge", "pair"),
+        ("judge", "rotations"),
+        ("judge", "pointwise"),
+        ("vote", "-"),
+        ("judge+vote", "pair"),
+        ("judge+vote", "rotations"),
+        ("judge+vote", "pointwise"),
+    ]
+    for r in rows:
+        assert r["agents"] == "3" and r["deliberations"] == "2"
+        assert 0 <= float(r["selection accuracy"].rstrip("%")) <= 100
+        positive(r["calls / delib."])
+        positive(r["tokens / delib."])
+        float(r["mean regret"])
+    assert "final proposals of unknown quality: 0;" in out
+    assert "the same final qualities under every scheme: 2 of 2 deliberations" in out
+    paired = table(out.split("Paired, on the same deliberations")[1], "agents")
+    assert [p["comparison"] for p in paired][:3] == [
+        f"judge+vote against judge, {s}" for s in ("pair", "rotations", "pointwise")
+    ]
+    assert all(0 <= float(p["McNemar p"]) <= 1 for p in paired)
+
+
+def test_fit_smollm2(tmp_path):
+    """The fit from the committed records and probes (``--measure`` needs llama-server: its
+    path through council's nodes is what ``tests/unit/test_sim_truth.py`` checks the fit of)."""
+    out = bench(tmp_path, "bench.fit_smollm2")
+    rows = {r["parameter"]: r for r in table(out, "parameter")}
+    for name in (
+        "judge_skill",
+        "calibration_noise",
+        "vote_first_bias",
+        "revise_drop",
+        "critic_false",
+    ):
+        assert rows[name]["how"].startswith("probe:"), rows[name]
+    assert rows["invalid[propose]"]["how"].startswith("records:")
+
+
 def test_scaleout(tmp_path):
     out = bench(
         tmp_path, "bench.scaleout", "--events", "2", "--concurrency", "2", "--time-scale", "0"

@@ -201,8 +201,8 @@ def _pairwise_prompt(first: str, second: str) -> str:
 def test_the_simulated_pairwise_judge_prefers_the_marked_prompt_s_text(points, bias, expected):
     authors = Authors()
     truth = Truth(marks={"good": points[0], "plain": points[1]}, position_bias=bias)
-    authors.remember("agent-dev-001", "better text", frozenset({"good"}), "d1")
-    authors.remember("agent-dev-001", "other text", frozenset({"plain"}), "d2")
+    authors.remember("agent-dev-001", "better text", deliberation="d1", words=frozenset({"good"}))
+    authors.remember("agent-dev-001", "other text", deliberation="d2", words=frozenset({"plain"}))
     answers = []
     for first, second in (("better text", "other text"), ("other text", "better text")):
         doc = {"comparison": "c", "preferred": "P1"}
@@ -219,7 +219,7 @@ def test_marks_are_points_for_a_prompt_containing_the_word_and_its_revisions():
     assert truth.points(truth.marked("Zephyrquux and Quuxzephyr")) == 2.0
     assert truth.points(truth.marked("nothing")) == 0.0
     authors = Authors()
-    authors.remember("a1", "proposal", frozenset({"Zephyrquux"}), "d1")
+    authors.remember("a1", "proposal", deliberation="d1", words=frozenset({"Zephyrquux"}))
     doc = {"proposal": "", "addressed": []}
     who = {"agent": "a1", "deliberation": "d1", "round": "1"}
     revised = shape(doc, "revise", "revise it", who, random.Random(0), truth, authors, 30)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 import re
 import stat
@@ -91,6 +92,17 @@ def _overlay_args() -> list[list[str]]:
             for op in yaml.safe_load(p.get("patch", "[]")) or []:
                 if str(op.get("path", "")).endswith("/args"):
                     out.append(op["value"])
+    return out
+
+
+def _patched_env() -> list[dict]:
+    """Container env entries that components and overlays patch in."""
+    out = []
+    for path in (DEPLOY / "k8s").rglob("kustomization.yaml"):
+        for p in yaml.safe_load(path.read_text()).get("patches", []):
+            for op in yaml.safe_load(p.get("patch", "[]")) or []:
+                if isinstance(op, dict) and str(op.get("path", "")).endswith("/env"):
+                    out += op["value"]
     return out
 
 
@@ -171,6 +183,7 @@ def _deployed_env() -> set[str]:
         names.update(env if isinstance(env, dict) else (e.split("=")[0] for e in env))
     for c in _council_containers():
         names.update(e["name"] for e in c.get("env", []))
+    names.update(e["name"] for e in _patched_env())
     kustomization = yaml.safe_load((DEPLOY / "k8s" / "base" / "kustomization.yaml").read_text())
     for gen in kustomization.get("configMapGenerator", []):
         names.update(lit.split("=")[0] for lit in gen.get("literals", []))
@@ -326,6 +339,7 @@ def test_kubernetes_secret_keys_are_the_ones_docs_create() -> None:
         for lit in gen["literals"]
         if lit.split("=")[0].endswith("_FILE")
     ]
+    paths += [e["value"] for e in _patched_env() if e["name"].endswith("_FILE")]
     assert paths
     for path in paths:
         assert path.startswith("/run/secrets/council/"), path
@@ -339,3 +353,82 @@ def test_kubernetes_secret_keys_are_the_ones_docs_create() -> None:
         if "secretKeyRef" in e.get("valueFrom", {})
     }
     assert refs <= created, f"secretKeyRef keys not created in docs: {refs - created}"
+
+
+# ---- the production HTTP runtimes (council serve --production) --------------------------
+
+
+def _production(monkeypatch: pytest.MonkeyPatch, runtime: str, **env: str):
+    from council_agents.cli import commands
+    from council_agents.core.settings import Settings
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    current = Settings().with_services("valkey://:pw@valkey:6379/0", "nats://n:4222")
+    return commands.production_runtime(current, "0.0.0.0", 8123, 7, runtime)
+
+
+def test_inmem_runtime_is_langgraph_api_with_a_strict_lifespan(monkeypatch) -> None:
+    argv, env = _production(monkeypatch, "inmem")
+    assert argv[argv.index("uvicorn") + 1] == "langgraph_api.server:app"
+    assert argv[argv.index("--lifespan") + 1] == "on"  # "auto" serves 500s after a failed start
+    assert argv[argv.index("--workers") + 1] == "1"
+    assert env["LANGGRAPH_RUNTIME_EDITION"] == "inmem" and env["N_JOBS_PER_WORKER"] == "7"
+    assert env["BG_JOB_MAX_RETRIES"] == "10"
+    assert "LANGSMITH_LANGGRAPH_API_VARIANT" not in env
+
+
+def test_postgres_runtime_environment(monkeypatch) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == "langgraph_runtime_pg" else find_spec(name, *a),
+    )
+    argv, env = _production(monkeypatch, "postgres", DATABASE_URI="postgresql://u:p@db:5432/c")
+    assert argv[argv.index("uvicorn") + 1] == "council_agents.server.pg_runtime:app"
+    assert argv[argv.index("--lifespan") + 1] == "on"
+    assert env["LANGGRAPH_RUNTIME_EDITION"] == "pg"
+    assert env["DATABASE_URI"] == "postgresql://u:p@db:5432/c"
+    assert env["REDIS_URI"] == "redis://:pw@valkey:6379/0"  # run heartbeats in council's Valkey
+    assert env["LG_BG_JOB_HEARTBEAT"] == "10" and "MIGRATIONS_PATH" not in env
+    assert json.loads(env["LANGGRAPH_CHECKPOINTER"])["path"].endswith("checkpointer")
+    _, kept = _production(monkeypatch, "postgres", LG_BG_JOB_HEARTBEAT="30")
+    assert kept["LG_BG_JOB_HEARTBEAT"] == "30"
+
+
+def test_postgres_runtime_refusals(monkeypatch) -> None:
+    from council_agents.cli import commands
+
+    monkeypatch.delenv("DATABASE_URI", raising=False)
+    with pytest.raises(commands.UsageError, match="set DATABASE_URI to the PostgreSQL URL"):
+        _production(monkeypatch, "postgres")
+    if importlib.util.find_spec("langgraph_runtime_pg") is None:  # council's own venv
+        with pytest.raises(commands.UsageError, match="pip install 'langgraph-runtime-pg=="):
+            _production(monkeypatch, "postgres", DATABASE_URI="postgresql://db/c")
+    monkeypatch.setenv("COUNCIL_HTTP_RUNTIME", "sqlite")
+    with pytest.raises(commands.UsageError, match="COUNCIL_HTTP_RUNTIME=sqlite: unknown"):
+        commands.http_runtime()
+    monkeypatch.delenv("COUNCIL_HTTP_RUNTIME")
+    assert commands.http_runtime() == "inmem"
+
+
+def test_redis_uri_from_valkey_url() -> None:
+    from council_agents.cli.commands import redis_uri
+
+    assert redis_uri("valkey://:pw@h:6379/0") == "redis://:pw@h:6379/0"
+    assert redis_uri("valkeys://:pw@h:6380/1") == "rediss://:pw@h:6380/1"
+    assert redis_uri("redis://h:6379") == "redis://h:6379"
+
+
+def test_postgres_requirement_is_the_version_council_names() -> None:
+    from council_agents.cli.commands import PG_RUNTIME
+
+    pinned = [
+        line.strip()
+        for line in (DEPLOY / "requirements-postgres.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert pinned == [PG_RUNTIME]
