@@ -9,10 +9,12 @@ simulated vLLM in a thread at time scale 0) with a ``Truth`` that knows every pr
 quality (``sim_vllm.truth``; ``--truth fitted``: ``Truth.fitted_smollm2()``, ``scripts``: the
 scripted judges of ``tests/integration/test_decisions.py``; ``--set`` overrides parameters).
 
-Every deliberation runs with aggregator ``judge+vote`` (its judges and its voters both answer);
-the three aggregators are then applied to its final state by council's own ``nodes.select.decide``
-(``vote`` without the judgements: a council that decides by vote runs no judge). The graph's own
-decision must equal ``decide``'s for ``judge+vote`` (checked on every deliberation). The
+Every deliberation runs with aggregator ``judge`` (its judges and its voters both answer, side
+by side); the three aggregators are then applied to its final state by council's own
+``nodes.select.decide`` (``vote`` without the judgements: a council that decides by vote runs no
+judge; ``judge+vote`` without them when the ballots are unanimous, ``nodes.vote.unanimous``: it
+asks its judges only after split ballots). The graph's own decision must equal ``decide``'s for
+``judge`` (checked on every deliberation). The
 deliberations of one size share their ids across the schemes, and the simulator keys what each
 attempt does by who asks and its seed (``Truth.behaviour``), so the schemes judge the same final
 proposals of the same hidden quality (a paired comparison; the output says in how many
@@ -52,6 +54,7 @@ from council_agents.core.state import CouncilState
 from council_agents.core.terms import AGGREGATORS, PRESENTATIONS, Aggregator, Presentation
 from council_agents.evals.stats import mcnemar_exact, wilson_interval
 from council_agents.nodes.select import decide
+from council_agents.nodes.vote import unanimous
 from council_agents.server import logs
 from council_agents.server.runner import Deliberations
 from council_agents.sim_vllm import ServerThread, SimConfig, SimVLLM, Truth
@@ -126,12 +129,13 @@ def outcome(
         state = _as(values, aggregator)
         decision = decide(state)
         winners[aggregator], decided_by[aggregator] = decision["winner"], decision["decided_by"]
-    if values["decision"]["winner"] != winners["judge+vote"]:
+    if values["decision"]["winner"] != winners["judge"]:
         raise AssertionError("decide() disagrees with the graph's decision")
     calls = values["calls"]
     judged = [c for c in calls if c["stage"] == "judge"]
     everything = sum(c["prompt_tokens"] + c["completion_tokens"] for c in calls)
     judging = sum(c["prompt_tokens"] + c["completion_tokens"] for c in judged)
+    skipped = unanimous(values.get("ballots", []), sorted(finals)) is not None
     bonus: dict[str, list[float]] = {a: [] for a in finals}
     for j in values.get("judgements", []):
         for i, a in enumerate(j["order"]):
@@ -146,10 +150,14 @@ def outcome(
         quality=quality,
         calls={
             "judge": len(calls),
-            "judge+vote": len(calls),
+            "judge+vote": len(calls) - (len(judged) if skipped else 0),
             "vote": len(calls) - len(judged),
         },
-        tokens={"judge": everything, "judge+vote": everything, "vote": everything - judging},
+        tokens={
+            "judge": everything,
+            "judge+vote": everything - (judging if skipped else 0),
+            "vote": everything - judging,
+        },
         position_spread=max(means) - min(means) if means else 0.0,
         unknown=unknown,
     )
@@ -159,8 +167,11 @@ def _as(values: CouncilState, aggregator: Aggregator) -> CouncilState:
     """The final state as a council with ``aggregator`` would have it (``vote``: no judge)."""
     state = dict(values)
     state["council"] = {**values["council"], "aggregator": aggregator}
-    if aggregator == "vote":
-        state["judgements"] = []
+    ids = sorted(latest_drafts(values))
+    if aggregator == "vote" or (
+        aggregator == "judge+vote" and unanimous(values.get("ballots", []), ids)
+    ):
+        state["judgements"] = []  # no judge asked: by vote, or after unanimous ballots
     return state  # type: ignore[return-value]
 
 
@@ -183,7 +194,7 @@ async def run_cell(
         task = TASKS[i % len(TASKS)]
         inp = {"task": task["task"], "role": task["role"], "rounds": rounds}
         context = Context(
-            agents=agents, aggregator="judge+vote", presentation=scheme, require_approval=False
+            agents=agents, aggregator="judge", presentation=scheme, require_approval=False
         )
         async with gate:
             admission = admit(inp, context, None, settings.llm)

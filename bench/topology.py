@@ -1,20 +1,18 @@
 """Critics per proposal: every peer against a sparse ring, on the simulator's known truth.
 
-    python -m bench.topology [--n 20] [--agents 3 5] [--rounds 1]
+    python -m bench.topology [--n 20] [--agents 3 5] [--rounds 1] [--truth scripts|fitted]
 
 For each council size and each ``critics`` (every peer, then 1 and 2 where fewer than the
 peers), runs ``--n`` deliberations (the shipped demo tasks in turn, ids shared across the
-settings) in process on the simulated vLLM (time scale 0) with a ``Truth`` of known quality:
-agents of quality spread evenly from 7 down to 4, a judge that adds 3 points to whatever it
-reads first (noise 0.6), voters with noise 1.0, critics that find a major defect in round 1
-(``tests/integration/test_decisions.py``'s scenario). Reports the best-pick rate (the winner
-is the agent of the best hidden quality) with its Wilson 95 % interval, and the calls and
-tokens per deliberation (critique calls and all).
-
-What it can and cannot show: this simulator keeps an author's hidden quality through its
-revisions (a revision is not better or worse than the proposal), so the best-pick rate cannot
-depend on the topology here except through chance; what the table measures is the cost. A
-truth that models what critiques do to a revision is needed to measure the quality side.
+settings) in process on the simulated vLLM (time scale 0) with a ``Truth`` of known quality.
+``--truth scripts``: agents of quality spread evenly from 7 down to 4, a judge that adds 3
+points to whatever it reads first (noise 0.6), voters with noise 1.0, critics that find a
+major defect in round 1 (``tests/integration/test_decisions.py``'s scenario); a revision keeps
+its author's quality, so the best pick cannot depend on the topology except by chance.
+``--truth fitted``: ``Truth.fitted_smollm2()`` (docs/SIMULATOR.md), where a revision's
+quality moves (gain, loss, refusal) and critics miss or invent defects. Reports the best-pick
+rate (the winner's final text has the best hidden quality among the final ones) with its
+Wilson 95 % interval, and the calls and tokens per deliberation.
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 
 from council_agents.cli.commands import demo_tasks
+from council_agents.core.progress import latest_drafts
 from council_agents.core.request import admit
 from council_agents.core.settings import LLMSettings, Settings
 from council_agents.evals.stats import wilson_interval
@@ -43,15 +42,24 @@ def qualities(agents: int) -> dict[str, float]:
     return {f"agent-dev-{i:03d}": 7.0 - step * (i - 1) for i in range(1, agents + 1)}
 
 
-async def one_setting(agents: int, critics: int | None, n: int, rounds: int) -> dict[str, Any]:
-    """``n`` deliberations of ``agents`` agents with ``critics`` per proposal."""
-    quality = qualities(agents)
-    truth = Truth(
-        quality=quality, position_bias=3.0, noise=0.6, vote_noise=1.0, major_until_round=1
+def truth_for(name: str, agents: int) -> Truth:
+    """The named truth (``scripts`` or ``fitted``)."""
+    if name == "fitted":
+        return Truth.fitted_smollm2()
+    return Truth(
+        quality=qualities(agents), position_bias=3.0, noise=0.6, vote_noise=1.0, major_until_round=1
     )
+
+
+async def one_setting(
+    agents: int, critics: int | None, n: int, rounds: int, truth_name: str = "scripts"
+) -> dict[str, Any]:
+    """``n`` deliberations of ``agents`` agents with ``critics`` per proposal."""
+    truth = truth_for(truth_name, agents)
     tasks = list(demo_tasks().values())
     best, calls, prompt, completion, critiques = 0, 0, 0, 0, 0
-    with ServerThread(SimVLLM(SimConfig(time_scale=0, truth=truth))) as sim:
+    engine = SimVLLM(SimConfig(time_scale=0, truth=truth))
+    with ServerThread(engine) as sim:
         settings = Settings(llm=LLMSettings(base_url=sim.base_url))
         runner = Deliberations(settings, InMemorySaver())
         try:
@@ -63,7 +71,9 @@ async def one_setting(agents: int, critics: int | None, n: int, rounds: int) -> 
                     f"topology-{agents}-{i}", admit(inp, context, None, settings.llm)
                 )
                 values = outcome.values
-                best += values["decision"]["winner"] == "agent-dev-001"
+                finals = latest_drafts(values)
+                hidden = {a: engine.authors.quality_of(t, truth, a) for a, t in finals.items()}
+                best += hidden[values["decision"]["winner"]] == max(hidden.values())
                 usage = values["result"].usage
                 calls += usage.calls
                 prompt += usage.prompt_tokens
@@ -92,10 +102,14 @@ async def main(args: argparse.Namespace) -> None:
         for critics in [None, 1, 2]:
             if critics is not None and critics >= agents - 1:
                 continue  # the same as every peer
-            rows.append(await one_setting(agents, critics, args.n, args.rounds))
+            rows.append(await one_setting(agents, critics, args.n, args.rounds, args.truth))
+    about = {
+        "scripts": "quality 7..4, judge position bias 3 (noise 0.6), voter noise 1.0",
+        "fitted": "Truth.fitted_smollm2()",
+    }[args.truth]
     print(
         f"{args.n} deliberations per row, {args.rounds} round(s), judge+vote, rotations; "
-        "truth: quality 7..4, judge position bias 3 (noise 0.6), voter noise 1.0\n"
+        f"truth {args.truth}: {about}\n"
     )
     print(
         "| agents | critics per proposal | best pick | Wilson 95 % | calls | critique calls "
@@ -117,6 +131,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--n", type=int, default=20, help="deliberations per row")
     ap.add_argument("--agents", type=int, nargs="+", default=[3, 5])
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--truth", choices=["scripts", "fitted"], default="scripts")
     return ap.parse_args(argv)
 
 
