@@ -11,6 +11,7 @@ agent's text names its placeholder there.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from typing import Any
@@ -341,6 +342,7 @@ async def check_fits(llm: LLM, council: Council, task: str, deliberation_id: str
     prompts do not leave their answers room in some agent's context window.
     """
     checks = _checks(council, task, deliberation_id)
+    files = await asyncio.to_thread(llm.prompts.snapshot)  # disk reads: off the event loop
     seen: set[tuple[str, str, str]] = set()
     for agent, stage, prompt in checks:
         key = (agent["base_url"], agent["model"], stage)
@@ -350,7 +352,7 @@ async def check_fits(llm: LLM, council: Council, task: str, deliberation_id: str
         known = await llm.windows.endpoint(agent)
         if known.window is None:
             continue
-        messages, _ = prompt.render(llm.prompts)
+        messages, _ = prompt.render(files)
         need = floor(council["max_tokens"][stage])
         room = known.window - MARGIN
         if estimate(messages) * known.scale + need <= room:

@@ -13,6 +13,7 @@ with the numbers. Runs again on resume when it failed (the LLM was down), never 
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from council_agents.core.metrics import DELIBERATIONS_STARTED
@@ -23,7 +24,8 @@ from council_agents.llm.stage import check_fits, check_prompts
 
 async def prepare(state: CouncilState, *, llm: LLM) -> Prepared:
     """The council with every model named, when the deliberation started, its prompt set."""
-    files = check_prompts(llm.prompts, state["council"])
+    # the prompt files are read from disk: off the event loop
+    files = await asyncio.to_thread(check_prompts, llm.prompts, state["council"])
     council = await llm.ready(state["council"])
     await check_fits(llm, council, state["task"], state["deliberation_id"])
     DELIBERATIONS_STARTED.labels(council["role"]).inc()
