@@ -41,6 +41,10 @@ EXAMPLE_TIMEOUT_S = 5.0
 """Wall-clock limit of one answer's run on the examples (the grounding step's)."""
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_LINE_FENCE = re.compile(
+    r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:^[ \t]*```|\Z)", re.DOTALL | re.MULTILINE
+)
+"""A fence on a line of its own (a task's text may mention ``` in a sentence)."""
 _PYTHONIC = ("", "python", "py", "python3")
 
 
@@ -83,7 +87,8 @@ def _stub(tree: ast.Module) -> str | None:
 
 def code_task(text: str) -> CodeTask | None:
     """The function ``text`` asks to write (None: not a code task)."""
-    candidates = [body for lang, body in _blocks(text) if lang in _PYTHONIC] or [text]
+    fenced = [(lang.lower(), body) for lang, body in _LINE_FENCE.findall(text)]
+    candidates = [body for lang, body in fenced if lang in _PYTHONIC] or [text]
     for source in candidates:
         try:
             tree = ast.parse(source)
