@@ -88,7 +88,7 @@ async def _check(
         found["hard"], found["notes"] = checked.hard, checked.notes
         found["outputs"] = None if checked.outputs is None else list(checked.outputs)
     else:
-        planned = plan.check(draft["content"])
+        planned = await asyncio.to_thread(plan.check, draft["content"])
         found["hard"], found["notes"] = planned.hard, planned.notes
     return found
 

@@ -61,7 +61,8 @@ async def test_proposals_that_agree_are_decided_without_critique_or_judge():
 @needs_sandbox
 async def test_answers_that_disagree_are_deliberated_and_shown_the_evidence():
     script = HumanEvalScript(correct=0.5, seed=1)
-    with ServerThread(SimVLLM(SimConfig(time_scale=0), humaneval=script)) as sim:
+    config = SimConfig(time_scale=0, log_prompts=True)
+    with ServerThread(SimVLLM(config, humaneval=script)) as sim:
         right = [script.first_correct(PROBLEM, f"agent-dev-00{i}") for i in (1, 2, 3)]
         assert len(set(right)) == 2, "the seed must give both right and broken first answers"
         outcome = await _run(sim, "disagree", execute=True)
@@ -70,6 +71,17 @@ async def test_answers_that_disagree_are_deliberated_and_shown_the_evidence():
         assert outcome.values["decision"]["stop_reason"] != "agreed"
         shown = evidence_text(outcome.values, {"agent-dev-001": "The proposal"})
         assert shown.startswith("The proposal:\n- its code parses")
+        # every critic, author, judge and voter was shown what the checks found, as data
+        prompts = {
+            e["stage"]: e["prompt"]
+            for e in sim_requests(sim)
+            if e["deliberation"] == "disagree" and e["stage"] != "propose"
+        }
+        assert set(prompts) == {"critique", "revise", "judge", "vote"}
+        for stage, prompt in prompts.items():
+            found = prompt[prompt.index("## What the checks found") :]
+            assert "<data-" in found and "has_close_elements([1.0, 2.0, 3.0], 0.5)" in found, stage
+        assert "P1:\n- its code parses" in prompts["judge"]
 
 
 async def test_execution_without_a_sandbox_is_refused_before_any_llm_call(monkeypatch):
