@@ -163,3 +163,22 @@ def test_a_draft_failing_a_hard_check_cannot_win_while_one_passes():
     assert decision["winner"] == "agent-dev-002"
     assert [r["agent_id"] for r in decision["ranking"]][-1] == "agent-dev-001"
     assert "cannot win while one passes" in decision["justification"]
+
+
+def test_the_command_line_and_the_context_set_the_grounding_each_refusal_one_line():
+    from council_agents.cli.commands import run_context
+    from council_agents.cli.main import parser
+
+    args = parser().parse_args(
+        ["deliberate", "t", "--checkers", "code,quotes", "--execute", "--gate", "0.75"]
+    )
+    context = run_context(args)
+    assert (context.checkers, context.execute, context.gate) == (["code", "quotes"], True, 0.75)
+    none = run_context(parser().parse_args(["deliberate", "t", "--checkers", "none"]))
+    assert (none.checkers, none.execute, none.gate) == ([], None, None)
+    for flags, message in [
+        (["--gate", "0.3"], "context.gate: must be 'off', 'all' or the share of answers"),
+        (["--checkers", "code,lint"], "context.checkers: unknown checker 'lint'; known: code"),
+    ]:
+        with pytest.raises(RequestError, match=f"^{message}"):
+            run_context(parser().parse_args(["deliberate", "t", *flags]))
