@@ -182,3 +182,26 @@ def test_the_command_line_and_the_context_set_the_grounding_each_refusal_one_lin
     ]:
         with pytest.raises(RequestError, match=f"^{message}"):
             run_context(parser().parse_args(["deliberate", "t", *flags]))
+
+
+def test_the_council_settings_default_to_no_execution_and_the_gate_on():
+    from council_agents.core.request import CouncilSpec, admit
+
+    settings = LLMSettings(model="m")
+    built_in = admit({"task": "t"}, None, None, settings)["council"]
+    assert (built_in["checkers"], built_in["execute"], built_in["gate"]) == (None, False, 1.0)
+    stored = CouncilSpec.model_validate(
+        {
+            "name": "c",
+            "role": "DEV",
+            "agents": [{"agent_id": "a"}, {"agent_id": "b"}],
+            "checkers": ["quotes"],
+            "execute": True,
+            "gate": "off",
+        }
+    )
+    council_ = admit({"task": "t"}, {"council": "c"}, stored, settings)["council"]
+    assert (council_["checkers"], council_["execute"], council_["gate"]) == (["quotes"], True, None)
+    # the run's context overrides the stored council's
+    council_ = admit({"task": "t"}, {"council": "c", "gate": 0.6}, stored, settings)["council"]
+    assert council_["gate"] == 0.6
