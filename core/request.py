@@ -38,6 +38,8 @@ from council_agents.core.limits import (
     MAX_JSON_DEPTH,
     MAX_TASK_CHARS,
     MIN_AGENTS,
+    Checkers,
+    Gate,
     Identifier,
     Name,
     RoleName,
@@ -180,6 +182,12 @@ class CouncilSpec(_Strict):
     aggregator: Aggregator = "judge+vote"
     presentation: Presentation = "rotations"
     token_budget: TokenBudget | None = None
+    checkers: Checkers | None = None
+    """None: by the task's kind (``prepare``)."""
+    execute: bool = False
+    """Run the answers' code on the task's examples (in the sandbox only)."""
+    gate: Gate = 1.0
+    """The agreement gate (0: off)."""
 
     @field_validator("agents")
     @classmethod
@@ -441,6 +449,9 @@ def admit(
         presentation=ctx.presentation or spec.presentation,
         token_budget=ctx.token_budget if ctx.token_budget is not None else spec.token_budget,
         max_tokens=dict(settings.max_tokens),
+        checkers=ctx.checkers if ctx.checkers is not None else spec.checkers,
+        execute=ctx.execute if ctx.execute is not None else spec.execute,
+        gate=(ctx.gate if ctx.gate is not None else spec.gate) or None,
     )
     given = req.model_dump(mode="json", exclude_none=True)
     label = given.pop("deliberation_id", None)

@@ -15,13 +15,23 @@ Stage = Literal["propose", "critique", "revise", "judge", "vote"]
 Aggregator = Literal["judge", "vote", "judge+vote"]
 """How the winner is decided (docs/DECISIONS.md)."""
 StopReason = Literal[
-    "converged", "budget", "rounds_completed", "human_override", "approved", "no_critiques"
+    "converged",
+    "budget",
+    "rounds_completed",
+    "human_override",
+    "approved",
+    "no_critiques",
+    "agreed",
 ]
 """Why the rounds ended (``approved``: kept for the replaced system's consumers;
-``no_critiques``: every critique of a round was rejected, so nothing could be revised)."""
-DecidedBy = Literal["judges", "vote", "human", "tiebreak"]
+``no_critiques``: every critique of a round was rejected, so nothing could be revised;
+``agreed``: the answers agreed, so the agreement gate decided without critiques or judges)."""
+DecidedBy = Literal["judges", "vote", "human", "tiebreak", "agreement", "checks"]
 """What decided the winner (``tiebreak``: neither the judges nor the vote could tell the
-leaders apart, and the documented tie-break did; the justification says which)."""
+leaders apart, and the documented tie-break did; the justification says which;
+``agreement``: the agreement gate; ``checks``: the grounded checks left one draft passing)."""
+Checker = Literal["code", "plan", "quotes"]
+"""A checker a council runs on what its agents write, with no LLM (``checks/``)."""
 Presentation = Literal["pair", "rotations", "pointwise"]
 """How the judges are shown the proposals: ``pair`` (one order and its reverse), ``rotations``
 (every cyclic rotation: each proposal in each position once), ``pointwise`` (each proposal
@@ -38,5 +48,7 @@ AGGREGATORS: tuple[Aggregator, ...] = get_args(Aggregator)
 """Every aggregator."""
 PRESENTATIONS: tuple[Presentation, ...] = get_args(Presentation)
 """Every presentation scheme."""
+CHECKERS: tuple[Checker, ...] = get_args(Checker)
+"""Every checker."""
 SEVERE: tuple[Severity, ...] = ("blocker", "major")
 """The severities that make a round go on (must or should change)."""

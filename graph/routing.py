@@ -8,6 +8,12 @@ retries included, as a hard cap). Then selection: the judgements (one per presen
 council's scheme gives, unless the vote decides alone or the judges no longer fit the budget)
 and one ballot per agent, all in parallel, then ``select`` aggregates.
 
+Grounding (``nodes.ground``, issue 23): after propose and after each revise, ``ground`` runs the
+council's checkers on the new drafts before anything else; when the drafts' outputs agree (the
+agreement gate) the deliberation goes straight to ``select``, without critiques, judges or
+ballots; when the checks leave exactly one draft passing, the judges are skipped. The evidence
+reaches each task under the names its prompt uses (``evidence``).
+
 An agent whose answers were rejected after every retry is left out of that task (an
 ``Omission`` in the state) and the deliberation goes on: a proposer left out takes no further
 part, while at least two proposals remain.
@@ -41,6 +47,7 @@ from council_agents.core.state import (
 from council_agents.core.terms import Stage
 from council_agents.llm.prompt import critique_text
 from council_agents.llm.stage import brief
+from council_agents.nodes.ground import agreed, evidence_text, singled_out, ungrounded
 
 PROMPT_OVERHEAD_TOKENS = 700
 """System prompt, headings and instructions of a stage prompt (an upper estimate)."""
@@ -122,8 +129,10 @@ def selection(state: CouncilState) -> list[Send]:
     finals = latest_drafts(state)
     ids = sorted(finals)
     shown = presentations(state, ids)
-    judging = council["aggregator"] != "vote" and not (
-        _over(state, _selection_cost(state, len(shown))) and not state.get("judgements")
+    judging = (
+        council["aggregator"] != "vote"
+        and not (_over(state, _selection_cost(state, len(shown))) and not state.get("judgements"))
+        and singled_out(state) is None  # grounded checks decide: no judge needed
     )
     judges = [order for order in shown if order not in _judged(state)] if judging else []
     voted = {b["voter"] for b in state.get("ballots", [])}
@@ -150,6 +159,7 @@ def _show(
         order=order,
         proposals={a: finals[a] for a in order},
     )
+    task["evidence"] = evidence_text(state, {a: f"P{i}" for i, a in enumerate(order, 1)})
     return Send(stage, task)
 
 
@@ -170,7 +180,7 @@ def over_budget(state: CouncilState, calls: list[tuple[int, int]]) -> bool:
     return _over(state, sum(estimate(c, m) for c, m in calls) + _selection_cost(state, judges))
 
 
-def route(state: CouncilState) -> list[Send] | Literal["select"]:
+def route(state: CouncilState) -> list[Send] | Literal["select", "ground"]:
     """Send the next stage's parallel tasks, or go to select when selection is complete.
 
     propose: one task per agent without a draft (or an omission); critique: one per ordered
@@ -196,6 +206,10 @@ def route(state: CouncilState) -> list[Send] | Literal["select"]:
             f"{len(versions)} of {len(council['agents'])} proposals were accepted and a council "
             f"needs {MIN_PROPOSALS} ({reasons})",
         )
+    if ungrounded(state):  # new drafts: the checkers read them first
+        return "ground"
+    if agreed(state):  # the agreement gate: decided without critiques or judges
+        return "select"
     done = min(versions.values())
     this_round = done + 1
     received = [c for c in state.get("critiques", []) if c["round"] == this_round]
@@ -265,6 +279,7 @@ def _round(state: CouncilState, this_round: int, received: list[Critique]) -> li
                     **_base(state, critic, "critique", this_round, cap),
                     author=author["agent_id"],
                     proposal=finals[author["agent_id"]],
+                    evidence=evidence_text(state, {author["agent_id"]: "The proposal"}),
                 ),
             )
             for critic, author in pending
@@ -286,6 +301,7 @@ def _round(state: CouncilState, this_round: int, received: list[Critique]) -> li
                 **_base(state, agent, "revise", this_round, cap),
                 proposal=finals[agent["agent_id"]],
                 critiques=critiques_for(received, agent["agent_id"]),
+                evidence=evidence_text(state, {agent["agent_id"]: "Your proposal"}),
             ),
         )
         for agent in authors

@@ -53,6 +53,8 @@ def shared_values(task: AgentTask) -> dict[str, Any]:
         "constraints": council["constraints"] or "(none)",
         "rubric": rubric_text(council["rubric"]),
         "agent_id": task["agent"]["agent_id"],
+        # the checkers' findings hold program output: data, fenced like what agents wrote
+        "evidence": fence(task.get("evidence") or "(no checks ran)"),
     }
 
 
@@ -229,7 +231,12 @@ def proposals_piece(order: list[str], proposals: dict[str, str]) -> EvenCap:
 
 def brief(council: Council) -> Brief:
     """What an agent's task needs of the council: a ``Send`` carries only this."""
-    return Brief(role=council["role"], rubric=council["rubric"], constraints=council["constraints"])
+    return Brief(
+        role=council["role"],
+        rubric=council["rubric"],
+        constraints=council["constraints"],
+        checkers=list(council.get("checkers") or []),
+    )
 
 
 def _base(council: Council, task: str, deliberation_id: str, agent: Agent) -> ProposeTask:

@@ -2,13 +2,16 @@
 
 The critic answers a structured document (defects with severities, constraint violations), so
 the council can tell when no blocker or major defect is left (``graph.routing``); the author
-reads it rendered as text (``llm.prompt.critique_text``).
+reads it rendered as text (``llm.prompt.critique_text``). With the council's ``quotes``
+checker, a defect whose ``where`` quotes text the proposal does not have is dropped and counted
+(``checks.quotes``; ``Critique.dropped``).
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from council_agents.checks import quotes
 from council_agents.core.state import Critique, CritiqueTask, CritiqueUpdate, Defect
 from council_agents.core.terms import Severity
 from council_agents.llm.client import LLM
@@ -41,7 +44,6 @@ async def critique(task: CritiqueTask, *, llm: LLM) -> CritiqueUpdate:
     """The agent's critique of ``task["author"]``'s latest version (or, when the critic's
     answers are rejected after every retry, an omission: the author goes without it).
     """
-    critic = task["agent"]["agent_id"]
     try:
         answer = await run_agent(
             llm,
@@ -57,14 +59,24 @@ async def critique(task: CritiqueTask, *, llm: LLM) -> CritiqueUpdate:
         left = omission(task, "critique", e, subject=task["author"])
         return CritiqueUpdate(omissions=[left], calls=e.records)
     doc: CritiqueAnswer = answer.parsed
+    return CritiqueUpdate(critiques=[grounded(task, doc)], calls=answer.records)
+
+
+def grounded(task: CritiqueTask, doc: CritiqueAnswer) -> Critique:
+    """The critique a critic answered, without the defects that quote text the proposal does
+    not have (when the council checks quotes), and how many went.
+    """
+    critic = task["agent"]["agent_id"]
+    checked = "quotes" in task["council"].get("checkers", [])
+    kept = [d for d in doc.defects if not (checked and quotes.missing(d.where, task["proposal"]))]
     written = Critique(
         round=task["round"],
         critic=critic,
         author=task["author"],
         summary=doc.summary.strip(),
-        defects=[
-            Defect(severity=d.severity, where=d.where, what=d.what, fix=d.fix) for d in doc.defects
-        ],
+        defects=[Defect(severity=d.severity, where=d.where, what=d.what, fix=d.fix) for d in kept],
         violations=list(doc.violations),
     )
-    return CritiqueUpdate(critiques=[written], calls=answer.records)
+    if checked:
+        written["dropped"] = len(doc.defects) - len(kept)
+    return written

@@ -70,7 +70,7 @@ def schema_valid(event: dict) -> bool:
 
     schema = json.loads((ROOT / "docs/events/deliberation.completed.schema.json").read_text())
     jsonschema.validate(event, schema)
-    return event["schema_version"] == "1.2"
+    return event["schema_version"] == "1.3"
 
 
 def test_too_few_proposals_fail_in_one_line_with_their_own_exit_code(tmp_path):

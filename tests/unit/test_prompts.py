@@ -28,6 +28,7 @@ STAGE_VALUES = {
         version=0,
         proposal="P",
         round=1,
+        evidence="E",
     ),
     "revise": dict(
         task="T",
@@ -39,9 +40,20 @@ STAGE_VALUES = {
         proposal="P",
         critiques="X",
         round=1,
+        evidence="E",
     ),
-    "judge": dict(task="T", constraints="C", rubric="R", proposals="P", labels="P1, P2"),
-    "vote": dict(task="T", constraints="C", rubric="R", proposals="P", labels="P1", agent_id="a1"),
+    "judge": dict(
+        task="T", constraints="C", rubric="R", proposals="P", labels="P1, P2", evidence="E"
+    ),
+    "vote": dict(
+        task="T",
+        constraints="C",
+        rubric="R",
+        proposals="P",
+        labels="P1",
+        agent_id="a1",
+        evidence="E",
+    ),
 }
 
 prompts = PromptFiles()
@@ -190,8 +202,8 @@ def test_check_names_every_problem_of_every_role_and_the_unused_files(tmp_path):
     checked = check_directory(tmp_path / "p")
     assert [str(p) for p in checked.problems] == [
         f"critique.md:{_line_of(critique, 'proposl')}: unknown placeholder ${{proposl}}; "
-        "known here: ${agent_id}, ${author}, ${constraints}, ${proposal}, ${round}, ${rubric}, "
-        "${task}, ${version}",
+        "known here: ${agent_id}, ${author}, ${constraints}, ${evidence}, ${proposal}, ${round}, "
+        "${rubric}, ${task}, ${version}",
         "roles/data.md: is missing",
         "roles/qa.md:1: malformed placeholder at '$5.' (use ${name}, and $$ for a literal $)",
         "roles/qa.md:1: unknown placeholder ${rol}; known here: ${role}",
