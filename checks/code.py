@@ -11,9 +11,13 @@ The checks on one answer (``check``):
 - **defines**: it defines the function the task names (hard);
 - **runs** (only when the council enables execution, and only through
   ``checks.sandbox.execute``): its outputs, or the exception each call raised, on the task's own
-  examples (``example_calls``: the calls written in the docstring; the expected outputs written
-  beside them are not used). Crashing on every example is hard; a run that does not finish
-  (timeout, memory) too.
+  examples (``example_calls``: the calls written in the docstring). Crashing on every example is
+  hard; a run that does not finish (timeout, memory) too;
+- **matches** (when it ran): where the docstring states an example's result as a literal
+  (``>>> f(1)`` then ``2`` on the next line, or ``f(1) ==> 2``, ``f(1) -> 2``, ``f(1) == 2``),
+  its output must equal it (``expectations``; values compared, floats to 1e-6). Returning
+  something else for a stated example is hard: the answer contradicts the task's own
+  specification. An answer that matches every stated result (at least one) is **verified**.
 
 **Agreement** (the idea of MBR-exec, Shi et al. 2022, and CodeT's dual agreement, Chen et al.
 2022): two answers agree when they return the same values on the same example inputs.
@@ -247,6 +251,84 @@ def example_calls(prompt: str, entry_point: str) -> list[str]:
     return list(dict.fromkeys(calls))[:MAX_CALLS]
 
 
+_SAME_LINE = re.compile(r"\s*(?:==>|=>|->|➞|==)\s*(.+?)\s*$")
+
+
+def expectations(prompt: str, entry_point: str) -> dict[str, str]:
+    """The results the docstring states for its example calls: normalised call -> the
+    literal written as its result (calls whose stated result is not a literal are left out).
+    """
+    doc, params, required = _docstring_and_parameters(prompt, entry_point)
+    found: dict[str, str] = {}
+    lines = doc.splitlines()
+    for i, line in enumerate(lines):
+        for match in re.finditer(rf"\b{re.escape(entry_point)}\(", line):
+            depth, end = 0, -1
+            for j in range(match.end() - 1, len(line)):
+                if line[j] in "([{":
+                    depth += 1
+                elif line[j] in ")]}":
+                    depth -= 1
+                    if depth == 0:
+                        end = j + 1
+                        break
+            call = _usable(line[match.start() : end], params, required) if end > 0 else None
+            if call is None or call in found:
+                continue
+            stated = None
+            same = _SAME_LINE.match(line[end:])
+            if same:
+                stated = same.group(1)
+            elif line.lstrip().startswith(">>>"):
+                following = [x.strip() for x in lines[i + 1 :] if x.strip()]
+                if following and not following[0].startswith(">>>"):
+                    stated = following[0]
+            if stated is not None and _value(stated) is not _UNKNOWN:
+                found[call] = stated
+    return found
+
+
+_UNKNOWN = object()
+
+
+def _value(text: str) -> object:
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return _UNKNOWN
+
+
+def _equal(a: object, b: object) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return abs(float(a) - float(b)) <= 1e-6  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def matches(output: str, stated: str) -> bool | None:
+    """Whether an output (``repr``, or ``!Exception``) equals the stated result (None: the
+    output cannot be read back as a value, e.g. an object's repr).
+    """
+    if output.startswith("!"):
+        return False
+    if output.startswith(("set[", "frozenset[")):
+        output = output[output.index("[") :]  # shown sorted
+        value = _value(output)
+        stated_value = _value(stated)
+        if isinstance(stated_value, set | frozenset):
+            try:
+                stated_value = sorted(stated_value)
+            except TypeError:
+                return None
+        return None if value is _UNKNOWN else _equal(value, stated_value)
+    value = _value(output)
+    return None if value is _UNKNOWN else _equal(value, _value(stated))
+
+
 # --- running the examples (only in the sandbox) -------------------------------------------------
 
 # Evaluates each example call and prints the outputs' reprs (exceptions as "!Name") as one JSON
@@ -354,6 +436,8 @@ class CodeCheck:
     """What was checked and passed, or was not checked, one line each."""
     outputs: tuple[str, ...] | None = None
     """Its outputs on the examples (None: not run, or it did not finish)."""
+    verified: bool = False
+    """It ran and matched every result the docstring states (at least one)."""
 
 
 async def check(task: CodeTask, answer: str, *, run: bool) -> CodeCheck:
@@ -391,4 +475,21 @@ async def check(task: CodeTask, answer: str, *, run: bool) -> CodeCheck:
         found.notes.append(f"{call} {shown}")
     if only_exceptions(result.outputs):
         found.hard.append("it raised an exception on every example")
+        return found
+    stated = expectations(task.prompt, task.entry_point)
+    compared = [
+        (call, output, stated[call], matches(output, stated[call]))
+        for call, output in zip(calls, result.outputs, strict=False)
+        if call in stated
+    ]
+    wrong = [(call, output, want) for call, output, want, ok in compared if ok is False]
+    if wrong:
+        call, output, want = wrong[0]
+        found.hard.append(
+            f"it contradicts the examples the task states on {len(wrong)} of {len(compared)}: "
+            f"{call} gave {output}, the task says {want}"
+        )
+    elif compared and all(ok for *_, ok in compared):
+        found.verified = True
+        found.notes.append(f"it matches all {len(compared)} results the task states")
     return found

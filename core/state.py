@@ -155,6 +155,8 @@ class Evidence(TypedDict):
     """What was checked and found, or not checked, one line each."""
     outputs: list[str] | None
     """Code run on the task's examples: each call's output or ``!Exception`` (None: not run)."""
+    verified: NotRequired[bool]
+    """The code matched every result the task states (at least one): ``checks.code``."""
 
 
 class Draft(TypedDict):

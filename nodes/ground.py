@@ -14,10 +14,12 @@ fenced as data since it holds program output). The functions below read it for t
 
 - ``failed_checks``: the hard failures of each agent's newest draft (a draft with one cannot
   win while a draft without exists);
-- ``agreed``: the agreement gate: the newest drafts' outputs on the task's examples, grouped;
-  when the largest group that is not only exceptions holds at least the council's ``gate``
-  share of the drafts, the deliberation stops and that group's first agent (by id: the lower
-  neutral label) wins, without critiques or judges;
+- ``agreed``: the agreement gate: when some newest drafts are *verified* (they match every
+  result the task states for its examples, ``checks.code``), the largest group of them with
+  the same outputs decides at once; else the newest drafts' outputs on the task's examples,
+  grouped: when the largest group that is not only exceptions holds at least the council's
+  ``gate`` share of the drafts, the deliberation stops; either way that group's first agent
+  (by id: the lower neutral label) wins, without critiques or judges;
 - ``singled_out``: exactly one newest draft passes the hard checks: the judges are skipped.
 """
 
@@ -87,6 +89,7 @@ async def _check(
         )
         found["hard"], found["notes"] = checked.hard, checked.notes
         found["outputs"] = None if checked.outputs is None else list(checked.outputs)
+        found["verified"] = checked.verified
     else:
         planned = await asyncio.to_thread(plan.check, draft["content"])
         found["hard"], found["notes"] = planned.hard, planned.notes
@@ -148,6 +151,10 @@ def agreed(state: CouncilState) -> list[str]:
     for a in ids:
         run = [e["outputs"] for e in found[a] if e["checker"] == "code" and e["outputs"]]
         outputs.append(tuple(run[0]) if run and a not in failed else None)
+    checked = [a for a in ids if a not in failed and any(e.get("verified") for e in found[a])]
+    if checked:  # matches every result the task states: decided whatever the others say
+        among = [outputs[ids.index(a)] for a in checked]
+        return [checked[i] for i in code.agreeing(among)] or checked[:1]
     group = code.agreeing(outputs)
     if not group or code.only_exceptions(outputs[group[0]] or ()):
         return []

@@ -98,13 +98,19 @@ def _by_agreement(state: CouncilState, group: list[str]) -> Decision:
         for place, a in enumerate(order, 1)
     ]
     share = f"{len(group)} of {len(ids)}"
+    verified = any(e.get("verified") for e in state.get("evidence", []) if e["agent_id"] == winner)
+    why = (
+        f"{winner} was chosen by the checks: its outputs match every result the task states "
+        f"for its examples (run in the sandbox; {share} drafts return those outputs), so no "
+        f"critique or judge was asked; {winner} is the first of them."
+        if verified
+        else f"{winner} was chosen by agreement: {share} drafts return the same outputs on the "
+        "task's examples (run in the sandbox), which meets the council's gate, so no "
+        f"critique or judge was asked; {winner} is the first of them."
+    )
     return Decision(
         winner=winner,
-        justification=(
-            f"{winner} was chosen by agreement: {share} drafts return the same outputs on the "
-            "task's examples (run in the sandbox), which meets the council's gate, so no "
-            f"critique or judge was asked; {winner} is the first of them."
-        ),
+        justification=why,
         ranking=ranking,
         aggregator=state["council"]["aggregator"],
         decided_by="agreement",

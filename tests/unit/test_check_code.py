@@ -78,3 +78,54 @@ def test_with_execution_the_outputs_on_the_examples_are_the_evidence():
 def test_agreeing_is_the_largest_group_that_is_not_only_exceptions(outputs, group):
     assert code.agreeing(outputs) == group
     assert code.pick(outputs) == (group[0] if group else 0)
+
+
+def test_the_results_the_task_states_are_read_where_they_are_literals():
+    assert code.expectations(TASK.prompt, TASK.entry_point) == {
+        "has_close_elements([1.0, 2.0, 3.0], 0.5)": "False",
+        "has_close_elements([1.0, 2.8, 3.0, 4.0, 5.0, 2.0], 0.3)": "True",
+    }
+    doc = (
+        "def f(x):\n"
+        '    """Double it.\n'
+        "    f(2) ==> 4\n"
+        "    f(3) -> 6.0\n"
+        "    f(4) returns something large\n"
+        "    >>> f(5)\n"
+        "    ten\n"
+        '    """\n'
+    )
+    # stated as a literal: kept; prose or a word that is not a literal: not a stated result
+    assert code.expectations(doc, "f") == {"f(2)": "4", "f(3)": "6.0"}
+
+
+@pytest.mark.parametrize(
+    "output,stated,same",
+    [
+        ("4", "4", True),
+        ("4.0000001", "4.0", True),
+        ("6", "6.0", True),
+        ("[1, 2]", "[1, 2]", True),
+        ("(1, 2)", "(1, 2)", True),
+        ("'ab'", "'ab'", True),
+        ("set[1, 2]", "{2, 1}", True),
+        ("5", "4", False),
+        ("!ValueError", "4", False),
+        ("<object at 0x1>", "4", None),
+    ],
+)
+def test_an_output_matches_a_stated_result_by_value(output, stated, same):
+    assert code.matches(output, stated) is same
+
+
+@needs_sandbox
+def test_an_answer_contradicting_a_stated_result_fails_hard_and_one_matching_all_is_verified():
+    found = asyncio.run(code.check(TASK, answer_text(PROBLEM), run=True))
+    assert found.verified and "it matches all 2 results the task states" in found.notes
+    wrong = "```python\ndef has_close_elements(numbers, threshold):\n    return False\n```"
+    found = asyncio.run(code.check(TASK, wrong, run=True))
+    assert not found.verified
+    assert found.hard == [
+        "it contradicts the examples the task states on 1 of 2: "
+        "has_close_elements([1.0, 2.8, 3.0, 4.0, 5.0, 2.0], 0.3) gave False, the task says True"
+    ]

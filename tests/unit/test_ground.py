@@ -65,9 +65,22 @@ async def test_answers_that_disagree_are_deliberated_and_shown_the_evidence():
     with ServerThread(SimVLLM(config, humaneval=script)) as sim:
         right = [script.first_correct(PROBLEM, f"agent-dev-00{i}") for i in (1, 2, 3)]
         assert len(set(right)) == 2, "the seed must give both right and broken first answers"
-        outcome = await _run(sim, "disagree", execute=True)
+        # the gate on: the answer that matches every result the task states decides at once
+        outcome = await _run(sim, "verified", execute=True)
+        assert _stages(sim, "verified") == {"propose": 3}
+        decision = outcome.values["decision"]
+        assert decision["stop_reason"] == "agreed" and decision["decided_by"] == "agreement"
+        winner = f"agent-dev-00{right.index(True) + 1}"
+        assert decision["winner"] == winner
+        assert decision["justification"].startswith(f"{winner} was chosen by the checks: ")
+        wrong = [e for e in outcome.values["evidence"] if not e.get("verified")]
+        assert wrong and all(
+            "contradicts the examples the task states" in e["hard"][0] for e in wrong
+        )
+        # the gate off: they are deliberated, and everyone is shown what the checks found
+        outcome = await _run(sim, "disagree", execute=True, gate="off")
         assert outcome.status == "completed"
-        assert _stages(sim, "disagree")["critique"] == 6  # the gate did not stop it
+        assert _stages(sim, "disagree")["critique"] == 6
         assert outcome.values["decision"]["stop_reason"] != "agreed"
         shown = evidence_text(outcome.values, {"agent-dev-001": "The proposal"})
         assert shown.startswith("The proposal:\n- its code parses")
