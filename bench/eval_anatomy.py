@@ -22,11 +22,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from council_agents.checks.code import defines, extract_code
 from council_agents.core.settings import Settings
 from council_agents.evals.harness import thread_id
 from council_agents.evals.humaneval import load_problems
 from council_agents.evals.report import read_results
-from council_agents.evals.sandbox import defines, extract_code, score_many
+from council_agents.evals.sandbox import score_many
 from council_agents.evals.strategies import STRATEGIES
 from council_agents.nodes.revise import CHANGES, UNCHANGED
 

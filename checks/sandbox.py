@@ -2,7 +2,8 @@
 
 ``execute`` runs a Python program under Debian's **bubblewrap** (``bwrap``): a new user, PID,
 IPC, UTS and network namespace (no network: only a loopback nothing listens on), a read-only
-view of the system's libraries and of the Python installation and nothing else (not the
+root (its own, remounted read-only: nothing but ``/tmp`` and its directory takes a write), a
+read-only view of the system's libraries and of the Python installation and nothing else (not the
 repository, not the data directory and its secrets, not ``/root`` or ``/home``), a private
 ``/tmp``, its own writable directory, an empty environment, and it dies with its parent. Inside,
 resource limits bound what the code can take: address space (``RLIMIT_AS``), CPU time
@@ -135,6 +136,10 @@ def command(workdir: str, argv: list[str]) -> list[str]:
         cmd += ["--ro-bind-try", path, path]
     cmd += ["--ro-bind", prefix, prefix, "--bind", workdir, INSIDE, "--chdir", INSIDE]
     cmd += ["--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc", "--clearenv"]
+    cmd += [
+        "--remount-ro",
+        "/",
+    ]  # the sandbox's own root too: only /tmp and its directory take writes
     for name, value in _environment().items():
         cmd += ["--setenv", name, value]
     return [*cmd, "--", *argv]

@@ -108,8 +108,19 @@ def run_context(args: argparse.Namespace) -> Context:
             "aggregator": getattr(args, "aggregator", None),
             "token_budget": getattr(args, "token_budget", None),
             "critics": getattr(args, "critics", None),
+            "checkers": _names(getattr(args, "checkers", None)),
+            "execute": getattr(args, "execute", None),
+            "gate": getattr(args, "gate", None),
         }
     )
+
+
+def _names(text: str | None) -> list[str] | None:
+    """``--checkers code,quotes`` -> the names (``none``: an empty list; unset: None)."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    return [] if names == ["none"] else names
 
 
 class Tracker:

@@ -37,7 +37,7 @@ from council_agents.core.errors import describe
 from council_agents.core.limits import MAX_AGENTS, MAX_ROUNDS, MAX_TASK_CHARS, MIN_AGENTS
 from council_agents.core.request import RequestError
 from council_agents.core.settings import DEFAULT_BASE_URL, Settings, SettingsError
-from council_agents.core.terms import AGGREGATORS, ROLES
+from council_agents.core.terms import AGGREGATORS, CHECKERS, ROLES
 from council_agents.server import logs
 from council_agents.sim_vllm import add_cli as add_sim_cli
 
@@ -80,6 +80,22 @@ def _council_flags(p: argparse.ArgumentParser, agents_default: int | None = None
         "--critics",
         type=int,
         help="critics per proposal (default: every peer; fewer make a sparse ring)",
+    )
+    p.add_argument(
+        "--checkers",
+        help="comma-separated checkers run on the drafts with no LLM: "
+        + ", ".join(CHECKERS)
+        + " (default: by the task's kind; 'none' for no checker)",
+    )
+    p.add_argument(
+        "--execute",
+        action="store_true",
+        default=None,
+        help="run the answers' code on the task's examples (in the bubblewrap sandbox only)",
+    )
+    p.add_argument(
+        "--gate",
+        help="the agreement gate: off, all, or the share of answers that must agree (default all)",
     )
     p.add_argument("--id", help="deliberation (thread) id; default: a new one")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import ConfigDict
 
-from council_agents.core.limits import AgentCount, Critics, Name, TokenBudget
+from council_agents.core.limits import AgentCount, Checkers, Critics, Gate, Name, TokenBudget
 from council_agents.core.terms import Aggregator, Presentation
 
 
@@ -37,3 +37,12 @@ class Context:
     token_budget: TokenBudget | None = None
     """Most prompt + completion tokens for the deliberation (default: the council's, else none);
     when the next stage could exceed it, the council goes to selection."""
+    checkers: Checkers | None = None
+    """The checkers run on the drafts and on quoted evidence (default: the council's, else by
+    the task's kind: ``code``, ``quotes`` for a code task; ``plan``, ``quotes`` otherwise)."""
+    execute: bool | None = None
+    """Run the answers' code on the task's examples, in the sandbox only (default: the
+    council's, else off)."""
+    gate: Gate | None = None
+    """The agreement gate: ``off``, ``all`` or the share of answers that must agree (default:
+    the council's, else ``all``)."""

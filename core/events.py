@@ -73,6 +73,9 @@ class CritiqueReceived(_Model):
     content: str
     defects: list[DefectRecord] = Field(default_factory=list, description="(1.1)")
     violations: list[str] = Field(default_factory=list, description="(1.1)")
+    dropped: int = Field(
+        0, ge=0, description="defects dropped: they quote text the proposal does not have (1.3)"
+    )
 
 
 class AgentRecord(_Model):
@@ -99,6 +102,9 @@ class JudgementRecord(_Model):
     order: list[str] = Field(description="agents in the order shown (P1 first)")
     assessments: dict[str, AssessmentRecord]
     totals: dict[str, float]
+    dropped: int = Field(
+        0, ge=0, description="claims dropped: they quote text the proposal does not have (1.3)"
+    )
 
 
 class BallotRecord(_Model):
@@ -124,7 +130,7 @@ class OmissionRecord(_Model):
 
 
 class DecisionRecord(_Model):
-    """How the decision was made (1.1; omissions 1.2; judges_skipped 1.3)."""
+    """How the decision was made (1.1; omissions 1.2; judges skipped, checks, claims 1.3)."""
 
     aggregator: Aggregator
     decided_by: DecidedBy
@@ -147,6 +153,17 @@ class DecisionRecord(_Model):
         None,
         description="why the judges were not asked: with judge+vote the ballots come first, and "
         "when their first choices are unanimous the judges are skipped (1.3)",
+    )
+    failed_checks: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="agent -> the hard checks its final draft failed, with no LLM: it could not "
+        "win while a draft that passed them existed (1.3)",
+    )
+    dropped_claims: int = Field(
+        0,
+        ge=0,
+        description="critique defects and judges' claims dropped because the text they quote is "
+        "not in the proposal they are about (1.3)",
     )
 
 

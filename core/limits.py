@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, StringConstraints
 
-from council_agents.core.terms import ROLES, Role
+from council_agents.core.terms import CHECKERS, ROLES, Checker, Role
 
 MIN_AGENTS, MAX_AGENTS, DEFAULT_AGENTS = 2, 9, 3
 MAX_ROUNDS = 5
@@ -57,3 +57,45 @@ Rounds = Annotated[int, Field(ge=0, le=MAX_ROUNDS)]
 """Critique and revise rounds."""
 TokenBudget = Annotated[int, Field(ge=MIN_TOKEN_BUDGET, le=MAX_TOKEN_BUDGET)]
 """Most prompt + completion tokens of a deliberation."""
+MIN_GATE = 0.5
+"""The agreement gate's threshold is a share of the answers above this (a majority)."""
+
+
+def _gate(value: object) -> object:
+    """The agreement gate as a share: ``off`` (0), ``all`` or ``on`` (1), or a share of the
+    answers that must agree, above ``MIN_GATE`` and at most 1.
+    """
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("off", "all", "on"):
+            return 0.0 if word == "off" else 1.0
+        try:
+            value = float(word)
+        except ValueError:
+            pass
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float) and (value == 0 or MIN_GATE < value <= 1):
+        return float(value)
+    raise ValueError(
+        f"must be 'off', 'all' or the share of answers that must agree, above {MIN_GATE} and at "
+        f"most 1; got {value!r}"
+    )
+
+
+Gate = Annotated[float, BeforeValidator(_gate)]
+"""The agreement gate: 0 is off, else the share of answers that must agree."""
+
+
+def _checkers(value: object) -> object:
+    if isinstance(value, list) and len(set(map(str, value))) != len(value):
+        raise ValueError("names a checker twice")
+    if isinstance(value, list):
+        unknown = [v for v in value if v not in CHECKERS]
+        if unknown:
+            raise ValueError(f"unknown checker {unknown[0]!r}; known: {', '.join(CHECKERS)}")
+    return value
+
+
+Checkers = Annotated[list[Checker], BeforeValidator(_checkers)]
+"""The checkers a council runs, each once (``checks/``)."""

@@ -38,7 +38,9 @@ from council_agents.core.limits import (
     MAX_JSON_DEPTH,
     MAX_TASK_CHARS,
     MIN_AGENTS,
+    Checkers,
     Critics,
+    Gate,
     Identifier,
     Name,
     RoleName,
@@ -183,6 +185,12 @@ class CouncilSpec(_Strict):
     token_budget: TokenBudget | None = None
     critics: Critics | None = None
     """Critics per proposal (None: every peer; fewer make a sparse ring)."""
+    checkers: Checkers | None = None
+    """None: by the task's kind (``prepare``)."""
+    execute: bool = False
+    """Run the answers' code on the task's examples (in the sandbox only)."""
+    gate: Gate = 1.0
+    """The agreement gate (0: off)."""
 
     @field_validator("agents")
     @classmethod
@@ -452,6 +460,9 @@ def admit(
         token_budget=ctx.token_budget if ctx.token_budget is not None else spec.token_budget,
         max_tokens=dict(settings.max_tokens),
         critics=critics,
+        checkers=ctx.checkers if ctx.checkers is not None else spec.checkers,
+        execute=ctx.execute if ctx.execute is not None else spec.execute,
+        gate=(ctx.gate if ctx.gate is not None else spec.gate) or None,
     )
     given = req.model_dump(mode="json", exclude_none=True)
     label = given.pop("deliberation_id", None)

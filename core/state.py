@@ -23,6 +23,7 @@ from typing_extensions import TypedDict
 from council_agents.core.events import DeliberationCompleted
 from council_agents.core.terms import (
     Aggregator,
+    Checker,
     DecidedBy,
     Origin,
     Presentation,
@@ -84,6 +85,16 @@ class Council(TypedDict):
     """Critics per proposal (None or absent: every peer). With fewer than the peers, the
     critics of each author form a sparse ring: agent i is critiqued by agents i+1..i+k (mod the
     agents still in, in id order)."""
+    checkers: NotRequired[list[Checker] | None]
+    """The checkers run on every new draft and on critiques' and judges' quotes (``checks/``);
+    None until ``prepare`` fills the default by the task's kind (a code task: ``code`` and
+    ``quotes``; anything else: ``plan`` and ``quotes``)."""
+    execute: NotRequired[bool]
+    """Run the answers' code on the task's examples (only in the sandbox; refused where there
+    is none). Off unless the council or the run turns it on."""
+    gate: NotRequired[float | None]
+    """The agreement gate: the share of answers that must agree for the council to stop and
+    decide by agreement (None: off)."""
 
 
 class Criterion(TypedDict):
@@ -128,6 +139,28 @@ class Brief(TypedDict):
     """Criterion -> meaning, weight and anchors."""
     constraints: str
     """Constraints every agent must respect (empty: none)."""
+    checkers: NotRequired[list[Checker]]
+    """The council's checkers (``quotes``: critiques and judgements citing text that is not in
+    the proposal are dropped)."""
+
+
+class Evidence(TypedDict):
+    """What one checker found in one draft, with no LLM (``nodes.ground``)."""
+
+    agent_id: str
+    """Author."""
+    version: int
+    """The draft's version."""
+    checker: Checker
+    """Which checker (``code`` or ``plan``)."""
+    hard: list[str]
+    """Hard failures, one line each: a draft with any cannot win while one without exists."""
+    notes: list[str]
+    """What was checked and found, or not checked, one line each."""
+    outputs: list[str] | None
+    """Code run on the task's examples: each call's output or ``!Exception`` (None: not run)."""
+    verified: NotRequired[bool]
+    """The code matched every result the task states (at least one): ``checks.code``."""
 
 
 class Draft(TypedDict):
@@ -163,6 +196,8 @@ class Critique(TypedDict):
     """What the critic found, with severities."""
     violations: list[str]
     """Constraints the proposal breaks (each counts as a blocker)."""
+    dropped: NotRequired[int]
+    """Defects dropped because their quote of the proposal is not in it (``checks.quotes``)."""
 
 
 class Omission(TypedDict):
@@ -213,6 +248,8 @@ class Judgement(TypedDict):
     """Agent id -> the judge's assessment."""
     totals: dict[str, float]
     """Agent id -> weighted mean score."""
+    dropped: NotRequired[int]
+    """Strengths and defects dropped because their quote of the proposal is not in it."""
 
 
 class Ballot(TypedDict):
@@ -351,6 +388,12 @@ class Decision(TypedDict):
     """Why the judges were not asked (the ballots were unanimous), when they were not."""
     approved_by_human: NotRequired[bool]
     """True when a human approved or overrode the decision."""
+    failed_checks: NotRequired[dict[str, list[str]]]
+    """Agent -> the hard checks its final draft failed (it could not win while a draft that
+    passed them existed)."""
+    dropped_claims: NotRequired[int]
+    """Critique defects and judges' claims dropped for quoting text the proposal does not
+    have."""
     machine_justification: NotRequired[str]
     """The council's own justification, when a human overrode it."""
 
@@ -449,6 +492,9 @@ class CouncilState(InputState, total=False):
     """The judges' two judgements (opposite presentation orders)."""
     ballots: Annotated[list[Ballot], operator.add]
     """The peer vote."""
+    evidence: Annotated[list[Evidence], operator.add]
+    """What the checkers found in each draft (``nodes.ground``, after propose and each
+    revise)."""
     omissions: Annotated[list[Omission], operator.add]
     """Agents left out of a task (answers rejected after every retry, or no room left in the
     token budget): the deliberation went on without them."""
@@ -504,6 +550,9 @@ class _AgentTask(TypedDict):
     token_cap: int | None
     """Most prompt + completion tokens this task may spend, retries included (its share of what
     is left of the council's token budget; None: no budget)."""
+    evidence: NotRequired[str]
+    """What the checkers found in the drafts this task shows, under the neutral labels its
+    proposals use (the same for every task of a round): the ``${evidence}`` placeholder."""
 
 
 class ProposeTask(_AgentTask):
@@ -588,6 +637,12 @@ class BallotUpdate(TypedDict, total=False):
     calls: Required[list[CallRecord]]
 
 
+class GroundUpdate(TypedDict):
+    """ground: the checkers' evidence on the new drafts."""
+
+    evidence: list[Evidence]
+
+
 class DecisionUpdate(TypedDict):
     """select and approve: the decision."""
 
@@ -610,6 +665,8 @@ class Admitted(InputState, total=False):
     calls: Overwrite
     judgements: Overwrite
     ballots: Overwrite
+    evidence: Overwrite
+    omissions: Overwrite
     decision: None
     published: None
     finished_at: None

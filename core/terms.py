@@ -22,13 +22,18 @@ StopReason = Literal[
     "approved",
     "no_critiques",
     "unchanged",
+    "agreed",
 ]
 """Why the rounds ended (``approved``: kept for the replaced system's consumers;
 ``no_critiques``: every critique of a round was rejected, so nothing could be revised;
-``unchanged``: no draft changed in the last round, so nothing was left to critique)."""
-DecidedBy = Literal["judges", "vote", "human", "tiebreak"]
+``unchanged``: no draft changed in the last round, so nothing was left to critique;
+``agreed``: the answers agreed, so the agreement gate decided without critiques or judges)."""
+DecidedBy = Literal["judges", "vote", "human", "tiebreak", "agreement", "checks"]
 """What decided the winner (``tiebreak``: neither the judges nor the vote could tell the
-leaders apart, and the documented tie-break did; the justification says which)."""
+leaders apart, and the documented tie-break did; the justification says which;
+``agreement``: the agreement gate; ``checks``: the grounded checks left one draft passing)."""
+Checker = Literal["code", "plan", "quotes"]
+"""A checker a council runs on what its agents write, with no LLM (``checks/``)."""
 Presentation = Literal["pair", "rotations", "pointwise"]
 """How the judges are shown the proposals: ``pair`` (one order and its reverse), ``rotations``
 (every cyclic rotation: each proposal in each position once), ``pointwise`` (each proposal
@@ -45,5 +50,7 @@ AGGREGATORS: tuple[Aggregator, ...] = get_args(Aggregator)
 """Every aggregator."""
 PRESENTATIONS: tuple[Presentation, ...] = get_args(Presentation)
 """Every presentation scheme."""
+CHECKERS: tuple[Checker, ...] = get_args(Checker)
+"""Every checker."""
 SEVERE: tuple[Severity, ...] = ("blocker", "major")
 """The severities that make a round go on (must or should change)."""

@@ -137,12 +137,19 @@ def eval_input(problem: Problem, strategy: Strategy) -> dict[str, Any]:
 
 
 def eval_context(strategy: Strategy, samples: int, mixed_council: str | None) -> Context:
-    """The run context of a council strategy."""
-    if strategy.mixed:
-        return Context(
-            council=mixed_council, aggregator=strategy.aggregator, require_approval=False
-        )
-    return Context(agents=samples, aggregator=strategy.aggregator, require_approval=False)
+    """The run context of a council strategy: execution on (the eval's councils run the
+    answers on the examples, in the sandbox); the grounding and the agreement gate only for the
+    ``adaptive`` strategy (the others deliberate as they always have: no checker, gate off).
+    """
+    return Context(
+        council=mixed_council if strategy.mixed else None,
+        agents=None if strategy.mixed else samples,
+        aggregator=strategy.aggregator,
+        require_approval=False,
+        execute=True,
+        checkers=None if strategy.grounded else [],
+        gate=None if strategy.grounded else 0.0,
+    )
 
 
 def _record(

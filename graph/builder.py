@@ -1,6 +1,7 @@
 """The deliberation graph.
 
     START -> admit -> prepare -> tally --(Send x N)---------> propose  -> tally
+                                       ----------------------> ground   -> tally
                                        --(Send x N(N-1))----> critique -> tally
                                        --(Send x N)---------> revise   -> tally
                                        --(Send x 2 + N)-----> judge, vote -> tally
@@ -10,9 +11,10 @@
 ``prepare`` checks the LLMs. ``tally`` is the join after every parallel stage: the router
 behind it (``graph.routing``) looks at what is done and sends the next stage's tasks, one per
 agent (or per critic/author pair). Rounds are counted from the drafts themselves, so resuming
-needs no counter; they end at the ceiling, when a round's critiques find nothing severe, or
-before the token budget would be exceeded. Two judgements (opposite orders) and the peer vote
-run together; ``select`` is the aggregation (no LLM call).
+needs no counter; they end at the ceiling, when a round's critiques find nothing severe, when
+the drafts agree (the agreement gate, after ``ground`` ran the council's checkers on the new
+drafts, with no LLM), or before the token budget would be exceeded. The judgements and the
+peer vote run together; ``select`` is the aggregation (no LLM call).
 
 The graph is built for one process's clients (``Clients``: the LLM client and the event
 publisher, made from its settings by a door) and passed to the nodes that use them.
@@ -39,6 +41,7 @@ from council_agents.llm.client import LLM
 from council_agents.nodes.admit import admit
 from council_agents.nodes.approve import approve
 from council_agents.nodes.critique import critique
+from council_agents.nodes.ground import ground
 from council_agents.nodes.judge import judge
 from council_agents.nodes.prepare import prepare
 from council_agents.nodes.propose import propose
@@ -100,6 +103,8 @@ def build(clients: Clients) -> Graph:
     graph.add_node("judge", partial(judge, llm=llm), retry_policy=retry)
     graph.add_node("vote", partial(vote, llm=llm), retry_policy=retry)
     # select aggregates the judgements and ballots into one decision
+    # ground runs the council's checkers on new drafts (no LLM)
+    graph.add_node("ground", ground)
     graph.add_node("select", select)
     # approve (an optional human decision) and the terminal publish
     graph.add_node("approve", approve)
@@ -108,8 +113,9 @@ def build(clients: Clients) -> Graph:
     graph.add_edge("admit", "prepare")
     graph.add_edge("prepare", "tally")
     graph.add_conditional_edges(
-        "tally", route, ["propose", "critique", "revise", "judge", "vote", "select"]
+        "tally", route, ["propose", "ground", "critique", "revise", "judge", "vote", "select"]
     )
+    graph.add_edge("ground", "tally")
     for stage in ("propose", "critique", "revise", "judge", "vote"):
         graph.add_edge(stage, "tally")
     graph.add_conditional_edges("select", after_select, ["approve", "publish"])

@@ -16,6 +16,12 @@ are carried forward without a call (``carried_drafts``, written by ``tally``); a
 not change is not critiqued again. With ``judge+vote`` the ballots come first and the judges
 are asked only when the ballots' first choices are not unanimous (``nodes.vote.unanimous``).
 
+Grounding (``nodes.ground``, issue 23): after propose and after each revise, ``ground`` runs the
+council's checkers on the new drafts before anything else; when the drafts' outputs agree (the
+agreement gate) the deliberation goes straight to ``select``, without critiques, judges or
+ballots; when the checks leave exactly one draft passing, the judges are skipped. The evidence
+reaches each task under the names its prompt uses (``evidence``).
+
 An agent whose answers were rejected after every retry is left out of that task (an
 ``Omission`` in the state) and the deliberation goes on: a proposer left out takes no further
 part, while at least two proposals remain.
@@ -52,7 +58,8 @@ from council_agents.core.state import (
 )
 from council_agents.core.terms import Stage
 from council_agents.llm.prompt import critique_text
-from council_agents.llm.stage import brief
+from council_agents.llm.stage import brief, labels_for
+from council_agents.nodes.ground import agreed, evidence_text, singled_out, ungrounded
 from council_agents.nodes.select import skipped_because
 
 PROMPT_OVERHEAD_TOKENS = 700
@@ -149,8 +156,10 @@ def selection(state: CouncilState) -> list[Send]:
     finals = latest_drafts(state)
     ids = sorted(finals)
     shown = presentations(state, ids)
-    judging = council["aggregator"] != "vote" and not (
-        _over(state, _selection_cost(state, len(shown))) and not state.get("judgements")
+    judging = (
+        council["aggregator"] != "vote"
+        and not (_over(state, _selection_cost(state, len(shown))) and not state.get("judgements"))
+        and singled_out(state) is None  # grounded checks decide: no judge needed
     )
     voters = _voters(state)
     if council["aggregator"] == "judge+vote" and (voters or skipped_because(state)):
@@ -173,6 +182,7 @@ def _show(
         order=order,
         proposals={a: finals[a] for a in order},
     )
+    task["evidence"] = evidence_text(state, {a: f"P{i}" for i, a in enumerate(order, 1)})
     return Send(stage, task)
 
 
@@ -193,7 +203,7 @@ def over_budget(state: CouncilState, calls: list[tuple[int, int]]) -> bool:
     return _over(state, sum(estimate(c, m) for c, m in calls) + _selection_cost(state, judges))
 
 
-def route(state: CouncilState) -> list[Send] | Literal["select"]:
+def route(state: CouncilState) -> list[Send] | Literal["select", "ground"]:
     """Send the next stage's parallel tasks, or go to select when selection is complete.
 
     propose: one task per agent without a draft (or an omission); critique: one per
@@ -220,6 +230,10 @@ def route(state: CouncilState) -> list[Send] | Literal["select"]:
             f"{len(versions)} of {len(council['agents'])} proposals were accepted and a council "
             f"needs {MIN_PROPOSALS} ({reasons})",
         )
+    if ungrounded(state):  # new drafts: the checkers read them first
+        return "ground"
+    if agreed(state):  # the agreement gate: decided without critiques or judges
+        return "select"
     done = min(versions.values())
     this_round = done + 1
     received = [c for c in state.get("critiques", []) if c["round"] == this_round]
@@ -318,6 +332,8 @@ def _round(state: CouncilState, this_round: int, received: list[Critique]) -> li
     order = presentation_order(state, sorted(versions_done(state)))
     shown = {a: finals[a] for a in order}
     shown_chars = sum(len(t) for t in shown.values())
+    # the same for every critic and author of the round: part of the shared prefix
+    evidence = evidence_text(state, {a: label for label, a in labels_for(order).items()})
     if pending:
         cost = [(shown_chars + len(state["task"]), limit["critique"]) for _ in pending]
         if over_budget(state, cost):
@@ -332,6 +348,7 @@ def _round(state: CouncilState, this_round: int, received: list[Critique]) -> li
                     proposal=finals[author["agent_id"]],
                     order=order,
                     proposals=shown,
+                    evidence=evidence,
                 ),
             )
             for critic, author in pending
@@ -358,6 +375,7 @@ def _round(state: CouncilState, this_round: int, received: list[Critique]) -> li
                 critiques=critiques_for(received, agent["agent_id"]),
                 order=order,
                 proposals=shown,
+                evidence=evidence,
             ),
         )
         for agent in authors

@@ -356,7 +356,11 @@ class LLM:
             if self.guard is not None:
                 await self.guard(stage, agent["agent_id"])
             # the prompt set as it is now, read once for this attempt: what it rendered is named
-            files = self.prompts.snapshot() if isinstance(messages, Prompt) else None
+            files = (
+                await asyncio.to_thread(self.prompts.snapshot)  # disk reads: off the event loop
+                if isinstance(messages, Prompt)
+                else None
+            )
             try:
                 sent, msg, latency = await self._send(
                     agent,

@@ -11,6 +11,7 @@ agent's text names its placeholder there.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +33,7 @@ from council_agents.core.state import (
 from council_agents.core.terms import Stage
 from council_agents.llm.client import LLM, Answer, structured
 from council_agents.llm.fit import MARGIN, ContextOverflow, OverBudget, floor
-from council_agents.llm.prompt import MARKER, EvenCap, Fenced, Piece, Prompt, fence
+from council_agents.llm.prompt import MARKER, EvenCap, Fenced, Oldest, Piece, Prompt, fence
 from council_agents.llm.prompt_files import (
     Problem,
     PromptError,
@@ -52,6 +53,8 @@ def shared_values(task: AgentTask) -> dict[str, Any]:
         "constraints": council["constraints"] or "(none)",
         "rubric": rubric_text(council["rubric"]),
         "agent_id": task["agent"]["agent_id"],
+        # the checkers' findings hold program output: data, fenced like what agents wrote
+        "evidence": fence(task.get("evidence") or "(no checks ran)"),
     }
 
 
@@ -151,9 +154,17 @@ def stage_prompt(
         system=system or f"roles/{council['role'].lower()}",
         stage=stage,
         role=council["role"],
-        values={**shared_values(task), **given},
+        # a piece replaces the shared value of its placeholder (``evidence_piece``)
+        values={k: v for k, v in {**shared_values(task), **given}.items() if k not in shown},
         pieces=shown,
     )
+
+
+def evidence_piece(task: AgentTask) -> Fenced:
+    """What the checks found (``${evidence}``), as an input that may be shortened to fit a
+    window (its first blocks go first), fenced as data like the shared value it replaces.
+    """
+    return Fenced(Oldest("evidence", task.get("evidence") or "(no checks ran)"))
 
 
 async def run_agent(
@@ -232,7 +243,12 @@ def proposals_piece(
 
 def brief(council: Council) -> Brief:
     """What an agent's task needs of the council: a ``Send`` carries only this."""
-    return Brief(role=council["role"], rubric=council["rubric"], constraints=council["constraints"])
+    return Brief(
+        role=council["role"],
+        rubric=council["rubric"],
+        constraints=council["constraints"],
+        checkers=list(council.get("checkers") or []),
+    )
 
 
 def _base(council: Council, task: str, deliberation_id: str, agent: Agent) -> ProposeTask:
@@ -341,6 +357,7 @@ async def check_fits(llm: LLM, council: Council, task: str, deliberation_id: str
     prompts do not leave their answers room in some agent's context window.
     """
     checks = _checks(council, task, deliberation_id)
+    files = await asyncio.to_thread(llm.prompts.snapshot)  # disk reads: off the event loop
     seen: set[tuple[str, str, str]] = set()
     for agent, stage, prompt in checks:
         key = (agent["base_url"], agent["model"], stage)
@@ -350,7 +367,7 @@ async def check_fits(llm: LLM, council: Council, task: str, deliberation_id: str
         known = await llm.windows.endpoint(agent)
         if known.window is None:
             continue
-        messages, _ = prompt.render(llm.prompts)
+        messages, _ = prompt.render(files)
         need = floor(council["max_tokens"][stage])
         room = known.window - MARGIN
         if estimate(messages) * known.scale + need <= room:

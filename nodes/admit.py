@@ -56,7 +56,15 @@ async def admit(state: CouncilState, config: RunnableConfig) -> Admitted:
     if state.get("council") is not None:  # a deliberation ran on this thread before
         admitted.setdefault("story_id", None)
         admitted.setdefault("task_id", None)
-        for listed in ("drafts", "critiques", "calls", "judgements", "ballots"):
+        for listed in (
+            "drafts",
+            "critiques",
+            "calls",
+            "judgements",
+            "ballots",
+            "evidence",
+            "omissions",
+        ):
             admitted[listed] = Overwrite([])
         admitted["decision"] = admitted["published"] = admitted["finished_at"] = None
     return admitted

@@ -6,17 +6,27 @@ critique and the critic's own come last (the prefix cache serves the rest).
 
 The critic answers a structured document (defects with severities, constraint violations), so
 the council can tell when no blocker or major defect is left (``graph.routing``); the author
-reads it rendered as text (``llm.prompt.critique_text``).
+reads it rendered as text (``llm.prompt.critique_text``). With the council's ``quotes``
+checker, a defect whose ``where`` quotes text the proposal does not have is dropped and counted
+(``checks.quotes``; ``Critique.dropped``).
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from council_agents.checks import quotes
 from council_agents.core.state import Critique, CritiqueTask, CritiqueUpdate, Defect
 from council_agents.core.terms import Severity
 from council_agents.llm.client import LLM
-from council_agents.llm.stage import LEFT_OUT, labels_for, omission, proposals_piece, run_agent
+from council_agents.llm.stage import (
+    LEFT_OUT,
+    evidence_piece,
+    labels_for,
+    omission,
+    proposals_piece,
+    run_agent,
+)
 
 
 class _Doc(BaseModel):
@@ -62,21 +72,32 @@ async def critique(task: CritiqueTask, *, llm: LLM) -> CritiqueUpdate:
             pieces={
                 "proposals": proposals_piece(
                     order, task.get("proposals") or {task["author"]: task["proposal"]}
-                )
+                ),
+                "evidence": evidence_piece(task),  # shortened last
             },
         )
     except LEFT_OUT as e:
         left = omission(task, "critique", e, subject=task["author"])
         return CritiqueUpdate(omissions=[left], calls=e.records)
     doc: CritiqueAnswer = answer.parsed
+    return CritiqueUpdate(critiques=[grounded(task, doc)], calls=answer.records)
+
+
+def grounded(task: CritiqueTask, doc: CritiqueAnswer) -> Critique:
+    """The critique a critic answered, without the defects that quote text the proposal does
+    not have (when the council checks quotes), and how many went.
+    """
+    critic = task["agent"]["agent_id"]
+    checked = "quotes" in task["council"].get("checkers", [])
+    kept = [d for d in doc.defects if not (checked and quotes.missing(d.where, task["proposal"]))]
     written = Critique(
         round=task["round"],
         critic=critic,
         author=task["author"],
         summary=doc.summary.strip(),
-        defects=[
-            Defect(severity=d.severity, where=d.where, what=d.what, fix=d.fix) for d in doc.defects
-        ],
+        defects=[Defect(severity=d.severity, where=d.where, what=d.what, fix=d.fix) for d in kept],
         violations=list(doc.violations),
     )
-    return CritiqueUpdate(critiques=[written], calls=answer.records)
+    if checked:
+        written["dropped"] = len(doc.defects) - len(kept)
+    return written

@@ -2,7 +2,9 @@
 
 Two judge tasks run in parallel with opposite presentation orders (``graph.routing``); each
 sees the proposals as P1, P2, ... in its order, writes each one's strengths and defects before
-its scores, and is mapped back to agent ids here. ``select`` averages them.
+its scores, and is mapped back to agent ids here. ``select`` averages them. With the council's
+``quotes`` checker, a strength or defect that quotes text its proposal does not have is dropped
+and counted (``checks.quotes``; ``Judgement.dropped``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from council_agents.checks import quotes
 from council_agents.core.state import Assessment, Criterion, Judgement, JudgementUpdate, ShowTask
 from council_agents.llm.client import LLM
 from council_agents.llm.stage import (
@@ -77,6 +80,15 @@ async def judge(task: ShowTask, *, llm: LLM) -> JudgementUpdate:
         return JudgementUpdate(omissions=[left], calls=e.records)
     doc = answer.parsed.model_dump(by_alias=True)
     assessments: dict[str, Assessment] = {labels[label]: doc[label] for label in labels}
+    dropped = 0
+    if "quotes" in council.get("checkers", []):
+        texts = shown(task)
+        for agent_id, assessment in assessments.items():
+            assessment["strengths"], gone = quotes.grounded(
+                assessment["strengths"], texts[agent_id]
+            )
+            assessment["defects"], also = quotes.grounded(assessment["defects"], texts[agent_id])
+            dropped += gone + also
     judgement = Judgement(
         judge=task["agent"]["agent_id"],
         model=task["agent"]["model"],
@@ -84,4 +96,6 @@ async def judge(task: ShowTask, *, llm: LLM) -> JudgementUpdate:
         assessments=assessments,
         totals={a: weighted_total(s["scores"], council["rubric"]) for a, s in assessments.items()},
     )
+    if "quotes" in council.get("checkers", []):
+        judgement["dropped"] = dropped
     return JudgementUpdate(judgements=[judgement], calls=answer.records)

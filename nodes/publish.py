@@ -79,6 +79,8 @@ def _decision_record(state: CouncilState) -> DecisionRecord:
         vote_winner=decision["vote_winner"],
         omissions=[OmissionRecord.model_validate(o) for o in state.get("omissions", [])],
         judges_skipped=decision.get("judges_skipped"),
+        failed_checks=decision.get("failed_checks", {}),
+        dropped_claims=decision.get("dropped_claims", 0),
     )
 
 
@@ -99,6 +101,7 @@ def build_completed(state: CouncilState, now: datetime | None = None) -> Deliber
                 content=critique_text(cr),
                 defects=[DefectRecord.model_validate(x) for x in cr["defects"]],
                 violations=cr["violations"],
+                dropped=cr.get("dropped", 0),
             )
         )
     ranking = [RankEntry.model_validate(r) for r in d["ranking"]]

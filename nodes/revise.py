@@ -23,7 +23,14 @@ from council_agents.checks.artifact import dropped
 from council_agents.core.state import Change, Draft, DraftUpdate, ReviseTask
 from council_agents.llm.client import LLM
 from council_agents.llm.prompt import Critiques
-from council_agents.llm.stage import LEFT_OUT, labels_for, omission, proposals_piece, run_agent
+from council_agents.llm.stage import (
+    LEFT_OUT,
+    evidence_piece,
+    labels_for,
+    omission,
+    proposals_piece,
+    run_agent,
+)
 
 CHANGES = re.compile(r"^\s*[=#*-]*\s*changes\s*[=#*:-]*\s*$", re.I | re.M)
 """The line between the revised proposal and its list of changes."""
@@ -112,6 +119,7 @@ async def revise(task: ReviseTask, *, llm: LLM) -> DraftUpdate:
                 "proposals": proposals_piece(  # the author's own is never cut
                     order, task.get("proposals") or {author: previous}, frozenset({author})
                 ),
+                "evidence": evidence_piece(task),  # shortened last
             },
         )
     except LEFT_OUT as e:

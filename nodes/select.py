@@ -14,8 +14,15 @@ No LLM call here: the judgements and the peer ballots are in the state.
   Whatever signal decides, a tie falls to the other signal, then to the lower agent id; when
   that happens ``decided_by`` is ``tiebreak`` and the justification says so. With
   ``judge+vote`` the ballots come first; when they are unanimous the judges are not asked and
-  the vote decides (``judges_skipped`` says why). With neither a
+  the vote decides (``judges_skipped`` says why; so it does when the grounded checks single
+  out one draft). With neither a
   judgement nor a ballot the deliberation fails (``AnswerRejected``). See docs/DECISIONS.md.
+- **Grounding** (``nodes.ground``): when the agreement gate decided, the agreeing group's first
+  agent (by id) wins, ``decided_by`` ``agreement``, ``stop_reason`` ``agreed`` (no judgement or
+  ballot was asked for); when the checks left one draft passing, it wins (``checks``); else a
+  draft that failed a hard check is ranked below every draft that passed, so it cannot win while
+  one passes. The decision records the failed checks and the claims dropped for quoting text
+  that is not there.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from council_agents.core.state import (
     RankEntry,
 )
 from council_agents.core.terms import DecidedBy
+from council_agents.nodes.ground import agreed, failed_checks, singled_out
 from council_agents.nodes.judge import weighted_total
 from council_agents.nodes.vote import borda, copeland, unanimous
 
@@ -81,11 +89,65 @@ def skipped_because(state: CouncilState) -> str | None:
 
 
 def decide(state: CouncilState) -> Decision:
-    """The winner, the ranking and the story of how they were decided."""
+    """The winner, the ranking and the story of how they were decided, with what the grounded
+    checks found.
+    """
+    group = agreed(state)
+    decision = _by_agreement(state, group) if group else _aggregated(state)
+    failed = failed_checks(state)
+    if failed:
+        decision["failed_checks"] = failed
+    dropped = sum(c.get("dropped", 0) for c in state.get("critiques", []))
+    dropped += sum(j.get("dropped", 0) for j in state.get("judgements", []))
+    if dropped or any("dropped" in c for c in state.get("critiques", [])):
+        decision["dropped_claims"] = dropped
+    return decision
+
+
+def _by_agreement(state: CouncilState, group: list[str]) -> Decision:
+    """The agreement gate's decision: the agreeing group's first agent, by id."""
+    ids = sorted(latest_drafts(state))
+    order = group + [a for a in ids if a not in group]
+    winner = order[0]
+    ranking = [
+        RankEntry(rank=place, agent_id=a, scores={}, total=0.0, borda=0, rationale="")
+        for place, a in enumerate(order, 1)
+    ]
+    share = f"{len(group)} of {len(ids)}"
+    verified = any(e.get("verified") for e in state.get("evidence", []) if e["agent_id"] == winner)
+    why = (
+        f"{winner} was chosen by the checks: its outputs match every result the task states "
+        f"for its examples (run in the sandbox; {share} drafts return those outputs), so no "
+        f"critique or judge was asked; {winner} is the first of them."
+        if verified
+        else f"{winner} was chosen by agreement: {share} drafts return the same outputs on the "
+        "task's examples (run in the sandbox), which meets the council's gate, so no "
+        f"critique or judge was asked; {winner} is the first of them."
+    )
+    return Decision(
+        winner=winner,
+        justification=why,
+        ranking=ranking,
+        aggregator=state["council"]["aggregator"],
+        decided_by="agreement",
+        judges_agree=None,
+        rank_agreement=None,
+        vote_winner=None,
+        stop_reason="agreed",
+    )
+
+
+def _aggregated(state: CouncilState) -> Decision:
+    """The aggregation of the judgements and the ballots, grounded: a draft that failed a hard
+    check ranks below every draft that passed.
+    """
     council = state["council"]
     ids = sorted(latest_drafts(state))
     judgements = state.get("judgements", [])
     ballots = state.get("ballots", [])
+    only = singled_out(state)
+    if only is not None and not judgements:
+        return _by_checks(state, only)
     if not judgements and not ballots:
         raise AnswerRejected(
             "select", "-", "no judgement and no ballot was accepted: nothing to decide by"
@@ -112,6 +174,10 @@ def decide(state: CouncilState) -> Decision:
     else:
         order = ranked(ids, totals, *vote_key)
         decided_by = "judges" if len(_leaders(totals)) == 1 else "tiebreak"
+    failed = failed_checks(state)
+    grounded = [a for a in order if a not in failed] + [a for a in order if a in failed]
+    demoted = grounded[0] != order[0]
+    order = grounded
     winner = order[0]
     ranking = [
         RankEntry(
@@ -126,9 +192,16 @@ def decide(state: CouncilState) -> Decision:
         )
         for place, a in enumerate(order, 1)
     ]
+    why = justify(state, ranking, by_vote, decided_by, agree, wins, skipped)
+    if demoted:
+        why = (
+            f"{winner} ranks first among the drafts that pass the grounded checks; the drafts "
+            f"that fail one ({', '.join(a for a in order if a in failed)}) cannot win while one "
+            "passes. " + why
+        )
     return Decision(
         winner=winner,
-        justification=justify(state, ranking, by_vote, decided_by, agree, wins, skipped),
+        justification=why,
         ranking=ranking,
         aggregator=council["aggregator"],
         decided_by=decided_by,
@@ -137,6 +210,39 @@ def decide(state: CouncilState) -> Decision:
         vote_winner=ranked(ids, *vote_key)[0] if ballots else None,
         stop_reason=stop_reason(state),
         judges_skipped=skipped,
+    )
+
+
+def _by_checks(state: CouncilState, only: str) -> Decision:
+    """The grounded checks' decision: the one draft that passes them wins (the judges were not
+    asked; the ballots, if any, are recorded).
+    """
+    ids = sorted(latest_drafts(state))
+    ballots = state.get("ballots", [])
+    points = borda(ballots, ids)
+    wins = copeland(ballots, ids)
+    vote_key = [{a: float(v) for a, v in wins.items()}, {a: float(v) for a, v in points.items()}]
+    order = [only] + [a for a in ranked(ids, *vote_key) if a != only]
+    ranking = [
+        RankEntry(rank=place, agent_id=a, scores={}, total=0.0, borda=points[a], rationale="")
+        for place, a in enumerate(order, 1)
+    ]
+    return Decision(
+        winner=only,
+        justification=(
+            f"{only} was chosen by the grounded checks: its draft is the only one that passes "
+            "them (every other fails a hard check: see failed_checks), so no judge was asked."
+        ),
+        ranking=ranking,
+        aggregator=state["council"]["aggregator"],
+        decided_by="checks",
+        judges_agree=None,
+        rank_agreement=None,
+        vote_winner=ranked(ids, *vote_key)[0] if ballots else None,
+        stop_reason=stop_reason(state),
+        judges_skipped=None
+        if state["council"]["aggregator"] == "vote"
+        else f"the grounded checks left one draft passing ({only})",
     )
 
 

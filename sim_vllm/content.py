@@ -515,7 +515,8 @@ def dumps(value: Any) -> str:
 
 
 _SECTION = re.compile(
-    r"^## Proposal (P\d+)\n(.*?)(?=^## Proposal P\d+\n|^## Your assignment|^## Critiques|\Z)",
+    r"^## Proposal (P\d+)\n(.*?)"
+    r"(?=^## Proposal P\d+\n|^## What the checks found|^## Your assignment|^## Critiques|\Z)",
     re.S | re.M,
 )
 _NAMED = re.compile(r"(?:Review proposal|^## Critiques of proposal) (P\d+)\b", re.M)

@@ -4,7 +4,8 @@ whether it passes, its LLM calls and its completion tokens, worked out from the 
 
 from __future__ import annotations
 
-from council_agents.evals.agreement import example_calls, pick
+from council_agents.checks.code import pick
+from council_agents.evals.agreement import example_calls
 from council_agents.evals.strategies import RUBRIC, STRATEGIES
 from council_agents.sim_vllm import HumanEvalScript
 from council_agents.sim_vllm.humaneval import (

@@ -39,6 +39,7 @@ def shared_values(spec: dict[str, Any]) -> dict[str, str]:
         "task": spec["task"],
         "constraints": spec["constraints"] or "(none)",
         "rubric": spec["rubric_text"],
+        "evidence": "(no checks ran)",  # the peers run no checkers (council's ``nodes.ground``)
     }
 
 

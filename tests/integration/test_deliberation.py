@@ -12,7 +12,6 @@ import pytest
 import valkey.asyncio as avalkey
 
 from council_agents.core.context import Context
-from council_agents.core.errors import CouncilError
 from council_agents.core.events import DeliberationCompleted
 from council_agents.core.settings import EventSettings, LLMSettings, Settings, StorageSettings
 from council_agents.events.publisher import COMPLETED_SUBJECT, STREAM, Publisher
@@ -117,7 +116,7 @@ async def test_full_deliberation_publishes_a_valid_event(timed_sim, valkey_url, 
 
     # every call the simulator served is accounted for, per stage
     log = [e for e in sim_requests(sim) if e["deliberation"] == did]
-    expected = {"propose": 3, "critique": 6 * rounds, "revise": 3 * rounds, "judge": 2, "vote": 3}
+    expected = {"propose": 3, "critique": 6 * rounds, "revise": 3 * rounds, "judge": 3, "vote": 3}
     assert {s: sum(1 for e in log if e["stage"] == s) for s in expected} == expected
     assert {s: ev.usage.by_stage[s].calls for s in expected} == expected
     assert ev.usage.completion_tokens == sum(e["completion_tokens"] for e in log)
@@ -154,7 +153,7 @@ async def test_finished_deliberation_is_not_run_again(sim, valkey_url):
             )
         ).values
     assert second["result"] == first["result"]
-    assert len(sim_requests(sim)) == n == 8
+    assert len(sim_requests(sim)) == n == 9
 
 
 async def test_failed_agent_keeps_siblings_work_and_resumes(sim, valkey_url):
@@ -186,14 +185,16 @@ async def test_failed_agent_keeps_siblings_work_and_resumes(sim, valkey_url):
     ]
     assert values["result"].winner.author.model_dump()["agent_id"].startswith("agent-dev-")
     ok = [
-        e["prompt_sha"]
+        (e["agent"], e["prompt_sha"])  # agents share their propose prompt
         for e in sim_requests(sim)
         if e["deliberation"] == did and e["status"] == 200
     ]
-    assert len(ok) == len(set(ok)) == 17  # no finished call was made twice
+    assert len(ok) == len(set(ok)) == 18  # no finished call was made twice
 
 
-async def test_garbage_from_the_judge_is_retried_then_named(sim, valkey_url):
+async def test_garbage_from_the_judge_is_retried_then_left_out_and_the_vote_decides(
+    sim, valkey_url
+):
     did = f"garbage-{uuid.uuid4().hex[:8]}"
     httpx.post(
         sim_admin(sim, "/admin/faults"),
@@ -201,24 +202,24 @@ async def test_garbage_from_the_judge_is_retried_then_named(sim, valkey_url):
     )
     ctx = Settings(llm=LLMSettings(base_url=sim.base_url, answer_retries=2))
     inp = {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}
-    async with valkey_saver(valkey_url) as saver:
-        with pytest.raises(CouncilError) as e:
-            await deliberate(saver, did, inp, None, ctx)
-        assert e.value.stage == "judge" and e.value.agent_id == "judge-architect"
-        assert "invalid structured answer" in str(e.value) and "after 3 attempts" in str(e.value)
-        # the judgement that failed made its three attempts; its sibling (the other order) is
-        # cancelled by LangGraph when the first one fails, after one to three attempts of its own
-        assert [r["attempt"] for r in e.value.records] == [1, 2, 3]
-        judged = [
-            x for x in sim_requests(sim) if x["deliberation"] == did and x["stage"] == "judge"
-        ]
-        assert 4 <= len(judged) <= 6
-        # nothing already done is lost: fix the judge, resume, only the judges run again
+    try:
+        async with valkey_saver(valkey_url) as saver:
+            values = (await deliberate(saver, did, inp, None, ctx)).values
+    finally:
         httpx.delete(sim_admin(sim, "/admin/faults"))
-        n = len(sim_requests(sim))
-        values = (await deliberate(saver, did, None, None, ctx)).values
-    assert [x["stage"] for x in sim_requests(sim)[n:]] == ["judge", "judge"]
-    assert values["result"].winner.author.model_dump()["role"] == "ARCHITECT"
+    # every judgement (one per rotation) made its three attempts, each rejected: left out, named
+    judged = [x for x in sim_requests(sim) if x["deliberation"] == did and x["stage"] == "judge"]
+    assert len(judged) == 3 * 3
+    left = values["omissions"]
+    assert [o["stage"] for o in left] == ["judge"] * 3
+    assert all(o["agent_id"] == "judge-architect" and o["attempts"] == 3 for o in left)
+    assert all("invalid structured answer" in o["reason"] for o in left)
+    # the council still decides, by the peer vote, and says why
+    decision = values["decision"]
+    assert decision["decided_by"] == "vote"
+    assert "decided because every judgement was rejected" in decision["justification"]
+    event = values["result"].model_dump(mode="json")
+    assert len(event["decision"]["omissions"]) == 3
 
 
 async def test_truncated_judgement_is_retried_with_a_larger_budget(sim, valkey_url):
@@ -231,7 +232,8 @@ async def test_truncated_judgement_is_retried_with_a_larger_budget(sim, valkey_u
     async with valkey_saver(valkey_url) as saver:
         values = (await deliberate(saver, did, inp, None, ctx)).values
     judged = [x for x in sim_requests(sim) if x["deliberation"] == did and x["stage"] == "judge"]
-    assert sorted(s["finish_reason"] for s in judged) == ["length", "stop", "stop"]
+    # three judgements (rotations); the first truncated one is asked again with a larger budget
+    assert sorted(s["finish_reason"] for s in judged) == ["length", "stop", "stop", "stop"]
     cut = next(s for s in judged if s["finish_reason"] == "length")
     assert max(s["max_tokens"] for s in judged) == 2 * cut["max_tokens"]
     rejected = [c for c in values["calls"] if c["stage"] == "judge" and not c["accepted"]]

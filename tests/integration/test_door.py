@@ -172,7 +172,7 @@ def test_served_logs_go_to_the_log_file_not_the_console(served):
         for line in logged.read_text().splitlines()
         if f'"{thread}:' in line and '"llm.call"' in line
     ]
-    assert len(calls) == 8  # 3+2+3
+    assert len(calls) == 9  # 3 proposals, 3 judgements (rotations), 3 ballots
     assert len({c["deliberation_id"] for c in calls}) == 1  # <thread>:<run>
     assert "llm.call" not in served.log.read_text()  # the server's console
     assert not (ROOT / ".langgraph_api").exists()

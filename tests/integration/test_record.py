@@ -220,9 +220,9 @@ def test_every_run_on_a_thread_is_a_deliberation_with_its_own_event(served, jet)
         assert out["published"]["duplicate"] is False and out["result"]["task"] == task
         assert out["result"]["thread_id"] == thread
         assert [len(p["versions"]) for p in out["result"]["proposals"]] == [1, 1, 1]
-        assert out["result"]["usage"]["calls"] == 8  # 3 proposals, 2 judgements, 3 ballots
+        assert out["result"]["usage"]["calls"] == 9  # 3 proposals, 3 judgements, 3 ballots
     state = http.get(f"/threads/{thread}/state").json()["values"]
-    assert state["deliberation_id"] == ids[1] and len(state["calls"]) == 8
+    assert state["deliberation_id"] == ids[1] and len(state["calls"]) == 9
     by_id, _ = per_deliberation(completed_events(jet))
     assert by_id[ids[0]] == 1 and by_id[ids[1]] == 1
     after = metric(http.get("/metrics").text, "council_deliberations_completed")
@@ -435,10 +435,10 @@ def test_valkey_down_mid_run_stops_runs_at_their_next_checkpoint(tmp_path):
                 assert resumed.status_code == 200, resumed.text
                 out = resumed.json()
                 assert out["published"]["duplicate"] is False, out
-                assert len(http.get(f"/threads/{t}/state").json()["values"]["calls"]) == 17
+                assert len(http.get(f"/threads/{t}/state").json()["values"]["calls"]) == 18
             again = sim_requests(sim)[before:]
             # nothing saved was asked again: exactly the calls the state lacked were made
-            assert len(again) == sum(17 - n for n in saved.values())
+            assert len(again) == sum(18 - n for n in saved.values())
             by_id, _ = per_deliberation(completed_events(events.url))
             assert sorted(by_id) == sorted(f"{t}:{runs[t]}" for t in threads)
             assert set(by_id.values()) == {1}
@@ -612,12 +612,14 @@ def test_no_configuration_reaches_the_graph_from_a_caller(served, sim):
 
 
 def test_an_invalid_judge_answer_is_one_line_on_stderr_and_over_http(served, sim, tmp_path):
-    fault = {"kind": "invalid_json", "stage": "judge"}
-    assert httpx.post(sim_admin(sim, "/admin/faults"), json=fault).status_code == 200
+    # judges and voters all answer invalid JSON: nothing is left to decide with
+    for stage in ("judge", "vote"):
+        fault = {"kind": "invalid_json", "stage": stage}
+        assert httpx.post(sim_admin(sim, "/admin/faults"), json=fault).status_code == 200
     try:
         out = run(served.http).json()
         message = out["__error__"]["message"]
-        assert "judge failed for judge-dev" in message and one_line(message), message
+        assert "no judgement and no ballot was accepted" in message and one_line(message), message
         assert "input_value" not in message and "errors.pydantic.dev" not in message
         env = cli_env(
             tmp_path, VALKEY_URL=served.valkey_url, NATS_URL="", COUNCIL_LLM_BASE_URL=sim.base_url
@@ -625,9 +627,9 @@ def test_an_invalid_judge_answer_is_one_line_on_stderr_and_over_http(served, sim
         r = council("deliberate", TASK, "--rounds", "0", "--quiet", env=env)
     finally:
         httpx.delete(sim_admin(sim, "/admin/faults"))
-    assert r.returncode == 3, r.stderr
+    assert r.returncode == 6, r.stderr  # too few usable answers
     errors = [x for x in r.stderr.splitlines() if x.startswith("council: error:")]
-    assert len(errors) == 1 and "invalid structured answer" in errors[0], r.stderr
+    assert len(errors) == 1 and "nothing to decide by" in errors[0], r.stderr
     assert "input_value" not in r.stderr and "errors.pydantic.dev" not in r.stderr
 
 

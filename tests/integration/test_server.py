@@ -308,6 +308,7 @@ async def test_served_schemas_hold_only_what_a_caller_fills_in(server):
         "agents",
         "require_approval",
         "aggregator",
+        "presentation",
         "token_budget",
     }
     for forbidden in ("base_url", "nats_url", "api_key", "model"):

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from council_agents.evals.agreement import choose, example_calls, pick
+from council_agents.checks.code import pick, run_examples
+from council_agents.evals.agreement import choose, example_calls
 from council_agents.evals.humaneval import load_problems
-from council_agents.evals.sandbox import run_examples
 from council_agents.sim_vllm.scripted import answer_text, solution_code
 
 ALL = load_problems("all")
@@ -47,7 +47,13 @@ def test_every_canonical_solution_runs_on_its_examples():
         async def one(problem):
             async with gate:
                 calls = example_calls(problem)
-                return problem, calls, await run_examples(problem, solution_code(problem), calls)
+                return (
+                    problem,
+                    calls,
+                    await run_examples(
+                        problem["prompt"], problem["entry_point"], solution_code(problem), calls
+                    ),
+                )
 
         return await asyncio.gather(*(one(p) for p in ALL))
 

@@ -9,10 +9,10 @@ from collections import Counter
 
 import pytest
 
+from council_agents.checks.code import extract_code
 from council_agents.evals.humaneval import SuiteError, load_problems, task_text
 from council_agents.evals.sandbox import (
     build_program,
-    extract_code,
     run_tests,
     score_answer_sync,
     score_many,

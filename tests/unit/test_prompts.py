@@ -31,6 +31,7 @@ STAGE_VALUES = {
         label="P1",
         own="P2",
         round=1,
+        evidence="E",
     ),
     "revise": dict(
         task="T",
@@ -45,10 +46,20 @@ STAGE_VALUES = {
         own="P2",
         critiques="X",
         round=1,
+        evidence="E",
     ),
-    "judge": dict(task="T", constraints="C", rubric="R", proposals="P", labels="P1, P2"),
+    "judge": dict(
+        task="T", constraints="C", rubric="R", proposals="P", labels="P1, P2", evidence="E"
+    ),
     "vote": dict(
-        task="T", constraints="C", rubric="R", proposals="P", labels="P1", own="P2", agent_id="a1"
+        task="T",
+        constraints="C",
+        rubric="R",
+        proposals="P",
+        labels="P1",
+        own="P2",
+        agent_id="a1",
+        evidence="E",
     ),
 }
 
@@ -207,8 +218,8 @@ def test_check_names_every_problem_of_every_role_and_the_unused_files(tmp_path):
     checked = check_directory(tmp_path / "p")
     assert [str(p) for p in checked.problems] == [
         f"critique.md:{_line_of(critique, 'proposl')}: unknown placeholder ${{proposl}}; "
-        "known here: ${agent_id}, ${author}, ${constraints}, ${label}, ${own}, ${proposal}, "
-        "${proposals}, ${round}, ${rubric}, ${task}, ${version}",
+        "known here: ${agent_id}, ${author}, ${constraints}, ${evidence}, ${label}, ${own}, "
+        "${proposal}, ${proposals}, ${round}, ${rubric}, ${task}, ${version}",
         "roles/data.md: is missing",
         "roles/qa.md:1: malformed placeholder at '$5.' (use ${name}, and $$ for a literal $)",
         "roles/qa.md:1: unknown placeholder ${rol}; known here: ${role}",

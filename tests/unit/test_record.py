@@ -288,6 +288,8 @@ async def test_a_later_run_on_a_thread_is_a_new_deliberation_from_a_clean_state(
     assert outs[1]["result"].owner == "alice" and outs[1]["result"].thread_id == "t"
     assert len(state["drafts"]) == 2 and {d["version"] for d in state["drafts"]} == {0}
     assert len(state["calls"]) == 2 + 2 + 2 and len(state["ballots"]) == 2  # no rounds now
+    # the checkers read the second deliberation's drafts only (one plan check per draft)
+    assert [(e["version"], e["checker"]) for e in state["evidence"]] == [(0, "plan")] * 2
 
 
 # ---- a run is counted once --------------------------------------------------------------------

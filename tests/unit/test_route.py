@@ -16,6 +16,19 @@ def state(n=3, rounds=1, drafts=(), critiques=()):
         "council": council("QA", n, rounds),
         "drafts": list(drafts),
         "critiques": list(critiques),
+        "evidence": [grounded(d) for d in drafts],  # the checkers read every draft (passed)
+    }
+
+
+def grounded(draft, hard=(), outputs=None, checker="plan"):
+    """What ``nodes.ground`` writes for a draft its checker read."""
+    return {
+        "agent_id": draft["agent_id"],
+        "version": draft["version"],
+        "checker": checker,
+        "hard": list(hard),
+        "notes": [],
+        "outputs": outputs,
     }
 
 

@@ -87,4 +87,4 @@ async def test_a_send_carries_only_what_its_agent_uses_of_the_council(finished):
     ]
     assert len(payloads) == 3 + 6 + 3 + judges + 3  # propose, critique, revise, judge, vote
     for payload in payloads:
-        assert set(payload["council"]) == {"role", "rubric", "constraints"}
+        assert set(payload["council"]) == {"role", "rubric", "constraints", "checkers"}

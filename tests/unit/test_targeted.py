@@ -148,13 +148,35 @@ async def test_an_author_with_only_minor_defects_is_not_revised_nor_critiqued_ag
     assert event["usage"]["calls"] == len(log)
 
 
+def grounded(drafts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What ``nodes.ground`` writes for drafts its checker read and passed (so the router goes
+    on to the rounds, not to ``ground``)."""
+    return [
+        {
+            "agent_id": d["agent_id"],
+            "version": d["version"],
+            "checker": "plan",
+            "hard": [],
+            "notes": [],
+            "outputs": None,
+        }
+        for d in drafts
+    ]
+
+
 def test_rounds_end_when_no_draft_changed():
     drafts = [
         {"agent_id": f"agent-qa-00{i}", "version": v, "content": f"draft {i}"}
         for v in (0, 1)
         for i in (1, 2, 3)
     ]
-    st = {"deliberation_id": "d", "task": "t", "council": council("QA", 3, 3), "drafts": drafts}
+    st = {
+        "deliberation_id": "d",
+        "task": "t",
+        "council": council("QA", 3, 3),
+        "drafts": drafts,
+        "evidence": grounded(drafts),
+    }
     sends = route(st)  # nothing left to critique: selection
     assert sends != "select" and {s.node for s in sends} == {"vote"}
     assert stop_reason(st) == "unchanged"
@@ -185,7 +207,9 @@ def test_drafts_are_carried_only_once_every_critique_is_in_and_someone_revises()
         ("agent-qa-002", 1, "unchanged: no severe defect"),
         ("agent-qa-003", 1, "unchanged: no severe defect"),
     ]
-    sends = route({**st, "critiques": severe, "drafts": drafts + carried})
+    assert route({**st, "critiques": severe, "drafts": drafts + carried}) == "ground"
+    grounded_all = grounded(drafts + carried)  # the carried drafts are read too (copied)
+    sends = route({**st, "critiques": severe, "drafts": drafts + carried, "evidence": grounded_all})
     assert [(s.node, s.arg["agent"]["agent_id"]) for s in sends] == [("revise", "agent-qa-001")]
 
 
@@ -210,7 +234,7 @@ async def test_unanimous_ballots_ask_no_judge():
 async def test_ballots_that_disagree_send_the_judges_after_them():
     # equally good proposals, noisy voters: with this simulator seed the first choices split
     truth = Truth(vote_noise=4.0)
-    values, log = await run(truth, "split", rounds=0, seed=4)
+    values, log = await run(truth, "split", rounds=0, seed=8)
     ids = ["agent-dev-001", "agent-dev-002", "agent-dev-003"]
     assert unanimous(values["ballots"], ids) is None
     judges, votes = asked(log, "judge"), asked(log, "vote")
