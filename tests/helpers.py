@@ -76,6 +76,37 @@ def sim_requests(sim: ServerThread) -> list[dict[str, Any]]:
     return requests
 
 
+def revisers(event: dict[str, Any]) -> list[str]:
+    """The revise calls a completed event's deliberation made, one author per (round, author)
+    with a severe critique (targeted deliberation: only they revise; the others are carried).
+    """
+    return sorted(
+        p["author"]["agent_id"]
+        for p in event["proposals"]
+        for r in {
+            c["round"]
+            for c in p["critiques_received"]
+            if c["violations"] or any(d["severity"] in ("blocker", "major") for d in c["defects"])
+        }
+    )
+
+
+def expected_calls(event: dict[str, Any], rotations: int = 3) -> dict[str, int]:
+    """The calls per stage a completed event's deliberation made when none was retried or left
+    out: every proposal, every critique it records, the revisers (``revisers``), the judges
+    (one per rotation) unless the ballots came first and were unanimous (``judges_skipped``),
+    one ballot per agent.
+    """
+    proposals = event["proposals"]
+    return {
+        "propose": len(proposals),
+        "critique": sum(len(p["critiques_received"]) for p in proposals),
+        "revise": len(revisers(event)),
+        "judge": 0 if event["decision"].get("judges_skipped") else rotations,
+        "vote": len(proposals),
+    }
+
+
 def council(role: str = "QA", agents: int = 3, rounds: int = 1, **inp: Any) -> Council:
     """A built-in council, as a door admits it."""
     admitted = admit(

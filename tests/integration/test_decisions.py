@@ -143,6 +143,8 @@ async def test_mixed_council_calls_each_agent_on_its_own_endpoint_and_model(valk
                     "name": name,
                     "role": "DEV",
                     "rounds": 1,
+                    # the judge always runs (with judge+vote it is skipped on unanimous ballots)
+                    "aggregator": "judge",
                     "agents": [
                         {"agent_id": "on-a-1"},
                         {"agent_id": "on-a-2"},

@@ -16,7 +16,7 @@ from council_agents.core.events import DeliberationCompleted
 from council_agents.core.settings import EventSettings, LLMSettings, Settings, StorageSettings
 from council_agents.events.publisher import COMPLETED_SUBJECT, STREAM, Publisher
 from council_agents.storage.saver import valkey_saver
-from tests.helpers import ROOT, TASKS, deliberate, sim_admin, sim_requests
+from tests.helpers import ROOT, TASKS, deliberate, expected_calls, sim_admin, sim_requests
 
 TASK = TASKS[4]  # t05, ARCHITECT
 
@@ -102,7 +102,10 @@ async def test_full_deliberation_publishes_a_valid_event(timed_sim, valkey_url, 
     )
     assert ev.stop_reason == "rounds_completed"
     assert ev.winner.author.agent_id == ev.ranking[0].agent_id
-    assert set(ev.ranking[0].scores) == set(TASK["rubric"])
+    # the judges score the winner, unless the ballots came first and were unanimous
+    assert set(ev.ranking[0].scores) == (
+        set() if ev.decision.judges_skipped else set(TASK["rubric"])
+    )
     assert len(ev.proposals) == 3
     for p in ev.proposals:
         assert len(p.versions) == rounds + 1
@@ -116,9 +119,13 @@ async def test_full_deliberation_publishes_a_valid_event(timed_sim, valkey_url, 
 
     # every call the simulator served is accounted for, per stage
     log = [e for e in sim_requests(sim) if e["deliberation"] == did]
-    expected = {"propose": 3, "critique": 6 * rounds, "revise": 3 * rounds, "judge": 3, "vote": 3}
+    # targeted: only authors with a severe critique revise; the judges when the ballots split
+    expected = expected_calls(event)
+    assert expected["propose"] == 3 and expected["critique"] == 6 * rounds
     assert {s: sum(1 for e in log if e["stage"] == s) for s in expected} == expected
-    assert {s: ev.usage.by_stage[s].calls for s in expected} == expected
+    assert {s: ev.usage.by_stage[s].calls for s in expected if expected[s]} == {
+        s: n for s, n in expected.items() if n
+    }
     assert ev.usage.completion_tokens == sum(e["completion_tokens"] for e in log)
     assert ev.usage.prompt_tokens == sum(e["prompt_tokens"] for e in log)
     assert len(values["calls"]) == sum(expected.values())
@@ -128,7 +135,9 @@ async def test_full_deliberation_publishes_a_valid_event(timed_sim, valkey_url, 
         (s, str(r)) for r in range(1, rounds + 1) for s in ("critique", "revise")
     ]:
         group = [e for e in log if e["stage"] == stage and e["round"] == rnd]
-        assert len(group) in (3, 6) and overlapping(group), (stage, rnd)
+        if stage == "revise" and len(group) < 2:  # only the authors with a severe critique
+            continue
+        assert len(group) in (2, 3, 6) and overlapping(group), (stage, rnd)
 
     # checkpoints are in Valkey under the thread id, compacted to the final one as it finished
     client = avalkey.from_url(valkey_url.replace("valkey://", "redis://"))
@@ -153,7 +162,8 @@ async def test_finished_deliberation_is_not_run_again(sim, valkey_url):
             )
         ).values
     assert second["result"] == first["result"]
-    assert len(sim_requests(sim)) == n == 9
+    judges = 0 if first["decision"].get("judges_skipped") else 3  # ballots first
+    assert len(sim_requests(sim)) == n == 3 + 3 + judges
 
 
 async def test_failed_agent_keeps_siblings_work_and_resumes(sim, valkey_url):
@@ -189,7 +199,8 @@ async def test_failed_agent_keeps_siblings_work_and_resumes(sim, valkey_url):
         for e in sim_requests(sim)
         if e["deliberation"] == did and e["status"] == 200
     ]
-    assert len(ok) == len(set(ok)) == 18  # no finished call was made twice
+    made = sum(expected_calls(values["result"].model_dump(mode="json")).values())
+    assert len(ok) == len(set(ok)) == made  # no finished call was made twice
 
 
 async def test_garbage_from_the_judge_is_retried_then_left_out_and_the_vote_decides(
@@ -202,9 +213,10 @@ async def test_garbage_from_the_judge_is_retried_then_left_out_and_the_vote_deci
     )
     ctx = Settings(llm=LLMSettings(base_url=sim.base_url, answer_retries=2))
     inp = {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}
+    judged_always = Context(aggregator="judge")  # judge+vote skips them on unanimous ballots
     try:
         async with valkey_saver(valkey_url) as saver:
-            values = (await deliberate(saver, did, inp, None, ctx)).values
+            values = (await deliberate(saver, did, inp, judged_always, ctx)).values
     finally:
         httpx.delete(sim_admin(sim, "/admin/faults"))
     # every judgement (one per rotation) made its three attempts, each rejected: left out, named
@@ -216,8 +228,8 @@ async def test_garbage_from_the_judge_is_retried_then_left_out_and_the_vote_deci
     assert all("invalid structured answer" in o["reason"] for o in left)
     # the council still decides, by the peer vote, and says why
     decision = values["decision"]
-    assert decision["decided_by"] == "vote"
-    assert "decided because every judgement was rejected" in decision["justification"]
+    assert decision["decided_by"] in ("vote", "tiebreak")  # the vote, or its tie-break
+    assert "because every judgement was rejected" in decision["justification"]
     event = values["result"].model_dump(mode="json")
     assert len(event["decision"]["omissions"]) == 3
 
@@ -229,8 +241,9 @@ async def test_truncated_judgement_is_retried_with_a_larger_budget(sim, valkey_u
     )
     ctx = Settings(llm=LLMSettings(base_url=sim.base_url))
     inp = {"task": TASK["task"], "role": "ARCHITECT", "rounds": 0}
+    judged_always = Context(aggregator="judge")  # judge+vote skips them on unanimous ballots
     async with valkey_saver(valkey_url) as saver:
-        values = (await deliberate(saver, did, inp, None, ctx)).values
+        values = (await deliberate(saver, did, inp, judged_always, ctx)).values
     judged = [x for x in sim_requests(sim) if x["deliberation"] == did and x["stage"] == "judge"]
     # three judgements (rotations); the first truncated one is asked again with a larger budget
     assert sorted(s["finish_reason"] for s in judged) == ["length", "stop", "stop", "stop"]
