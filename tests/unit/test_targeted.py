@@ -242,3 +242,27 @@ async def test_ballots_that_disagree_send_the_judges_after_them():
     assert max(e["t_in"] for e in votes) < min(e["t_in"] for e in judges)
     assert values["decision"]["judges_skipped"] is None
     assert Counter(e["stage"] for e in log) == {"propose": 3, "vote": 3, "judge": 3}
+
+
+def test_every_critic_of_a_round_reads_the_same_evidence_under_the_proposals_labels():
+    ids = ["agent-qa-001", "agent-qa-002", "agent-qa-003"]
+    drafts = [{"agent_id": a, "version": 0, "content": f"{a} v0"} for a in ids]
+    evidence = grounded(drafts)
+    for e in evidence:
+        e["notes"] = [f"note on {e['agent_id'][-3:]}"]
+    st = {
+        "deliberation_id": "d",
+        "task": "t",
+        "council": council("QA", 3, 1),
+        "drafts": drafts,
+        "evidence": evidence,
+    }
+    sends = route(st)
+    assert sends != "select" and {s.node for s in sends} == {"critique"} and len(sends) == 6
+    shown = {s.arg["evidence"] for s in sends}
+    assert len(shown) == 1  # the shared prefix: the same for every critic
+    order = sends[0].arg["order"]
+    text = shown.pop()
+    for i, agent in enumerate(order, 1):  # under the labels the proposals block uses
+        assert f"P{i}:\n- note on {agent[-3:]}" in text
+    assert "agent-qa" not in text
