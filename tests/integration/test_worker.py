@@ -207,9 +207,9 @@ async def test_kill_9_mid_stage_then_another_worker_finishes(
                 break
             await asyncio.sleep(0.05)
         assert stalled, f"never reached {stage}"
-        # the other tasks of the stalled one's step (the votes run with the judgements) have
-        # their writes in Valkey: what the next worker keeps
-        others = {"propose": 2, "critique": 5, "revise": 2, "judge": 1 + 3}[stage]
+        # the other tasks of the stalled one's step (the other two rotations' judgements and the
+        # votes run together) have their writes in Valkey: what the next worker keeps
+        others = {"propose": 2, "critique": 5, "revise": 2, "judge": 2 + 3}[stage]
         assert tasks_stored(w.valkey_url, did, others) == others
         first.send_signal(signal.SIGKILL)
         first.wait()
