@@ -148,7 +148,9 @@ def eval_context(strategy: Strategy, samples: int, mixed_council: str | None) ->
         require_approval=False,
         execute=True,
         checkers=None if strategy.grounded else [],
-        gate=None if strategy.grounded else 0.0,
+        gate=strategy.gate if strategy.grounded else 0.0,
+        critics=strategy.critics,
+        token_budget=strategy.token_budget,
     )
 
 

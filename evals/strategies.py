@@ -13,7 +13,7 @@ same first answers and differ only in what they do with them:
 | ``peervote`` | a council with 0 rounds and aggregator ``vote``: the agents rank each other's answers | 2N |
 | ``council1`` / ``council2`` | the full deliberation, 1 or 2 rounds, aggregator ``judge+vote`` (a round stops early when no critique finds a blocker or major defect) | 1 round: N + N(N-1) + N + 2 + N |
 | ``mixed`` | ``council1`` with a stored council whose agents use different models | as ``council1`` |
-| ``adaptive`` | ``council1`` grounded (issue 23): the code checker runs every draft on the examples in the sandbox, the evidence is shown to critics, authors, judges and voters; when the answers agree the agreement gate decides without critiques or judges; a draft that fails a hard check cannot win | N when the answers agree, else as ``council1`` |
+| ``adaptive`` | a council that deliberates only when the checks cannot decide (issue 23): the code checker runs every draft on the examples in the sandbox; an answer matching every result the task states, or a majority with the same outputs (gate 0.5), decides at once; else one targeted round (one critic per proposal, only authors with a severe defect revise, the evidence shown to everyone, a draft failing a hard check cannot win) within a token budget of 12,000 (prompt and completion: the vote decides when the judges no longer fit) | N when the checks decide, else at most what fits in 12,000 tokens |
 | ``oracle`` | ``oracle@N``: passed when any of the N answers of ``vote`` passes; the ceiling of any selection among them (no extra call; its cost is the N answers') | N |
 """  # noqa: E501
 
@@ -76,6 +76,12 @@ class Strategy:
     grounded: bool = False
     """The council's default checkers and agreement gate (``nodes.ground``); else none, gate
     off (the council as it was before grounding)."""
+    gate: float | None = None
+    """The agreement gate's share (grounded only; None: the council's default, all)."""
+    critics: int | None = None
+    """Critics per proposal (None: every peer)."""
+    token_budget: int | None = None
+    """Prompt + completion tokens per deliberation (None: no budget)."""
 
     def label(self, samples: int) -> str:
         """The name in the results: ``oracle@N`` for the oracle, else the name."""
@@ -92,7 +98,15 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("council1", "council", rounds=1),
         Strategy("council2", "council", rounds=2),
         Strategy("mixed", "council", rounds=1, mixed=True),
-        Strategy("adaptive", "council", rounds=1, grounded=True),
+        Strategy(
+            "adaptive",
+            "council",
+            rounds=1,
+            grounded=True,
+            gate=0.5,
+            critics=1,
+            token_budget=12_000,
+        ),
         Strategy("oracle", "samples"),
     )
 }
