@@ -13,7 +13,7 @@ same first answers and differ only in what they do with them:
 | ``peervote`` | a council with 0 rounds and aggregator ``vote``: the agents rank each other's answers | 2N |
 | ``council1`` / ``council2`` | the full deliberation, 1 or 2 rounds, aggregator ``judge+vote`` (a round stops early when no critique finds a blocker or major defect) | 1 round: N + N(N-1) + N + 2 + N |
 | ``mixed`` | ``council1`` with a stored council whose agents use different models | as ``council1`` |
-| ``adaptive`` | a council that deliberates only when the checks cannot decide (issue 23): the code checker runs every draft on the examples in the sandbox; an answer matching every result the task states, or a majority with the same outputs (gate 0.5), decides at once; else one targeted round (one critic per proposal, only authors with a severe defect revise, the evidence shown to everyone, a draft failing a hard check cannot win) within a token budget of 12,000 (prompt and completion: the vote decides when the judges no longer fit) | N when the checks decide, else at most what fits in 12,000 tokens |
+| ``adaptive`` | a council that deliberates only when the checks cannot decide (issue 23): the code checker runs every draft on the examples in the sandbox; an answer matching every result the task states, or a majority with the same outputs (gate 0.6: 2 of 3, 3 of 5), decides at once; else one targeted round (one critic per proposal, only authors with a severe defect revise, the evidence shown to everyone, a draft failing a hard check cannot win) within a token budget of 12,000 (prompt and completion: the vote decides when the judges no longer fit) | N when the checks decide, else at most what fits in 12,000 tokens |
 | ``oracle`` | ``oracle@N``: passed when any of the N answers of ``vote`` passes; the ceiling of any selection among them (no extra call; its cost is the N answers') | N |
 """  # noqa: E501
 
@@ -103,7 +103,7 @@ STRATEGIES: dict[str, Strategy] = {
             "council",
             rounds=1,
             grounded=True,
-            gate=0.5,
+            gate=0.6,
             critics=1,
             token_budget=12_000,
         ),
