@@ -215,3 +215,24 @@ def test_eval_prompts_render_for_every_stage(stage):
     assert text.startswith("T") and "Python" in system
     if stage in ("judge", "vote"):
         assert "P\n\n## Your assignment" in text
+
+
+def test_adaptive_is_decided_by_the_checks_when_an_answer_matches_the_stated_results(
+    scripted_sim, tmp_path
+):
+    """An answer that matches every result the docstring states decides at once: the N first
+    answers and nothing else (no critique, no ballot, no judge).
+    """
+    from council_agents.checks import code
+
+    run_eval(scripted_sim, tmp_path, ["adaptive"])
+    results = {r["task_id"]: r for r in read_results(tmp_path / RESULTS_FILE)}
+    settled = 0
+    for problem in PROBLEMS:
+        record = results[problem["task_id"]]
+        assert record.get("answered", True), problem["task_id"]
+        right = [SCRIPT.first_correct(problem, f"agent-dev-00{i}") for i in range(1, N + 1)]
+        if any(right) and code.expectations(problem["prompt"], problem["entry_point"]):
+            assert record["passed"] and record["llm_calls"] == N, problem["task_id"]
+            settled += 1
+    assert settled >= 2  # the script gives some problems a right first answer
