@@ -36,6 +36,7 @@ from tests.helpers import (
     ROOT,
     Served,
     api_key,
+    cli_env,
     expected_calls,
     run_sync,
     sim_admin,
@@ -44,18 +45,6 @@ from tests.helpers import (
 
 TASK = "Add rate limiting (100 requests per minute per API key) to the public API."
 SECRET = "record-" + uuid.uuid4().hex
-
-
-def cli_env(tmp_path: Path, **env: str) -> dict[str, str]:
-    """A ``council`` subprocess's environment: its own data dir, no inherited servers."""
-    base = {k: v for k, v in os.environ.items() if k not in ("VALKEY_URL", "NATS_URL")}
-    return {
-        **base,
-        "PYTHONPATH": str(ROOT),
-        "COUNCIL_DATA_DIR": str(tmp_path / "data"),
-        "COUNCIL_LLM_MAX_RETRIES": "0",
-        **env,
-    }
 
 
 def council(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
