@@ -90,9 +90,11 @@ async def deliberate(
 
 class Replay(LLM):
     """The process's LLM client with its chat model replaced by an in-process replay of answers
-    the simulator gave (one per stage, recorded during the warm-up): no HTTP, no openai or
-    langchain-openai, so what remains is LangGraph, council's nodes (the LLM client's answer
-    checks and context fitting included) and the checkpointer."""
+    the simulator gave (one per stage, recorded during the warm-up; a stage the warm-up did not
+    run, such as the judges a deliberation skipped, the first time a deliberation asks for it,
+    in the second warm-up): no HTTP, no openai or langchain-openai, so what remains is
+    LangGraph, council's nodes (the LLM client's answer checks and context fitting included)
+    and the checkpointer."""
 
     def __init__(self, settings: LLMSettings) -> None:
         super().__init__(settings)
@@ -106,7 +108,9 @@ class Replay(LLM):
         class Model:
             async def ainvoke(self, messages: Any, **params: Any) -> AIMessage:
                 stage = params["extra_headers"]["X-Council-Stage"]
-                if replay.recording:
+                # a stage the first warm-up did not reach (with judge+vote the judges run
+                # only on split ballots) is recorded the first time it is asked for
+                if replay.recording or stage not in replay.answers:
                     replay.answers[stage] = await real.ainvoke(messages, **params)
                 await asyncio.sleep(0)
                 return replay.answers[stage]
