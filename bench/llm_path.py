@@ -34,12 +34,11 @@ import openai
 from langchain_core.messages import convert_to_openai_messages
 
 from bench.common import TASKS, SimProcess, machine
-from council_agents.core.request import default_council
 from council_agents.core.settings import LLMSettings
 from council_agents.llm import client as llm_client
 from council_agents.llm.prompt_files import PromptFiles
-from council_agents.llm.stage import shared_values
-from council_agents.nodes.critique import CritiqueAnswer
+from council_agents.llm.stage import stage_prompt
+from council_agents.nodes.critique import CritiqueAnswer, critique_inputs
 
 
 def cpu_seconds() -> float:
@@ -53,7 +52,6 @@ def critique_request(
 ) -> tuple[Any, list[Any], dict[str, Any], dict[str, Any]]:
     """A critique call as council makes it: agent, messages, ChatOpenAI params, raw JSON body."""
     task = TASKS[0]
-    spec = default_council(task["role"])
     council: Any = {
         "role": task["role"],
         "constraints": "",
@@ -71,19 +69,25 @@ def critique_request(
         "temperature": 0.7,
         "seed": 1,
     }
-    values = shared_values(
-        {"task": task["task"], "council": council, "agent": agent, "deliberation_id": "-"}  # type: ignore[arg-type]
-    )
     proposal = "\n".join(f"{i}. a step of the proposal, with some detail" for i in range(60))
-    messages = PromptFiles(settings.prompts_dir).messages(
-        f"roles/{spec.role.lower()}",
-        "critique",
-        role=task["role"],
-        **values,
-        author="agent-dev-002",
-        version=0,
-        proposal=proposal,
-        round=1,
+    order = ["agent-dev-001", "agent-dev-002", "agent-dev-003"]
+    # the critique node's own inputs (every latest version under its label), rendered as the
+    # LLM client renders them
+    crit: Any = {
+        "deliberation_id": "llm-path",
+        "task": task["task"],
+        "council": council,
+        "agent": agent,
+        "round": 1,
+        "max_tokens": 768,
+        "token_cap": None,
+        "author": "agent-dev-002",
+        "proposal": proposal,
+        "order": order,
+        "proposals": dict.fromkeys(order, proposal),
+    }
+    messages, _ = stage_prompt(crit, "critique", **critique_inputs(crit)).render(
+        PromptFiles(settings.prompts_dir)
     )
     response_format, _ = llm_client.structured(CritiqueAnswer, "critique")
     params = llm_client.call_params(

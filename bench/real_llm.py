@@ -308,11 +308,13 @@ async def measure_tokens(base_url: str, model: str, results: list[dict]) -> str:
     """council's estimate against the server's count, on every stage prompt the finished
     deliberations would send (their drafts, critiques and final proposals, uncut)."""
     from council_agents.core.settings import LLMSettings
-    from council_agents.core.state import Agent, ProposeTask
+    from council_agents.core.state import Agent, CritiqueTask, ProposeTask, ReviseTask
     from council_agents.llm.client import LLM
-    from council_agents.llm.prompt import Critiques, Oldest, Prompt
+    from council_agents.llm.prompt import Prompt
     from council_agents.llm.stage import brief, proposals_piece, stage_prompt
     from council_agents.llm.tokens import BYTES_PER_TOKEN, estimate
+    from council_agents.nodes.critique import critique_inputs
+    from council_agents.nodes.revise import revise_inputs
 
     llm = LLM(LLMSettings(base_url=base_url, model=model))
     ratios: list[tuple[float, str]] = []
@@ -332,39 +334,27 @@ async def measure_tokens(base_url: str, model: str, results: list[dict]) -> str:
         )
         drafts = values.get("drafts", [])
         finals = {d["agent_id"]: d["content"] for d in drafts}
+        order = sorted(finals)
         prompts: list[tuple[str, Prompt]] = [("propose", stage_prompt(task, "propose"))]
         for d in drafts:
+            # each draft as the nodes show it: every agent's latest version under its label
             theirs = [c for c in values.get("critiques", []) if c["author"] == d["agent_id"]]
-            prompts.append(
-                (
-                    "critique",
-                    stage_prompt(
-                        task,
-                        "critique",
-                        author=d["agent_id"],
-                        version=0,
-                        round=1,
-                        pieces={"proposal": Oldest("p", d["content"])},
-                    ),
-                )
-            )
-            prompts.append(
-                (
-                    "revise",
-                    stage_prompt(
-                        task,
-                        "revise",
-                        author=d["agent_id"],
-                        version=0,
-                        round=1,
-                        pieces={
-                            "critiques": Critiques(theirs),
-                            "proposal": Oldest("p", d["content"]),
-                        },
-                    ),
-                )
-            )
-        order = sorted(finals)
+            shown = {**finals, d["agent_id"]: d["content"]}
+            on: Any = {**task, "round": d["version"] + 1, "proposal": d["content"]}
+            on.update(order=order, proposals=shown)
+            critic = next((a for a in order if a != d["agent_id"]), d["agent_id"])
+            crit: CritiqueTask = {
+                **on,
+                "author": d["agent_id"],
+                "agent": {**agent, "agent_id": critic},
+            }
+            prompts.append(("critique", stage_prompt(crit, "critique", **critique_inputs(crit))))
+            rev: ReviseTask = {
+                **on,
+                "critiques": theirs,
+                "agent": {**agent, "agent_id": d["agent_id"]},
+            }
+            prompts.append(("revise", stage_prompt(rev, "revise", **revise_inputs(rev))))
         prompts.append(
             (
                 "judge",

@@ -13,6 +13,8 @@ checker, a defect whose ``where`` quotes text the proposal does not have is drop
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from council_agents.checks import quotes
@@ -50,31 +52,37 @@ class CritiqueAnswer(_Doc):
     summary: str = Field(max_length=800)
 
 
-async def critique(task: CritiqueTask, *, llm: LLM) -> CritiqueUpdate:
-    """The agent's critique of ``task["author"]``'s latest version (or, when the critic's
-    answers are rejected after every retry, an omission: the author goes without it).
+def critique_inputs(task: CritiqueTask) -> dict[str, Any]:
+    """The values and pieces of ``critique.md`` for ``task`` (``llm.stage.stage_prompt``'s
+    keyword arguments): every latest version under its label, the one under review, the
+    critic's own label, the evidence.
     """
     critic = task["agent"]["agent_id"]
     order = task.get("order") or [task["author"]]
     labels = {a: label for label, a in labels_for(order).items()}
+    return {
+        "author": task["author"],
+        "version": task["round"] - 1,
+        "round": task["round"],
+        "label": labels[task["author"]],
+        "own": labels.get(critic, "none of them"),
+        "proposal": task["proposal"],
+        "pieces": {
+            "proposals": proposals_piece(
+                order, task.get("proposals") or {task["author"]: task["proposal"]}
+            ),
+            "evidence": evidence_piece(task),  # shortened last
+        },
+    }
+
+
+async def critique(task: CritiqueTask, *, llm: LLM) -> CritiqueUpdate:
+    """The agent's critique of ``task["author"]``'s latest version (or, when the critic's
+    answers are rejected after every retry, an omission: the author goes without it).
+    """
     try:
         answer = await run_agent(
-            llm,
-            task,
-            "critique",
-            answer=CritiqueAnswer,
-            author=task["author"],
-            version=task["round"] - 1,
-            round=task["round"],
-            label=labels[task["author"]],
-            own=labels.get(critic, "none of them"),
-            proposal=task["proposal"],
-            pieces={
-                "proposals": proposals_piece(
-                    order, task.get("proposals") or {task["author"]: task["proposal"]}
-                ),
-                "evidence": evidence_piece(task),  # shortened last
-            },
+            llm, task, "critique", answer=CritiqueAnswer, **critique_inputs(task)
         )
     except LEFT_OUT as e:
         left = omission(task, "critique", e, subject=task["author"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from council_agents.checks.artifact import dropped
 from council_agents.core.state import Change, Draft, DraftUpdate, ReviseTask
@@ -91,6 +92,32 @@ def carried(task: ReviseTask, why: str) -> Draft:
     )
 
 
+def revise_inputs(task: ReviseTask) -> dict[str, Any]:
+    """The values and pieces of ``revise.md`` for ``task`` (``llm.stage.stage_prompt``'s
+    keyword arguments): the critiques, every version the critics saw (the author's own never
+    cut), the author's label, the evidence.
+    """
+    previous = task["proposal"]
+    author = task["agent"]["agent_id"]
+    order = task.get("order") or [author]
+    labels = {a: label for label, a in labels_for(order).items()}
+    return {
+        "author": author,
+        "version": task["round"] - 1,
+        "round": task["round"],
+        "proposal": previous,
+        "label": labels[author],
+        "own": labels[author],
+        "pieces": {
+            "critiques": Critiques(task["critiques"]),  # shortened first
+            "proposals": proposals_piece(  # the author's own is never cut
+                order, task.get("proposals") or {author: previous}, frozenset({author})
+            ),
+            "evidence": evidence_piece(task),  # shortened last
+        },
+    }
+
+
 async def revise(task: ReviseTask, *, llm: LLM) -> DraftUpdate:
     """The agent's version ``round``: revised, unchanged, or (its revision rejected after every
     retry) the previous one carried forward, with an omission that says why.
@@ -98,9 +125,6 @@ async def revise(task: ReviseTask, *, llm: LLM) -> DraftUpdate:
     if not task["critiques"]:
         return DraftUpdate(drafts=[carried(task, "unchanged: no critique to answer")], calls=[])
     previous = task["proposal"]
-    author = task["agent"]["agent_id"]
-    order = task.get("order") or [author]
-    labels = {a: label for label, a in labels_for(order).items()}
     try:
         answer = await run_agent(
             llm,
@@ -108,19 +132,7 @@ async def revise(task: ReviseTask, *, llm: LLM) -> DraftUpdate:
             "revise",
             check=lambda text: read_revision(text, previous),
             min_answer=len(previous) // 3 + 64,  # room to rewrite the whole proposal
-            author=task["agent"]["agent_id"],
-            version=task["round"] - 1,
-            round=task["round"],
-            proposal=previous,
-            label=labels[author],
-            own=labels[author],
-            pieces={
-                "critiques": Critiques(task["critiques"]),  # shortened first
-                "proposals": proposals_piece(  # the author's own is never cut
-                    order, task.get("proposals") or {author: previous}, frozenset({author})
-                ),
-                "evidence": evidence_piece(task),  # shortened last
-            },
+            **revise_inputs(task),
         )
     except LEFT_OUT as e:
         left = omission(task, "revise", e)
