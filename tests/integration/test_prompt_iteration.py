@@ -73,8 +73,8 @@ def test_a_placeholder_typo_exits_2_before_any_request_and_check_names_its_line(
     errors = [x for x in r.stderr.splitlines() if x.startswith("council: error:")]
     assert errors == [
         f"council: error: prompt file {prompts}/critique.md:{line}: unknown placeholder "
-        "${proposl}; known here: ${agent_id}, ${author}, ${constraints}, ${label}, ${own}, "
-        "${proposal}, ${proposals}, ${round}, ${rubric}, ${task}, ${version}"
+        "${proposl}; known here: ${agent_id}, ${author}, ${constraints}, ${evidence}, ${label}, "
+        "${own}, ${proposal}, ${proposals}, ${round}, ${rubric}, ${task}, ${version}"
     ]
     assert "Traceback" not in r.stderr
     assert sim_requests(sim) == []  # no request reached the LLM
