@@ -274,11 +274,17 @@ def test_peers_with_council_alone(tmp_path):
     )
     [row] = table(out, "framework")
     assert row["framework"] == "council" and row["wall / council"] == "1.00"
-    assert row["LLM calls"] == "18"
     for figure in ("wall (s)", "process (s)", "completion tokens", "peak calls in flight"):
         positive(row[figure])
     [run] = json.loads(runs.read_text())["runs"]["council"]
-    assert run["by_stage"] == {"propose": 3, "critique": 6, "revise": 3, "judge": 3, "vote": 3}
+    # the judges (one per rotation) run only when the ballots, which come first, are split
+    judges = run["by_stage"].get("judge", 0)
+    assert judges in (0, 3)
+    expected = {"propose": 3, "critique": 6, "revise": 3, "vote": 3} | (
+        {"judge": 3} if judges else {}
+    )
+    assert run["by_stage"] == expected
+    assert row["LLM calls"] == str(sum(expected.values()))
     assert run["winner"].startswith("agent-dev-")
 
 
