@@ -137,9 +137,10 @@ def eval_input(problem: Problem, strategy: Strategy) -> dict[str, Any]:
 
 
 def eval_context(strategy: Strategy, samples: int, mixed_council: str | None) -> Context:
-    """The run context of a council strategy: execution on (the eval's councils run the
-    answers on the examples, in the sandbox); the grounding and the agreement gate only for the
-    ``adaptive`` strategy (the others deliberate as they always have: no checker, gate off).
+    """The run context of a council strategy: the council as it ships (its default checkers,
+    ``code`` and ``quotes``, and its agreement gate, unless the strategy sets one; none and off
+    for an ungrounded one), with execution on: the eval has the sandbox and runs the answers on
+    the examples anyway.
     """
     return Context(
         council=mixed_council if strategy.mixed else None,

@@ -3,15 +3,19 @@
 All of them answer with the same agents (the built-in DEV council of ``samples`` agents:
 ``agent-dev-001`` ... with seeds 1001 ..., temperature 0.7) and the same first-round prompt
 (``evals/prompts/propose.md``), so on a server that honours seeds they start from the
-same first answers and differ only in what they do with them:
+same first answers and differ only in what they do with them. Every council strategy is the
+council as it ships, grounded (``nodes.ground``: its default checkers, ``code`` and ``quotes``,
+and its agreement gate, ``all``), with execution on: an answer that matches every result the
+task states, or answers that all agree on the examples, decide at once; a draft that fails a
+hard check cannot win while one that passes exists.
 
 | strategy | what | LLM calls per problem (N agents) |
 |---|---|---|
 | ``single`` | the first agent's one answer | 1 |
 | ``vote`` | N answers; the one whose outputs on the docstring's examples most answers share (:mod:`evals.agreement`) | N |
-| ``judge`` | a council with 0 rounds and aggregator ``judge``: N answers, two judgements in opposite orders pick (the peer vote runs too: it is part of every deliberation) | 2N + 2 |
+| ``judge`` | a council with 0 rounds and aggregator ``judge``: N answers, one judgement per rotation of the order picks (the peer vote runs too: it is part of every deliberation) | N when the checks decide, else 3N |
 | ``peervote`` | a council with 0 rounds and aggregator ``vote``: the agents rank each other's answers | 2N |
-| ``council1`` / ``council2`` | the full deliberation, 1 or 2 rounds, aggregator ``judge+vote`` (a round stops early when no critique finds a blocker or major defect) | 1 round: N + N(N-1) + N + 2 + N |
+| ``council1`` / ``council2`` | the full deliberation, 1 or 2 rounds, aggregator ``judge+vote`` (a round stops early when no critique finds a blocker or major defect; only authors with one revise; the judges are skipped when the ballots are unanimous) | N when the checks decide; 1 round: at most N + N(N-1) + N + N + N |
 | ``mixed`` | ``council1`` with a stored council whose agents use different models | as ``council1`` |
 | ``adaptive`` | a council that deliberates only when the checks cannot decide (issue 23): the code checker runs every draft on the examples in the sandbox; an answer matching every result the task states, or a majority with the same outputs (gate 0.6: 2 of 3, 3 of 5), decides at once; else one targeted round (one critic per proposal, only authors with a severe defect revise, the evidence shown to everyone, a draft failing a hard check cannot win) within a token budget of 12,000 (prompt and completion: the vote decides when the judges no longer fit) | N when the checks decide, else at most what fits in 12,000 tokens |
 | ``oracle`` | ``oracle@N``: passed when any of the N answers of ``vote`` passes; the ceiling of any selection among them (no extra call; its cost is the N answers') | N |
@@ -73,11 +77,12 @@ class Strategy:
     """Council aggregator."""
     mixed: bool = False
     """A council with several models (a stored council)."""
-    grounded: bool = False
-    """The council's default checkers and agreement gate (``nodes.ground``); else none, gate
-    off (the council as it was before grounding)."""
+    grounded: bool = True
+    """The council as it ships: its default checkers (``code`` and ``quotes``) and agreement
+    gate. False: no checker and the gate off, the council before grounding (issue 23), as the
+    records in docs/eval/smollm2-tune and smollm2-test ran it."""
     gate: float | None = None
-    """The agreement gate's share (grounded only; None: the council's default, all)."""
+    """The agreement gate's share (None: the council's default, all)."""
     critics: int | None = None
     """Critics per proposal (None: every peer)."""
     token_budget: int | None = None
@@ -102,7 +107,6 @@ STRATEGIES: dict[str, Strategy] = {
             "adaptive",
             "council",
             rounds=1,
-            grounded=True,
             gate=0.6,
             critics=1,
             token_budget=12_000,

@@ -4,8 +4,13 @@ whether it passes, its LLM calls and its completion tokens, worked out from the 
 
 from __future__ import annotations
 
-from council_agents.checks.code import pick
+import asyncio
+from dataclasses import dataclass
+
+from council_agents.checks import code
+from council_agents.checks.code import agreeing, only_exceptions, pick
 from council_agents.evals.agreement import example_calls
+from council_agents.evals.humaneval import task_text
 from council_agents.evals.strategies import RUBRIC, STRATEGIES
 from council_agents.sim_vllm import HumanEvalScript
 from council_agents.sim_vllm.humaneval import (
@@ -44,16 +49,63 @@ def unanimous_ballots(shown: list[tuple[str, bool]], right: bool) -> bool:
     return any(all(first == x for voter, first in firsts.items() if voter != x) for x, _ in shown)
 
 
+@dataclass(frozen=True)
+class Found:
+    """What the council's code checker finds in the scripted correct or broken answer."""
+
+    hard: bool
+    verified: bool
+    outputs: tuple[str, ...] | None
+
+
+_FOUND: dict[tuple[str, bool], Found] = {}
+
+
+def found(problem, correct: bool) -> Found:
+    """The code checker (execution on, in the sandbox) on the scripted answer of one kind."""
+    key = (problem["task_id"], correct)
+    if key not in _FOUND:
+        task = code.code_task(task_text(problem))
+        assert task is not None
+        checked = asyncio.run(code.check(task, first_answer(problem, correct), run=True))
+        _FOUND[key] = Found(bool(checked.hard), checked.verified, checked.outputs)
+    return _FOUND[key]
+
+
+def gate_decides(problem, correct: dict[str, bool]) -> bool | None:
+    """The grounded council's agreement gate (``all``) on the newest drafts: whether the
+    deciding draft is correct, or None when the gate does not decide.
+    """
+    checked = {a: found(problem, c) for a, c in correct.items()}
+    verified = [a for a in AGENTS if checked[a].verified and not checked[a].hard]
+    if verified:
+        return correct[verified[0]]
+    outputs = [None if checked[a].hard else checked[a].outputs for a in AGENTS]
+    group = agreeing(outputs)
+    if not group or only_exceptions(outputs[group[0]] or ()) or len(group) < N:
+        return None
+    return correct[AGENTS[group[0]]]
+
+
 def expected_council(
-    problem, rounds: int, aggregator: str = "judge+vote", script: HumanEvalScript = SCRIPT
+    problem,
+    rounds: int,
+    aggregator: str = "judge+vote",
+    script: HumanEvalScript = SCRIPT,
+    grounded: bool = True,
 ):
     """(passed, calls, completion tokens) of a scripted deliberation (targeted: only broken
     code draws a blocker and is revised; a revision that changed nothing is not critiqued
     again; with ``judge+vote`` the judges are skipped when the ballots are unanimous).
+    Grounded (the council as it ships): after propose and after each round's revisions the
+    agreement gate may decide at once, a draft that fails a hard check cannot win while one
+    passes, and when one draft alone passes the judges are skipped.
     """
     correct = {a: script.first_correct(problem, a) for a in AGENTS}
     calls = N
     tokens = sum(completion_tokens(first_answer(problem, c)) for c in correct.values())
+    if grounded and (decided := gate_decides(problem, correct)) is not None:
+        return decided, calls, tokens
     same: set[str] = set()  # authors whose newest version equals the one before it
     for round_ in range(1, rounds + 1):
         authors = [a for a in AGENTS if a not in same]
@@ -77,10 +129,16 @@ def expected_council(
         )
         same = {a for a in AGENTS if a not in revising or after[a] == correct[a]}
         correct = after
+        if grounded and (decided := gate_decides(problem, correct)) is not None:
+            return decided, calls, tokens
     right = script.judges_right(problem)
     shown = [(f"P{i}", correct[a]) for i, a in enumerate(AGENTS, 1)]
-    judged = aggregator == "judge" or (
-        aggregator == "judge+vote" and not unanimous_ballots(shown, right)
+    failed = {a for a in AGENTS if grounded and found(problem, correct[a]).hard}
+    passing = [a for a in AGENTS if a not in failed]
+    alone = len(passing) == 1 and len(failed) == N - 1  # the checks decide: no judge
+    judged = not alone and (
+        aggregator == "judge"
+        or (aggregator == "judge+vote" and not unanimous_ballots(shown, right))
     )
     if judged:  # the default presentation: every rotation of the order, one judgement each
         calls += N
@@ -90,7 +148,9 @@ def expected_council(
         completion_tokens(vote_doc([s for s in shown if s[0] != f"P{i}"], right))
         for i in range(1, N + 1)
     )
-    finals = list(correct.values())
+    if alone:
+        return correct[passing[0]], calls, tokens
+    finals = [correct[a] for a in (passing or AGENTS)]  # a failing draft cannot win
     passed = any(finals) if right else all(finals)  # both prefer the same kind of code
     return passed, calls, tokens
 
@@ -106,4 +166,6 @@ def expected(problem, name: str, script: HumanEvalScript = SCRIPT):
     if name == "oracle@3":
         return any(correct), N, sum(answers)
     strategy = STRATEGIES[name]
-    return expected_council(problem, strategy.rounds, strategy.aggregator, script)
+    return expected_council(
+        problem, strategy.rounds, strategy.aggregator, script, strategy.grounded
+    )

@@ -5,6 +5,7 @@ calls and tokens are what the script implies, and a stopped eval re-asks nothing
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -19,7 +20,7 @@ from council_agents.evals.strategies import STRATEGIES
 from council_agents.llm.client import LLM
 from council_agents.llm.prompt_files import PromptFiles
 from council_agents.sim_vllm import FaultRule, HumanEvalScript, ServerThread, SimConfig, SimVLLM
-from tests.eval_script import SCRIPT, N, expected
+from tests.eval_script import SCRIPT, N, expected, expected_council
 from tests.helpers import sim_requests
 from tests.unit.test_prompts import STAGE_VALUES
 
@@ -43,7 +44,8 @@ async def served_settings(base_url: str) -> Settings:
 def run_eval(sim, out, names, problems=PROBLEMS, saver=None, rid=None):
     async def main():
         settings = await served_settings(sim.base_url)
-        plan = Plan(problems, [STRATEGIES[n] for n in names], N, out)
+        strategies = [STRATEGIES[n] if isinstance(n, str) else n for n in names]
+        plan = Plan(problems, strategies, N, out)
         runner = Runner(
             plan,
             eval_settings(settings),
@@ -90,6 +92,22 @@ def test_every_strategy_matches_the_script(scripted_sim, tmp_path):
         assert summaries[name]["passed"] == sum(passes)
         assert summaries[name]["pass_at_1"] == sum(passes) / len(PROBLEMS)
     assert (tmp_path / "summary.md").exists() and (tmp_path / "pass_vs_tokens.png").exists()
+
+
+def test_an_ungrounded_council_deliberates_where_the_checks_would_have_decided(
+    scripted_sim, tmp_path
+):
+    plain = dataclasses.replace(STRATEGIES["council1"], grounded=False)
+    run_eval(scripted_sim, tmp_path, [plain])
+    results = {r["task_id"]: r for r in read_results(tmp_path / RESULTS_FILE)}
+    differ = 0
+    for problem in PROBLEMS:
+        record = results[problem["task_id"]]
+        got = (record["passed"], record["llm_calls"], record["completion_tokens"])
+        assert got == expected_council(problem, 1, grounded=False), problem["task_id"]
+        differ += got != expected(problem, "council1")
+    # the script has problems where the grounded council decides at once (a verified answer)
+    assert differ >= 1
 
 
 def asked_about(log, problems) -> list[dict]:
