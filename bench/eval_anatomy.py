@@ -76,6 +76,22 @@ def read_calls(log: Path, threads: dict[str, tuple[str, str]]) -> list[dict[str,
     return calls
 
 
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f} %" if whole else "-"
+
+
+def _previous(
+    drafts: dict[tuple[str, str, int], str], task: str, agent: str, version: int
+) -> str | None:
+    """The newest accepted draft of ``agent`` before ``version`` (a refused or unchanged
+    revision left the one before it standing).
+    """
+    for v in range(version - 1, -1, -1):
+        if (task, agent, v) in drafts:
+            return drafts[(task, agent, v)]
+    return None
+
+
 async def anatomy(out_dir: Path, log: Path) -> str:
     """The report, as Markdown."""
     run = json.loads((out_dir / "eval.json").read_text(encoding="utf-8"))
@@ -104,6 +120,11 @@ async def anatomy(out_dir: Path, log: Path) -> str:
                 rejected = sum(1 for c in mine if not c.get("accepted", True))
                 tokens = sum(int(c.get("completion_tokens") or 0) for c in mine)
                 out.append(f"| {stage} | {len(mine)} | {rejected} | {tokens} |")
+        refused = sum(1 for c in records if not c.get("accepted", True))
+        every = sum(int(c.get("completion_tokens") or 0) for c in records)
+        out.append(
+            f"| **all** | {len(records)} | {refused} ({_share(refused, len(records))}) | {every} |"
+        )
         # the drafts: (task, agent, version) -> text; accepted answers only
         drafts: dict[tuple[str, str, int], str] = {}
         for c in records:
@@ -132,15 +153,22 @@ async def anatomy(out_dir: Path, log: Path) -> str:
             name = "first answer" if version == 0 else f"revision {version}"
             out.append(f"| {name} | {total[version]} | {kept[version]} | {won[version]} |")
         flips: Counter[tuple[bool, bool]] = Counter()
+        still = [0, 0]  # revisions whose previous version defined the function: define it too
         for task, agent, version in keys:
             before = passed.get((task, agent, version - 1))
             if version and before is not None:
                 flips[(before, passed[(task, agent, version)])] += 1
+            previous = _previous(drafts, task, agent, version)
+            entry = problems[task]["entry_point"]
+            if version and previous is not None and defines(extract_code(previous, entry), entry):
+                still[0] += 1
+                still[1] += defines(extract_code(drafts[(task, agent, version)], entry), entry)
         out += [
             "",
             f"Revisions: pass -> fail {flips[(True, False)]}, fail -> pass "
             f"{flips[(False, True)]}, pass -> pass {flips[(True, True)]}, fail -> fail "
-            f"{flips[(False, False)]}.",
+            f"{flips[(False, False)]}. Revisions of a draft that defined the function that still "
+            f"define it: {still[1]} of {still[0]} ({_share(still[1], still[0])}).",
             "",
         ]
     return "\n".join(out)

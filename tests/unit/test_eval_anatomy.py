@@ -57,3 +57,6 @@ async def test_anatomy_scores_each_draft_and_counts_what_revisions_did(tmp_path:
     assert "| first answer | 2 | 2 | 1 |" in report
     assert "| revision 1 | 2 | 1 | 1 |" in report
     assert "pass -> fail 1, fail -> pass 1, pass -> pass 0, fail -> fail 0" in report
+    assert "| **all** | 6 | 1 (16.7 %) | 434 |" in report
+    # the first proposal defined the function and its revision dropped it; the second's too
+    assert "that still define it: 1 of 2 (50.0 %)" in report
