@@ -6,6 +6,8 @@ the previous version had:
 - a code block, when the previous version had one;
 - code that parsed (Python) and no longer parses;
 - a top-level name (function, class, assignment) the previous version's code defined;
+- a function or class the previous version defined on a line of its own (``def name(`` or
+  ``class name`` at the start of a line), even in code that did not parse or was not fenced;
 - one of the proposal's fixed sections (Approach, Steps, Acceptance criteria, Tests, Risks and
   rollback, Assumptions and open questions) that the previous version had;
 - most of its text: under a quarter of a previous version of 400 characters or more.
@@ -64,6 +66,14 @@ def top_level_names(code: str) -> set[str]:
     return names
 
 
+_DEFINED = re.compile(r"^(?:async[ \t]+)?(?:def|class)[ \t]+([A-Za-z_]\w*)", re.M)
+
+
+def defined_names(text: str) -> set[str]:
+    """The functions and classes a text defines at the start of a line, parsed or not."""
+    return set(_DEFINED.findall(text))
+
+
 _HEADING = re.compile(r"^\s*(?:#{1,6}\s*|\d+[.)]\s*)?\**\s*([a-z][a-z ]*)", re.I)
 
 
@@ -95,6 +105,9 @@ def dropped(previous: str, revised: str) -> str | None:
         missing = sorted(top_level_names(before) - top_level_names(after))
         if missing:
             return f"the revision no longer defines {', '.join(missing)}"
+    gone = sorted(defined_names(previous) - defined_names(revised))
+    if gone:
+        return f"the revision no longer defines {', '.join(gone)}"
     lost = sorted(sections(previous) - sections(revised))
     if lost:
         return f"the revision drops the section(s) {', '.join(lost)}"

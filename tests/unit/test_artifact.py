@@ -30,6 +30,26 @@ def test_a_revision_that_drops_the_code_is_refused(revised, problem):
     assert problem in (dropped(CODE, revised) or "")
 
 
+BROKEN = "def solve(N):\n    return (\n```\n"  # no opening fence, and it does not parse
+
+
+@pytest.mark.parametrize(
+    "previous,revised",
+    [
+        (BROKEN, "The complete revised function is within the line above."),
+        (
+            "```python\ndef sort_array(arr):\n    return sorted(*[\n```",
+            "```python\ndef sort_list(arr):\n    return sorted(*[\n```",
+        ),
+    ],
+)
+def test_a_function_defined_in_code_that_does_not_parse_must_stay(previous, revised):
+    """SmolLM2's revisions of its own broken code (HumanEval/84 and /88)."""
+    assert "no longer defines" in (dropped(previous, revised) or "")
+    fixed = revised.replace("sort_list", "sort_array") if "sort" in revised else BROKEN
+    assert dropped(previous, fixed) is None
+
+
 def test_a_revision_that_keeps_and_changes_the_code_is_accepted():
     better = (
         "```python\nimport math\n\ndef area(r: float) -> float:\n    return math.pi * r**2\n```"
