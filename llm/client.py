@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import dataclasses
 import functools
 import re
 import ssl
@@ -411,8 +410,6 @@ class LLM:
                 )
             if record["finish_reason"] == "length":
                 budget *= 2  # truncated: retry with room to finish
-            if isinstance(messages, Prompt):  # the retry is told why (prompts/retry.md)
-                messages = dataclasses.replace(messages, refused=problem)
         raise AnswerRejected(
             stage, agent["agent_id"], f"{problem} after {len(records)} attempt(s)"
         ).after(records)

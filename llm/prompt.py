@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import BaseMessage
 
 from council_agents.core.state import Critique
 from council_agents.llm.prompt_files import PromptFiles, Snapshot
@@ -285,10 +285,6 @@ class Prompt:
     role: str
     values: dict[str, Any]
     pieces: dict[str, Piece] = field(default_factory=dict)
-    refused: str | None = None
-    """Why the previous attempt's answer was refused (``LLM.ask``): the retry is told, in a
-    last user message rendered from ``retry.md`` with the reason fenced as data (no note when
-    the prompt set has no ``retry.md``)."""
 
     def render(
         self, files: PromptFiles | Snapshot, limits: Mapping[str, int] | None = None
@@ -301,10 +297,5 @@ class Prompt:
             texts[name], cut = piece.text((limits or {}).get(name, piece.size()))
             if cut:
                 cuts.append(cut)
-        snapshot = files if isinstance(files, Snapshot) else files.snapshot()
-        messages = snapshot.messages(
-            self.system, self.stage, role=self.role, **self.values, **texts
-        )
-        if self.refused and "retry.md" in snapshot.files:
-            messages.append(HumanMessage(snapshot.render("retry", problem=fence(self.refused))))
+        messages = files.messages(self.system, self.stage, role=self.role, **self.values, **texts)
         return messages, cuts

@@ -309,17 +309,13 @@ def _checks(council: Council, task: str, deliberation_id: str) -> list[tuple[Age
     return checks
 
 
-RETRY_FILE = "retry.md"
-"""The note a retry after a refused answer ends with (``llm.prompt.Prompt.refused``)."""
-
-
 def prompt_files_used(council: Council) -> set[str]:
     """The prompt files ``council``'s stages render (``propose.md``, ``roles/dev.md``, ...)."""
     return {
         f"{name}.md"
         for _, _, prompt in _checks(council, "(task)", "-")
         for name in (prompt.system, prompt.stage)
-    } | {RETRY_FILE}
+    }
 
 
 def prompt_problems(files: Snapshot, council: Council, task: str = "(task)") -> list[Problem]:
@@ -340,9 +336,6 @@ def prompt_problems(files: Snapshot, council: Council, task: str = "(task)") -> 
                 problems.setdefault((p.file, p.line, p.what), p)
         if not problems:
             prompt.render(files)
-    if RETRY_FILE in files.files:  # optional: without it a retry is sent without a note
-        for p in check_text(RETRY_FILE, files.text("retry"), {"problem"}):
-            problems.setdefault((p.file, p.line, p.what), p)
     return list(problems.values())
 
 
