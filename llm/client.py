@@ -230,26 +230,36 @@ def without_content(record: CallRecord) -> CallRecord:
     return cast(CallRecord, kept)
 
 
+class NoRetry(ValueError):
+    """An answer check's refusal that no further attempt is asked for (unless the answer was
+    cut at ``max_tokens``): what stands without an answer is what a retry could at best
+    restore (a revision that drops the previous version's code: the previous version stands).
+    """
+
+
 def _problem(
     answer: str,
     reasoning: str,
     finish: str | None,
     structured: bool,
     validate: Callable[[str], Any] | None,
-) -> tuple[str, Any]:
-    """Why an answer is rejected ("" when it is accepted) and its parsed value."""
+) -> tuple[str, Any, bool]:
+    """Why an answer is rejected ("" when it is accepted), its parsed value, and whether
+    another attempt may be asked for.
+    """
     if not answer:
         used = "; reasoning used the budget" if reasoning else ""
-        return f"empty answer (finish_reason={finish}{used})", None
+        return f"empty answer (finish_reason={finish}{used})", None, True
     if not structured and looks_like_garbage(answer):
-        return f"garbage answer: {answer[:80]!r}", None
+        return f"garbage answer: {answer[:80]!r}", None, True
     if validate is None:
-        return "", None
+        return "", None, True
     try:
-        return "", validate(answer)
+        return "", validate(answer), True
     except ValueError as e:
         said = " ".join(str(e).split())  # one line, whatever the check raised
-        return f"invalid structured answer (finish_reason={finish}): {said}", None
+        again = finish == "length" or not isinstance(e, NoRetry)
+        return f"invalid structured answer (finish_reason={finish}): {said}", None, again
 
 
 class LLM:
@@ -336,7 +346,8 @@ class LLM:
     ) -> Answer:
         """One LLM call with answer checks; rejected answers are kept, logged and retried
         ``answer_retries`` times, each attempt with a seed of its own (a truncated one with
-        twice the budget), then ``AnswerRejected`` names the stage, the agent and the last
+        twice the budget; a ``NoRetry`` refusal of an answer that was not cut ends the
+        attempts), then ``AnswerRejected`` names the stage, the agent and the last
         problem. ``token_cap`` bounds what the attempts may spend together (prompt and
         completion): no attempt is made that could pass it. Every attempt is fitted into the
         model's context window first (``llm.fit``; a ``Prompt`` can be shortened).
@@ -390,7 +401,7 @@ class LLM:
                 record["context_fit"] = sent.fit
             if files is not None:
                 record["prompts"], record["prompt_set"] = dict(files.rendered), files.digest
-            problem, parsed = _problem(
+            problem, parsed, again = _problem(
                 record.get("content", ""),
                 record["reasoning"],
                 record["finish_reason"],
@@ -408,6 +419,8 @@ class LLM:
                 return Answer(
                     records[:-1] + [without_content(record)], record.get("content", ""), parsed
                 )
+            if not again:
+                break
             if record["finish_reason"] == "length":
                 budget *= 2  # truncated: retry with room to finish
         raise AnswerRejected(

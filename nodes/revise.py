@@ -1,16 +1,18 @@
 r"""revise: an author revises its own proposal from the critiques it received (in parallel).
 
-The author answers in plain text: first the full revised proposal (a code block for code), then
-a ``=== CHANGES ===`` line and the defects it addressed and rejected, one per line (read
-loosely); or only ``UNCHANGED``, which carries the previous version forward. A revision that
-drops what the previous version had (``checks.artifact``: its code block, code that no longer
-parses or defines the same names, a fixed section, most of its text) is rejected and asked
-again; after the retries the previous version stands. An author with no critique to answer
-keeps its version without a call (the router sends no task to an author without a severe
-critique: ``tally`` carries its draft). The prompt shows the proposals exactly as the round's
-critics saw them (every agent's, in the deliberation's fixed order, under neutral labels, so
-the prefix cache serves it), then the critiques, then which label is the author's; to fit a
-window the critiques are shortened first, then the other proposals, never the author's own.
+The author answers in plain text: first the full revised proposal (a code block for code), then a
+``=== CHANGES ===`` line and the defects it addressed and rejected, one per line (read loosely); or
+only ``UNCHANGED``, which carries the previous version forward. A revision that drops what the
+previous version had (``checks.artifact``: its code block, code that no longer parses or defines
+the same names, a fixed section, most of its text) is rejected and, unless it was cut at
+``max_tokens``, not asked for again (``llm.client.NoRetry``): the previous version stands, which is
+all a retry could restore (on SmolLM2 a retry bought a revision 1 time in 4, and none passed a test
+its previous version failed: docs/EVAL.md). An author with no critique to answer keeps its version
+without a call (the router sends no task to an author without a severe critique: ``tally`` carries
+its draft). The prompt shows the proposals exactly as the round's critics saw them (every agent's,
+in the deliberation's fixed order, under neutral labels, so the prefix cache serves it), then the
+critiques, then which label is the author's; to fit a window the critiques are shortened first,
+then the other proposals, never the author's own.
 Headings the fence escaped (``\## ...``) and copied back are restored.
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 
 from council_agents.checks.artifact import dropped
 from council_agents.core.state import Change, Draft, DraftUpdate, ReviseTask
-from council_agents.llm.client import LLM
+from council_agents.llm.client import LLM, NoRetry
 from council_agents.llm.prompt import Critiques
 from council_agents.llm.stage import (
     LEFT_OUT,
@@ -60,7 +62,7 @@ def _change(text: str) -> Change:
 
 
 def read_revision(answer: str, previous: str) -> Revision:
-    """The revision in ``answer``; ``ValueError`` (one line) when it is empty or drops what
+    """The revision in ``answer``; ``NoRetry`` (one line) when it is empty or drops what
     ``previous`` had.
     """
     text = _ESCAPED.sub(r"\1\2", _FENCE.sub("", answer)).strip()
@@ -69,10 +71,10 @@ def read_revision(answer: str, previous: str) -> Revision:
     marker = CHANGES.search(text)
     proposal = (text[: marker.start()] if marker else text).strip()
     if not proposal:
-        raise ValueError("the revision has no proposal before its list of changes")
+        raise NoRetry("the revision has no proposal before its list of changes")
     problem = dropped(previous, proposal)
     if problem:
-        raise ValueError(problem)
+        raise NoRetry(problem)
     revision = Revision(proposal)
     for line in text[marker.end() :].splitlines() if marker else []:
         item = _ITEM.match(line)
