@@ -400,6 +400,8 @@ def test_real_eval_then_eval_anatomy_against_the_simulator(tmp_path, sim):
     anatomy = bench(tmp_path, "bench.eval_anatomy", "--out", str(results))
     assert "### council1 (1 problems)" in anatomy
     stages = {r["stage"]: r for r in table(anatomy, "stage")}
+    every = stages.pop("**all**")  # the strategy's total: every stage's calls
+    assert int(every["calls"]) == sum(int(r["calls"]) for r in stages.values())
     # the stages the run's log records (only the council critiques, revises, judges and
     # votes): judge+vote skips the judges on unanimous ballots, only severe defects' authors
     # revise, so which ran and how often is the run's own
