@@ -58,14 +58,20 @@ class SimProcess:
             stderr=subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 60  # a loaded 2-core machine imports slowly
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 if httpx.get(self.admin + "/health", timeout=0.5).status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
-        raise RuntimeError("simulated vLLM did not start")
+        code = self.proc.poll()
+        self.__exit__()
+        raise RuntimeError(
+            "simulated vLLM did not start within 60 s"
+            if code is None
+            else f"simulated vLLM exited {code} before it answered"
+        )
 
     def __exit__(self, *exc: object) -> None:
         if self.proc:
