@@ -283,7 +283,7 @@ def test_peers_with_council_alone(tmp_path):
     expected = {"propose": 3, "critique": 6, "revise": 3, "vote": 3} | (
         {"judge": 3} if judges else {}
     )
-    assert run["by_stage"] == expected
+    assert {stage: n for stage, n in run["by_stage"].items() if n} == expected
     assert row["LLM calls"] == str(sum(expected.values()))
     assert run["winner"].startswith("agent-dev-")
 
